@@ -1,0 +1,62 @@
+"""statek: durable LLM agents as Python workspaces, persisted in dbzero.
+
+Importing statek touches no storage; see `statek.store` for the start-up sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statek._version import __version__
+from statek.errors import (
+    IllegalTransitionError,
+    JobNotFoundError,
+    NotInitializedError,
+    ProviderError,
+    SandboxViolation,
+    StatekError,
+    UnstorableValueError,
+)
+from statek.models import (
+    Agent,
+    Future,
+    Job,
+    JobDef,
+    JobStatus,
+    StatekPushQueue,
+    SupervisedAgent,
+)
+from statek.settings import StatekSettings, get_statek_settings
+from statek.statek_client_api import StatekClientAPI
+from statek.store import close, commit_all, init, open_default_store, open_prefix
+from statek.tools import tool
+
+# Names whose modules pull in the runner, providers or compiled code: imported on first use.
+_LAZY = {
+    "start_statek": "statek.runner",
+    "start_statek_async": "statek.runner",
+    "add_provider": "statek.providers",
+    "get_provider": "statek.providers",
+    "speedups_enabled": "statek._speedups",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'statek' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Agent", "Future", "IllegalTransitionError", "Job", "JobDef", "JobNotFoundError",
+    "JobStatus", "NotInitializedError", "ProviderError", "SandboxViolation", "StatekClientAPI",
+    "StatekError", "StatekPushQueue", "StatekSettings", "SupervisedAgent",
+    "UnstorableValueError", "__version__", "add_provider", "close", "commit_all",
+    "get_provider", "get_statek_settings", "init", "open_default_store", "open_prefix",
+    "speedups_enabled", "start_statek", "start_statek_async", "tool",
+]  # fmt: skip

@@ -1,0 +1,3 @@
+from statek.cli import main
+
+main()

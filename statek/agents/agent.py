@@ -1,0 +1,5 @@
+"""`statek.agents.agent`: the documented import path of the agent classes."""
+
+from statek.models.agent import Agent, SupervisedAgent
+
+__all__ = ["Agent", "SupervisedAgent"]

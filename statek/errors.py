@@ -1,0 +1,44 @@
+"""Every error statek raises on purpose, so callers can catch one family."""
+
+from __future__ import annotations
+
+
+class StatekError(Exception):
+    """Base class of all statek errors."""
+
+
+class NotInitializedError(StatekError):
+    """The model was used before a dbzero prefix was open."""
+
+
+class IllegalTransitionError(StatekError):
+    """A job was asked to move between two statuses the state machine does not connect."""
+
+
+class UnstorableValueError(StatekError, TypeError):
+    """A value that dbzero cannot persist was handed to the model."""
+
+
+class SandboxViolation(StatekError):
+    """Job code tried something restricted mode forbids."""
+
+
+class ProviderError(StatekError):
+    """A model provider failed for good (after its retries)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class ProviderNotFoundError(StatekError, LookupError):
+    """No provider is registered under the requested name."""
+
+
+class JobNotFoundError(StatekError, LookupError):
+    """No job exists with the given id."""
+
+
+class ConfigurationError(StatekError, ValueError):
+    """A setting has a value statek cannot use."""

@@ -1,0 +1,135 @@
+"""Futures: what a suspended job waits for, and what wakes it.
+
+A future is persisted so a job can wait across restarts. Each one names what can make it ready
+(`wake_keys`): a job finishing, a deadline, a message for its owner, or, for an arbitrary
+condition, a polling interval. The scheduler indexes waiters by those keys; nothing scans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dbzero as db0
+
+from statek.errors import StatekError
+from statek.models.status import DONE
+
+JOB, TIMER, MESSAGE, ALL, ANY, CONDITION = "job", "timer", "message", "all", "any", "condition"
+
+
+class SuspendJob(BaseException):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by `Future.value` when the value is not there yet: the job suspends on it.
+
+    A BaseException, so job code's `except Exception:` cannot swallow it.
+    """
+
+    def __init__(self, future: Any) -> None:
+        super().__init__("job suspended")
+        self.future = future
+
+
+@db0.memo(id="statek/Future")
+class Future:
+    """Persisted awaitable; `.value` returns the result or suspends the job that reads it."""
+
+    def __init__(
+        self,
+        kind: str,
+        owner: Any,
+        *,
+        target: Any = None,
+        deadline: float | None = None,
+        parts: Sequence[Any] = (),
+        condition: Callable[..., bool] | None = None,
+        args: Sequence[Any] = (),
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.kind = kind
+        self.owner = owner
+        self.target = target
+        self.deadline = deadline
+        self.parts = list(parts) if parts else None
+        self.condition = condition
+        self.args = list(args) if args else None
+        self.poll_interval = poll_interval
+        self.resolved = False
+        self.result = None
+        self.winner = -1
+
+    # ------------------------------------------------------------- readiness
+    def is_ready(self) -> bool:
+        """Whether `.value` would return now (resolving the future if so)."""
+        if self.resolved:
+            return True
+        kind = self.kind
+        if kind == JOB:
+            if self.target.status != DONE:
+                return False
+            self._resolve(self.target.exit_status)
+        elif kind == TIMER:
+            if time.time() < self.deadline:
+                return False
+            self._resolve(self.deadline)
+        elif kind == MESSAGE:
+            if self.owner.unread_messages <= 0:
+                return False
+            self._resolve(self.owner.take_message())
+        elif kind == ALL:
+            if not all(part.is_ready() for part in self.parts):
+                return False
+            self._resolve([part.result for part in self.parts])
+        elif kind == ANY:
+            for index, part in enumerate(self.parts):
+                if part.is_ready():
+                    self.winner = index
+                    self._resolve(part.result)
+                    break
+            else:
+                return False
+        elif kind == CONDITION:
+            if not self.condition(*(self.args or ())):
+                return False
+            self._resolve(True)
+        else:
+            raise StatekError(f"unknown future kind {kind!r}")
+        return True
+
+    def _resolve(self, result: Any) -> None:
+        self.result = result
+        self.resolved = True
+
+    @property
+    def done(self) -> bool:
+        return self.is_ready()
+
+    @property
+    def value(self) -> Any:
+        if self.is_ready():
+            return self.result
+        raise SuspendJob(self)
+
+    def waits_on_message(self) -> bool:
+        return any(kind == MESSAGE for kind, _ in self.wake_keys())
+
+    def wake_keys(self) -> Iterator[tuple[str, Any]]:
+        """(kind, what) pairs that can make this future ready: ('job', uuid), ('message',
+        owner uuid), ('time', deadline) or ('poll', interval)."""
+        kind = self.kind
+        if kind == JOB:
+            yield "job", db0.uuid(self.target)
+        elif kind == TIMER:
+            yield "time", self.deadline
+        elif kind == MESSAGE:
+            yield "message", db0.uuid(self.owner)
+        elif kind in (ALL, ANY):
+            for part in self.parts:
+                if not part.resolved:
+                    yield from part.wake_keys()
+        else:
+            yield "poll", self.poll_interval
+
+    def __repr__(self) -> str:
+        state = f"= {self.result!r}" if self.resolved else "pending"
+        return f"<Future {self.kind} {state}>"

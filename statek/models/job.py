@@ -1,0 +1,253 @@
+"""Jobs: one persisted Python session of an agent, with its status, locals, console and log.
+
+Storage rules (notes/dbzero.md §0) shape this class: every job is anchored in its prefix's
+root list, status is a `tag_fields` enum (so status queries are index lookups), and the
+per-job collections (locals, console, chat log, inbox) are created only when first written,
+which keeps submitting a job to a handful of attribute writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dbzero as db0
+
+from statek import signals
+from statek.models.root import root_for
+from statek.models.status import DONE, READY, STARTED, SUSPENDED, JobStatus, check_move
+from statek.store import transition
+
+
+def _as_dict(stored: Any) -> dict[str, Any]:
+    """Locals are stored as None, a flat (key, value, ...) tuple seed, or a dict."""
+    if stored is None:
+        return {}
+    if type(stored).__name__ == "Tuple":
+        return {stored[i]: stored[i + 1] for i in range(0, len(stored), 2)}
+    return {key: stored[key] for key in stored}
+
+
+class LocalsView(Mapping[str, Any]):
+    """Read-only view of a job's persisted locals."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, stored: Any) -> None:
+        self._data = _as_dict(stored)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"LocalsView({self._data!r})"
+
+
+@db0.memo(id="statek/Job")
+@db0.tag_fields("status")
+class Job:
+    """A unit of agent work. Create jobs with `StatekClientAPI.submit_new_job`."""
+
+    # Class-level defaults: dbzero falls back to them, so a new job writes only what differs
+    # (each stored attribute costs 1-2 µs at creation).
+    parent: Any = None
+    locale: str | None = None
+    vars: Any = None  # locals: None, a flat (k, v, ...) tuple seed, or a dict once written
+    console_lines: Any = None
+    chat: Any = None
+    inbox: Any = None
+    inbox_read = 0
+    block = 0  # warmup block being run; len(warmup blocks) once the warmup is over
+    stmt = 0  # statement of the current code to run next (the resume point)
+    pending_code: str | None = None  # code from the model's last reply, not yet run
+    awaiting: Any = None  # the Future a SUSPENDED job waits on
+    sites: Any = None  # replay table: call site -> Future, for the statement that waits
+    exit_status: Any = None
+    error: str | None = None
+    turns = 0
+    exceptions = 0
+    consecutive_exceptions = 0
+    input_tokens = 0
+    output_tokens = 0
+    applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
+    finished_at: float | None = None
+
+    def __init__(
+        self,
+        jobdef: Any,
+        shared_vars: dict[str, Any] | None = None,
+        locale: str | None = None,
+        parent: Any = None,
+    ) -> None:
+        now = time.time()
+        self.status = READY
+        self.jobdef = jobdef
+        self.created_at = now
+        self.updated_at = now
+        if shared_vars:
+            self.vars = tuple(item for pair in shared_vars.items() for item in pair)
+        if locale is not None:
+            self.locale = locale
+        if parent is not None:
+            self.parent = parent
+
+    @classmethod
+    def create(
+        cls,
+        jobdef: Any,
+        shared_vars: dict[str, Any] | None = None,
+        locale: str | None = None,
+        parent: Any = None,
+    ) -> Job:
+        """Construct and anchor a job (anchoring inside `__init__` via `db0.materialized`
+        makes creation cost grow with the jobs created, so it happens here)."""
+        job = cls(jobdef, shared_vars, locale, parent)
+        root_for().jobs.append(job)
+        return job
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def uuid(self) -> str:
+        return str(db0.uuid(self))
+
+    @property
+    def agent(self) -> Any:
+        return self.jobdef.agent
+
+    @property
+    def locals(self) -> LocalsView:
+        return LocalsView(self.vars)
+
+    @property
+    def console(self) -> list[str]:
+        return [] if self.console_lines is None else list(self.console_lines)
+
+    @property
+    def chat_log(self) -> list[dict[str, Any]]:
+        return [] if self.chat is None else [dict(entry) for entry in self.chat]
+
+    @property
+    def messages(self) -> list[Any]:
+        """Every message pushed to this job, read or not."""
+        return [] if self.inbox is None else list(self.inbox)
+
+    @property
+    def unread_messages(self) -> int:
+        return 0 if self.inbox is None else len(self.inbox) - self.inbox_read
+
+    @property
+    def is_done(self) -> bool:
+        return bool(self.status == DONE)
+
+    @property
+    def in_warmup(self) -> bool:
+        return int(self.block) < len(self.jobdef.warmup_blocks)
+
+    def __repr__(self) -> str:
+        return f"<Job {db0.uuid(self)} {self.status} of {self.jobdef.agent.role!r}>"
+
+    # ----------------------------------------------------------------- writing
+    def set_status(self, new: Any) -> None:
+        """The one way a job's status changes; an illegal move raises IllegalTransitionError."""
+        current = self.status
+        if current == new:
+            return
+        check_move(db0.uuid(self), current, new)
+        self.status = new
+        self.updated_at = time.time()
+
+    def write_console(self, text: str) -> None:
+        if self.console_lines is None:
+            self.console_lines = [text]
+        else:
+            self.console_lines.append(text)
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """Append one chat-log entry (request, reply, tool call, error...)."""
+        if self.chat is None:
+            self.chat = [entry]
+        else:
+            self.chat.append(entry)
+
+    def locals_dict(self) -> dict[str, Any]:
+        """A plain copy of the locals (what job code runs against)."""
+        return _as_dict(self.vars)
+
+    def bind_locals(self, values: Mapping[str, Any], deleted: tuple[str, ...] = ()) -> None:
+        """Persist assignments and deletions made by one statement."""
+        if not values and not deleted:
+            return
+        stored = self.vars
+        if stored is None or type(stored).__name__ == "Tuple":
+            merged = _as_dict(stored)
+            merged.update(values)
+            for key in deleted:
+                merged.pop(key, None)
+            self.vars = merged
+            return
+        for key, value in values.items():
+            stored[key] = value
+        for key in deleted:
+            stored.pop(key, None)
+
+    def take_message(self) -> Any:
+        """Consume the oldest unread message (caller checked `unread_messages`)."""
+        message = self.inbox[self.inbox_read]
+        self.inbox_read += 1
+        return message
+
+    def finish(self, exit_status: Any = None, error: str | None = None) -> None:
+        """Move to DONE, record why, and tell whoever waits on this job."""
+        self.set_status(DONE)
+        self.finished_at = self.updated_at
+        if exit_status is not None or self.exit_status is not None:
+            self.exit_status = exit_status
+        if error is not None:
+            self.error = error
+        if self.awaiting is not None:
+            self.awaiting = None
+        if self.sites is not None:
+            self.sites = None
+        signals.job_finished(db0.uuid(self))
+
+    def resume(self) -> None:
+        """SUSPENDED/DONE -> STARTED and tell the scheduler it is runnable."""
+        self.set_status(STARTED)
+        signals.job_runnable(db0.uuid(self))
+
+    def push_user_message(self, message: Any) -> None:
+        """Record a message; re-open a DONE job; wake a job suspended on a message."""
+        with transition():
+            self._apply_message(message)
+
+    def _apply_message(self, message: Any) -> None:
+        if self.inbox is None:
+            self.inbox = [message]
+        else:
+            self.inbox.append(message)
+        self.updated_at = time.time()
+        status = self.status
+        if status == DONE:
+            self.exit_status = None
+            self.resume()
+        elif status == SUSPENDED:
+            awaiting = self.awaiting
+            if awaiting is not None and awaiting.waits_on_message() and awaiting.is_ready():
+                self.resume()
+        signals.job_messaged(db0.uuid(self))
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """End the job now (unless already DONE); returns whether it was cancelled."""
+        with transition():
+            if self.status == DONE:
+                return False
+            self.finish(exit_status=reason, error=reason)
+            return True
+

@@ -1,0 +1,124 @@
+"""StatekPushQueue: the durable inbox of a worker, one per dbzero prefix.
+
+It holds two kinds of work: messages for jobs (FIFO of (job id, message)) and events for
+supervised agents (one FIFO per agent). Producers only append. The runner peeks a batch,
+applies it, and advances the head in the same transaction; when the jobs live in another
+prefix than the queue, each job remembers the last sequence number it applied, so a batch
+re-read after a crash between the two commits is skipped rather than applied twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import dbzero as db0
+
+from statek.models.fifo import Fifo
+from statek.models.storable import unstorable_reason
+from statek.errors import UnstorableValueError
+from statek.store import current_prefix, transition
+
+MAX_DEAD_LETTERS = 10_000
+
+
+def _check(value: Any, what: str) -> None:
+    reason = unstorable_reason(value)
+    if reason is not None:
+        raise UnstorableValueError(
+            f"{what} of type {type(value).__name__} cannot be stored in dbzero: {reason}"
+        )
+
+
+@db0.memo(singleton=True, id="statek/PushQueue")
+class StatekPushQueue:
+    """The push queue of `prefix` (default: the current prefix); constructing it again returns
+    the same queue."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        db0.set_prefix(self, prefix)
+        self.prefix_name = prefix or current_prefix()
+        self.messages = Fifo(prefix)
+        self.events = db0.dict()  # agent uuid -> Fifo
+        self.dead_letters = db0.list()
+        self.created_at = time.time()
+
+    # ------------------------------------------------------------ producers
+    def push_message(self, job: Any, message: Any) -> int:
+        """Queue `message` for `job` (a Job or its uuid); returns the sequence number."""
+        job_id = job if isinstance(job, str) else db0.uuid(job)
+        _check(message, "message")
+        with transition():
+            return int(self.messages.push((job_id, message)))
+
+    def push_messages(self, pairs: Sequence[tuple[Any, Any]]) -> int:
+        """Queue many (job, message) pairs in order; returns the first sequence number."""
+        items = []
+        for job, message in pairs:
+            _check(message, "message")
+            items.append((job if isinstance(job, str) else db0.uuid(job), message))
+        with transition():
+            return int(self.messages.push_many(items))
+
+    def push_event(self, agent: Any, event: Any) -> int:
+        """Queue an event for a supervised agent; it becomes one new job."""
+        _check(event, "event")
+        agent_id = agent if isinstance(agent, str) else db0.uuid(agent)
+        with transition():
+            fifo = self.events.get(agent_id)
+            if fifo is None:
+                fifo = Fifo(self.prefix_name)
+                self.events[agent_id] = fifo
+            return int(fifo.push(event))
+
+    # ------------------------------------------------------------ consumers
+    def message_count(self) -> int:
+        return len(self.messages)
+
+    def event_count(self, agent: Any = None) -> int:
+        if agent is None:
+            return sum(len(f) for f in self.events.values())
+        fifo = self.events.get(agent if isinstance(agent, str) else db0.uuid(agent))
+        return 0 if fifo is None else len(fifo)
+
+    def __len__(self) -> int:
+        return self.message_count() + self.event_count()
+
+    def peek_messages(self, limit: int) -> tuple[int, list[tuple[str, Any]]]:
+        """(first sequence number, up to `limit` oldest (job uuid, message) pairs)."""
+        return self.messages.peek(limit)  # type: ignore[no-any-return]
+
+    def ack_messages(self, count: int) -> None:
+        """Drop the `count` oldest messages: call in the transaction that applied them."""
+        self.messages.advance(count)
+
+    def peek_events(self, agent: Any, limit: int) -> tuple[int, list[Any]]:
+        fifo = self.events.get(agent if isinstance(agent, str) else db0.uuid(agent))
+        if fifo is None:
+            return 0, []
+        return fifo.peek(limit)  # type: ignore[no-any-return]
+
+    def ack_events(self, agent: Any, count: int) -> None:
+        fifo = self.events.get(agent if isinstance(agent, str) else db0.uuid(agent))
+        if fifo is not None:
+            fifo.advance(count)
+
+    def event_agents(self) -> list[str]:
+        """Uuids of agents with queued events."""
+        return [key for key, fifo in self.events.items() if len(fifo)]
+
+    def record_dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
+        """Keep an item that could not be applied, with why, instead of losing it."""
+        if len(self.dead_letters) >= MAX_DEAD_LETTERS:
+            del self.dead_letters[0]
+        self.dead_letters.append(
+            {"at": time.time(), "kind": kind, "target": target, "item": item, "reason": reason}
+        )
+
+    def pop_messages(self, limit: int) -> list[tuple[str, Any]]:
+        """Remove and return up to `limit` messages (for consumers that apply them elsewhere)."""
+        with transition():
+            _, items = self.messages.peek(limit)
+            self.messages.advance(len(items))
+        return [(str(job_id), message) for job_id, message in items]

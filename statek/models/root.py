@@ -1,0 +1,42 @@
+"""The per-prefix root object that anchors everything statek stores there.
+
+dbzero deletes an object nothing references (a tag field alone does not keep a fresh object
+alive), so every agent, job definition and job is appended to a collection here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dbzero as db0
+
+from statek.store import current_prefix, on_close
+
+
+@db0.memo(singleton=True, id="statek/Root")
+class StatekRoot:
+    def __init__(self, prefix: str | None = None) -> None:
+        db0.set_prefix(self, prefix)
+        self.agents = db0.list()
+        self.jobdefs = db0.dict()
+        self.jobs = db0.list()
+        self.schema_version = 1
+
+
+_roots: dict[str, Any] = {}
+
+
+def root_for(prefix: str | None = None) -> Any:
+    """The root of `prefix` (default: the current prefix), created on first use."""
+    name = prefix or current_prefix()
+    root = _roots.get(name)
+    if root is None:
+        root = StatekRoot(name)
+        _roots[name] = root
+    return root
+
+
+@on_close
+def forget_roots() -> None:
+    """Drop cached roots (after dbzero is closed they are stale)."""
+    _roots.clear()

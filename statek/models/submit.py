@@ -1,0 +1,92 @@
+"""Creating jobs: validation first, so a bad call leaves nothing half-made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import dbzero as db0
+
+from statek import signals
+from statek.models.job import Job
+from statek.models.jobdef import get_or_create_jobdef
+from statek.models.root import root_for
+from statek.models.storable import check_storable_mapping
+from statek.store import require_prefix, transition
+
+#: job_params keys that shape the job definition rather than being stored as parameters.
+DEFINITION_KEYS = ("warmup_code", "metadata", "model", "provider")
+COMMIT_EVERY = 5000
+
+
+def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
+    """The (shared) JobDef for `agent` with these job_params."""
+    params = {k: v for k, v in job_params.items() if k not in DEFINITION_KEYS}
+    metadata = dict(job_params.get("metadata") or {})
+    if job_params.get("model") is not None:
+        metadata["MODEL"] = job_params["model"]
+    if job_params.get("provider") is not None:
+        metadata["PROVIDER"] = job_params["provider"]
+    return get_or_create_jobdef(agent, job_params.get("warmup_code"), metadata, params)
+
+
+def _checked_vars(shared_vars: Mapping[str, Any] | None, index: int | None) -> dict[str, Any]:
+    if shared_vars is None:
+        return {}
+    if not isinstance(shared_vars, Mapping):
+        raise TypeError(f"shared_vars must be a mapping, not {type(shared_vars).__name__}")
+    where = "shared_vars" if index is None else f"shared_vars_batch[{index}]"
+    values = dict(shared_vars)
+    check_storable_mapping(values, where)
+    return values
+
+
+def create_job(jobdef: Any, shared_vars: Mapping[str, Any] | None, locale: str | None,
+               parent: Any = None) -> Any:
+    """One job (used by delegate); validated first, then created and anchored."""
+    values = _checked_vars(shared_vars, None)
+    with transition():
+        job = Job.create(jobdef, values, locale, parent)
+    signals.job_runnable(db0.uuid(job))
+    return job
+
+
+def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                   locale: str | None, job_params: Mapping[str, Any],
+                   commit: bool) -> list[str]:
+    """Validate every shared-vars mapping, then create all jobs; returns their uuids.
+
+    Holding Python references to many fresh memo objects makes each further creation slower
+    (measured: 100 -> 500 µs per job by 40k held), so only uuids are kept while creating.
+    """
+    require_prefix()
+    given = list(shared_vars_batch)
+    if len(given) == 1:
+        batch: Sequence[dict[str, Any]] = [_checked_vars(given[0], None)]
+    else:
+        batch = [_checked_vars(v, i) for i, v in enumerate(given)]
+    jobdef = jobdef_for(agent, job_params)
+    anchor = root_for().jobs
+    uuids: list[str] = []
+    for start in range(0, len(batch), COMMIT_EVERY):
+        chunk: list[str] = []
+        with transition():
+            for values in batch[start : start + COMMIT_EVERY]:
+                job = Job(jobdef, values, locale)
+                anchor.append(job)
+                chunk.append(db0.uuid(job))
+            del job
+        if commit:
+            db0.commit()
+        for uuid in chunk:
+            signals.job_runnable(uuid)
+        uuids.extend(chunk)
+    return uuids
+
+
+def submit_jobs(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                locale: str | None, job_params: Mapping[str, Any],
+                commit: bool) -> list[Any]:
+    """As `submit_job_ids`, returning the Job objects."""
+    return [db0.fetch(u) for u in submit_job_ids(agent, shared_vars_batch, locale, job_params,
+                                                 commit)]

@@ -1,0 +1,177 @@
+"""Chat Completions API, as spoken by OpenAI and most self-hosted servers (vLLM, Ollama,
+llama.cpp, OpenRouter): one class, pointed at any of them by `base_url`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from statek import _json
+from statek.errors import ProviderError
+from statek.providers.http_base import HTTPProvider, MalformedReply, Sleep
+from statek.providers.types import ChatMessage, ChatReply, ChatRequest, ToolCall, Usage
+
+__all__ = ["OpenAICompatibleProvider"]
+
+
+class OpenAICompatibleProvider(HTTPProvider):
+    """POST {base_url}/chat/completions with a Bearer key (omitted when None, for local servers)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        name: str = "openai",
+        default_model: str = "gpt-4o-mini",
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        extra_headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            name=name,
+            default_model=default_model,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            extra_headers=extra_headers,
+            transport=transport,
+            sleep=sleep,
+            max_connections=max_connections,
+        )
+        self._url = f"{self.base_url}/chat/completions"
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def build_body(self, request: ChatRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.extend(self._message(m) for m in request.messages)
+        body: dict[str, Any] = {"model": request.model or self.default_model, "messages": messages}
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def _message(self, message: ChatMessage) -> dict[str, Any]:
+        if message.role == "tool":
+            if message.tool_call_id is None:
+                raise ProviderError(f"{self.name}: tool message without tool_call_id")
+            return {
+                "role": "tool",
+                "tool_call_id": message.tool_call_id,
+                "content": message.content,
+            }
+        if message.role == "assistant" and message.tool_calls:
+            return {
+                "role": "assistant",
+                "content": message.content or None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {
+                            "name": call.name,
+                            "arguments": _json.dumps(dict(call.arguments)).decode("utf-8"),
+                        },
+                    }
+                    for call in message.tool_calls
+                ],
+            }
+        return {"role": message.role, "content": message.content}
+
+    def parse_reply(self, data: Any) -> ChatReply:
+        if not isinstance(data, dict):
+            raise MalformedReply(f"expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise MalformedReply("missing 'choices'")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedReply("missing 'choices[0].message'")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise MalformedReply("'message.content' is not a string")
+        raw_calls = message.get("tool_calls") or []
+        if not isinstance(raw_calls, list):
+            raise MalformedReply("'message.tool_calls' is not a list")
+        finish = choice.get("finish_reason")
+        model = data.get("model")
+        return ChatReply(
+            content=content or "",
+            tool_calls=tuple(_tool_call(raw, i) for i, raw in enumerate(raw_calls)),
+            usage=_usage(data.get("usage")),
+            finish_reason=finish if isinstance(finish, str) else None,
+            raw_model=model if isinstance(model, str) else None,
+        )
+
+
+def _tool_call(raw: Any, index: int) -> ToolCall:
+    if not isinstance(raw, dict) or not isinstance(raw.get("function"), dict):
+        raise MalformedReply(f"tool_calls[{index}] has no 'function'")
+    function = raw["function"]
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedReply(f"tool_calls[{index}] has no function name")
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            arguments = {}
+        else:
+            try:
+                arguments = _json.loads(arguments)
+            except ValueError as exc:
+                raise MalformedReply(
+                    f"arguments of tool call {name!r} are not valid JSON: {exc}"
+                ) from exc
+    elif arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise MalformedReply(f"arguments of tool call {name!r} are not a JSON object")
+    call_id = raw.get("id")
+    # Some local servers omit ids; a stable stand-in still lets the tool result refer back.
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
+        name=name,
+        arguments=arguments,
+    )
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    return Usage(
+        input_tokens=prompt if isinstance(prompt, int) else 0,
+        output_tokens=completion if isinstance(completion, int) else 0,
+    )

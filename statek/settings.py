@@ -1,0 +1,154 @@
+"""Runner settings: one pydantic-settings model read from `STATEK_*` variables and `.env`.
+
+Explicit keyword arguments win over the environment, which wins over `.env`, which wins over
+the defaults. A bad value is reported with the field name and the variable it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from statek.errors import ConfigurationError
+
+ENV_PREFIX = "STATEK_"
+DEFAULT_ALLOWED_IMPORTS = (
+    "math", "json", "re", "datetime", "random", "itertools", "functools", "collections",
+    "statistics", "decimal", "fractions", "time", "textwrap", "uuid", "heapq", "bisect",
+)  # fmt: skip
+
+
+class StatekSettings(BaseSettings):
+    """Everything a worker can be configured with.
+
+    Field `x` is read from `STATEK_X` (case-insensitive); nested prompt definitions are loaded
+    from `prompt_files_dir` on first access of `prompt_defs`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Storage
+    data_dir: Path = Field(Path("statek-data"), description="dbzero root of the embedded store.")
+    default_prefix: str = Field("statek", description="Prefix opened by the embedded store.")
+    commit_interval: float = Field(0.05, gt=0, description="Group-commit window in seconds.")
+    commit_max_pending: int = Field(2000, gt=0, description="Commit after this many transitions.")
+
+    # Prompts and warmups
+    prompt_files_dir: Path | None = Field(None, description="Directory of <role>.md prompt files.")
+    warmup_defs_dir: Path | None = Field(None, description="Directory of <role>.py warmup files.")
+
+    # Providers
+    default_provider: str = "scripted"
+    default_model: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: SecretStr | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: SecretStr | None = None
+    provider_timeout: float = Field(60.0, gt=0)
+    provider_max_retries: int = Field(4, ge=0)
+    provider_backoff_base: float = Field(0.5, ge=0)
+    provider_backoff_max: float = Field(30.0, ge=0)
+
+    # Harness limits (0 disables a limit)
+    max_turns: int = Field(50, ge=0, description="Model requests per job.")
+    max_exceptions: int = Field(20, ge=0, description="Exceptions in job code per job.")
+    max_consecutive_exceptions: int = Field(5, ge=0)
+    max_tokens: int = Field(0, ge=0, description="Total tokens per job (0 = unlimited).")
+    step_timeout: float = Field(300.0, ge=0, description="Seconds one step may await.")
+    reply_max_tokens: int | None = Field(None, gt=0, description="max_tokens sent per request.")
+
+    # Sandbox
+    restricted: bool = True
+    allowed_imports: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_IMPORTS
+    max_source_chars: int = Field(100_000, gt=0)
+    max_ast_nodes: int = Field(20_000, gt=0)
+
+    # Worker
+    use_uvloop: bool = True
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight steps get to finish.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            return tuple(p.strip().strip("'\"") for p in text.split(",") if p.strip())
+        return value
+
+    @property
+    def prompt_defs(self) -> dict[str, str]:
+        """Prompt text by agent role, from `<prompt_files_dir>/<role>.md|.txt` (cached)."""
+        return _load_text_defs(self.prompt_files_dir, (".md", ".txt"))
+
+    def warmup_defs(self) -> dict[str, str]:
+        """Warmup code by agent role, from `<warmup_defs_dir>/<role>.py`."""
+        return _load_text_defs(self.warmup_defs_dir, (".py",))
+
+    @classmethod
+    def build(cls, **overrides: Any) -> StatekSettings:
+        """Construct, turning pydantic's error into one that names field and variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc, overrides)) from None
+        except SettingsError as exc:  # a value the environment source could not even parse
+            raise ConfigurationError(f"invalid statek settings: {exc}") from None
+
+
+def _load_text_defs(directory: Path | None, suffixes: tuple[str, ...]) -> dict[str, str]:
+    if directory is None or not directory.is_dir():
+        return {}
+    return {
+        path.stem: path.read_text(encoding="utf-8")
+        for path in sorted(directory.iterdir())
+        if path.suffix in suffixes and path.is_file()
+    }
+
+
+def _describe(exc: ValidationError, overrides: dict[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = ENV_PREFIX + field.upper()
+        if field in overrides:
+            source = "argument"
+        elif variable in os.environ or variable.lower() in {k.lower() for k in os.environ}:
+            source = f"environment variable {variable}"
+        else:
+            source = f"{variable} (environment or .env)"
+        problems.append(f"{field}: {error['msg']} (input {error.get('input')!r} from {source})")
+    return "invalid statek settings: " + "; ".join(problems)
+
+
+@lru_cache(maxsize=1)
+def _cached_settings() -> StatekSettings:
+    return StatekSettings.build()
+
+
+def get_statek_settings(**overrides: Any) -> StatekSettings:
+    """The process-wide settings; with overrides, a fresh object where the arguments win."""
+    if overrides:
+        return StatekSettings.build(**overrides)
+    return _cached_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests and long-lived processes that change the environment)."""
+    _cached_settings.cache_clear()

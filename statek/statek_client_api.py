@@ -1,0 +1,84 @@
+"""StatekClientAPI: how application code talks to statek (submit, message, cancel).
+
+Every call is durable when it returns (it commits), so a worker in another process, or this
+one after a crash, sees the work. Use the batch call for throughput: it commits in chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dbzero as db0
+
+from statek.errors import JobNotFoundError
+from statek.models.job import Job
+from statek.models.push_queue import StatekPushQueue
+from statek.models.submit import submit_job_ids, submit_jobs
+from statek.store import current_prefix, require_prefix
+
+
+class StatekClientAPI:
+    """The external job-submission API (jobs and queues live in `prefix`, default current)."""
+
+    def __init__(self, prefix: str | None = None, *, commit: bool = True) -> None:
+        require_prefix()
+        self.prefix = prefix or current_prefix()
+        self.commit = commit
+
+    def _commit(self) -> None:
+        if self.commit:
+            db0.commit()
+
+    @property
+    def queue(self) -> StatekPushQueue:
+        return StatekPushQueue(self.prefix)
+
+    def submit_new_job(self, agent: Any, shared_vars: Mapping[str, Any] | None = None,
+                       locale: str | None = None, **job_params: Any) -> Job:
+        """Create one READY job of `agent` whose locals start as `shared_vars`."""
+        (job,) = submit_jobs(agent, [shared_vars], locale, job_params, commit=False)
+        self._commit()
+        return job
+
+    def submit_new_jobs_batch(self, agent: Any,
+                              shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                              locale: str | None = None, **job_params: Any) -> list[Job]:
+        """Create one job per mapping; all are validated before the first is created."""
+        return submit_jobs(agent, shared_vars_batch, locale, job_params, commit=self.commit)
+
+    def submit_new_job_ids(self, agent: Any,
+                           shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                           locale: str | None = None, **job_params: Any) -> list[str]:
+        """As `submit_new_jobs_batch`, returning uuids: for batches of 10k+ jobs, where holding
+        that many Job objects would slow every later dbzero write in the process."""
+        return submit_job_ids(agent, shared_vars_batch, locale, job_params, commit=self.commit)
+
+    def get_job(self, uuid: str) -> Job:
+        """The job with this uuid; JobNotFoundError when there is none."""
+        if not isinstance(uuid, str) or not db0.exists(uuid):
+            raise JobNotFoundError(f"no job with uuid {uuid!r}")
+        obj = db0.fetch(uuid)
+        if not isinstance(obj, Job):
+            raise JobNotFoundError(f"{uuid!r} is a {type(obj).__name__}, not a Job")
+        return obj
+
+    def push_message(self, job: Job | str, message: Any) -> int:
+        """Queue a message for a job; the worker delivers it. Returns its sequence number."""
+        target = self.get_job(job) if isinstance(job, str) else job
+        seq = self.queue.push_message(target, message)
+        self._commit()
+        return seq
+
+    def push_event(self, agent: Any, event: Any) -> int:
+        """Queue an event for a supervised agent; the worker turns it into a job."""
+        seq = self.queue.push_event(agent, event)
+        self._commit()
+        return seq
+
+    def cancel_job(self, job: Job | str) -> bool:
+        """End a job now; False if it had already finished."""
+        target = self.get_job(job) if isinstance(job, str) else job
+        cancelled = target.cancel()
+        self._commit()
+        return cancelled

@@ -1,0 +1,5 @@
+"""`statek.statek_push_queue`: the documented import path of StatekPushQueue."""
+
+from statek.models.push_queue import StatekPushQueue
+
+__all__ = ["StatekPushQueue"]

@@ -1,0 +1,159 @@
+"""Where statek's state lives: dbzero start-up, prefixes, and the write discipline.
+
+`import statek` touches no storage. A process either follows the documented start-up
+(`db0.init(dbzero_root=DIR)`, `statek.init()`, `statek.open_prefix(name)`) or calls
+`open_default_store()`, which does all three over `STATEK_DATA_DIR` (default `./statek-data`).
+
+Write discipline: every multi-write state change runs inside `transition()`, which holds
+dbzero's autocommit off for its duration (`db0.locked()`, about 5 µs; `db0.atomic()` costs
+about 300 µs and would dominate a step). Commits happen only between transitions, so a crash
+leaves each job either before or after a transition, never inside one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dbzero as db0
+
+from statek.errors import NotInitializedError
+
+if TYPE_CHECKING:
+    from statek.settings import StatekSettings
+
+
+@dataclass
+class _Runtime:
+    settings: StatekSettings | None = None
+    restricted: bool = True
+    opened: list[str] = field(default_factory=list)
+
+
+_runtime = _Runtime()
+
+_NO_PREFIX_HELP = (
+    "statek has no open dbzero prefix: call statek.open_default_store(), or "
+    "db0.init(dbzero_root=DIR); statek.init(); statek.open_prefix(NAME) before using the model"
+)
+
+
+def init(settings: StatekSettings | None = None, restricted: bool = True) -> StatekSettings:
+    """Bind settings and the sandbox mode for this process (does not open storage)."""
+    from statek.settings import get_statek_settings
+
+    resolved = settings if settings is not None else get_statek_settings()
+    _runtime.settings = resolved
+    _runtime.restricted = bool(restricted) and resolved.restricted
+    _configure_providers(resolved)
+    return resolved
+
+
+def _configure_providers(settings: StatekSettings) -> None:
+    try:
+        from statek.providers import configure_builtins
+    except ImportError:  # providers are optional for storage-only use
+        return
+    configure_builtins(settings)
+
+
+def settings() -> StatekSettings:
+    """The settings bound by `init()`, or the environment's when `init()` was not called."""
+    if _runtime.settings is None:
+        from statek.settings import get_statek_settings
+
+        return get_statek_settings()
+    return _runtime.settings
+
+
+def restricted_mode() -> bool:
+    return _runtime.restricted
+
+
+def db_initialized() -> bool:
+    try:
+        db0.get_config()
+    except RuntimeError:
+        return False
+    return True
+
+
+def current_prefix() -> str:
+    """Name of dbzero's current prefix; one clear error when there is none."""
+    try:
+        return str(db0.get_current_prefix().name)
+    except RuntimeError:
+        raise NotInitializedError(_NO_PREFIX_HELP) from None
+
+
+def require_prefix() -> None:
+    current_prefix()
+
+
+def open_prefix(name: str, mode: str = "rw", **kwargs: Any) -> None:
+    """Open (creating if needed) a prefix and make it current."""
+    if not db_initialized():
+        raise NotInitializedError(
+            f"cannot open prefix {name!r}: dbzero is not initialised; call "
+            "db0.init(dbzero_root=DIR) first, or statek.open_default_store()"
+        )
+    if mode not in ("rw", "r"):
+        raise ValueError(f"open mode must be 'rw' or 'r', not {mode!r}")
+    db0.open(name, mode, **kwargs)
+    if name not in _runtime.opened:
+        _runtime.opened.append(name)
+
+
+def open_default_store(
+    data_dir: str | Path | None = None, prefix: str | None = None
+) -> tuple[Path, str]:
+    """The embedded store: init dbzero over the data dir and open the default prefix."""
+    cfg = settings()
+    root = Path(data_dir) if data_dir is not None else cfg.data_dir
+    name = prefix or cfg.default_prefix
+    if _runtime.settings is None:
+        init(cfg)
+    if not db_initialized():
+        root.mkdir(parents=True, exist_ok=True)
+        db0.init(dbzero_root=str(root))
+    open_prefix(name, "rw")
+    return root, name
+
+
+def close() -> None:
+    """Commit and close every prefix (the next start needs `db0.init` again)."""
+    if db_initialized():
+        with contextlib.suppress(RuntimeError):
+            commit_all()
+        db0.close()
+    _runtime.opened.clear()
+    for hook in _close_hooks:
+        hook()
+
+
+_close_hooks: list[Callable[[], None]] = []
+
+
+def on_close(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register a cache-dropping hook run by `close()` (cached memo objects go stale)."""
+    _close_hooks.append(hook)
+    return hook
+
+
+def opened_prefixes() -> list[str]:
+    return list(_runtime.opened)
+
+
+def commit_all() -> None:
+    """Commit every open prefix."""
+    db0.commit()
+
+
+@contextlib.contextmanager
+def transition() -> Iterator[None]:
+    """A block no autocommit can split: a crash sees all of it or none of it."""
+    with db0.locked():
+        yield

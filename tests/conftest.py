@@ -1,0 +1,43 @@
+"""Shared fixtures: a fresh dbzero store per test, torn down completely afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dbzero as db0
+import pytest
+
+import statek
+from statek import signals, store
+
+
+@pytest.fixture
+def db_root(tmp_path: Path) -> Path:
+    return tmp_path / "db"
+
+
+@pytest.fixture
+def statek_store(db_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """dbzero initialised over a temp dir with prefix 'test' open; closed afterwards."""
+    monkeypatch.setenv("STATEK_DATA_DIR", str(db_root))
+    db_root.mkdir(parents=True)
+    db0.init(dbzero_root=str(db_root))
+    statek.init()
+    statek.open_prefix("test", "rw")
+    previous = signals.subscribe(None)
+    try:
+        yield "test"
+    finally:
+        signals.subscribe(previous)
+        store.close()
+
+
+@pytest.fixture
+def api(statek_store: str) -> statek.StatekClientAPI:
+    return statek.StatekClientAPI()
+
+
+@pytest.fixture
+def agent(statek_store: str) -> statek.Agent:
+    return statek.Agent("worker", "You are a worker.")

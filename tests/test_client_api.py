@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import dbzero as db0
+import pytest
+
+import statek
+from statek.errors import JobNotFoundError, UnstorableValueError
+from statek.models.status import JobStatus
+
+
+def test_submit_new_job(api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent, {"question": "why?"}, locale="pl_PL")
+    assert isinstance(job, statek.Job)
+    assert job.status == JobStatus.READY
+    assert job.agent == agent and job.locale == "pl_PL"
+    assert dict(job.locals) == {"question": "why?"}
+    assert api.get_job(job.uuid) == job
+
+
+def test_submit_batch(api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    jobs = api.submit_new_jobs_batch(agent, [{"i": i} for i in range(25)])
+    assert [j.locals["i"] for j in jobs] == list(range(25))
+    assert len(db0.find(statek.Job, JobStatus.READY)) == 25
+    ids = api.submit_new_job_ids(agent, [None, {"i": 99}])
+    assert api.get_job(ids[1]).locals["i"] == 99
+
+
+@pytest.mark.parametrize(("value", "type_name"), [
+    (lambda: 1, "function"),
+    (object(), "object"),
+    (2**80, "int"),
+    (frozenset({1}), "frozenset"),
+    ({"nested": [1, {2j}]}, "dict"),
+])
+def test_unstorable_shared_var_names_key_and_type(api: statek.StatekClientAPI,
+                                                  agent: statek.Agent, value: object,
+                                                  type_name: str) -> None:
+    with pytest.raises(UnstorableValueError) as info:
+        api.submit_new_job(agent, {"fine": 1, "bad": value})
+    assert "'bad'" in str(info.value) and type_name in str(info.value)
+    assert len(db0.find(statek.Job)) == 0
+
+
+def test_batch_with_one_bad_mapping_creates_nothing(api: statek.StatekClientAPI,
+                                                    agent: statek.Agent) -> None:
+    batch = [{"i": 1}, {"i": 2}, {"i": object()}]
+    with pytest.raises(UnstorableValueError, match=r"shared_vars_batch\[2\]\['i'\]"):
+        api.submit_new_jobs_batch(agent, batch)
+    assert len(db0.find(statek.Job)) == 0
+
+
+def test_get_job_unknown(api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    with pytest.raises(JobNotFoundError, match="no job"):
+        api.get_job("AAAAAAAAAAAAAAAAAAAAAAAA")
+    with pytest.raises(JobNotFoundError, match="not a Job"):
+        api.get_job(db0.uuid(agent))
+
+
+def test_push_message_and_event_go_to_the_queue(api: statek.StatekClientAPI,
+                                                statek_store: str) -> None:
+    sup = statek.SupervisedAgent("sup")
+    job = api.submit_new_job(sup)
+    assert api.push_message(job, "m1") == 0
+    assert api.push_message(job.uuid, "m2") == 1
+    assert api.push_event(sup, {"ticket": 7}) == 0
+    q = statek.StatekPushQueue()
+    assert q.peek_messages(5)[1] == [(job.uuid, "m1"), (job.uuid, "m2")]
+    assert q.peek_events(sup, 5)[1] == [{"ticket": 7}]
+
+
+def test_contract_import_paths() -> None:
+    from statek.agents.agent import Agent, SupervisedAgent
+    from statek.statek_client_api import StatekClientAPI
+    from statek.statek_push_queue import StatekPushQueue
+
+    assert (Agent, SupervisedAgent) == (statek.Agent, statek.SupervisedAgent)
+    assert StatekClientAPI is statek.StatekClientAPI
+    assert StatekPushQueue is statek.StatekPushQueue
+    assert issubclass(SupervisedAgent, Agent)
