@@ -23,6 +23,10 @@ class ReadinessListener(Protocol):
     def timer_set(self, job_uuid: str, deadline: float) -> None:
         """The job waits until `deadline` (wall-clock seconds)."""
 
+    def queue_pushed(self) -> None:
+        """A message or event was queued (dbzero allows one writer per prefix, so every
+        push into a queue this worker drains happens in this process)."""
+
 
 _listener: ReadinessListener | None = None
 
@@ -52,3 +56,8 @@ def job_messaged(job_uuid: str) -> None:
 def timer_set(job_uuid: str, deadline: float) -> None:
     if _listener is not None:
         _listener.timer_set(job_uuid, deadline)
+
+
+def queue_pushed() -> None:
+    if _listener is not None:
+        _listener.queue_pushed()

@@ -57,8 +57,11 @@ def test_locals_console_and_log(api: statek.StatekClientAPI, agent: statek.Agent
     job.write_console("hello\n")
     job.write_console("world\n")
     assert job.console == ["hello\n", "world\n"]
-    job.log({"role": "user", "content": "hi"})
-    assert job.chat_log == [{"role": "user", "content": "hi"}]
+    from statek.models import chatlog
+
+    job.log(chatlog.error("provider down"))
+    (entry,) = job.chat_log
+    assert (entry["kind"], entry["message"]) == ("error", "provider down")
     with pytest.raises(TypeError):
         job.locals["a"] = 3  # type: ignore[index]
 
@@ -74,6 +77,7 @@ def test_push_user_message_reopens_done_job(api: statek.StatekClientAPI,
         def job_finished(self, u: str) -> None: ...
         def job_messaged(self, u: str) -> None: ...
         def timer_set(self, u: str, d: float) -> None: ...
+        def queue_pushed(self) -> None: ...
 
     job = api.submit_new_job(agent)
     job.set_status(JobStatus.STARTED)

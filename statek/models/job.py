@@ -15,6 +15,7 @@ from typing import Any
 import dbzero as db0
 
 from statek import signals
+from statek.models.chatlog import decode
 from statek.models.root import root_for
 from statek.models.status import DONE, READY, STARTED, SUSPENDED, JobStatus, check_move
 from statek.store import transition
@@ -78,6 +79,9 @@ class Job:
     output_tokens = 0
     applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
     finished_at: float | None = None
+    definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
+    console_seen = 0  # console lines already shown to the model
+    provider_failures = 0
 
     def __init__(
         self,
@@ -131,7 +135,7 @@ class Job:
 
     @property
     def chat_log(self) -> list[dict[str, Any]]:
-        return [] if self.chat is None else [dict(entry) for entry in self.chat]
+        return [] if self.chat is None else [decode(entry) for entry in self.chat]
 
     @property
     def messages(self) -> list[Any]:
@@ -169,8 +173,8 @@ class Job:
         else:
             self.console_lines.append(text)
 
-    def log(self, entry: dict[str, Any]) -> None:
-        """Append one chat-log entry (request, reply, tool call, error...)."""
+    def log(self, entry: Any) -> None:
+        """Append one chat-log entry (see `statek.models.chatlog`)."""
         if self.chat is None:
             self.chat = [entry]
         else:
@@ -196,6 +200,14 @@ class Job:
             stored[key] = value
         for key in deleted:
             stored.pop(key, None)
+
+    def remember_definition(self, names: tuple[str, ...], source: str) -> None:
+        """Keep the source of a def/class/import so a restarted worker can rebuild it."""
+        if self.definitions is None:
+            self.definitions = {name: source for name in names}
+        else:
+            for name in names:
+                self.definitions[name] = source
 
     def take_message(self) -> Any:
         """Consume the oldest unread message (caller checked `unread_messages`)."""

@@ -17,6 +17,7 @@ import dbzero as db0
 
 from statek.models.fifo import Fifo
 from statek.models.storable import unstorable_reason
+from statek import signals
 from statek.errors import UnstorableValueError
 from statek.store import current_prefix, transition
 
@@ -50,7 +51,9 @@ class StatekPushQueue:
         job_id = job if isinstance(job, str) else db0.uuid(job)
         _check(message, "message")
         with transition():
-            return int(self.messages.push((job_id, message)))
+            seq = int(self.messages.push((job_id, message)))
+        signals.queue_pushed()
+        return seq
 
     def push_messages(self, pairs: Sequence[tuple[Any, Any]]) -> int:
         """Queue many (job, message) pairs in order; returns the first sequence number."""
@@ -59,7 +62,9 @@ class StatekPushQueue:
             _check(message, "message")
             items.append((job if isinstance(job, str) else db0.uuid(job), message))
         with transition():
-            return int(self.messages.push_many(items))
+            seq = int(self.messages.push_many(items))
+        signals.queue_pushed()
+        return seq
 
     def push_event(self, agent: Any, event: Any) -> int:
         """Queue an event for a supervised agent; it becomes one new job."""
@@ -70,7 +75,9 @@ class StatekPushQueue:
             if fifo is None:
                 fifo = Fifo(self.prefix_name)
                 self.events[agent_id] = fifo
-            return int(fifo.push(event))
+            seq = int(fifo.push(event))
+        signals.queue_pushed()
+        return seq
 
     # ------------------------------------------------------------ consumers
     def message_count(self) -> int:

@@ -11,6 +11,8 @@ from statek.errors import IllegalTransitionError
 #: A dbzero enum, so `db0.find(Job, JobStatus.READY)` is an index query.
 JobStatus = db0.enum("JobStatus", ["READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE"])
 
+# Module-level aliases for comparisons (`job.status == DONE`). Queries (`db0.find`) need the
+# value bound to an open prefix: pass `JobStatus.READY` looked up at call time instead.
 READY, WARMING_UP, STARTED, SUSPENDED, DONE = (
     JobStatus.READY,
     JobStatus.WARMING_UP,

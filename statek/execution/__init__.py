@@ -1,0 +1,1 @@
+"""Running a job's code: namespace, injected functions, statement interpreter, conversation."""

@@ -1,0 +1,124 @@
+"""What the model is shown: the system prompt and the message history of a job.
+
+The history is derived from the persisted chat log but cached in memory per job and extended
+incrementally, so a step does not rebuild (and re-read from dbzero) the whole conversation.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import dbzero as db0
+
+from statek import _json
+from statek.models import chatlog
+from statek.providers.types import ChatMessage, ToolCall, ToolSpec
+from statek.tools import find_tool
+
+CACHE_SIZE = 20_000
+MAX_CONSOLE_CHARS = 8_000
+
+CODE_FIRST_GUIDE = """\
+You work inside a persistent Python session. Reply with Python code in one ```python block; \
+it runs and you see what it prints. Variables persist between replies. Call exit(result) \
+when the task is done. Functions: delegate(agent, **vars) starts a helper job and returns a \
+future, sleep(seconds) and sleep_until(when) return timer futures, wait_message() a future \
+for the next message, get_all(*futures) / get_any(*futures) combine them; reading \
+`future.value` waits for it."""
+
+_history: OrderedDict[str, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
+_prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}
+
+
+def forget(job_uuid: str) -> None:
+    _history.pop(job_uuid, None)
+
+
+def system_prompt(agent: Any) -> tuple[str, tuple[ToolSpec, ...]]:
+    """(system prompt, native tool specs) for an agent, computed once per prompt text."""
+    key = (db0.uuid(agent), agent.system_prompt)
+    found = _prompts.get(key)
+    if found is not None:
+        return found
+    tools = [t for t in (find_tool(name) for name in agent.tool_names) if t is not None]
+    parts = [agent.system_prompt.strip(), CODE_FIRST_GUIDE]
+    if tools:
+        parts.append("Tools you can call from your code:\n" +
+                     "\n".join(f"- {t.describe()}" for t in tools))
+    specs = tuple(ToolSpec(t.name, t.doc, t.parameters) for t in tools)
+    result = ("\n\n".join(p for p in parts if p), specs)
+    _prompts[key] = result
+    return result
+
+
+def _messages_of(entry: Any) -> list[ChatMessage]:
+    kind = entry[0]
+    if kind == chatlog.TURN:
+        calls = tuple(ToolCall(c[0], c[1], _json.loads(c[2])) for c in entry[6])
+        return [ChatMessage("user", entry[2]), ChatMessage("assistant", entry[5], calls)]
+    if kind == chatlog.TOOL:
+        return [ChatMessage("tool", entry[4], tool_call_id=entry[2])]
+    return []
+
+
+def history(job: Any, job_uuid: str) -> tuple[ChatMessage, ...]:
+    """All messages of past turns, from cache where possible."""
+    log = job.chat
+    length = 0 if log is None else len(log)
+    cached = _history.get(job_uuid)
+    if cached is not None and cached[0] == length:
+        _history.move_to_end(job_uuid)
+        return cached[1]
+    start, messages = (cached if cached is not None and cached[0] < length else (0, ()))
+    extra: list[ChatMessage] = []
+    for index in range(start, length):
+        extra.extend(_messages_of(log[index]))
+    result = messages + tuple(extra)
+    _remember(job_uuid, length, result)
+    return result
+
+
+def _remember(job_uuid: str, length: int, messages: tuple[ChatMessage, ...]) -> None:
+    _history[job_uuid] = (length, messages)
+    _history.move_to_end(job_uuid)
+    if len(_history) > CACHE_SIZE:
+        _history.popitem(last=False)
+
+
+def extend_cache(job_uuid: str, new_length: int, entry: Any) -> None:
+    """After appending `entry` to the log, extend the cached history instead of dropping it."""
+    cached = _history.get(job_uuid)
+    if cached is not None and cached[0] == new_length - 1:
+        _remember(job_uuid, new_length, cached[1] + tuple(_messages_of(entry)))
+
+
+def pending_user_text(job: Any) -> tuple[str, int, int, int]:
+    """What the model has not seen yet: new console output and unread messages.
+
+    Returns (text, console_from, console_to, messages_read)."""
+    console = job.console_lines
+    seen = int(job.console_seen)
+    total = 0 if console is None else len(console)
+    parts: list[str] = []
+    if job.turns == 0 and job.vars is not None:
+        shown = ", ".join(f"{k} = {_short(v)}" for k, v in job.locals_dict().items())
+        parts.append(f"Variables in your session: {shown}")
+    if total > seen:
+        out = "".join(console[seen:total])
+        if len(out) > MAX_CONSOLE_CHARS:
+            out = "[... output truncated ...]\n" + out[-MAX_CONSOLE_CHARS:]
+        parts.append(f"Output:\n{out}")
+    unread = job.unread_messages
+    if unread:
+        inbox = job.inbox
+        start = int(job.inbox_read)
+        parts.extend(f"Message: {inbox[i]}" for i in range(start, start + unread))
+    if not parts:
+        parts.append("(no output)" if job.turns else "Begin.")
+    return "\n\n".join(parts), seen, total, unread
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

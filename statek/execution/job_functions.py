@@ -1,0 +1,178 @@
+"""The functions every job's code can call: exit, futures, tools.
+
+Replay safety: a statement that suspends runs again from its start when the job resumes.
+Every future-making call is keyed by (code, statement, call order within the statement) and a
+re-run returns the future the first run made, so resuming never starts a second child job or
+a second timer. The table lives on the job (`job.sites`) and is cleared when the statement
+completes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dbzero as db0
+
+from statek import signals
+from statek.execution.signals import AwaitTool, JobExit
+from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, Future
+from statek.tools import ToolInfo, find_tool
+
+
+class JobFunctions:
+    """Per-execution state behind the injected functions of one job."""
+
+    def __init__(self, job: Any, code_key: str) -> None:
+        self.job = job
+        self.code_key = code_key
+        self.stmt = 0
+        self.calls = 0
+        self.tool_results: dict[str, Any] = {}
+
+    def start_statement(self, index: int) -> None:
+        self.stmt = index
+        self.calls = 0
+
+    def statement_done(self) -> None:
+        if self.job.sites is not None:
+            self.job.sites = None
+        self.tool_results.clear()
+
+    def _site(self) -> str:
+        self.calls += 1
+        return f"{self.code_key}:{self.stmt}:{self.calls}"
+
+    def _future(self, make: Callable[[], Any]) -> Any:
+        site = self._site()
+        sites = self.job.sites
+        if sites is not None:
+            found = sites.get(site)
+            if found is not None:
+                return found
+        future = make()
+        if sites is None:
+            self.job.sites = {site: future}
+        else:
+            sites[site] = future
+        return future
+
+    # ------------------------------------------------------------ injected names
+    def exit(self, status: Any = None) -> None:
+        raise JobExit(status)
+
+    def delegate(self, agent: Any, **shared_vars: Any) -> Any:
+        """Start a child job of `agent`; its future's value is the child's exit status."""
+        from statek.models.submit import create_job, jobdef_for
+
+        def make() -> Any:
+            child = create_job(jobdef_for(agent, {}), shared_vars, self.job.locale, self.job)
+            return Future(JOB, self.job, target=child)
+
+        return self._future(make)
+
+    def sleep(self, seconds: float) -> Any:
+        """A timer future ready `seconds` from the first time this call ran."""
+        if not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError(f"sleep() needs a non-negative number of seconds, not {seconds!r}")
+        return self._timer(lambda: time.time() + float(seconds))
+
+    def sleep_until(self, when: float | datetime.datetime) -> Any:
+        """A timer future ready at `when` (epoch seconds or an aware/naive-UTC datetime)."""
+        if isinstance(when, datetime.datetime):
+            stamp = (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).timestamp()
+        elif isinstance(when, int | float):
+            stamp = float(when)
+        else:
+            raise TypeError(f"sleep_until() needs epoch seconds or a datetime, not {when!r}")
+        return self._timer(lambda: stamp)
+
+    def _timer(self, deadline: Callable[[], float]) -> Any:
+        def make() -> Any:
+            due = deadline()
+            signals.timer_set(db0.uuid(self.job), due)
+            return Future(TIMER, self.job, deadline=due)
+
+        return self._future(make)
+
+    def wait_message(self) -> Any:
+        """A future whose value is the next message pushed to this job."""
+        return self._future(lambda: Future(MESSAGE, self.job))
+
+    def get_all(self, *futures: Any) -> Any:
+        """Ready when every future is; value is the list of their values."""
+        parts = _flatten(futures)
+        return self._future(lambda: Future(ALL, self.job, parts=parts))
+
+    def get_any(self, *futures: Any) -> Any:
+        """Ready when one future is; value is that future's value (`.winner` its index)."""
+        parts = _flatten(futures)
+        return self._future(lambda: Future(ANY, self.job, parts=parts))
+
+    def wait_for(self, condition: Callable[..., bool], *args: Any, poll: float = 1.0) -> Any:
+        """Ready once `condition(*args)` is true; re-checked every `poll` seconds.
+
+        `condition` must be a module-level function (dbzero stores it by reference)."""
+        return self._future(
+            lambda: Future(CONDITION, self.job, condition=condition, args=args,
+                           poll_interval=max(float(poll), 0.01))
+        )
+
+    def call_tool(self, info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not info.is_async:
+            return info.func(*args, **kwargs)
+        site = self._site()
+        if site in self.tool_results:
+            result = self.tool_results[site]
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        raise AwaitTool(site, info.func(*args, **kwargs))
+
+    def builtins(self, tool_names: tuple[str, ...], params: Any) -> dict[str, Any]:
+        names: dict[str, Any] = {
+            "exit": self.exit,
+            "delegate": self.delegate,
+            "sleep": self.sleep,
+            "sleep_until": self.sleep_until,
+            "wait_message": self.wait_message,
+            "get_all": self.get_all,
+            "get_any": self.get_any,
+            "wait_for": self.wait_for,
+            "params": params,
+        }
+        for name in tool_names:
+            info = find_tool(name)
+            if info is not None:
+                names[name] = _ToolCaller(self, info)
+        return names
+
+
+class _ToolCaller:
+    """What job code sees for a tool: calling it runs the tool (async ones via the step)."""
+
+    __slots__ = ("_functions", "_info")
+
+    def __init__(self, functions: JobFunctions, info: ToolInfo) -> None:
+        self._functions = functions
+        self._info = info
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._functions.call_tool(self._info, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<tool {self._info.name}{self._info.signature}>"
+
+
+def _flatten(futures: tuple[Any, ...]) -> list[Any]:
+    if len(futures) == 1 and not isinstance(futures[0], Future):
+        try:
+            futures = tuple(futures[0])
+        except TypeError:
+            pass
+    for f in futures:
+        if not isinstance(f, Future):
+            raise TypeError(f"expected futures, got {type(f).__name__}")
+    return list(futures)

@@ -1,0 +1,344 @@
+"""One step of a job: run its pending code, then (if it goes on) ask the model for more.
+
+A step is a few synchronous phases, each inside `store.transition()`, with every await (the
+model call, an async tool) between them and outside any transaction:
+
+    1. code     warmup blocks or the code of the last reply, statement by statement
+    2. request  build the messages; await the provider            (no transaction)
+    3. reply    record the turn, usage and harness checks; keep the reply's code for step 1
+    4. tools    native tool calls of the reply are run and their results recorded
+
+Errors in job code, bad replies and provider failures are recorded on the job; nothing a job
+does can make a step raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dbzero as db0
+
+from statek import _json, store
+from statek.errors import ProviderError, SandboxViolation
+from statek.execution import conversation, harness
+from statek.execution.interpreter import (
+    AWAITING_TOOL,
+    COMPLETED,
+    EXITED,
+    FAILED,
+    SUSPENDED,
+    JobNamespace,
+    Outcome,
+    forget_transient,
+    run_block,
+)
+from statek.execution.job_functions import JobFunctions
+from statek.execution.replies import extract_code
+from statek.models import chatlog
+from statek.models.status import DONE, STARTED, WARMING_UP
+from statek.models.status import SUSPENDED as SUSPENDED_STATUS
+from statek.providers.registry import resolve_provider
+from statek.providers.types import ChatMessage, ChatReply, ChatRequest
+from statek.sandbox import SandboxPolicy, compile_block
+from statek.tools import find_tool
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What the scheduler needs to know after a step."""
+
+    completed: bool = False  # the job reached DONE during this step
+    suspended: bool = False  # the job now waits on `job.awaiting`
+    retry_after: float = 0.0  # > 0: a provider failed; try this job again after that many s
+    ran: bool = True  # False when the job had nothing to do (still suspended, already done)
+
+
+_policy_cache: dict[tuple[Any, ...], SandboxPolicy] = {}
+
+
+def sandbox_policy() -> SandboxPolicy:
+    cfg = store.settings()
+    key = (store.restricted_mode(), tuple(cfg.allowed_imports), cfg.max_source_chars,
+           cfg.max_ast_nodes)
+    policy = _policy_cache.get(key)
+    if policy is None:
+        policy = SandboxPolicy(restricted=key[0], allowed_imports=frozenset(key[1]),
+                               max_source_chars=key[2], max_ast_nodes=key[3])
+        _policy_cache[key] = policy
+    return policy
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+    if timeout > 0:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    return await awaitable
+
+
+class _Step:
+    """State of one step of one job (lives for the duration of `execute_step`)."""
+
+    def __init__(self, job: Any, provider: str | None) -> None:
+        self.job = job
+        self.uuid = str(db0.uuid(job))
+        self.provider = provider
+        self.jobdef = job.jobdef
+        self.limits = harness.Limits.of(store.settings(), self.jobdef.params)
+        self.result = StepResult()
+
+    # ------------------------------------------------------------------ helpers
+    def finish(self, exit_status: Any = None, error: str | None = None) -> None:
+        self.job.finish(exit_status, error)
+        forget_transient(self.uuid)
+        conversation.forget(self.uuid)
+        self.result.completed = True
+
+    def violation(self, exc: SandboxViolation) -> None:
+        self.job.write_console(f"[statek] refused: {exc}\n")
+
+    # ------------------------------------------------------------------ phase 1
+    def code_to_run(self) -> tuple[str, str, bool] | None:
+        """(source, replay key, is warmup) of the next code, or None."""
+        job = self.job
+        blocks = self.jobdef.warmup_blocks
+        block = int(job.block)
+        if block < len(blocks):
+            return blocks[block], f"w{block}", True
+        code = job.pending_code
+        if code is not None:
+            return code, f"r{job.turns}", False
+        return None
+
+    async def run_code(self) -> bool:
+        """Phase 1; True when the step goes on to the model."""
+        namespace: JobNamespace | None = None
+        functions: JobFunctions | None = None
+        while True:
+            with store.transition():
+                found = self.code_to_run()
+                if found is None:
+                    return True
+                source, key, warmup = found
+                if functions is None or functions.code_key != key:
+                    functions = JobFunctions(self.job, key)
+                    namespace = None
+                try:
+                    block = compile_block(source, sandbox_policy())
+                except SandboxViolation as exc:
+                    return self.code_failed(f"SandboxViolation: {exc}", warmup)
+                if namespace is None:
+                    namespace = JobNamespace(self.job, self.uuid, sandbox_policy(), functions,
+                                             self.violation)
+                outcome = run_block(namespace, functions, block, int(self.job.stmt))
+                go_on = self.apply(outcome, warmup)
+            if outcome.kind == AWAITING_TOOL:
+                assert outcome.tool is not None
+                await self.await_tool(functions, outcome)
+                continue
+            if not go_on:
+                return False
+            if outcome.kind == COMPLETED and warmup:
+                continue  # next warmup block
+            return True
+
+    def apply(self, outcome: Outcome, warmup: bool) -> bool:
+        """Record an outcome of phase 1; True when the step may continue."""
+        job = self.job
+        kind = outcome.kind
+        if kind == EXITED:
+            self.finish(outcome.exit_status)
+            return False
+        if kind == SUSPENDED:
+            job.stmt = outcome.next_stmt
+            job.awaiting = outcome.future
+            job.set_status(SUSPENDED_STATUS)
+            self.result.suspended = True
+            return False
+        if kind == AWAITING_TOOL:
+            job.stmt = outcome.next_stmt
+            if warmup and job.status != WARMING_UP:
+                job.set_status(WARMING_UP)
+            return True
+        if kind == FAILED:
+            assert outcome.error is not None
+            return self.code_failed(outcome.error, warmup)
+        # COMPLETED
+        if job.consecutive_exceptions:
+            job.consecutive_exceptions = 0
+        job.stmt = 0
+        if warmup:
+            job.block = int(job.block) + 1
+            if int(job.block) >= len(self.jobdef.warmup_blocks):
+                job.set_status(STARTED)
+        else:
+            job.pending_code = None
+        return True
+
+    def code_failed(self, error: str, warmup: bool) -> bool:
+        job = self.job
+        job.write_console(error if error.endswith("\n") else error + "\n")
+        job.exceptions = int(job.exceptions) + 1
+        job.consecutive_exceptions = int(job.consecutive_exceptions) + 1
+        if warmup:
+            self.jobdef.record_error("warmup", error, job=self.uuid)
+            job.block = len(self.jobdef.warmup_blocks)  # a re-opened job goes to the model
+            self.finish(error=f"warmup failed: {error.strip().splitlines()[-1]}")
+            return False
+        job.pending_code = None
+        job.stmt = 0
+        reason = harness.breach_after_code(job, self.limits)
+        if reason is not None:
+            self.finish(error=reason)
+            return False
+        return True
+
+    async def await_tool(self, functions: JobFunctions, outcome: Outcome) -> None:
+        call = outcome.tool
+        assert call is not None
+        try:
+            value: Any = await _bounded(call.awaitable, self.limits.step_timeout)
+        except Exception as exc:  # noqa: BLE001 - the tool's error goes back to job code
+            value = exc
+        functions.tool_results[call.site] = value
+
+    # ------------------------------------------------------------------ phases 2-4
+    async def converse(self) -> None:
+        job = self.job
+        with store.transition():
+            if job.status != STARTED:
+                job.set_status(STARTED)
+            reason = harness.breach_before_request(job, self.limits)
+            if reason is not None:
+                self.finish(error=reason)
+                return
+            user_text, console_from, console_to, read = conversation.pending_user_text(job)
+            request = self.build_request(user_text)
+        try:
+            prov, _model = self.resolve()
+            reply = await _bounded(prov.complete(request), self.limits.step_timeout)
+        except (ProviderError, TimeoutError) as exc:
+            self.provider_failed(exc)
+            return
+        with store.transition():
+            self.record_reply(reply, user_text, console_from, console_to, read)
+        if reply.tool_calls and not self.result.completed:
+            await self.run_native_tools(reply)
+
+    def resolve(self) -> tuple[Any, str]:
+        return resolve_provider(self.jobdef.metadata, self.provider,
+                                store.settings().default_provider)
+
+    def build_request(self, user_text: str) -> ChatRequest:
+        system, tools = conversation.system_prompt(self.jobdef.agent)
+        past = conversation.history(self.job, self.uuid)
+        _prov, model = self.resolve()
+        return ChatRequest(model=model, system=system,
+                           messages=(*past, ChatMessage("user", user_text)), tools=tools,
+                           max_tokens=store.settings().reply_max_tokens)
+
+    def record_reply(self, reply: ChatReply, user_text: str, console_from: int,
+                     console_to: int, read: int) -> None:
+        job = self.job
+        usage = reply.usage
+        in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+        calls = [(c.id, c.name, _json.dumps(dict(c.arguments)).decode()) for c in reply.tool_calls]
+        entry = chatlog.turn(user_text, console_from, console_to, reply.content, calls,
+                             in_tok, out_tok)
+        job.log(entry)
+        conversation.extend_cache(self.uuid, len(job.chat), entry)
+        job.turns = int(job.turns) + 1
+        job.console_seen = console_to
+        if read:
+            job.inbox_read = int(job.inbox_read) + read
+        if in_tok or out_tok:
+            job.input_tokens = int(job.input_tokens) + in_tok
+            job.output_tokens = int(job.output_tokens) + out_tok
+        if job.provider_failures:
+            job.provider_failures = 0
+        reason = harness.breach_of_tokens(job, self.limits)
+        if reason is not None:
+            self.finish(error=reason)
+            return
+        code = extract_code(reply.content)
+        if code is not None:
+            job.pending_code = code
+            job.stmt = 0
+        elif not reply.tool_calls and self.jobdef.metadata.get("DIALOG"):
+            self.finish(exit_status=reply.content)
+
+    async def run_native_tools(self, reply: ChatReply) -> None:
+        results: list[tuple[str, str, str]] = []
+        for call in reply.tool_calls:
+            info = find_tool(call.name)
+            if info is None or call.name not in self.jobdef.agent.tool_names:
+                results.append((call.id, call.name, f"error: no tool named {call.name!r}"))
+                continue
+            try:
+                value = info.func(**dict(call.arguments))
+                if info.is_async:
+                    value = await _bounded(value, self.limits.step_timeout)
+                results.append((call.id, call.name, repr(value)))
+            except Exception as exc:  # noqa: BLE001 - the model sees the tool's error
+                results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
+        with store.transition():
+            for call_id, name, text in results:
+                entry = chatlog.tool_result(call_id, name, text)
+                self.job.log(entry)
+                conversation.extend_cache(self.uuid, len(self.job.chat), entry)
+
+    def provider_failed(self, exc: BaseException) -> None:
+        job = self.job
+        message = (f"provider timed out after {self.limits.step_timeout}s"
+                   if isinstance(exc, TimeoutError) else f"provider error: {exc}")
+        with store.transition():
+            job.log(chatlog.error(message))
+            job.error = message
+            job.provider_failures = int(job.provider_failures) + 1
+            if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:
+                self.finish(error=f"{message} ({job.provider_failures} failures in a row)")
+            else:
+                self.result.retry_after = min(60.0, 2.0 ** int(job.provider_failures))
+
+
+async def execute_step(job: Any, provider: str | None = None) -> StepResult:
+    """Run one step; see the module docstring. Never raises for anything a job does."""
+    status = job.status
+    if status == DONE:
+        return StepResult(ran=False)
+    step = _Step(job, provider)
+    try:
+        if status == SUSPENDED_STATUS:
+            future = job.awaiting
+            with store.transition():
+                if future is not None and not future.is_ready():
+                    return StepResult(suspended=True, ran=False)
+                job.awaiting = None
+                job.set_status(STARTED)
+        if await step.run_code():
+            await step.converse()
+    except Exception as exc:  # noqa: BLE001 - an internal failure must not stop the worker
+        _internal_error(step, exc)
+    return step.result
+
+
+def _internal_error(step: _Step, exc: Exception) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    with contextlib.suppress(Exception), store.transition():
+        step.job.write_console(f"[statek] internal error:\n{text}")
+        step.jobdef.record_error("internal", text, job=step.uuid)
+        if step.job.status != DONE:
+            step.finish(error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def run_job_step(job: Any, provider: str | None = None) -> bool:
+    """Run one step of `job`; True when it completed during this step."""
+    return (await execute_step(job, provider)).completed
+

@@ -1,0 +1,1 @@
+"""Executors: the documented runner entry points live in `statek.executors.utils`."""

@@ -1,0 +1,1 @@
+"""The worker: in-memory scheduling state, queue draining, the loop, agentic loops."""

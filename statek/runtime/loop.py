@@ -1,0 +1,277 @@
+"""The worker loop behind `run_jobs_loop`: event-driven, bounded, group-committing.
+
+Each iteration: wake suspended jobs whose futures are ready, drain push queues, create jobs
+for queued agent events and through `start_jobs_func`, launch ready jobs into free slots, and
+commit if the group-commit window closed. Then it sleeps until something happens (a step
+ended, a job became runnable, something was queued) or the next deadline (a timer, the
+commit window): never on a fixed interval.
+
+At most `max_concurrency` step tasks exist at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dbzero as db0
+
+from statek import store
+from statek.execution.step import execute_step
+from statek.models.job import Job
+from statek.models.status import JobStatus
+from statek.runtime.queues import process_agent_events, process_push_notifications, queues_of
+from statek.runtime.scheduler import Scheduler, current_scheduler
+from statek.runtime.stats import LoopStats
+
+log = logging.getLogger("statek.loop")
+
+StartJobsFunc = Callable[[int], Any]
+#: Upper bound on an idle sleep: a cheap safety net, not a polling interval.
+IDLE_CHECK_S = 1.0
+QUEUE_STEP = 500
+QUEUE_MAX_PER_ITERATION = 5000
+
+
+class JobsLoop:
+    def __init__(self, max_concurrency: int = 100, provider: str | None = None, *,
+                 queue_prefixes: Sequence[str | int] = (),
+                 start_jobs_func: StartJobsFunc | None = None,
+                 auto_terminate: bool = False, job_prefix: str | None = None) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, not {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self.provider = provider
+        self.queue_prefixes = [str(p) for p in queue_prefixes] or [store.current_prefix()]
+        self.start_jobs_func = start_jobs_func
+        self.auto_terminate = auto_terminate
+        self.job_prefix = job_prefix
+        cfg = store.settings()
+        self.commit_interval = cfg.commit_interval
+        self.commit_max_pending = cfg.commit_max_pending
+        self.grace = cfg.shutdown_grace
+        self.sched: Scheduler = current_scheduler()
+        self.stats = LoopStats()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.stopping = False
+        self.pending_commits = 0
+        self.last_commit = time.monotonic()
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self) -> None:
+        """Stop launching steps; in-flight steps get `shutdown_grace` seconds."""
+        self.stopping = True
+        self.wakeup.set()
+
+    def abort(self) -> None:
+        """Stop now: cancel in-flight steps (committed state stays consistent)."""
+        self.stopping = True
+        for task in list(self.tasks):
+            task.cancel()
+        self.wakeup.set()
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> LoopStats:
+        _active.add(self)
+        self.sched.notify = self.wakeup.set
+        self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
+        try:
+            await self._iterate()
+        except asyncio.CancelledError:
+            self.request_stop()
+            await asyncio.shield(self._drain())
+            raise
+        finally:
+            _active.discard(self)
+            self.sched.notify = _nothing
+            self._commit()
+            self.stats.suspended = len(db0.find(Job, JobStatus.SUSPENDED))
+        return self.stats
+
+    def _job_prefixes(self) -> list[str]:
+        return [self.job_prefix] if self.job_prefix else []
+
+    async def _iterate(self) -> None:
+        stats = self.stats
+        while True:
+            began = time.perf_counter()
+            self.wakeup.clear()
+            started = 0
+            if not self.stopping:
+                self.sched.unsuspend()
+                self._drain_queues()
+                started = self._start_jobs()
+                self._launch()
+            self._maybe_commit()
+            stats.iterations += 1
+            stats.ready = len(self.sched.ready)
+            stats.iteration_time.append(time.perf_counter() - began)
+            if self.stopping:
+                await self._drain()
+                return
+            if self.auto_terminate and not started and self._idle():
+                stats.stranded = len(db0.find(Job, JobStatus.SUSPENDED))
+                if stats.stranded:
+                    log.warning("auto_terminate: %d job(s) remain suspended on futures nothing "
+                                "in this worker can resolve", stats.stranded)
+                return
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        if self.wakeup.is_set():
+            return
+        timeout = IDLE_CHECK_S
+        deadline = self.sched.timers.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.time()))
+        if self.pending_commits:
+            timeout = min(timeout, max(0.0, self.last_commit + self.commit_interval
+                                       - time.monotonic()))
+        if timeout <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.wakeup.wait()
+
+    def _idle(self) -> bool:
+        sched = self.sched
+        if self.tasks or len(sched.ready) or sched.pending_wakes or len(sched.timers):
+            return False
+        return all(len(q) == 0 for q in queues_of(self.queue_prefixes))
+
+    # ------------------------------------------------------------------ work
+    def free_slots(self) -> int:
+        """Slots not taken by a running step or a job already waiting for one."""
+        return max(0, self.max_concurrency - len(self.tasks) - len(self.sched.ready))
+
+    def _drain_queues(self) -> None:
+        if not self.sched.queue_dirty:
+            return
+        self.sched.queue_dirty = False
+        delivered = process_push_notifications(
+            QUEUE_STEP, QUEUE_MAX_PER_ITERATION, queue_prefixes=self.queue_prefixes,
+            job_prefix=self.job_prefix)
+        if delivered:
+            self.stats.messages_delivered += delivered
+            self.pending_commits += delivered
+        if delivered >= QUEUE_MAX_PER_ITERATION:
+            self.sched.queue_dirty = True  # more to do next iteration
+        slots = self.free_slots()
+        if slots:
+            created = process_agent_events(None, slots, queue_prefixes=self.queue_prefixes)
+            if created:
+                self.stats.events_started += created
+                self.pending_commits += created
+            if created >= slots:
+                self.sched.queue_dirty = True
+
+    def _start_jobs(self) -> int:
+        if self.start_jobs_func is None:
+            return 0
+        slots = self.free_slots()
+        if not slots:
+            return 0
+        try:
+            created = self.start_jobs_func(slots)
+        except Exception:  # noqa: BLE001 - an application callback must not stop the worker
+            log.exception("start_jobs_func raised; the loop goes on")
+            return 0
+        count = len(created) if isinstance(created, list | tuple) else int(created or 0)
+        self.stats.jobs_started_by_func += count
+        return count
+
+    def _launch(self) -> None:
+        capacity = self.max_concurrency - len(self.tasks)
+        batch = self.sched.take(capacity)
+        for number in batch:
+            task = asyncio.create_task(self._step(number))
+            self.tasks.add(task)
+            task.add_done_callback(self._step_done)
+        in_flight = len(self.tasks)
+        self.stats.in_flight = in_flight
+        if in_flight > self.stats.max_in_flight:
+            self.stats.max_in_flight = in_flight
+
+    def _step_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.wakeup.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("step task failed", exc_info=task.exception())
+
+    async def _step(self, number: int) -> None:
+        began = time.perf_counter()
+        sched = self.sched
+        try:
+            job = db0.fetch(sched.uuid_of(number))
+        except (KeyError, RuntimeError):
+            sched.in_flight.discard(number)
+            return
+        try:
+            result = await execute_step(job, self.provider)
+        except BaseException:  # cancelled at shutdown: the job resumes on the next start
+            sched.in_flight.discard(number)
+            raise
+        sched.step_ended(number, job, result.retry_after)
+        stats = self.stats
+        stats.steps_done += 1
+        if result.completed:
+            stats.jobs_completed += 1
+            if job.error is not None:
+                stats.steps_failed += 1
+        stats.step_latency.append(time.perf_counter() - began)
+        self.pending_commits += 1
+
+    # ------------------------------------------------------------------ commits
+    def _maybe_commit(self) -> None:
+        if not self.pending_commits:
+            return
+        if (self.pending_commits >= self.commit_max_pending
+                or time.monotonic() - self.last_commit >= self.commit_interval):
+            self._commit()
+
+    def _commit(self) -> None:
+        if store.db_initialized():
+            db0.commit()
+            self.stats.commits += 1
+        self.pending_commits = 0
+        self.last_commit = time.monotonic()
+
+    async def _drain(self) -> None:
+        """Let in-flight steps finish within the grace period, then cancel the rest."""
+        if self.tasks:
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=self.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        self._commit()
+
+
+def _nothing() -> None:
+    return None
+
+
+_active: set[JobsLoop] = set()
+
+
+def active_loops() -> list[JobsLoop]:
+    """Loops running in this process (signal handlers stop them)."""
+    return list(_active)
+
+
+async def run_jobs_loop(max_concurrency: int = 100, provider: str | None = None, *,
+                        queue_prefixes: Sequence[str | int],
+                        start_jobs_func: StartJobsFunc | None = None,
+                        auto_terminate: bool = False) -> LoopStats:
+    """Run the worker loop until stopped (or, with auto_terminate, until nothing can progress).
+
+    Returns the loop's counters."""
+    loop = JobsLoop(max_concurrency, provider, queue_prefixes=queue_prefixes,
+                    start_jobs_func=start_jobs_func, auto_terminate=auto_terminate)
+    return await loop.run()

@@ -1,0 +1,275 @@
+"""The scheduler's in-memory state: who is ready, who waits on what, which timers are due.
+
+Everything here is plain data keyed by small ints (the `_speedups` kernels); dbzero objects are
+fetched only for the jobs an event concerns. Every source of readiness feeds it through
+`statek.signals` (new job, message, job finished) or through the runner (a step suspended,
+a timer was set), so an iteration costs O(what changed), never O(all jobs).
+
+State lives in dbzero; this is a cache of it that `rebuild()` recreates at start-up with one
+indexed query per status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import dbzero as db0
+
+from statek import signals, store
+from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
+from statek.models.job import Job
+from statek.models.status import READY, STARTED, SUSPENDED, WARMING_UP, JobStatus
+
+
+class IdTable:
+    """Interns strings (job uuids, wake keys) as small ints, reusing released ones."""
+
+    __slots__ = ("_free", "_ids", "_keys")
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._keys: list[str | None] = []
+        self._free: list[int] = []
+
+    def intern(self, key: str) -> int:
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        if self._free:
+            number = self._free.pop()
+            self._keys[number] = key
+        else:
+            number = len(self._keys)
+            self._keys.append(key)
+        self._ids[key] = number
+        return number
+
+    def get(self, key: str) -> int | None:
+        return self._ids.get(key)
+
+    def key(self, number: int) -> str:
+        key = self._keys[number]
+        if key is None:
+            raise KeyError(number)
+        return key
+
+    def release(self, key: str) -> None:
+        number = self._ids.pop(key, None)
+        if number is not None:
+            self._keys[number] = None
+            self._free.append(number)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class Scheduler:
+    """Ready set, waiter index and timer heap of one worker process."""
+
+    def __init__(self) -> None:
+        self.jobs = IdTable()
+        self.wake_keys = IdTable()
+        self.ready = ReadyQueue()
+        self.waiters = WaiterIndex()
+        self.timers = TimerHeap()  # deadlines are wall-clock (time.time()) seconds
+        self.in_flight: set[int] = set()
+        self.pending_wakes: list[int] = []
+        self._lanes: dict[str, int] = {}  # jobdef uuid -> lane (one lane per agent)
+        self._agent_lanes: dict[str, int] = {}
+        self.notify: Callable[[], None] = _nothing
+        self.queue_dirty = True
+        self.rebuilt = False
+
+    # ----------------------------------------------------------- signal listener
+    def job_runnable(self, job_uuid: str) -> None:
+        number = self.jobs.intern(job_uuid)
+        if number in self.in_flight:
+            return  # the runner re-queues it when its step ends, by its status then
+        self.ready.push(number, self._lane_of(job_uuid))
+        self.notify()
+
+    def job_finished(self, job_uuid: str) -> None:
+        key = self.wake_keys.get("job:" + job_uuid)
+        if key is not None:
+            self.pending_wakes.append(key)
+            self.notify()
+
+    def job_messaged(self, job_uuid: str) -> None:
+        key = self.wake_keys.get("message:" + job_uuid)
+        if key is not None:
+            self.pending_wakes.append(key)
+            self.notify()
+
+    def timer_set(self, job_uuid: str, deadline: float) -> None:
+        """Nothing to do until the job actually suspends on the timer (see `index`)."""
+
+    def queue_pushed(self) -> None:
+        self.queue_dirty = True
+        self.notify()
+
+    # ----------------------------------------------------------- lanes
+    def _lane_of(self, job_uuid: str, job: Any = None) -> int:
+        """One lane per agent, so a busy agent cannot starve the others."""
+        if job is None:
+            job = db0.fetch(job_uuid)
+        jobdef = job.jobdef
+        jobdef_id = db0.uuid(jobdef)
+        lane = self._lanes.get(jobdef_id)
+        if lane is None:
+            agent_id = db0.uuid(jobdef.agent)
+            lane = self._agent_lanes.setdefault(agent_id, len(self._agent_lanes))
+            self._lanes[jobdef_id] = lane
+        return lane
+
+    def agent_lane(self, agent: Any) -> int:
+        return self._agent_lanes.setdefault(db0.uuid(agent), len(self._agent_lanes))
+
+    # ----------------------------------------------------------- runner side
+    def take(self, capacity: int) -> list[int]:
+        """Up to `capacity` ready jobs, fairly across agents, marked in flight."""
+        if capacity <= 0 or not len(self.ready):
+            return []
+        batch: list[int] = self.ready.pop_batch(capacity)
+        self.in_flight.update(batch)
+        return batch
+
+    def uuid_of(self, number: int) -> str:
+        return self.jobs.key(number)
+
+    def step_ended(self, number: int, job: Any, retry_after: float) -> None:
+        """Route a job by the status its step left it in."""
+        self.in_flight.discard(number)
+        status = job.status
+        if status == STARTED or status == READY or status == WARMING_UP:
+            if retry_after > 0:
+                self.timers.schedule(number, time.time() + retry_after)
+            else:
+                self.ready.push(number, self._lane_of("", job))
+        elif status == SUSPENDED:
+            self.index(number, job)
+        else:  # DONE: forget it (waiters on it were woken through job_finished)
+            self.jobs.release(self.jobs.key(number))
+
+    def index(self, number: int, job: Any) -> None:
+        """Register what a suspended job's future waits on."""
+        future = job.awaiting
+        if future is None:
+            self.ready.push(number, self._lane_of("", job))
+            return
+        deadline: float | None = None
+        now = time.time()
+        for kind, what in future.wake_keys():
+            if kind == "time":
+                deadline = what if deadline is None else min(deadline, what)
+            elif kind == "poll":
+                due = now + what
+                deadline = due if deadline is None else min(deadline, due)
+            else:
+                self.waiters.add(self.wake_keys.intern(f"{kind}:{what}"), number)
+        if deadline is not None:
+            self.timers.schedule(number, deadline)
+
+    def due(self, now: float) -> list[int]:
+        """Jobs whose wake-up condition may have changed: due timers and woken waiters."""
+        candidates: list[int] = self.timers.pop_due(now)
+        if self.pending_wakes:
+            wakes, self.pending_wakes = self.pending_wakes, []
+            for key in wakes:
+                candidates.extend(self.waiters.wake(key))
+        return candidates
+
+    def unsuspend(self, now: float | None = None) -> int:
+        """Move suspended jobs whose futures are ready to STARTED; O(candidates)."""
+        candidates = self.due(time.time() if now is None else now)
+        if not candidates:
+            return 0
+        woken = 0
+        with store.transition():
+            for number in candidates:
+                if number in self.in_flight:
+                    continue
+                try:
+                    job = db0.fetch(self.jobs.key(number))
+                except (KeyError, RuntimeError):
+                    continue
+                woken += self._wake(number, job)
+        return woken
+
+    def _wake(self, number: int, job: Any) -> int:
+        status = job.status
+        if status != SUSPENDED:
+            if status == STARTED or status == READY or status == WARMING_UP:
+                self.ready.push(number, self._lane_of("", job))  # e.g. a provider retry
+            return 0
+        self.waiters.remove_job(number)
+        self.timers.cancel(number)
+        future = job.awaiting
+        try:
+            ready = future is None or future.is_ready()
+        except Exception as exc:  # noqa: BLE001 - a broken future check ends that job only
+            job.write_console(f"[statek] future check failed: {exc!r}\n")
+            job.finish(error=f"future check failed: {exc!r}")
+            return 0
+        if not ready:
+            self.index(number, job)
+            return 0
+        job.awaiting = None
+        job.set_status(STARTED)
+        self.ready.push(number, self._lane_of("", job))
+        return 1
+
+    # ----------------------------------------------------------- start-up
+    def rebuild(self, prefixes: Iterable[str | None] = (None,)) -> dict[str, int]:
+        """Recreate the in-memory state from dbzero: one indexed query per status."""
+        self.rebuilt = True
+        counts = {"ready": 0, "suspended": 0}
+        for prefix in prefixes:
+            kwargs = {} if prefix is None else {"prefix": prefix}
+            for name in ("READY", "WARMING_UP", "STARTED"):
+                for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
+                    number = self.jobs.intern(db0.uuid(job))
+                    if number not in self.in_flight and self.ready.push(
+                            number, self._lane_of("", job)):
+                        counts["ready"] += 1
+            suspended = [db0.uuid(job) for job in db0.find(Job, JobStatus.SUSPENDED, **kwargs)]
+            with store.transition():
+                for job_uuid in suspended:
+                    number = self.jobs.intern(job_uuid)
+                    if number not in self.waiters and self.timers.deadline_of(number) is None:
+                        counts["suspended"] += 1
+                        self._wake(number, db0.fetch(job_uuid))
+        return counts
+
+    # ----------------------------------------------------------- reporting
+    def waiting_count(self) -> int:
+        """Jobs indexed as waiting (a job waiting on a timer and a key counts twice)."""
+        return len(self.waiters) + len(self.timers)
+
+
+def _nothing() -> None:
+    return None
+
+
+_installed: Scheduler | None = None
+
+
+def current_scheduler() -> Scheduler:
+    """The process's scheduler, created and subscribed to signals on first use."""
+    global _installed
+    if _installed is None:
+        _installed = Scheduler()
+        signals.subscribe(_installed)
+    return _installed
+
+
+def reset_scheduler() -> None:
+    """Forget the in-memory state (after the store is closed it is stale)."""
+    global _installed
+    if _installed is not None:
+        signals.subscribe(None)
+    _installed = None
+
+
+store.on_close(reset_scheduler)

@@ -1,0 +1,35 @@
+"""Sandbox for job code: compile it per statement, run it with guarded builtins and hooks.
+
+Restricted mode (the default) is enforced twice: the compiler refuses what it can see in the
+source, and the runtime hooks refuse what only shows up while the code runs.
+"""
+
+from statek.sandbox.compiler import (
+    CompiledBlock,
+    CompiledStatement,
+    clear_compile_cache,
+    compile_block,
+    compile_cache_size,
+)
+from statek.sandbox.guards import (
+    ModuleView,
+    exec_globals,
+    is_internal_name,
+    module_view_name,
+)
+from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS, JOB_FILENAME, SandboxPolicy
+
+__all__ = [
+    "DEFAULT_ALLOWED_IMPORTS",
+    "JOB_FILENAME",
+    "CompiledBlock",
+    "CompiledStatement",
+    "ModuleView",
+    "SandboxPolicy",
+    "clear_compile_cache",
+    "compile_block",
+    "compile_cache_size",
+    "exec_globals",
+    "is_internal_name",
+    "module_view_name",
+]
