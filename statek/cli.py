@@ -14,31 +14,34 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="dbzero root (default: STATEK_DATA_DIR or ./statek-data).")
-@click.option("--jobs", default=1000, show_default=True, help="Jobs to submit.")
-def demo(data_dir: str | None, jobs: int) -> None:
-    """Submit agents, jobs and messages into the embedded store and report what is stored."""
-    import time
+@click.option("--helpers", default=200, show_default=True,
+              help="Helper jobs the dispatcher delegates to.")
+@click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
+def demo(helpers: int, concurrency: int) -> None:
+    """Run a small fleet end to end over the embedded store with the offline provider."""
+    from statek._speedups import IMPLEMENTATION
+    from statek.demo import describe, run_demo
+    from statek.store import settings
 
-    import dbzero as db0
+    cfg = settings()
+    click.echo(f"statek {__version__}: store {cfg.data_dir}/{cfg.default_prefix}, "
+               f"provider scripted (offline), scheduler kernels: {IMPLEMENTATION}")
+    for line in describe(run_demo(helpers, concurrency)):
+        click.echo(line)
 
+
+@main.command()
+@click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
+@click.option("--provider", default=None, help="Default provider name.")
+@click.option("--until-idle", is_flag=True, help="Exit once nothing can make progress.")
+def worker(concurrency: int, provider: str | None, until_idle: bool) -> None:
+    """Run a worker over the embedded store (STATEK_DATA_DIR) until stopped."""
     import statek
-    from statek.models.status import JobStatus
 
-    root, prefix = statek.open_default_store(data_dir)
-    agent = statek.Agent("demo-worker", "You answer with Python code.")
-    api = statek.StatekClientAPI()
-    start = time.perf_counter()
-    ids = api.submit_new_job_ids(agent, [{"n": i} for i in range(jobs)])
-    elapsed = time.perf_counter() - start
-    api.push_message(ids[0], "hello")
-    click.echo(f"store {root}/{prefix}: submitted {jobs} jobs in {elapsed * 1000:.0f} ms "
-               f"({elapsed / max(jobs, 1) * 1e6:.0f} µs/job)")
-    click.echo(f"persisted: {len(db0.find(statek.Agent))} agents, "
-               f"{len(db0.find(statek.Job))} jobs "
-               f"({len(db0.find(statek.Job, JobStatus.READY))} READY), "
-               f"{statek.StatekPushQueue().message_count()} queued messages")
+    statek.open_default_store()
+    stats = statek.start_statek(max_concurrency=concurrency, provider=provider,
+                                auto_terminate=until_idle)
+    click.echo(f"worker stopped: {stats.steps_done} steps, {stats.jobs_completed} jobs done")
     statek.close()
 
 

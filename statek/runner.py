@@ -119,7 +119,7 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
 def _has_prefix() -> bool:
     try:
         store.current_prefix()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     return True
 

@@ -58,7 +58,10 @@ def _register(func: Callable[..., Any], name: str | None) -> ToolInfo:
     tool_name = name or func.__name__
     if not tool_name.isidentifier() or tool_name.startswith("_"):
         raise StatekError(f"tool name {tool_name!r} must be a public Python identifier")
-    sig = inspect.signature(func)
+    try:  # resolve string annotations (`from __future__ import annotations`) for the model
+        sig = inspect.signature(func, eval_str=True)
+    except Exception:
+        sig = inspect.signature(func)
     info = ToolInfo(
         name=tool_name,
         func=func,

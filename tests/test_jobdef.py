@@ -28,7 +28,7 @@ def test_batch_shares_one_definition(api: statek.StatekClientAPI, agent: statek.
 
 
 def test_unstorable_param_is_rejected(api: statek.StatekClientAPI, agent: statek.Agent) -> None:
-    with pytest.raises(UnstorableValueError, match="job_params.*'cb'"):
+    with pytest.raises(UnstorableValueError, match=r"job_params.*'cb'"):
         api.submit_new_job(agent, cb=lambda: 1)
     assert len(db0.find(statek.Job)) == 0
 

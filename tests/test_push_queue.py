@@ -107,7 +107,7 @@ def test_fifo_matches_a_deque(ops: list[tuple[str, int]]) -> None:
                     fifo.push_many(items)
                     model.extend(items)
                 else:
-                    head, got = fifo.peek(n)
+                    _head, got = fifo.peek(n)
                     expected = [model[i] for i in range(min(n, len(model)))]
                     assert list(got) == expected
                     fifo.advance(len(got))

@@ -24,13 +24,16 @@ class Limits:
             value = params.get(name) if params is not None else None
             return getattr(settings, name) if value is None else value
 
-        return cls(*(int(pick(n)) for n in LIMIT_NAMES), float(pick("step_timeout")))
+        return cls(int(pick("max_turns")), int(pick("max_exceptions")),
+                   int(pick("max_consecutive_exceptions")), int(pick("max_tokens")),
+                   float(pick("step_timeout")))
 
 
 def breach_after_code(job: Any, limits: Limits) -> str | None:
     """Reason to stop after running code, or None."""
     if limits.max_exceptions and job.exceptions >= limits.max_exceptions:
-        return f"harness: {job.exceptions} exceptions reached max_exceptions={limits.max_exceptions}"
+        return (f"harness: {job.exceptions} exceptions reached "
+                f"max_exceptions={limits.max_exceptions}")
     if (limits.max_consecutive_exceptions
             and job.consecutive_exceptions >= limits.max_consecutive_exceptions):
         return (f"harness: {job.consecutive_exceptions} consecutive exceptions reached "

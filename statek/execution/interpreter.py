@@ -2,9 +2,14 @@
 
 After each statement the names it bound are written back to the job, so a job resumes at the
 first statement that did not complete and never re-runs one that did. Values dbzero cannot
-store (functions, modules, generators) live in a per-process side table instead; `def`,
-`class` and `import` statements are also remembered as source and re-run when a job's
-namespace is rebuilt in a new process, so they survive restarts.
+store (functions, modules, generators, classes the job defined) live in a per-process side
+table instead; `def`, `class` and `import` statements are also remembered as source and re-run
+when a job's namespace is rebuilt in a new process, so they survive restarts.
+
+Functions, generators and classes keep referring to the globals dict they were made in, so a
+job holding any of them keeps running in that same dict from step to step (refreshed with the
+persisted locals and this step's builtins) rather than a new one: otherwise its functions
+would go on reading the values their globals had when they were defined.
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FunctionType, GeneratorType, MethodType
 from typing import Any
 
+from statek import store
 from statek.errors import SandboxViolation
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
-from statek.models.future import Future, SuspendJob
+from statek.models.future import ControlSignal, Future, SuspendJob
+from statek.models.storable import is_storable
 from statek.sandbox import (
+    JOB_FILENAME,
     CompiledBlock,
     CompiledStatement,
     SandboxPolicy,
@@ -28,6 +37,13 @@ from statek.sandbox import (
 
 #: job uuid -> {name: value} for locals dbzero cannot store (lost when the process ends).
 _transient: dict[str, dict[str, Any]] = {}
+#: job uuid -> (policy, globals) for jobs whose transient values refer to their globals.
+_namespaces: dict[str, tuple[SandboxPolicy, dict[str, Any]]] = {}
+
+#: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
+_JOB_MODULE = "__statek_job__"
+#: Names of dbzero's container types (what persisted lists, dicts, bytearrays come back as).
+_DB0_WRITABLE = frozenset({"List", "Dict", "ByteArray"})
 
 COMPLETED, EXITED, SUSPENDED, FAILED, AWAITING_TOOL = (
     "completed", "exited", "suspended", "failed", "awaiting_tool",
@@ -48,6 +64,14 @@ class Outcome:
 
 def forget_transient(job_uuid: str) -> None:
     _transient.pop(job_uuid, None)
+    _namespaces.pop(job_uuid, None)
+
+
+@store.on_close
+def forget_all_transient() -> None:
+    """Drop every side table (after `statek.close()` the memo objects in them are stale)."""
+    _transient.clear()
+    _namespaces.clear()
 
 
 class JobNamespace:
@@ -60,60 +84,129 @@ class JobNamespace:
         self.policy = policy
         jobdef = job.jobdef
         extra = functions.builtins(tuple(jobdef.agent.tool_names), jobdef.params)
-        self.globals = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
-                                    on_violation=on_violation)
-        stored = job.vars
-        if stored is not None:
-            self.globals.update(job.locals_dict())
+        fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
+                             on_violation=on_violation)
+        if policy.restricted:
+            _allow_persisted_writes(fresh)
         definitions = job.definitions
+        self._has_definitions = definitions is not None
+        side = _transient.get(job_uuid)
+        kept = _namespaces.get(job_uuid)
+        if kept is not None and kept[0] is policy:
+            # Last step's dict, so the functions made then see today's values; the builtins
+            # dict is updated in place because those functions hold on to it as well.
+            g = kept[1]
+            g["__builtins__"].update(fresh.pop("__builtins__"))
+            g.update(fresh)
+            g.update(job.locals_dict())
+            if side:
+                g.update(side)
+            self.globals = g
+            return
+        g = self.globals = fresh
+        if job.vars is not None:
+            g.update(job.locals_dict())
+        if side:
+            g.update(side)
         if definitions is not None:
             self._replay_definitions(definitions)
-        side = _transient.get(job_uuid)
-        if side:
-            self.globals.update(side)
 
     def _replay_definitions(self, definitions: Any) -> None:
-        for source in definitions.values():
-            try:
-                block = compile_block(source, self.policy)
-                for stmt in block.statements:
-                    exec(stmt.code, self.globals)  # noqa: S102 - sandboxed job code
-            except Exception as exc:  # noqa: BLE001 - report, do not stop the job
-                self.job.write_console(f"[statek] could not restore definition: {exc}\n")
+        """Re-run remembered def/class/import statements (new process or new policy).
+
+        dbzero dicts are not insertion-ordered, so a definition that needs another one (a
+        decorator, a base class) may come first: those failing with NameError are retried
+        for as long as others succeed."""
+        g = self.globals
+        names = list(definitions.keys())
+        pending = list(dict.fromkeys(definitions[name] for name in names))
+        errors: dict[str, Exception] = {}
+        while pending:
+            retry: list[str] = []
+            for source in pending:
+                try:
+                    block = compile_block(source, self.policy)
+                    for stmt in block.statements:
+                        exec(stmt.code, g)
+                except NameError as exc:
+                    retry.append(source)
+                    errors[source] = exc
+                except Exception as exc:
+                    errors[source] = exc
+                else:
+                    errors.pop(source, None)
+            if len(retry) == len(pending):
+                break
+            pending = retry
+        for error in errors.values():
+            self.job.write_console(f"[statek] could not restore definition: {error}\n")
+        held = {name: g[name] for name in names if name in g and not can_persist(g[name])}
+        if held:
+            _transient.setdefault(self.job_uuid, {}).update(held)
+            if any(_needs_namespace(value) for value in held.values()):
+                _namespaces[self.job_uuid] = (self.policy, g)
 
     def persist(self, stmt: CompiledStatement) -> None:
         """Write the names `stmt` bound back to the job (or the side table)."""
         g = self.globals
         stored: dict[str, Any] = {}
-        side: dict[str, Any] | None = None
+        held: dict[str, Any] | None = None  # unstorable values this statement bound
         for name in stmt.assigned:
             if name not in g:
                 continue
             value = g[name]
-            if _storable_fast(value):
+            if can_persist(value):
                 stored[name] = value
             else:
-                if side is None:
-                    side = _transient.setdefault(self.job_uuid, {})
-                side[name] = value
-        if stored or stmt.deleted:
+                if held is None:
+                    held = {}
+                held[name] = value
+        deleted = stmt.deleted
+        if stored or deleted:
             try:
-                self.job.bind_locals(stored, stmt.deleted)
+                self.job.bind_locals(stored, deleted)
             except (TypeError, AttributeError, OverflowError, ValueError):
                 # a nested value dbzero refused: keep it in memory, bind the rest one by one
-                for name, value in stored.items():
+                for name, value in list(stored.items()):
                     try:
                         self.job.bind_locals({name: value})
                     except (TypeError, AttributeError, OverflowError, ValueError):
-                        _transient.setdefault(self.job_uuid, {})[name] = value
+                        del stored[name]
+                        if held is None:
+                            held = {}
+                        held[name] = value
             self._refresh_containers(stored)
-        if stmt.deleted:
-            side_table = _transient.get(self.job_uuid)
-            if side_table:
-                for name in stmt.deleted:
-                    side_table.pop(name, None)
+        side = _transient.get(self.job_uuid)
+        if side:
+            for name in stored:
+                side.pop(name, None)
+            for name in deleted:
+                side.pop(name, None)
+        if held:
+            self._hold(held, side)
         if stmt.assigned and stmt.source.startswith(_DEFINITION_STARTS):
             self.job.remember_definition(stmt.assigned, stmt.source)
+            self._has_definitions = True
+        elif self._has_definitions and (stored or held or deleted):
+            # rebound by other code: a restart must not bring the old definition back
+            definitions = self.job.definitions
+            for name in (*stored, *(held or ()), *deleted):
+                if name in definitions:
+                    del definitions[name]
+
+    def _hold(self, held: dict[str, Any], side: dict[str, Any] | None) -> None:
+        """Keep unstorable values in the side table (and, if they need it, the namespace)."""
+        if side is None:
+            side = _transient[self.job_uuid] = {}
+        side.update(held)
+        if any(_needs_namespace(value) for value in held.values()):
+            _namespaces[self.job_uuid] = (self.policy, self.globals)
+        persisted = self.job.vars
+        if persisted is not None:
+            # an older stored value of the name must not come back after a restart
+            stale = tuple(name for name in held if name in persisted)
+            if stale:
+                self.job.bind_locals({}, stale)
 
     def _refresh_containers(self, stored: dict[str, Any]) -> None:
         """Point the namespace at the persisted copy of new containers, so later in-place
@@ -123,16 +216,87 @@ class JobNamespace:
             if isinstance(value, list | dict | set):
                 self.globals[name] = vars_[name]
 
+    def undo_partial(self, stmt: CompiledStatement) -> None:
+        """Before `stmt` runs again (after an async tool, or on resume), restore the names
+        its interrupted run rebound, so `total = total + tool(i)` in a loop counts once.
+        (In-place changes to persisted containers are not undone.)"""
+        g = self.globals
+        saved = self.job.locals_dict()
+        side = _transient.get(self.job_uuid) or {}
+        for name in (*stmt.assigned, *stmt.deleted):
+            if name in saved:
+                g[name] = saved[name]
+            elif name in side:
+                g[name] = side[name]
+            else:
+                g.pop(name, None)
+
 
 _DEFINITION_STARTS = ("def ", "async def ", "class ", "import ", "from ", "@")
 
 
-def _storable_fast(value: Any) -> bool:
-    from statek.models.storable import is_storable
-
-    if isinstance(value, str | int | float | bool | type(None)):
-        return not isinstance(value, int) or -(2**63) <= value < 2**63
+def can_persist(value: Any, depth: int = 0) -> bool:
+    """Whether dbzero can store `value` so that it loads again in a new process: as
+    `is_storable`, except that a class the job defined (stored by reference to a module
+    that exists only in this process) is not."""
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-(2**63) <= value < 2**63)
+    if depth > 64:
+        return False
+    if kind is list or kind is tuple or kind is set:
+        return all(can_persist(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(can_persist(k, depth + 1) and can_persist(v, depth + 1)
+                   for k, v in value.items())
+    if isinstance(value, type) and value.__module__ == _JOB_MODULE:
+        return False
     return is_storable(value)
+
+
+def _needs_namespace(value: Any) -> bool:
+    """Whether `value` goes on using the globals it was made in."""
+    if isinstance(value, FunctionType | GeneratorType | MethodType):
+        return True
+    if isinstance(value, type):
+        return value.__module__ == _JOB_MODULE
+    return type(value).__module__ == _JOB_MODULE  # an instance of a class the job defined
+
+
+def _is_persisted_container(obj: Any) -> bool:
+    kind = type(obj)
+    return kind.__name__ in _DB0_WRITABLE and kind.__module__ == "builtins"
+
+
+_write_hooks: dict[int, tuple[Any, Callable[[Any], Any], Callable[..., None]]] = {}
+
+
+def _allow_persisted_writes(g: dict[str, Any]) -> None:
+    """Let restricted code assign items of dbzero containers (its persisted locals come back
+    as those) as it may of plain lists and dicts; anything else still meets the sandbox's
+    write guard."""
+    guarded_write = g.get("_write_")
+    if guarded_write is None:
+        return
+    found = _write_hooks.get(id(guarded_write))
+    if found is None or found[0] is not guarded_write:
+        augmented = g["_augitem_"]
+        inplace = g["_inplacevar_"]
+
+        def write(obj: Any) -> Any:
+            return obj if _is_persisted_container(obj) else guarded_write(obj)
+
+        def augmented_item(obj: Any, key: Any, op: str, value: Any) -> None:
+            if _is_persisted_container(obj):
+                obj[key] = inplace(op, obj[key], value)
+            else:
+                augmented(obj, key, op, value)
+
+        found = _write_hooks[id(guarded_write)] = (guarded_write, write, augmented_item)
+    g["_write_"] = found[1]
+    g["_augitem_"] = found[2]
 
 
 def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
@@ -144,40 +308,63 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
     for index in range(start, len(statements)):
         stmt = statements[index]
         functions.start_statement(index)
+        ControlSignal.pending = None
         try:
             if stmt.echo:
-                value = eval(stmt.code, g)  # noqa: S307 - sandboxed job code
+                value = eval(stmt.code, g)
                 if isinstance(value, Future):
                     value.value  # noqa: B018 - a bare future statement waits for it
                 elif value is not None:
                     job.write_console(repr(value) + "\n")
             else:
-                exec(stmt.code, g)  # noqa: S102 - sandboxed job code
-        except JobExit as done:
-            ns.persist(stmt)
-            return Outcome(EXITED, index + 1, exit_status=done.status)
-        except SuspendJob as wait:
-            return Outcome(SUSPENDED, index, future=wait.future)
-        except AwaitTool as call:
-            return Outcome(AWAITING_TOOL, index, tool=call)
+                exec(stmt.code, g)
+        except ControlSignal:
+            return _stopped(ns, stmt, index)
         except SandboxViolation as exc:
+            if ControlSignal.pending is not None:
+                return _stopped(ns, stmt, index)
             return Outcome(FAILED, index + 1, error=f"SandboxViolation: {exc}")
-        except Exception as exc:  # noqa: BLE001 - job code errors are data, not crashes
-            return Outcome(FAILED, index + 1, error=_format_error(exc, stmt))
+        except Exception as exc:
+            if ControlSignal.pending is not None:
+                return _stopped(ns, stmt, index)
+            return Outcome(FAILED, index + 1, error=_format_error(exc, stmt, block.source))
+        if ControlSignal.pending is not None:  # swallowed by job code: takes effect anyway
+            return _stopped(ns, stmt, index)
         ns.persist(stmt)
         functions.statement_done()
     return Outcome(COMPLETED, len(statements))
 
 
-def _format_error(exc: BaseException, stmt: CompiledStatement) -> str:
-    """The job-code part of a traceback: frames from the job's own code only."""
+def _stopped(ns: JobNamespace, stmt: CompiledStatement, index: int) -> Outcome:
+    """The outcome of the first control signal statement `index` raised."""
+    signal = ControlSignal.pending
+    ControlSignal.pending = None
+    if isinstance(signal, JobExit):
+        ns.persist(stmt)
+        return Outcome(EXITED, index + 1, exit_status=signal.status)
+    ns.undo_partial(stmt)
+    if isinstance(signal, SuspendJob):
+        return Outcome(SUSPENDED, index, future=signal.future)
+    assert isinstance(signal, AwaitTool)
+    return Outcome(AWAITING_TOOL, index, tool=signal)
+
+
+def _format_error(exc: BaseException, stmt: CompiledStatement, source: str) -> str:
+    """The job-code part of a traceback: frames from the job's own code only, with the text
+    of the failing top-level line (a function's frame may come from another block: no text)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if f.filename.startswith("<")]
     lines = ["Traceback (most recent call last):\n"]
-    for frame in frames or []:
+    source_lines: list[str] | None = None
+    for frame in frames:
         where = f"line {frame.lineno}" if frame.lineno else "line ?"
-        text = f"    {frame.line}\n" if frame.line else ""
-        lines.append(f"  {where}, in {frame.name}\n{text}")
+        text = frame.line
+        if not text and frame.filename == JOB_FILENAME and frame.name == "<module>":
+            if source_lines is None:
+                source_lines = source.splitlines()
+            if frame.lineno and 0 < frame.lineno <= len(source_lines):
+                text = source_lines[frame.lineno - 1].strip()
+        lines.append(f"  {where}, in {frame.name}\n" + (f"    {text}\n" if text else ""))
     if not frames:
         lines.append(f"  line {stmt.lineno}\n")
     lines.extend(traceback.format_exception_only(type(exc), exc))

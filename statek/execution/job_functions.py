@@ -9,16 +9,17 @@ completes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dbzero as db0
 
 from statek import signals
 from statek.execution.signals import AwaitTool, JobExit
-from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, Future
+from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.tools import ToolInfo, find_tool
 
 
@@ -123,6 +124,8 @@ class JobFunctions:
     def call_tool(self, info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not info.is_async:
             return info.func(*args, **kwargs)
+        if ControlSignal.pending is not None:  # the statement is stopping already
+            raise ControlSignal.pending
         site = self._site()
         if site in self.tool_results:
             result = self.tool_results[site]
@@ -141,7 +144,7 @@ class JobFunctions:
             "get_all": self.get_all,
             "get_any": self.get_any,
             "wait_for": self.wait_for,
-            "params": params,
+            "params": _read_only(params) if params else _NO_PARAMS,
         }
         for name in tool_names:
             info = find_tool(name)
@@ -166,12 +169,50 @@ class _ToolCaller:
         return f"<tool {self._info.name}{self._info.signature}>"
 
 
+class Params(Mapping[str, Any]):
+    """What job code sees as `params`: a read-only copy of the job definition's parameters,
+    which every job of that definition shares (a mappingproxy would do, but restricted
+    code may not touch attributes of one)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+
+_NO_PARAMS = Params({})
+
+
+def _read_only(value: Any) -> Any:
+    """A plain copy of stored params where no container can be changed."""
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        name = kind.__name__
+        if name in ("Dict", "dict"):
+            return Params({key: _read_only(item) for key, item in value.items()})
+        if name in ("List", "Tuple", "list", "tuple"):
+            return tuple(_read_only(item) for item in value)
+        if name in ("Set", "set"):
+            return frozenset(_read_only(item) for item in value)
+    return value
+
+
 def _flatten(futures: tuple[Any, ...]) -> list[Any]:
     if len(futures) == 1 and not isinstance(futures[0], Future):
-        try:
+        with contextlib.suppress(TypeError):
             futures = tuple(futures[0])
-        except TypeError:
-            pass
     for f in futures:
         if not isinstance(f, Future):
             raise TypeError(f"expected futures, got {type(f).__name__}")

@@ -1,13 +1,15 @@
-"""Control-flow exceptions raised through job code (BaseException: `except Exception` in job
-code cannot swallow them)."""
+"""Control-flow exceptions raised through job code (see `ControlSignal`: `except Exception` in
+job code does not catch them, and one swallowed by a bare `except:` still takes effect)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Any
 
+from statek.models.future import ControlSignal
 
-class JobExit(BaseException):  # noqa: N818 - control flow, not an error
+
+class JobExit(ControlSignal):
     """`exit(status)` was called: the job is done."""
 
     def __init__(self, status: Any = None) -> None:
@@ -15,7 +17,7 @@ class JobExit(BaseException):  # noqa: N818 - control flow, not an error
         self.status = status
 
 
-class AwaitTool(BaseException):  # noqa: N818 - control flow, not an error
+class AwaitTool(ControlSignal):
     """Job code called an async tool: the step awaits it, then re-runs the statement."""
 
     def __init__(self, site: str, awaitable: Awaitable[Any]) -> None:

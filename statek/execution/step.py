@@ -33,6 +33,7 @@ from statek.execution.interpreter import (
     SUSPENDED,
     JobNamespace,
     Outcome,
+    can_persist,
     forget_transient,
     run_block,
 )
@@ -74,9 +75,9 @@ def sandbox_policy() -> SandboxPolicy:
     return policy
 
 
-async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
-    if timeout > 0:
-        async with asyncio.timeout(timeout):
+async def _bounded(awaitable: Awaitable[T], seconds: float) -> T:
+    if seconds > 0:
+        async with asyncio.timeout(seconds):
             return await awaitable
     return await awaitable
 
@@ -89,11 +90,19 @@ class _Step:
         self.uuid = str(db0.uuid(job))
         self.provider = provider
         self.jobdef = job.jobdef
-        self.limits = harness.Limits.of(store.settings(), self.jobdef.params)
         self.result = StepResult()
+        self.limits = harness.Limits(0, 0, 0, 0, 0.0)  # replaced by load_limits()
+
+    def load_limits(self) -> None:
+        """The harness limits (raises for a job param that is not a number)."""
+        self.limits = harness.Limits.of(store.settings(), self.jobdef.params)
 
     # ------------------------------------------------------------------ helpers
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
+        if exit_status is not None and not can_persist(exit_status):
+            self.job.write_console(f"[statek] exit status of type {type(exit_status).__name__} "
+                                   "cannot be stored; its repr() is kept instead\n")
+            exit_status = repr(exit_status)
         self.job.finish(exit_status, error)
         forget_transient(self.uuid)
         conversation.forget(self.uuid)
@@ -152,6 +161,13 @@ class _Step:
         job = self.job
         kind = outcome.kind
         if kind == EXITED:
+            # the code that exited is over: a message re-opening the job goes to the model
+            if warmup:
+                job.block = len(self.jobdef.warmup_blocks)
+            else:
+                job.pending_code = None
+            if job.stmt:
+                job.stmt = 0
             self.finish(outcome.exit_status)
             return False
         if kind == SUSPENDED:
@@ -162,7 +178,7 @@ class _Step:
             return False
         if kind == AWAITING_TOOL:
             job.stmt = outcome.next_stmt
-            if warmup and job.status != WARMING_UP:
+            if warmup and job.state != WARMING_UP:
                 job.set_status(WARMING_UP)
             return True
         if kind == FAILED:
@@ -203,7 +219,7 @@ class _Step:
         assert call is not None
         try:
             value: Any = await _bounded(call.awaitable, self.limits.step_timeout)
-        except Exception as exc:  # noqa: BLE001 - the tool's error goes back to job code
+        except Exception as exc:
             value = exc
         functions.tool_results[call.site] = value
 
@@ -211,18 +227,24 @@ class _Step:
     async def converse(self) -> None:
         job = self.job
         with store.transition():
-            if job.status != STARTED:
+            if job.state != STARTED:
                 job.set_status(STARTED)
             reason = harness.breach_before_request(job, self.limits)
             if reason is not None:
                 self.finish(error=reason)
                 return
             user_text, console_from, console_to, read = conversation.pending_user_text(job)
-            request = self.build_request(user_text)
         try:
-            prov, _model = self.resolve()
+            prov, model = self.resolve()
+        except Exception as exc:  # e.g. no provider of that name: a failed call, not a crash
+            self.provider_failed(exc)
+            return
+        request = self.build_request(user_text, model)
+        try:
             reply = await _bounded(prov.complete(request), self.limits.step_timeout)
-        except (ProviderError, TimeoutError) as exc:
+            if not isinstance(reply, ChatReply):
+                raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
+        except Exception as exc:  # ProviderError by contract; anything else is the same to us
             self.provider_failed(exc)
             return
         with store.transition():
@@ -234,10 +256,9 @@ class _Step:
         return resolve_provider(self.jobdef.metadata, self.provider,
                                 store.settings().default_provider)
 
-    def build_request(self, user_text: str) -> ChatRequest:
+    def build_request(self, user_text: str, model: str) -> ChatRequest:
         system, tools = conversation.system_prompt(self.jobdef.agent)
         past = conversation.history(self.job, self.uuid)
-        _prov, model = self.resolve()
         return ChatRequest(model=model, system=system,
                            messages=(*past, ChatMessage("user", user_text)), tools=tools,
                            max_tokens=store.settings().reply_max_tokens)
@@ -284,7 +305,7 @@ class _Step:
                 if info.is_async:
                     value = await _bounded(value, self.limits.step_timeout)
                 results.append((call.id, call.name, repr(value)))
-            except Exception as exc:  # noqa: BLE001 - the model sees the tool's error
+            except Exception as exc:
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
@@ -294,8 +315,12 @@ class _Step:
 
     def provider_failed(self, exc: BaseException) -> None:
         job = self.job
-        message = (f"provider timed out after {self.limits.step_timeout}s"
-                   if isinstance(exc, TimeoutError) else f"provider error: {exc}")
+        if isinstance(exc, TimeoutError):
+            message = f"provider timed out after {self.limits.step_timeout}s"
+        elif isinstance(exc, ProviderError):
+            message = f"provider error: {exc}"
+        else:
+            message = f"provider error: {type(exc).__name__}: {exc}"
         with store.transition():
             job.log(chatlog.error(message))
             job.error = message
@@ -308,12 +333,13 @@ class _Step:
 
 async def execute_step(job: Any, provider: str | None = None) -> StepResult:
     """Run one step; see the module docstring. Never raises for anything a job does."""
-    status = job.status
-    if status == DONE:
+    state = job.state
+    if state == DONE:
         return StepResult(ran=False)
     step = _Step(job, provider)
     try:
-        if status == SUSPENDED_STATUS:
+        step.load_limits()
+        if state == SUSPENDED_STATUS:
             future = job.awaiting
             with store.transition():
                 if future is not None and not future.is_ready():
@@ -322,7 +348,7 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
                 job.set_status(STARTED)
         if await step.run_code():
             await step.converse()
-    except Exception as exc:  # noqa: BLE001 - an internal failure must not stop the worker
+    except Exception as exc:
         _internal_error(step, exc)
     return step.result
 
@@ -334,8 +360,12 @@ def _internal_error(step: _Step, exc: Exception) -> None:
     with contextlib.suppress(Exception), store.transition():
         step.job.write_console(f"[statek] internal error:\n{text}")
         step.jobdef.record_error("internal", text, job=step.uuid)
-        if step.job.status != DONE:
+        if step.job.state != DONE:
             step.finish(error=f"internal error: {type(exc).__name__}: {exc}")
+        else:  # it failed half-way through finishing: still a completion, with the reason
+            if step.job.error is None:
+                step.job.error = f"internal error: {type(exc).__name__}: {exc}"
+            step.result.completed = True
 
 
 async def run_job_step(job: Any, provider: str | None = None) -> bool:

@@ -50,7 +50,7 @@ class _Scanner:
         for stmt in body:
             self.stmt(stmt)
 
-    def stmt(self, node: ast.stmt) -> None:  # noqa: C901 - one branch per statement kind
+    def stmt(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Assign):
             self.expr(node.value)
             for target in node.targets:

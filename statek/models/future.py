@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import dbzero as db0
 
@@ -19,11 +19,24 @@ from statek.models.status import DONE
 JOB, TIMER, MESSAGE, ALL, ANY, CONDITION = "job", "timer", "message", "all", "any", "condition"
 
 
-class SuspendJob(BaseException):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by `Future.value` when the value is not there yet: the job suspends on it.
+class ControlSignal(BaseException):
+    """Base of the signals the runtime raises through job code (suspend, exit, await a tool).
 
-    A BaseException, so job code's `except Exception:` cannot swallow it.
+    A BaseException, so job code's `except Exception:` does not catch one. The first one
+    raised since the runner last cleared `pending` is remembered, so a signal swallowed by a
+    bare `except:` still takes effect when the statement ends.
     """
+
+    pending: ClassVar[ControlSignal | None] = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        if ControlSignal.pending is None:
+            ControlSignal.pending = self
+
+
+class SuspendJob(ControlSignal):
+    """Raised by `Future.value` when the value is not there yet: the job suspends on it."""
 
     def __init__(self, future: Any) -> None:
         super().__init__("job suspended")
@@ -65,7 +78,7 @@ class Future:
             return True
         kind = self.kind
         if kind == JOB:
-            if self.target.status != DONE:
+            if self.target.state != DONE:
                 return False
             self._resolve(self.target.exit_status)
         elif kind == TIMER:

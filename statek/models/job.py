@@ -17,8 +17,19 @@ import dbzero as db0
 from statek import signals
 from statek.models.chatlog import decode
 from statek.models.root import root_for
-from statek.models.status import DONE, READY, STARTED, SUSPENDED, JobStatus, check_move
-from statek.store import transition
+from statek.models.status import (
+    DONE,
+    READY,
+    STARTED,
+    SUSPENDED,
+    check_move,
+    forget_status_values,
+    state_of,
+    status_value,
+)
+from statek.store import on_close, transition
+
+on_close(forget_status_values)
 
 
 def _as_dict(stored: Any) -> dict[str, Any]:
@@ -58,6 +69,7 @@ class Job:
 
     # Class-level defaults: dbzero falls back to them, so a new job writes only what differs
     # (each stored attribute costs 1-2 µs at creation).
+    state = READY  # int mirror of the `status` tag field (see statek.models.status)
     parent: Any = None
     locale: str | None = None
     vars: Any = None  # locals: None, a flat (k, v, ...) tuple seed, or a dict once written
@@ -91,7 +103,7 @@ class Job:
         parent: Any = None,
     ) -> None:
         now = time.time()
-        self.status = READY
+        self.status = status_value(READY)
         self.jobdef = jobdef
         self.created_at = now
         self.updated_at = now
@@ -148,7 +160,7 @@ class Job:
 
     @property
     def is_done(self) -> bool:
-        return bool(self.status == DONE)
+        return bool(self.state == DONE)
 
     @property
     def in_warmup(self) -> bool:
@@ -159,12 +171,15 @@ class Job:
 
     # ----------------------------------------------------------------- writing
     def set_status(self, new: Any) -> None:
-        """The one way a job's status changes; an illegal move raises IllegalTransitionError."""
-        current = self.status
-        if current == new:
+        """The one way a job's status changes (a JobStatus member, name or int state); an
+        illegal move raises IllegalTransitionError."""
+        target = new if type(new) is int else state_of(new)
+        current = self.state
+        if current == target:
             return
-        check_move(db0.uuid(self), current, new)
-        self.status = new
+        check_move(db0.uuid(self), current, target)
+        self.status = status_value(target)
+        self.state = target
         self.updated_at = time.time()
 
     def write_console(self, text: str) -> None:
@@ -245,11 +260,11 @@ class Job:
         else:
             self.inbox.append(message)
         self.updated_at = time.time()
-        status = self.status
-        if status == DONE:
+        state = self.state
+        if state == DONE:
             self.exit_status = None
             self.resume()
-        elif status == SUSPENDED:
+        elif state == SUSPENDED:
             awaiting = self.awaiting
             if awaiting is not None and awaiting.waits_on_message() and awaiting.is_ready():
                 self.resume()
@@ -258,7 +273,7 @@ class Job:
     def cancel(self, reason: str = "cancelled") -> bool:
         """End the job now (unless already DONE); returns whether it was cancelled."""
         with transition():
-            if self.status == DONE:
+            if self.state == DONE:
                 return False
             self.finish(exit_status=reason, error=reason)
             return True

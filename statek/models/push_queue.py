@@ -15,10 +15,10 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.models.fifo import Fifo
-from statek.models.storable import unstorable_reason
 from statek import signals
 from statek.errors import UnstorableValueError
+from statek.models.fifo import Fifo
+from statek.models.storable import unstorable_reason
 from statek.store import current_prefix, transition
 
 MAX_DEAD_LETTERS = 10_000

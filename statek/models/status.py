@@ -1,4 +1,10 @@
-"""Job statuses and the one table of legal moves between them."""
+"""Job statuses and the one table of legal moves between them.
+
+A job stores its status twice: `status`, a dbzero tag field (so `db0.find(Job,
+JobStatus.READY)` is an index query), and `state`, a plain int mirror that is cheap to read
+(reading a tag field costs about 7 µs, a plain int about 0.3 µs). `Job.set_status` keeps them
+in step; code inside statek reads `state`.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +14,56 @@ import dbzero as db0
 
 from statek.errors import IllegalTransitionError
 
-#: A dbzero enum, so `db0.find(Job, JobStatus.READY)` is an index query.
+#: A dbzero enum, so `db0.find(Job, JobStatus.READY)` is an index query. Look its members up
+#: at call time: before a prefix is open they are unbound placeholders.
 JobStatus = db0.enum("JobStatus", ["READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE"])
 
-# Module-level aliases for comparisons (`job.status == DONE`). Queries (`db0.find`) need the
-# value bound to an open prefix: pass `JobStatus.READY` looked up at call time instead.
-READY, WARMING_UP, STARTED, SUSPENDED, DONE = (
-    JobStatus.READY,
-    JobStatus.WARMING_UP,
-    JobStatus.STARTED,
-    JobStatus.SUSPENDED,
-    JobStatus.DONE,
-)
+STATUS_NAMES = ("READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE")
+READY, WARMING_UP, STARTED, SUSPENDED, DONE = range(5)
+RUNNABLE = frozenset({READY, WARMING_UP, STARTED})
 
-#: status name -> names it may move to. WARMING_UP -> READY is start-up recovery of a warmup
-#: interrupted by a crash; DONE -> STARTED is a user message re-opening a finished job.
-LEGAL_MOVES: dict[str, frozenset[str]] = {
-    "READY": frozenset({"WARMING_UP", "STARTED", "SUSPENDED", "DONE"}),
-    "WARMING_UP": frozenset({"READY", "STARTED", "SUSPENDED", "DONE"}),
-    "STARTED": frozenset({"SUSPENDED", "DONE"}),
-    "SUSPENDED": frozenset({"STARTED", "DONE"}),
-    "DONE": frozenset({"STARTED"}),
+#: WARMING_UP -> READY is start-up recovery of a warmup interrupted by a crash; DONE ->
+#: STARTED is a user message re-opening a finished job.
+LEGAL_MOVES: dict[int, frozenset[int]] = {
+    READY: frozenset({WARMING_UP, STARTED, SUSPENDED, DONE}),
+    WARMING_UP: frozenset({READY, STARTED, SUSPENDED, DONE}),
+    STARTED: frozenset({SUSPENDED, DONE}),
+    SUSPENDED: frozenset({STARTED, DONE}),
+    DONE: frozenset({STARTED}),
 }
 
-#: Statuses whose jobs have a step to run (READY and WARMING_UP still need their warmup).
-RUNNABLE_NAMES = frozenset({"READY", "WARMING_UP", "STARTED"})
+_values: list[Any] = []
 
 
-def status_name(status: Any) -> str:
-    return str(status)
+def status_value(state: int) -> Any:
+    """The JobStatus member for an int state (resolved once a prefix is open)."""
+    if not _values:
+        _values.extend(getattr(JobStatus, name) for name in STATUS_NAMES)
+    return _values[state]
 
 
-def check_move(job_id: str, current: Any, new: Any) -> None:
+def forget_status_values() -> None:
+    _values.clear()
+
+
+def state_of(status: Any) -> int:
+    """Int state of a JobStatus member, a status name, or an int."""
+    if isinstance(status, int):
+        if 0 <= status < len(STATUS_NAMES):
+            return status
+        raise ValueError(f"no job status {status}")
+    name = str(status)
+    try:
+        return STATUS_NAMES.index(name)
+    except ValueError:
+        raise ValueError(f"no job status {name!r} (one of {', '.join(STATUS_NAMES)})") from None
+
+
+def check_move(job_id: str, current: int, new: int) -> None:
     """Raise IllegalTransitionError unless current -> new is in LEGAL_MOVES."""
-    cur, nxt = str(current), str(new)
-    if nxt not in LEGAL_MOVES.get(cur, frozenset()):
-        allowed = ", ".join(sorted(LEGAL_MOVES.get(cur, ()))) or "nothing"
+    if new not in LEGAL_MOVES[current]:
+        cur, nxt = STATUS_NAMES[current], STATUS_NAMES[new]
+        allowed = ", ".join(STATUS_NAMES[s] for s in sorted(LEGAL_MOVES[current])) or "nothing"
         raise IllegalTransitionError(
             f"job {job_id}: illegal status change {cur} -> {nxt} (from {cur} only {allowed})"
         )

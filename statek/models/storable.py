@@ -58,9 +58,11 @@ def check_storable_mapping(values: Mapping[str, Any], what: str) -> None:
     """Raise UnstorableValueError naming the key and type of the first value dbzero rejects."""
     for key, value in values.items():
         if not isinstance(key, str):
-            raise UnstorableValueError(f"{what}: key {key!r} must be a str, not {type(key).__name__}")
+            raise UnstorableValueError(
+                f"{what}: key {key!r} must be a str, not {type(key).__name__}")
         reason = unstorable_reason(value)
         if reason is not None:
             raise UnstorableValueError(
-                f"{what}[{key!r}] of type {type(value).__name__} cannot be stored in dbzero: {reason}"
+                f"{what}[{key!r}] of type {type(value).__name__} cannot be stored in dbzero: "
+                f"{reason}"
             )

@@ -52,7 +52,7 @@ class _AgentStarter:
         alive = []
         for job_uuid in self.pending:
             job = db0.fetch(job_uuid)
-            if job.status == READY or job.status == WARMING_UP:
+            if job.state == READY or job.state == WARMING_UP:
                 alive.append(job_uuid)
         self.pending = alive
         return len(alive)
@@ -65,7 +65,7 @@ class _AgentStarter:
         capacity -= started
         try:
             waiting = int(self.loop_def.task_queue_size_func())
-        except Exception:  # noqa: BLE001 - the application's callback must not stop the loop
+        except Exception:
             log.exception("task_queue_size_func of agent %r raised",
                           getattr(self.loop_def.agent, "role", "?"))
             return started

@@ -179,7 +179,7 @@ class JobsLoop:
             return 0
         try:
             created = self.start_jobs_func(slots)
-        except Exception:  # noqa: BLE001 - an application callback must not stop the worker
+        except Exception:
             log.exception("start_jobs_func raised; the loop goes on")
             return 0
         count = len(created) if isinstance(created, list | tuple) else int(created or 0)

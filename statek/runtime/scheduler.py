@@ -20,7 +20,7 @@ import dbzero as db0
 from statek import signals, store
 from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
 from statek.models.job import Job
-from statek.models.status import READY, STARTED, SUSPENDED, WARMING_UP, JobStatus
+from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
 
 
 class IdTable:
@@ -141,13 +141,13 @@ class Scheduler:
     def step_ended(self, number: int, job: Any, retry_after: float) -> None:
         """Route a job by the status its step left it in."""
         self.in_flight.discard(number)
-        status = job.status
-        if status == STARTED or status == READY or status == WARMING_UP:
+        state = job.state
+        if state in RUNNABLE:
             if retry_after > 0:
                 self.timers.schedule(number, time.time() + retry_after)
             else:
                 self.ready.push(number, self._lane_of("", job))
-        elif status == SUSPENDED:
+        elif state == SUSPENDED:
             self.index(number, job)
         else:  # DONE: forget it (waiters on it were woken through job_finished)
             self.jobs.release(self.jobs.key(number))
@@ -198,9 +198,9 @@ class Scheduler:
         return woken
 
     def _wake(self, number: int, job: Any) -> int:
-        status = job.status
-        if status != SUSPENDED:
-            if status == STARTED or status == READY or status == WARMING_UP:
+        state = job.state
+        if state != SUSPENDED:
+            if state in RUNNABLE:
                 self.ready.push(number, self._lane_of("", job))  # e.g. a provider retry
             return 0
         self.waiters.remove_job(number)
@@ -208,7 +208,7 @@ class Scheduler:
         future = job.awaiting
         try:
             ready = future is None or future.is_ready()
-        except Exception as exc:  # noqa: BLE001 - a broken future check ends that job only
+        except Exception as exc:
             job.write_console(f"[statek] future check failed: {exc!r}\n")
             job.finish(error=f"future check failed: {exc!r}")
             return 0

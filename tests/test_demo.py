@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from statek import store
+from statek.cli import main
+from statek.settings import reset_settings_cache
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STATEK_DATA_DIR", str(tmp_path / "data"))
+    reset_settings_cache()
+    store._runtime.settings = None
+    yield tmp_path / "data"
+    reset_settings_cache()
+    store._runtime.settings = None
+
+
+def test_demo_runs_twice_on_the_same_store(data_dir: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(main, ["demo", "--helpers", "20"])
+    assert first.exit_code == 0, first.output
+    assert "dispatcher -> 2470" in first.output  # sum of squares 0..19
+    assert "messenger  -> 'hello from the demo'" in first.output
+    assert "analyst    -> {'total': 45, 'turns': 2}" in first.output
+    assert "store now holds 24 jobs" in first.output
+    second = runner.invoke(main, ["demo", "--helpers", "20"])
+    assert second.exit_code == 0, second.output
+    assert "store now holds 48 jobs" in second.output
+    assert (data_dir / "statek.db0").exists()
