@@ -22,6 +22,7 @@ from typing import Any
 
 from statek import store
 from statek.errors import SandboxViolation
+from statek.execution.definitions import definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
@@ -82,8 +83,8 @@ class JobNamespace:
         self.job = job
         self.job_uuid = job_uuid
         self.policy = policy
-        jobdef = job.jobdef
-        extra = functions.builtins(tuple(jobdef.agent.tool_names), jobdef.params)
+        info = definition_info(job.jobdef)
+        extra = functions.builtins(info.tool_names, dict(info.params))
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
                              on_violation=on_violation)
         if policy.restricted:

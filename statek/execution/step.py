@@ -37,6 +37,7 @@ from statek.execution.interpreter import (
     forget_transient,
     run_block,
 )
+from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.replies import extract_code
 from statek.models import chatlog
@@ -90,12 +91,20 @@ class _Step:
         self.uuid = str(db0.uuid(job))
         self.provider = provider
         self.jobdef = job.jobdef
+        self.info: DefinitionInfo | None = None  # set by load_limits()
         self.result = StepResult()
         self.limits = harness.Limits(0, 0, 0, 0, 0.0)  # replaced by load_limits()
 
     def load_limits(self) -> None:
-        """The harness limits (raises for a job param that is not a number)."""
-        self.limits = harness.Limits.of(store.settings(), self.jobdef.params)
+        """The definition's cached facts and harness limits (raises for a job param that is
+        not a number)."""
+        self.info = definition_info(self.jobdef)
+        self.limits = self.info.limits
+
+    @property
+    def defn(self) -> DefinitionInfo:
+        assert self.info is not None, "load_limits() runs first"
+        return self.info
 
     # ------------------------------------------------------------------ helpers
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
@@ -115,7 +124,7 @@ class _Step:
     def code_to_run(self) -> tuple[str, str, bool] | None:
         """(source, replay key, is warmup) of the next code, or None."""
         job = self.job
-        blocks = self.jobdef.warmup_blocks
+        blocks = self.defn.warmup_blocks
         block = int(job.block)
         if block < len(blocks):
             return blocks[block], f"w{block}", True
@@ -163,7 +172,7 @@ class _Step:
         if kind == EXITED:
             # the code that exited is over: a message re-opening the job goes to the model
             if warmup:
-                job.block = len(self.jobdef.warmup_blocks)
+                job.block = len(self.defn.warmup_blocks)
             else:
                 job.pending_code = None
             if job.stmt:
@@ -190,7 +199,7 @@ class _Step:
         job.stmt = 0
         if warmup:
             job.block = int(job.block) + 1
-            if int(job.block) >= len(self.jobdef.warmup_blocks):
+            if int(job.block) >= len(self.defn.warmup_blocks):
                 job.set_status(STARTED)
         else:
             job.pending_code = None
@@ -203,7 +212,7 @@ class _Step:
         job.consecutive_exceptions = int(job.consecutive_exceptions) + 1
         if warmup:
             self.jobdef.record_error("warmup", error, job=self.uuid)
-            job.block = len(self.jobdef.warmup_blocks)  # a re-opened job goes to the model
+            job.block = len(self.defn.warmup_blocks)  # a re-opened job goes to the model
             self.finish(error=f"warmup failed: {error.strip().splitlines()[-1]}")
             return False
         job.pending_code = None
@@ -253,7 +262,7 @@ class _Step:
             await self.run_native_tools(reply)
 
     def resolve(self) -> tuple[Any, str]:
-        return resolve_provider(self.jobdef.metadata, self.provider,
+        return resolve_provider(self.defn.metadata, self.provider,
                                 store.settings().default_provider)
 
     def build_request(self, user_text: str, model: str) -> ChatRequest:
@@ -290,14 +299,14 @@ class _Step:
         if code is not None:
             job.pending_code = code
             job.stmt = 0
-        elif not reply.tool_calls and self.jobdef.metadata.get("DIALOG"):
+        elif not reply.tool_calls and self.defn.metadata.get("DIALOG"):
             self.finish(exit_status=reply.content)
 
     async def run_native_tools(self, reply: ChatReply) -> None:
         results: list[tuple[str, str, str]] = []
         for call in reply.tool_calls:
             info = find_tool(call.name)
-            if info is None or call.name not in self.jobdef.agent.tool_names:
+            if info is None or call.name not in self.defn.tool_names:
                 results.append((call.id, call.name, f"error: no tool named {call.name!r}"))
                 continue
             try:
