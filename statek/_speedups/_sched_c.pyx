@@ -45,12 +45,32 @@ cdef extern from *:
         h ^= h >> 32;
         return (size_t)h;
     }
+    /* Single-key hash: runs of 8 consecutive ids share one randomly placed
+       block of 8 slots, so sequentially allocated ids (the common case)
+       stay cache-local, while strided or random ids still spread out. */
+    static inline size_t statek_hash1(long long a) {
+        return (statek_mix(a >> 3, 0) << 3) | (size_t)(a & 7);
+    }
     """
     size_t statek_mix(ll a, ll b) noexcept nogil
+    size_t statek_hash1(ll a) noexcept nogil
+
+cdef extern from *:
+    """
+    /* Hint the cache about a slot we will touch a few iterations later. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define STATEK_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define STATEK_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void STATEK_PREFETCH(const void* p) noexcept nogil
 
 cdef ll ID_LIMIT = (<ll>1) << 62
 # Same (unobservable) lazy-deletion compaction slack as the pure twin.
 cdef ll COMPACT_SLACK = 64
+# How many pops/inserts ahead hash slots are prefetched; hides DRAM latency.
+cdef int PREFETCH_AHEAD = 8
 
 
 # --------------------------------------------------------------------------
@@ -254,7 +274,10 @@ cdef int tbl_rehash(Table* t, size_t cap) noexcept:
         new[i].a = EMPTY
     for i in range(oldcap):
         if old[i].a >= 0:
-            j = statek_mix(old[i].a, old[i].b if t.paired else 0) & mask
+            if t.paired:
+                j = statek_mix(old[i].a, old[i].b) & mask
+            else:
+                j = statek_hash1(old[i].a) & mask
             while new[j].a != EMPTY:
                 j = (j + 1) & mask
             new[j] = old[i]
@@ -280,7 +303,7 @@ cdef inline void tbl_shrink(Table* t) noexcept:
 
 
 cdef inline Slot* find1(Table* t, ll a) noexcept nogil:
-    cdef size_t i = statek_mix(a, 0) & t.mask
+    cdef size_t i = statek_hash1(a) & t.mask
     cdef Slot* s
     while True:
         s = t.slots + i
@@ -289,6 +312,10 @@ cdef inline Slot* find1(Table* t, ll a) noexcept nogil:
         if s.a == EMPTY:
             return NULL
         i = (i + 1) & t.mask
+
+
+cdef inline void prefetch1(Table* t, ll a) noexcept nogil:
+    STATEK_PREFETCH(t.slots + (statek_hash1(a) & t.mask))
 
 
 cdef inline Slot* find2(Table* t, ll a, ll b) noexcept nogil:
@@ -317,7 +344,7 @@ cdef inline Slot* _claim(Table* t, Slot* s, Slot* tomb, ll a, ll b) noexcept nog
 
 cdef inline Slot* put1(Table* t, ll a, bint* created) noexcept nogil:
     """Find-or-insert into a reserved single-key table; new slots have b = v = 0."""
-    cdef size_t i = statek_mix(a, 0) & t.mask
+    cdef size_t i = statek_hash1(a) & t.mask
     cdef Slot* s
     cdef Slot* tomb = NULL
     while True:
@@ -381,43 +408,81 @@ cdef inline double _ll2d(ll x) noexcept nogil:
 # ReadyQueue
 # --------------------------------------------------------------------------
 
-cdef struct RNode:
+cdef struct REntry:
     ll job
-    ll prev
-    ll next     # also the free-list link
-    ll lane     # index into the lane pool
+    ll seq      # unique per push: the entry is live iff _jobs maps job -> seq
 
 cdef struct RLane:
     ll lane     # lane id
-    ll head
-    ll tail
-    ll count
-    ll rprev    # ring links (lanes with queued jobs, in service order)
+    ll live     # live entries (stale ones are skipped when popped)
+    ll rprev    # ring links (lanes with live jobs, in service order)
     ll rnext    # also the free-list link
+    REntry* buf # circular buffer, capacity a power of two (or 0)
+    size_t cap
+    size_t head
+    size_t size
+
+
+cdef int _lane_push(RLane* L, ll job, ll seq) except -1:
+    cdef size_t i, cap
+    cdef REntry* buf
+    if L.size == L.cap:
+        cap = L.cap * 2 if L.cap else 4
+        buf = <REntry*>PyMem_Malloc(cap * sizeof(REntry))
+        if buf == NULL:
+            raise MemoryError()
+        for i in range(L.size):
+            buf[i] = L.buf[(L.head + i) & (L.cap - 1)]
+        PyMem_Free(L.buf)
+        L.buf = buf
+        L.cap = cap
+        L.head = 0
+    i = (L.head + L.size) & (L.cap - 1)
+    L.buf[i].job = job
+    L.buf[i].seq = seq
+    L.size += 1
+    return 0
+
+
+cdef inline REntry _lane_pop(RLane* L) noexcept nogil:
+    cdef REntry e = L.buf[L.head]
+    L.head = (L.head + 1) & (L.cap - 1)
+    L.size -= 1
+    return e
+
+
+cdef inline void _lane_release(RLane* L) noexcept:
+    PyMem_Free(L.buf)
+    L.buf = NULL
+    L.cap = 0
+    L.head = 0
+    L.size = 0
 
 
 cdef class ReadyQueue:
     """Ready set: FIFO per lane, round-robin across lanes, no duplicate jobs.
 
-    Jobs are nodes of per-lane doubly-linked lists (O(1) discard); lanes with
-    queued jobs form a circular list in the order they became non-empty, and
-    ``_head`` is the next lane to serve, so fairness survives across calls.
+    Each lane is a circular buffer of (job, seq) entries, so popping is a
+    sequential read plus one hash-table delete. Discard only deletes the
+    job's table slot; its entry turns stale (its seq no longer matches) and is
+    skipped when reached, or dropped by compaction once stale entries dominate.
+    Lanes with live jobs form a circular list in the order they became
+    non-empty; ``_head`` is the next lane to serve, so fairness survives calls.
     """
 
-    cdef Table _jobs            # job -> b: node index
+    cdef Table _jobs            # job -> b: seq of its live entry, v: lane-pool index
     cdef Table _lanes           # lane -> b: lane-pool index
-    cdef vector[RNode] _nodes
     cdef vector[RLane] _pool
-    cdef ll _free_node
     cdef ll _free_lane
     cdef ll _head
+    cdef ll _seq
 
     def __cinit__(self):
         self._jobs.slots = NULL
         self._lanes.slots = NULL
-        self._free_node = -1
         self._free_lane = -1
         self._head = -1
+        self._seq = 0
         tbl_alloc(&self._jobs, 8, False)
         tbl_alloc(&self._lanes, 8, False)
 
@@ -425,18 +490,11 @@ cdef class ReadyQueue:
         pass
 
     def __dealloc__(self):
+        cdef size_t i
+        for i in range(self._pool.size()):
+            PyMem_Free(self._pool[i].buf)
         PyMem_Free(self._jobs.slots)
         PyMem_Free(self._lanes.slots)
-
-    cdef ll _new_node(self) except -1:
-        cdef ll ni = self._free_node
-        cdef RNode node
-        if ni != -1:
-            self._free_node = self._nodes[ni].next
-            return ni
-        memset(&node, 0, sizeof(node))
-        self._nodes.push_back(node)
-        return <ll>self._nodes.size() - 1
 
     cdef ll _lane_index(self, ll lane) except -1:
         """Pool index of `lane`, creating it at the ring tail if needed."""
@@ -458,9 +516,7 @@ cdef class ReadyQueue:
         put1(&self._lanes, lane, &created).b = li
         pool = self._pool.data()
         pool[li].lane = lane
-        pool[li].head = -1
-        pool[li].tail = -1
-        pool[li].count = 0
+        pool[li].live = 0
         if self._head == -1:
             pool[li].rprev = li
             pool[li].rnext = li
@@ -472,22 +528,18 @@ cdef class ReadyQueue:
             pool[self._head].rprev = li
         return li
 
-    cdef void _link(self, ll li, ll ni, ll job) noexcept:
-        """Append node `ni` for `job` to lane `li` (room in _jobs reserved)."""
-        cdef RNode* nodes = self._nodes.data()
+    cdef int _append(self, ll li, ll job) except -1:
+        """Queue `job` (not queued, room in _jobs reserved) at the tail of lane `li`."""
         cdef RLane* L = &self._pool[li]
         cdef bint created
-        nodes[ni].job = job
-        nodes[ni].lane = li
-        nodes[ni].next = -1
-        nodes[ni].prev = L.tail
-        if L.tail == -1:
-            L.head = ni
-        else:
-            nodes[L.tail].next = ni
-        L.tail = ni
-        L.count += 1
-        put1(&self._jobs, job, &created).b = ni
+        cdef Slot* s
+        _lane_push(L, job, self._seq)
+        s = put1(&self._jobs, job, &created)
+        s.b = self._seq
+        s.v = li
+        self._seq += 1
+        L.live += 1
+        return 0
 
     cdef void _drop_lane(self, ll li) noexcept:
         cdef RLane* pool = self._pool.data()
@@ -500,36 +552,68 @@ cdef class ReadyQueue:
             if self._head == li:
                 self._head = L.rnext
         tbl_erase(&self._lanes, find1(&self._lanes, L.lane))
+        _lane_release(L)
         L.rnext = self._free_lane
         self._free_lane = li
 
-    cdef ll _pop_front(self, ll li) noexcept:
-        """Remove and return the first job of non-empty lane `li`."""
-        cdef RNode* nodes = self._nodes.data()
+    cdef ll _pop_live(self, ll li) noexcept:
+        """Remove and return the first live job of lane `li` (which has one)."""
         cdef RLane* L = &self._pool[li]
-        cdef ll ni = L.head
-        cdef ll job = nodes[ni].job
-        L.head = nodes[ni].next
-        if L.head == -1:
-            L.tail = -1
-        else:
-            nodes[L.head].prev = -1
-        L.count -= 1
-        nodes[ni].next = self._free_node
-        self._free_node = ni
-        tbl_erase(&self._jobs, find1(&self._jobs, job))
-        return job
+        cdef REntry e
+        cdef Slot* s
+        while True:
+            e = _lane_pop(L)
+            s = find1(&self._jobs, e.job)
+            if s != NULL and s.b == e.seq:
+                tbl_erase(&self._jobs, s)
+                L.live -= 1
+                return e.job
+
+    cdef inline void _prefetch_ahead(self, ll li) noexcept:
+        """Prefetch the table slot of the job pop_batch takes PREFETCH_AHEAD pops later."""
+        cdef RLane* pool = self._pool.data()
+        cdef RLane* L
+        cdef ll pf = li
+        cdef int d
+        if pool[li].rnext == li:  # one lane: look further down its own buffer
+            L = &pool[li]
+            if <size_t>PREFETCH_AHEAD < L.size:
+                prefetch1(&self._jobs, L.buf[(L.head + PREFETCH_AHEAD) & (L.cap - 1)].job)
+            return
+        for d in range(PREFETCH_AHEAD):
+            pf = pool[pf].rnext
+        L = &pool[pf]
+        if L.size:
+            prefetch1(&self._jobs, L.buf[L.head].job)
+
+    cdef void _compact_lane(self, RLane* L) noexcept:
+        """Squeeze stale entries out of a lane (best effort: skipped if out of memory)."""
+        cdef size_t cap = 4
+        cdef size_t i, n = 0
+        cdef REntry e
+        cdef Slot* s
+        cdef REntry* buf
+        while cap < <size_t>L.live:
+            cap <<= 1
+        buf = <REntry*>PyMem_Malloc(cap * sizeof(REntry))
+        if buf == NULL:
+            return
+        for i in range(L.size):
+            e = L.buf[(L.head + i) & (L.cap - 1)]
+            s = find1(&self._jobs, e.job)
+            if s != NULL and s.b == e.seq:
+                buf[n] = e
+                n += 1
+        PyMem_Free(L.buf)
+        L.buf = buf
+        L.cap = cap
+        L.head = 0
+        L.size = n
 
     cdef void _compact_memory(self) noexcept:
         if self._jobs.size == 0:
-            # Drained: reset the pools; release them only after a large burst
-            # so a queue that keeps emptying does not churn the allocator.
-            self._nodes.clear()
+            # Drained (every lane already released its buffer): reset the pool.
             self._pool.clear()
-            if self._nodes.capacity() > 4096:
-                self._nodes.shrink_to_fit()
-                self._pool.shrink_to_fit()
-            self._free_node = -1
             self._free_lane = -1
         tbl_shrink(&self._jobs)
         tbl_shrink(&self._lanes)
@@ -537,33 +621,31 @@ cdef class ReadyQueue:
     def push(self, job_id, lane=0):
         cdef ll job = _id(job_id, "job_id")
         cdef ll ln = _id(lane, "lane")
-        cdef ll ni, li
         if find1(&self._jobs, job) != NULL:
             return False
         tbl_reserve(&self._jobs, 1)
-        ni = self._new_node()
-        li = self._lane_index(ln)
-        self._link(li, ni, job)
+        self._append(self._lane_index(ln), job)
         return True
 
     def push_many(self, job_ids, lane=0):
         cdef ll ln = _id(lane, "lane")
         cdef vector[ll] ids
         cdef Py_ssize_t i, n, added = 0
-        cdef ll job, ni, li = -1
+        cdef ll job, li = -1
         _collect_ids(job_ids, "job_ids", ids)
         n = <Py_ssize_t>ids.size()
         if n == 0:
             return 0
         tbl_reserve(&self._jobs, n)
         for i in range(n):
+            if i + PREFETCH_AHEAD < n:
+                prefetch1(&self._jobs, ids[i + PREFETCH_AHEAD])
             job = ids[i]
             if find1(&self._jobs, job) != NULL:
                 continue
-            ni = self._new_node()
             if li == -1:
                 li = self._lane_index(ln)
-            self._link(li, ni, job)
+            self._append(li, job)
             added += 1
         return added
 
@@ -579,9 +661,10 @@ cdef class ReadyQueue:
         out = PyList_New(m)
         for i in range(m):
             li = self._head
+            self._prefetch_ahead(li)
             nxt = self._pool[li].rnext
-            job = self._pop_front(li)
-            if self._pool[li].count == 0:
+            job = self._pop_live(li)
+            if self._pool[li].live == 0:
                 self._drop_lane(li)
             else:
                 self._head = nxt
@@ -596,21 +679,21 @@ cdef class ReadyQueue:
         cdef ll ln = _id(lane, "lane")
         cdef ll k = _count(n, "n")
         cdef Slot* s = find1(&self._lanes, ln)
-        cdef ll li, count
+        cdef ll li, live
         cdef Py_ssize_t i, m
         cdef list out
         cdef object o
         if s == NULL or k == 0:
             return []
         li = s.b
-        count = self._pool[li].count
-        m = <Py_ssize_t>(k if k < count else count)
+        live = self._pool[li].live
+        m = <Py_ssize_t>(k if k < live else live)
         out = PyList_New(m)
         for i in range(m):
-            o = PyLong_FromLongLong(self._pop_front(li))
+            o = PyLong_FromLongLong(self._pop_live(li))
             Py_INCREF(o)
             PyList_SET_ITEM(out, i, o)
-        if self._pool[li].count == 0:
+        if self._pool[li].live == 0:
             self._drop_lane(li)
         self._compact_memory()
         return out
@@ -618,29 +701,18 @@ cdef class ReadyQueue:
     def discard(self, job_id):
         cdef ll job = _id(job_id, "job_id")
         cdef Slot* s = find1(&self._jobs, job)
-        cdef RNode* nodes
         cdef RLane* L
-        cdef ll ni, li
+        cdef ll li
         if s == NULL:
             return False
-        ni = s.b
+        li = s.v
         tbl_erase(&self._jobs, s)
-        nodes = self._nodes.data()
-        li = nodes[ni].lane
         L = &self._pool[li]
-        if nodes[ni].prev != -1:
-            nodes[nodes[ni].prev].next = nodes[ni].next
-        else:
-            L.head = nodes[ni].next
-        if nodes[ni].next != -1:
-            nodes[nodes[ni].next].prev = nodes[ni].prev
-        else:
-            L.tail = nodes[ni].prev
-        L.count -= 1
-        nodes[ni].next = self._free_node
-        self._free_node = ni
-        if L.count == 0:
+        L.live -= 1
+        if L.live == 0:
             self._drop_lane(li)
+        elif <ll>L.size - L.live > L.live + COMPACT_SLACK:
+            self._compact_lane(L)
         self._compact_memory()
         return True
 
@@ -658,7 +730,7 @@ cdef class ReadyQueue:
         cdef Slot* s = find1(&self._lanes, ln)
         if s == NULL:
             return 0
-        return self._pool[s.b].count
+        return self._pool[s.b].live
 
     def lanes(self):
         """Non-empty lanes in service order (next to be served first)."""
@@ -859,7 +931,7 @@ cdef class WaiterIndex:
         cdef Slot* ks = find1(&self._keys, k)
         cdef vector[ll] jobs
         cdef ll e
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, n
         cdef list out
         if ks == NULL:
             return []
@@ -869,7 +941,10 @@ cdef class WaiterIndex:
             jobs.push_back(self._edges[e].job)
             e = self._edges[e].knext
         out = _ll_list(jobs.data(), <Py_ssize_t>jobs.size())
-        for i in range(<Py_ssize_t>jobs.size()):
+        n = <Py_ssize_t>jobs.size()
+        for i in range(n):
+            if i + PREFETCH_AHEAD < n:
+                prefetch1(&self._jobs, jobs[i + PREFETCH_AHEAD])
             self._remove_job(jobs[i], find1(&self._jobs, jobs[i]))
         self._compact_memory()
         return out

@@ -199,6 +199,9 @@ class ReadyQueue:
         lanes = self._lanes
         where = self._where
         while len(out) < n and ring:
+            if len(ring) == 1:  # a single lane: plain FIFO, no rotation needed
+                out += self.pop_lane(next(iter(ring)), n - len(out))
+                break
             # One pass over (a prefix of) the ring: serve each lane once, in order.
             for lane in list(islice(ring, min(n - len(out), len(ring)))):
                 ln = lanes[lane]

@@ -22,7 +22,7 @@ from typing import Any
 
 from statek import store
 from statek.errors import SandboxViolation
-from statek.execution.definitions import definition_info
+from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
@@ -79,11 +79,13 @@ class JobNamespace:
     """The globals job code runs in, bound to one job for one step."""
 
     def __init__(self, job: Any, job_uuid: str, policy: SandboxPolicy, functions: JobFunctions,
-                 on_violation: Callable[[SandboxViolation], None]) -> None:
+                 on_violation: Callable[[SandboxViolation], None],
+                 info: DefinitionInfo | None = None) -> None:
         self.job = job
         self.job_uuid = job_uuid
         self.policy = policy
-        info = definition_info(job.jobdef)
+        if info is None:
+            info = definition_info(job.jobdef)
         extra = functions.builtins(info.tool_names, dict(info.params))
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
                              on_violation=on_violation)

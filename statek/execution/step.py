@@ -152,7 +152,7 @@ class _Step:
                     return self.code_failed(f"SandboxViolation: {exc}", warmup)
                 if namespace is None:
                     namespace = JobNamespace(self.job, self.uuid, sandbox_policy(), functions,
-                                             self.violation)
+                                             self.violation, self.info)
                 outcome = run_block(namespace, functions, block, int(self.job.stmt))
                 go_on = self.apply(outcome, warmup)
             if outcome.kind == AWAITING_TOOL:
@@ -170,10 +170,9 @@ class _Step:
         job = self.job
         kind = outcome.kind
         if kind == EXITED:
-            # the code that exited is over: a message re-opening the job goes to the model
-            if warmup:
-                job.block = len(self.defn.warmup_blocks)
-            else:
+            # the code that exited is over (`Job.finish` marks the warmup done if it is
+            # re-opened): a message re-opening the job goes to the model
+            if not warmup:
                 job.pending_code = None
             if job.stmt:
                 job.stmt = 0

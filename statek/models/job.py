@@ -31,6 +31,9 @@ from statek.store import on_close, transition
 
 on_close(forget_status_values)
 
+#: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
+WARMUP_OVER = 1 << 30
+
 
 def _as_dict(stored: Any) -> dict[str, Any]:
     """Locals are stored as None, a flat (key, value, ...) tuple seed, or a dict."""
@@ -90,7 +93,6 @@ class Job:
     input_tokens = 0
     output_tokens = 0
     applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
-    finished_at: float | None = None
     definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
     console_seen = 0  # console lines already shown to the model
     provider_failures = 0
@@ -157,6 +159,10 @@ class Job:
     @property
     def unread_messages(self) -> int:
         return 0 if self.inbox is None else len(self.inbox) - self.inbox_read
+
+    @property
+    def finished_at(self) -> float | None:
+        return float(self.updated_at) if self.state == DONE else None
 
     @property
     def is_done(self) -> bool:
@@ -233,7 +239,6 @@ class Job:
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
         """Move to DONE, record why, and tell whoever waits on this job."""
         self.set_status(DONE)
-        self.finished_at = self.updated_at
         if exit_status is not None or self.exit_status is not None:
             self.exit_status = exit_status
         if error is not None:
@@ -263,6 +268,9 @@ class Job:
         state = self.state
         if state == DONE:
             self.exit_status = None
+            self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
+            self.pending_code = None
+            self.stmt = 0
             self.resume()
         elif state == SUSPENDED:
             awaiting = self.awaiting
