@@ -24,6 +24,7 @@ from statek import store
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
+from statek.runtime.eager import start_eagerly
 from statek.runtime.queues import process_agent_events, process_push_notifications, queues_of
 from statek.runtime.scheduler import Scheduler, current_scheduler
 from statek.runtime.stats import LoopStats
@@ -125,6 +126,9 @@ class JobsLoop:
     async def _sleep(self) -> None:
         if self.wakeup.is_set():
             return
+        if len(self.sched.ready) and len(self.tasks) < self.max_concurrency:
+            await asyncio.sleep(0)  # steps that ran inline freed their slots: go on
+            return
         timeout = IDLE_CHECK_S
         deadline = self.sched.timers.next_deadline()
         if deadline is not None:
@@ -190,9 +194,14 @@ class JobsLoop:
         capacity = self.max_concurrency - len(self.tasks)
         batch = self.sched.take(capacity)
         for number in batch:
-            task = asyncio.create_task(self._step(number))
-            self.tasks.add(task)
-            task.add_done_callback(self._step_done)
+            try:
+                task = start_eagerly(self._step(number))
+            except Exception:  # noqa: BLE001 - a step failure must not stop the loop
+                log.exception("step of job #%d failed", number)
+                continue
+            if task is not None:  # the step waits on I/O: it continues as a task
+                self.tasks.add(task)
+                task.add_done_callback(self._step_done)
         in_flight = len(self.tasks)
         self.stats.in_flight = in_flight
         if in_flight > self.stats.max_in_flight:
