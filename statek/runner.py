@@ -52,9 +52,9 @@ def _event_counter(agent: Any, queues: list[StatekPushQueue]) -> Any:
     return lambda: 0 if not queues else sum(q.event_count(agent_id) for q in queues)
 
 
-def _install_signal_handlers() -> list[int]:
+def _install_signal_handlers() -> list[signal.Signals]:
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[signal.Signals] = []
     presses = {"count": 0}
 
     def on_signal() -> None:

@@ -39,7 +39,7 @@ class StatekClientAPI:
         """Create one READY job of `agent` whose locals start as `shared_vars`."""
         (job,) = submit_jobs(agent, [shared_vars], locale, job_params, commit=False)
         self._commit()
-        return job
+        return job  # type: ignore[no-any-return]
 
     def submit_new_jobs_batch(self, agent: Any,
                               shared_vars_batch: Iterable[Mapping[str, Any] | None],

@@ -13,7 +13,7 @@ leaves each job either before or after a transition, never inside one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,8 +152,9 @@ def commit_all() -> None:
     db0.commit()
 
 
-@contextlib.contextmanager
-def transition() -> Iterator[None]:
-    """A block no autocommit can split: a crash sees all of it or none of it."""
-    with db0.locked():
-        yield
+def transition() -> contextlib.AbstractContextManager[Any]:
+    """A block no autocommit can split: a crash sees all of it or none of it.
+
+    (dbzero's own context manager, returned directly: a generator-based wrapper costs a few
+    µs per step.)"""
+    return db0.locked()  # type: ignore[no-any-return]

@@ -5,8 +5,11 @@
 
 Interface and every observable behaviour (orders, return values, exception
 types and messages) match the pure twin, which is the specification. State is
-kept in open-addressing hash tables and index-linked node pools so that the hot
-loops touch Python objects only at the call boundary.
+kept in compact open-addressing hash tables, per-lane ring buffers, an
+index-linked edge pool and a binary heap of structs, so the hot loops touch
+Python objects only at the call boundary. At realistic sizes (100k entries)
+these kernels are bound by cache misses, hence the compact slots, the
+locality-preserving hash and the prefetching.
 
 Re-entrancy: Python code can run only while arguments are converted (e.g. an
 ``__index__`` method) or in ``Mapping.get`` during ``partition_batch``; every

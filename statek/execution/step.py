@@ -25,6 +25,7 @@ import dbzero as db0
 from statek import _json, store
 from statek.errors import ProviderError, SandboxViolation
 from statek.execution import conversation, harness
+from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.interpreter import (
     AWAITING_TOOL,
     COMPLETED,
@@ -37,7 +38,6 @@ from statek.execution.interpreter import (
     forget_transient,
     run_block,
 )
-from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.replies import extract_code
 from statek.models import chatlog

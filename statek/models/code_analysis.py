@@ -43,7 +43,7 @@ class _Scanner:
                 self.bind(elt)
         elif isinstance(target, ast.Starred):
             self.bind(target.value)
-        else:
+        elif isinstance(target, ast.expr):
             self.expr(target)
 
     def stmts(self, body: Iterable[ast.stmt]) -> None:

@@ -62,9 +62,9 @@ class Future:
         self.kind = kind
         self.owner = owner
         self.target = target
-        self.deadline = deadline
-        self.parts = list(parts) if parts else None
-        self.condition = condition
+        self.deadline: Any = deadline
+        self.parts: Any = list(parts) if parts else None
+        self.condition: Any = condition
         self.args = list(args) if args else None
         self.poll_interval = poll_interval
         self.resolved = False

@@ -94,7 +94,7 @@ class StatekPushQueue:
 
     def peek_messages(self, limit: int) -> tuple[int, list[tuple[str, Any]]]:
         """(first sequence number, up to `limit` oldest (job uuid, message) pairs)."""
-        return self.messages.peek(limit)  # type: ignore[no-any-return]
+        return self.messages.peek(limit)  # type: ignore[no-any-return,unused-ignore]
 
     def ack_messages(self, count: int) -> None:
         """Drop the `count` oldest messages: call in the transaction that applied them."""
@@ -104,7 +104,7 @@ class StatekPushQueue:
         fifo = self.events.get(agent if isinstance(agent, str) else db0.uuid(agent))
         if fifo is None:
             return 0, []
-        return fifo.peek(limit)  # type: ignore[no-any-return]
+        return fifo.peek(limit)  # type: ignore[no-any-return,unused-ignore]
 
     def ack_events(self, agent: Any, count: int) -> None:
         fifo = self.events.get(agent if isinstance(agent, str) else db0.uuid(agent))

@@ -30,7 +30,7 @@ class _Resume:
         while True:
             try:
                 value = yield pending
-            except BaseException as exc:  # noqa: BLE001 - forwarded into the coroutine
+            except BaseException as exc:
                 try:
                     pending = coro.throw(exc)
                 except StopIteration as done:

@@ -196,7 +196,7 @@ class JobsLoop:
         for number in batch:
             try:
                 task = start_eagerly(self._step(number))
-            except Exception:  # noqa: BLE001 - a step failure must not stop the loop
+            except Exception:
                 log.exception("step of job #%d failed", number)
                 continue
             if task is not None:  # the step waits on I/O: it continues as a task
