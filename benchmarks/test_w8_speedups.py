@@ -21,7 +21,7 @@ from statek import _speedups
 try:
     from benchmarks.w8_gate import WORKLOADS
 except ImportError:  # benchmarks/ on sys.path instead of the repo root
-    from w8_gate import WORKLOADS  # type: ignore[no-redef]
+    from w8_gate import WORKLOADS  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 IMPLS = ["pure", "compiled"]
 

@@ -69,9 +69,9 @@ def test_compiled_is_part_of_the_comparison() -> None:
     assert len(IMPLS) == 2
 
 
-def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+def outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
     try:
-        return ("ok", fn())
+        return ("ok", fn(*args))
     except Exception as exc:  # compared, not swallowed
         return ("raised", (type(exc).__name__, str(exc)))
 
@@ -84,11 +84,11 @@ def agree(
     With `lenient`, input may be invalid: the model (which does not validate)
     only replays calls the implementations accepted.
     """
-    results = [outcome(lambda o=o: getattr(o, method)(*args)) for o in objs]
+    results = [outcome(getattr(o, method), *args) for o in objs]
     for r in results[1:]:
         assert r == results[0], (method, args, results)
     if model is not None and not (lenient and results[0][0] == "raised"):
-        expected = outcome(lambda: getattr(model, method)(*args))
+        expected = outcome(getattr(model, method), *args)
         assert results[0] == expected, (method, args, results[0], expected)
     return results[0][1]
 
@@ -464,5 +464,5 @@ def test_partition_batch_agrees(
 def test_partition_batch_bad_input_agrees(
     targets: list[Any], seqs: list[Any], applied: dict[int, Any]
 ) -> None:
-    results = [outcome(lambda m=m: m.partition_batch(targets, seqs, applied)) for m in IMPLS]
+    results = [outcome(m.partition_batch, targets, seqs, applied) for m in IMPLS]
     assert all(r == results[0] for r in results), results
