@@ -195,7 +195,8 @@ class _Step:
         # COMPLETED
         if job.consecutive_exceptions:
             job.consecutive_exceptions = 0
-        job.stmt = 0
+        if job.stmt:
+            job.stmt = 0
         if warmup:
             job.block = int(job.block) + 1
             if int(job.block) >= len(self.defn.warmup_blocks):
@@ -282,7 +283,8 @@ class _Step:
         job.log(entry)
         conversation.extend_cache(self.uuid, len(job.chat), entry)
         job.turns = int(job.turns) + 1
-        job.console_seen = console_to
+        if console_to != console_from:  # each stored write costs ~5 µs: skip the no-ops
+            job.console_seen = console_to
         if read:
             job.inbox_read = int(job.inbox_read) + read
         if in_tok or out_tok:
@@ -297,7 +299,8 @@ class _Step:
         code = extract_code(reply.content)
         if code is not None:
             job.pending_code = code
-            job.stmt = 0
+            if job.stmt:
+                job.stmt = 0
         elif not reply.tool_calls and self.defn.metadata.get("DIALOG"):
             self.finish(exit_status=reply.content)
 

@@ -1,0 +1,409 @@
+"""run_job_step, phase 1: job code runs statement by statement against persisted locals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dbzero as db0
+import pytest
+
+import statek
+from statek import sandbox
+from statek.execution import interpreter
+from statek.executors.utils import run_job_step
+from statek.models.status import JobStatus
+from statek.providers import ChatReply, ScriptedProvider, add_provider, remove_provider
+
+PROVIDER = "step-code"
+
+Install = Callable[..., ScriptedProvider]
+
+
+@pytest.fixture
+def script(statek_store: str) -> Iterator[Install]:
+    """Register a ScriptedProvider under PROVIDER for the test; removed afterwards."""
+
+    def install(replies: Sequence[str | ChatReply] | Any, **kwargs: Any) -> ScriptedProvider:
+        kwargs.setdefault("cycle", False)
+        provider = ScriptedProvider(replies, **kwargs)
+        add_provider(PROVIDER, provider)
+        return provider
+
+    yield install
+    remove_provider(PROVIDER)
+
+
+async def step(job: Any) -> bool:
+    return await run_job_step(job, PROVIDER)
+
+
+async def run_to_end(job: Any, limit: int = 20) -> int:
+    """Step until the job completes; returns the number of steps taken."""
+    for n in range(1, limit + 1):
+        if await step(job):
+            return n
+    raise AssertionError(f"job not done after {limit} steps: {job.status} {job.console}")
+
+
+def restart(db_root: Path, prefix: str) -> None:
+    """What a worker restart looks like to the job: storage closed and opened again, and no
+    in-process state (the side table of unstorable locals) left over."""
+    statek.close()
+    interpreter.forget_all_transient()  # a new process has no side table
+    db0.init(dbzero_root=str(db_root))
+    statek.init()
+    statek.open_prefix(prefix, "rw")
+
+
+# --- warmup, exit, echo -------------------------------------------------------------------------
+
+
+async def test_warmup_blocks_run_in_one_step_and_exit(api: statek.StatekClientAPI,
+                                                      agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent, {"n": 5},
+                             warmup_code="x = n * 2\nprint('x is', x)\n# %%\nexit(x + 1)")
+    assert await run_job_step(job) is True
+    assert job.status == JobStatus.DONE
+    assert job.exit_status == 11
+    assert job.console == ["x is 10\n"]
+    assert job.error is None
+    assert job.locals["x"] == 10
+    # a finished job has nothing to do: the next step is not a completion
+    assert await run_job_step(job) is False
+
+
+async def test_exit_statuses_and_statements_after_exit(api: statek.StatekClientAPI,
+                                                       agent: statek.Agent) -> None:
+    done = api.submit_new_job(agent, {}, warmup_code="exit({'a': [1, 2]})\nprint('never')")
+    bare = api.submit_new_job(agent, {}, warmup_code="print('one')\nexit()\nprint('never')")
+    assert await run_job_step(done) and await run_job_step(bare)
+    assert dict(done.exit_status) == {"a": [1, 2]}
+    assert done.console == []
+    assert bare.exit_status is None and bare.status == JobStatus.DONE
+    assert bare.console == ["one\n"]
+
+
+async def test_exit_in_reply_code(api: statek.StatekClientAPI, agent: statek.Agent,
+                                  script: Install) -> None:
+    script(["y = 3\nprint(y)", "exit(y * 2)"])
+    job = api.submit_new_job(agent, {})
+    assert await step(job) is False  # request only
+    assert await step(job) is False  # y = 3, print, request again
+    assert job.console == ["3\n"]
+    assert await step(job) is True
+    assert job.exit_status == 6 and job.turns == 2
+
+
+async def test_expression_statements_echo(api: statek.StatekClientAPI, agent: statek.Agent,
+                                          script: Install) -> None:
+    script(["1 + 2\nNone\n'abc'\nx = 5\nx\n[x, x]\nprint('p')", "exit(0)"])
+    job = api.submit_new_job(agent, {})
+    await run_to_end(job)
+    assert job.console == ["3\n", "'abc'\n", "5\n", "[5, 5]\n", "p\n"]
+
+
+# --- locals ------------------------------------------------------------------------------------
+
+
+async def test_locals_persist_across_steps(api: statek.StatekClientAPI, agent: statek.Agent,
+                                           script: Install) -> None:
+    script(["a = n + 1\nb = 'text'\nc = {'k': [a]}",
+            "a += 10\ndel b\nd = (a, c['k'][0])",
+            "exit([a, d])"])
+    job = api.submit_new_job(agent, {"n": 1})
+    await step(job)
+    await step(job)
+    assert dict(job.locals) == {"n": 1, "a": 2, "b": "text", "c": {"k": [2]}}
+    await step(job)
+    assert set(job.locals) == {"n", "a", "c", "d"}
+    assert job.locals["a"] == 12 and tuple(job.locals["d"]) == (12, 2)
+    assert await step(job) is True
+    assert [job.exit_status[0], tuple(job.exit_status[1])] == [12, (12, 2)]
+
+
+async def test_in_place_mutation_of_persisted_containers(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install, db_root: Path,
+        statek_store: str) -> None:
+    script(["xs = [1, 2]\nd = {'inner': []}",
+            "xs.append(3)\nd['inner'].append('a')\nd['new'] = 1",
+            "xs.extend([4, 5, 6])\nxs[0] = 0\nxs[1] += 10\nd['new'] += 1\ndel xs[-1]",
+            "exit(len(xs))"])
+    job = api.submit_new_job(agent, {})
+    uuid = job.uuid
+    for _ in range(4):
+        await step(job)
+    assert list(job.locals["xs"]) == [0, 12, 3, 4, 5], job.console
+    inner = job.locals["d"]
+    assert list(inner["inner"]) == ["a"] and inner["new"] == 2
+    del job, inner
+    restart(db_root, statek_store)
+    job = statek.StatekClientAPI().get_job(uuid)
+    assert list(job.locals["xs"]) == [0, 12, 3, 4, 5]
+    assert list(job.locals["d"]["inner"]) == ["a"]
+    assert await step(job) is True and job.exit_status == 5
+
+
+async def test_unstorable_local_stays_usable_within_the_process(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
+    script(["g = (i * i for i in range(5))\nprint(next(g))",
+            "print(next(g))\nprint(next(g))",
+            "exit(list(g))"])
+    job = api.submit_new_job(agent, {})
+    await run_to_end(job)
+    assert job.console == ["0\n", "1\n", "4\n"]
+    assert list(job.exit_status) == [9, 16]
+    assert "g" not in job.locals
+
+
+async def test_functions_see_the_current_values_of_globals(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
+    script(["base = 1\ndef f(v):\n    return v + base\nadd = lambda v: v * base\nprint(f(1))",
+            "base = 100\nprint(f(1), add(2))",
+            "def f(v):\n    return -v\nprint(f(1))",
+            "exit(f(5))"])
+    job = api.submit_new_job(agent, {})
+    await run_to_end(job)
+    assert job.console == ["2\n", "101 200\n", "-1\n"]
+    assert job.exit_status == -5
+
+
+async def test_rebinding_a_defined_name_to_data_sticks(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install, db_root: Path,
+        statek_store: str) -> None:
+    script(["def f():\n    return 1\nimport math", "f = 5\nmath = 'not a module'",
+            "print(f, math)", "exit([f, math])"])
+    job = api.submit_new_job(agent, {})
+    uuid = job.uuid
+    for _ in range(4):
+        await step(job)
+    assert job.console == ["5 not a module\n"]
+    del job
+    restart(db_root, statek_store)
+    job = statek.StatekClientAPI().get_job(uuid)
+    assert await step(job) is True
+    assert list(job.exit_status) == [5, "not a module"]
+
+
+async def test_definitions_and_imports_survive_a_restart(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install, db_root: Path,
+        statek_store: str) -> None:
+    script([
+        "import math\n"
+        "def deco(fn):\n    return fn\n"
+        "class Shape:\n    def __init__(self, r):\n        self.r = r\n"
+        "@deco\ndef area(r):\n    return math.pi * r * r\n"
+        "class Circle(Shape):\n    def size(self):\n        return area(self.r)\n"
+        "k = 2\ncount = [0]",
+        "print(round(area(k), 3), math.floor(Circle(1).size()))\ncount.append(1)",
+        "exit([math.sqrt(16), len(count)])",
+    ])
+    job = api.submit_new_job(agent, {})
+    uuid = job.uuid
+    await step(job)  # request
+    await step(job)  # definitions, request
+    assert job.status == JobStatus.STARTED and job.console == []
+    del job
+    restart(db_root, statek_store)
+    job = statek.StatekClientAPI().get_job(uuid)
+    assert job.locals["k"] == 2
+    assert await step(job) is False
+    assert job.console == ["12.566 3\n"], job.console
+    del job
+    restart(db_root, statek_store)
+    job = statek.StatekClientAPI().get_job(uuid)
+    assert await step(job) is True
+    assert list(job.exit_status) == [4.0, 2]
+    assert job.error is None
+
+
+async def test_job_params_are_read_only(api: statek.StatekClientAPI,
+                                        agent: statek.Agent) -> None:
+    warmup = ("print(params['max_turns'], list(params['tags']))\n"
+              "try:\n    params.update({'max_turns': 0})\nexcept AttributeError:\n"
+              "    print('no update')\n"
+              "try:\n    params['max_turns'] = 0\nexcept Exception as e:\n    print('no write')\n"
+              "try:\n    params['tags'].append('x')\nexcept AttributeError:\n"
+              "    print('no append')\n"
+              "exit('ok')")
+    jobs = [api.submit_new_job(agent, {}, warmup_code=warmup, max_turns=5, tags=["a"])
+            for _ in range(2)]
+    for job in jobs:
+        assert await run_job_step(job) is True
+        assert job.exit_status == "ok", job.console
+        assert job.console[0] == "5 ['a']\n"
+        assert "no update\n" in job.console and "no append\n" in job.console
+    params = jobs[0].jobdef.params
+    assert params["max_turns"] == 5 and list(params["tags"]) == ["a"]
+    assert "max_turns" not in jobs[0].locals
+
+
+async def test_unstorable_exit_status_keeps_its_repr(api: statek.StatekClientAPI,
+                                                     agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent, {}, warmup_code="class K:\n    pass\nexit([K()])")
+    assert await run_job_step(job) is True
+    assert job.status == JobStatus.DONE and job.error is None
+    assert isinstance(job.exit_status, str) and "K object" in job.exit_status
+    assert "cannot be stored" in "".join(job.console)
+
+
+async def test_bad_job_param_does_not_break_the_step(api: statek.StatekClientAPI,
+                                                     agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent, {}, max_turns="lots")
+    assert await run_job_step(job) is True
+    assert job.status == JobStatus.DONE
+    assert "internal error" in (job.error or "") and "lots" in (job.error or "")
+
+
+# --- consoles, compile cache -----------------------------------------------------------------
+
+
+async def test_print_goes_to_its_own_jobs_console(api: statek.StatekClientAPI,
+                                                  agent: statek.Agent, script: Install) -> None:
+    script(lambda request: "print('from', name)", latency=0.005)
+    a = api.submit_new_job(agent, {"name": "A"})
+    b = api.submit_new_job(agent, {"name": "B"})
+    for _ in range(4):  # both jobs in flight at once, awaiting the model in turn
+        await asyncio.gather(step(a), step(b))
+    assert a.console == ["from A\n"] * 3
+    assert b.console == ["from B\n"] * 3
+
+
+async def test_shared_warmup_compiles_once(api: statek.StatekClientAPI, agent: statek.Agent,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from statek.sandbox import compiler
+
+    calls: list[str] = []
+    real = compiler._compile
+
+    def counting(source: str, policy: Any) -> Any:
+        calls.append(source)
+        return real(source, policy)
+
+    monkeypatch.setattr(compiler, "_compile", counting)
+    sandbox.clear_compile_cache()
+    warmup = "total = i * 3\n# %%\nexit(total)"
+    jobs = api.submit_new_jobs_batch(agent, [{"i": i} for i in range(30)], warmup_code=warmup)
+    for job in jobs:
+        assert await run_job_step(job) is True
+    assert [job.exit_status for job in jobs] == [i * 3 for i in range(30)]
+    assert calls == ["total = i * 3", "exit(total)"]
+    assert sandbox.compile_cache_size() == 2
+
+
+# --- restricted mode ---------------------------------------------------------------------------
+
+ESCAPES = {
+    "import_os": "import os\nos.system('touch /tmp/statek-escaped')",
+    "subclasses": "x = ().__class__.__bases__[0].__subclasses__()",
+    "getattr_by_name": "g = [getattr][0]\ng((), '__cl' + 'ass__')",
+    "open_file": "f = [open][0]\nf('/etc/passwd').read()",
+    "module_through_attribute": "import json\nc = json.codecs\nprint(c)",
+    "eval": "eval('1 + 1')",
+    "frame_walk": "g = (i for i in [1])\nfr = g.gi_frame",
+    "format_string": "'{0.__class__}'.format(1)",
+    "type_builtin": "t = [type][0]\nt(1)",
+    "time_sleep": "import time\ntime.sleep(0)",
+}
+
+
+def escaped() -> bool:
+    return os.path.exists("/tmp/statek-escaped")
+
+
+@pytest.mark.parametrize("source", ESCAPES.values(), ids=ESCAPES.keys())
+async def test_escape_in_warmup_ends_the_job_with_the_error(
+        api: statek.StatekClientAPI, agent: statek.Agent, source: str) -> None:
+    job = api.submit_new_job(agent, {}, warmup_code=source + "\nexit('escaped')")
+    assert await run_job_step(job) is True  # returns normally, never raises
+    assert job.status == JobStatus.DONE
+    assert job.exit_status is None
+    assert job.error is not None and job.error.startswith("warmup failed")
+    text = "".join(job.console)
+    assert "SandboxViolation" in text or "refused" in text, text
+    assert not escaped()
+
+
+@pytest.mark.parametrize("source", ESCAPES.values(), ids=ESCAPES.keys())
+async def test_escape_in_reply_code_is_recorded_and_the_job_goes_on(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install,
+        source: str) -> None:
+    provider = script([source, "exit('next turn')"], record=True)
+    job = api.submit_new_job(agent, {})
+    assert await step(job) is False
+    assert await step(job) is False
+    text = "".join(job.console)
+    assert "SandboxViolation" in text or "refused" in text, text
+    assert job.exceptions == 1
+    # the model is shown the refusal
+    assert "SandboxViolation" in provider.requests[-1].messages[-1].content
+    assert await step(job) is True and job.exit_status == "next turn"
+
+
+async def test_violation_swallowed_by_job_code_is_still_recorded(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    source = "try:\n    t = [type][0]\n    t(1)\nexcept Exception:\n    pass\nexit('went on')"
+    job = api.submit_new_job(agent, {}, warmup_code=source)
+    assert await run_job_step(job) is True
+    assert job.exit_status == "went on"
+    assert any("refused" in line and "type()" in line for line in job.console), job.console
+
+
+async def test_unrestricted_mode_allows_os(api: statek.StatekClientAPI,
+                                           agent: statek.Agent) -> None:
+    try:
+        statek.init(restricted=False)
+        job = api.submit_new_job(agent, {}, warmup_code="import os\nexit(os.getpid())")
+        assert await run_job_step(job) is True
+        assert job.exit_status == os.getpid() and job.error is None
+    finally:
+        statek.init()
+    again = api.submit_new_job(agent, {"v": 1}, warmup_code="import os\nexit(os.getpid())")
+    assert await run_job_step(again) is True
+    assert again.exit_status is None and "import of 'os'" in (again.error or "")
+
+
+# --- errors in job code --------------------------------------------------------------------------
+
+
+async def test_exception_in_job_code_is_recorded_and_statements_after_it_skip(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
+    provider = script(["a = 1\nb = a / 0\nc = 3", "z = 2", "exit([a, 'b' in dir_ok])"],
+                      record=True)
+    job = api.submit_new_job(agent, {"dir_ok": []})
+    await step(job)
+    assert await step(job) is False
+    text = "".join(job.console)
+    assert "ZeroDivisionError" in text and "line 2" in text
+    assert "b = a / 0" in text
+    assert job.exceptions == 1 and job.consecutive_exceptions == 1
+    assert set(job.locals) == {"dir_ok", "a"}
+    assert "ZeroDivisionError" in provider.requests[-1].messages[-1].content
+    assert await step(job) is False
+    assert job.consecutive_exceptions == 0 and job.exceptions == 1
+    assert await step(job) is True
+    assert list(job.exit_status) == [1, False]
+
+
+async def test_syntax_error_in_reply_is_recorded(api: statek.StatekClientAPI,
+                                                 agent: statek.Agent, script: Install) -> None:
+    script(["```python\ndef broken(:\n    pass\n```", "exit(2)"])
+    job = api.submit_new_job(agent, {})
+    await step(job)
+    assert await step(job) is False
+    assert "syntax error" in "".join(job.console)
+    assert job.exceptions == 1
+    assert await step(job) is True and job.exit_status == 2
+
+
+async def test_except_exception_does_not_catch_exit(api: statek.StatekClientAPI,
+                                                     agent: statek.Agent) -> None:
+    source = ("try:\n    exit('inner')\nexcept Exception:\n    print('caught')\n"
+              "exit('outer')")
+    job = api.submit_new_job(agent, {}, warmup_code=source)
+    assert await run_job_step(job) is True
+    assert job.exit_status == "inner"
+    assert job.console == []
