@@ -13,6 +13,7 @@ leaves each job either before or after a transition, never inside one.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +125,18 @@ def open_default_store(
 
 
 def close() -> None:
-    """Commit and close every prefix (the next start needs `db0.init` again)."""
+    """Commit and close every prefix (the next start needs `db0.init` again).
+
+    Caches holding dbzero objects are dropped first and collected while dbzero is still
+    open: freeing such an object after `db0.close()` can crash the interpreter."""
+    for hook in _close_hooks:
+        hook()
+    gc.collect()
     if db_initialized():
         with contextlib.suppress(RuntimeError):
             commit_all()
         db0.close()
     _runtime.opened.clear()
-    for hook in _close_hooks:
-        hook()
 
 
 _close_hooks: list[Callable[[], None]] = []
