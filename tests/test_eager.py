@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from statek.runtime.eager import start_eagerly
+from statek._eager import start_eagerly
 
 
 async def test_sync_coroutine_completes_without_task() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)
 def extract_code(reply: str) -> str | None:
     """The code to run: fenced blocks joined, or the whole reply when it is plainly code.
 

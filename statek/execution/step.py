@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import dbzero as db0
 
 from statek import _json, store
+from statek._eager import resume
 from statek.errors import ProviderError, SandboxViolation
 from statek.execution import conversation, harness
 from statek.execution.definitions import DefinitionInfo, definition_info
@@ -77,10 +79,19 @@ def sandbox_policy() -> SandboxPolicy:
 
 
 async def _bounded(awaitable: Awaitable[T], seconds: float) -> T:
-    if seconds > 0:
+    """Await with a timeout; a coroutine that completes without waiting (an offline
+    provider, a cached tool) skips the cost of arming one (about 9 µs)."""
+    if seconds <= 0:
+        return await awaitable
+    if inspect.iscoroutine(awaitable):
+        try:
+            pending = awaitable.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
         async with asyncio.timeout(seconds):
-            return await awaitable
-    return await awaitable
+            return await resume(awaitable, pending)  # type: ignore[no-any-return]
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class _Step:

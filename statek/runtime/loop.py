@@ -21,10 +21,10 @@ from typing import Any
 import dbzero as db0
 
 from statek import store
+from statek._eager import start_eagerly
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
-from statek.runtime.eager import start_eagerly
 from statek.runtime.queues import process_agent_events, process_push_notifications, queues_of
 from statek.runtime.scheduler import Scheduler, current_scheduler
 from statek.runtime.stats import LoopStats

@@ -46,6 +46,11 @@ async def _finish(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
     return await _Resume(coro, pending)
 
 
+def resume(coro: Coroutine[Any, Any, Any], pending: Any) -> _Resume:
+    """Await this to finish a coroutine that was started by hand and yielded `pending`."""
+    return _Resume(coro, pending)
+
+
 def start_eagerly(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
     """Run `coro` now; None if it completed synchronously, else the Task finishing it.
 
