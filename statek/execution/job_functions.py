@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import dbzero as db0
 
 from statek import signals
+from statek._views import FrozenMapping
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.tools import ToolInfo, find_tool
@@ -169,24 +170,11 @@ class _ToolCaller:
         return f"<tool {self._info.name}{self._info.signature}>"
 
 
-class Params(Mapping[str, Any]):
+class Params(FrozenMapping):
     """What job code sees as `params`: a read-only copy of the job definition's parameters,
-    which every job of that definition shares (a mappingproxy would do, but restricted
-    code may not touch attributes of one)."""
+    which every job of that definition shares."""
 
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return repr(self._data)

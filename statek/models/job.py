@@ -9,12 +9,13 @@ which keeps submitting a job to a handful of attribute writes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import dbzero as db0
 
 from statek import signals
+from statek._views import FrozenMapping
 from statek.models.chatlog import decode
 from statek.models.root import root_for
 from statek.models.status import (
@@ -44,25 +45,13 @@ def _as_dict(stored: Any) -> dict[str, Any]:
     return {key: stored[key] for key in stored}
 
 
-class LocalsView(Mapping[str, Any]):
-    """Read-only view of a job's persisted locals."""
+class LocalsView(FrozenMapping):
+    """Read-only view of a job's persisted locals (a plain copy, taken when created)."""
 
-    __slots__ = ("_data",)
+    __slots__ = ()
 
     def __init__(self, stored: Any) -> None:
-        self._data = _as_dict(stored)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"LocalsView({self._data!r})"
+        super().__init__(_as_dict(stored))
 
 
 @db0.memo(id="statek/Job")

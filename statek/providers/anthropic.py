@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from statek.errors import ProviderError
-from statek.providers.http_base import HTTPProvider, MalformedReply, Sleep
+from statek.providers.http_base import HTTPProvider, MalformedReply
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest, ToolCall, Usage
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicProvider"]
@@ -20,41 +17,10 @@ DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; used when the
 class AnthropicProvider(HTTPProvider):
     """POST {base_url}/v1/messages with x-api-key and anthropic-version headers."""
 
-    def __init__(
-        self,
-        base_url: str = "https://api.anthropic.com",
-        api_key: str | None = None,
-        *,
-        name: str = "anthropic",
-        default_model: str = "claude-sonnet-4-5",
-        timeout: float = 60.0,
-        max_retries: int = 4,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        extra_headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-        max_connections: int = 100,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key,
-            name=name,
-            default_model=default_model,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            extra_headers=extra_headers,
-            transport=transport,
-            sleep=sleep,
-            max_connections=max_connections,
-        )
-        self._url = f"{self.base_url}/v1/messages"
-
-    @property
-    def url(self) -> str:
-        return self._url
+    DEFAULT_NAME = "anthropic"
+    DEFAULT_MODEL = "claude-sonnet-4-5"
+    DEFAULT_BASE_URL = "https://api.anthropic.com"
+    ENDPOINT = "/v1/messages"
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}

@@ -72,13 +72,20 @@ class HTTPProvider(ABC):
     `sleep` is what retries wait with; tests pass a fake to keep the suite fast.
     """
 
+    #: What a subclass declares: its registry name, model, base URL (None: must be given) and
+    #: the endpoint path under the base URL.
+    DEFAULT_NAME: str = ""
+    DEFAULT_MODEL: str = ""
+    DEFAULT_BASE_URL: str | None = None
+    ENDPOINT: str = ""
+
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
-        name: str,
-        default_model: str,
+        name: str | None = None,
+        default_model: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 4,
         backoff_base: float = 0.5,
@@ -88,13 +95,18 @@ class HTTPProvider(ABC):
         sleep: Sleep | None = None,
         max_connections: int = 100,
     ) -> None:
+        name = name or self.DEFAULT_NAME
+        base_url = base_url or self.DEFAULT_BASE_URL
+        if not base_url:
+            raise ConfigurationError(f"{name}: a base_url is required")
         if timeout <= 0:
             raise ConfigurationError(f"{name}: timeout must be > 0, got {timeout}")
         if max_connections < 1:
             raise ConfigurationError(f"{name}: max_connections must be >= 1")
         self.name = name
-        self.default_model = default_model
+        self.default_model = default_model or self.DEFAULT_MODEL
         self.base_url = base_url.rstrip("/")
+        self._url = self.base_url + self.ENDPOINT
         self.timeout = timeout
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)
         self._headers = {
@@ -115,9 +127,9 @@ class HTTPProvider(ABC):
     # -- what subclasses provide -------------------------------------------------------------
 
     @property
-    @abstractmethod
     def url(self) -> str:
         """Full URL of the completion endpoint."""
+        return self._url
 
     @abstractmethod
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:

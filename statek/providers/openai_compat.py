@@ -3,14 +3,11 @@ llama.cpp, OpenRouter): one class, pointed at any of them by `base_url`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-import httpx
 
 from statek import _json
 from statek.errors import ProviderError
-from statek.providers.http_base import HTTPProvider, MalformedReply, Sleep
+from statek.providers.http_base import HTTPProvider, MalformedReply
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest, ToolCall, Usage
 
 __all__ = ["OpenAICompatibleProvider"]
@@ -19,41 +16,10 @@ __all__ = ["OpenAICompatibleProvider"]
 class OpenAICompatibleProvider(HTTPProvider):
     """POST {base_url}/chat/completions with a Bearer key (omitted when None, for local servers)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None = None,
-        *,
-        name: str = "openai",
-        default_model: str = "gpt-4o-mini",
-        timeout: float = 60.0,
-        max_retries: int = 4,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        extra_headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-        max_connections: int = 100,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key,
-            name=name,
-            default_model=default_model,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            extra_headers=extra_headers,
-            transport=transport,
-            sleep=sleep,
-            max_connections=max_connections,
-        )
-        self._url = f"{self.base_url}/chat/completions"
-
-    @property
-    def url(self) -> str:
-        return self._url
+    DEFAULT_NAME = "openai"
+    DEFAULT_MODEL = "gpt-4o-mini"
+    DEFAULT_BASE_URL = None
+    ENDPOINT = "/chat/completions"
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
