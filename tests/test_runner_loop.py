@@ -223,3 +223,14 @@ def test_process_push_notifications_batches(api: statek.StatekClientAPI,
     assert queue.message_count() == 4
     assert process_push_notifications(queue_prefixes=["test"]) == 4
     assert jobs[0].messages == ["m0", "m3", "m6", "m9"]
+
+
+async def test_stats_report_queue_depth_and_latency(api: statek.StatekClientAPI,
+                                                    agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent, warmup_code="exit(wait_message().value)")
+    api.push_message(job, "one")
+    stats = await run_jobs_loop(4, queue_prefixes=["test"], auto_terminate=True)
+    assert stats.messages_delivered == 1 and stats.queue_depth == 0
+    assert stats.steps_done >= 1 and stats.step_latency_median() > 0
+    assert stats.iterations >= 1 and stats.iteration_time_median() > 0
+    assert stats.as_dict()["jobs_completed"] == 1

@@ -111,6 +111,7 @@ class JobsLoop:
             self._maybe_commit()
             stats.iterations += 1
             stats.ready = len(self.sched.ready)
+            stats.in_flight = len(self.tasks)
             stats.iteration_time.append(time.perf_counter() - began)
             if self.stopping:
                 await self._drain()
@@ -166,6 +167,7 @@ class JobsLoop:
             self.pending_commits += delivered
         if delivered >= QUEUE_MAX_PER_ITERATION:
             self.sched.queue_dirty = True  # more to do next iteration
+        self.stats.queue_depth = sum(len(q) for q in queues_of(self.queue_prefixes))
         slots = self.free_slots()
         if slots:
             created = process_agent_events(None, slots, queue_prefixes=self.queue_prefixes)

@@ -16,13 +16,13 @@ class LoopStats:
     in_flight: int = 0
     max_in_flight: int = 0
     ready: int = 0
-    suspended: int = 0
+    suspended: int = 0  # jobs SUSPENDED in the store when the loop returned
     messages_delivered: int = 0
     events_started: int = 0
     jobs_started_by_func: int = 0
     commits: int = 0
     iterations: int = 0
-    queue_depth: int = 0
+    queue_depth: int = 0  # queued messages + events, as of the last queue check
     stranded: int = 0  # jobs left suspended when auto_terminate stopped the loop
     step_latency: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     iteration_time: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
