@@ -47,7 +47,7 @@ class Spec:
     target: tuple[str, float] | None = None
     runs: dict[str, list[float]] = field(default_factory=dict)
     raw: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: dict[str, list[str]] = field(default_factory=dict)
     actual_impl: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -109,7 +109,7 @@ def measure(rows: list[Spec], impls: list[str], repeats: int) -> None:
                         cache[ident] = f"{type(exc).__name__}: {exc}"
                 got = cache[ident]
                 if isinstance(got, str):
-                    row.errors.append(got)
+                    row.errors.setdefault(impl, []).append(got)
                     continue
                 row.raw.setdefault(impl, []).append(got)
                 row.runs.setdefault(impl, []).append(float(got[row.key]))
@@ -174,8 +174,8 @@ def table(rows: list[Spec], impls: list[str]) -> list[dict[str, Any]]:
                 "target": f"{row.target[0]} {row.target[1]:,}" if row.target else "-",
                 "meets": _meets(value, row.target), "runs": row.runs.get(impl, []),
             }
-            if row.errors:
-                entry["errors"] = row.errors
+            if row.errors.get(impl):
+                entry["errors"] = row.errors[impl]
             if len(impls) == 2:
                 compiled = _median(row.runs.get("compiled", []))
                 pure = _median(row.runs.get("pure", []))
@@ -218,9 +218,12 @@ def main(argv: list[str] | None = None) -> None:
             line.append(f"{ratio:.2f}" if ratio is not None else "")
         lines.append(line)
     print_table(headers, lines)
+    shown = set()
     for e in entries:
         for error in e.get("errors", [])[:1]:
-            print(f"\n{e['workload']} {e['params']}: {error}")
+            if error not in shown:  # rows sharing a process share its error
+                shown.add(error)
+                print(f"\n{e['workload']} {e['params']} ({e['implementation']}): {error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "started": started.isoformat(timespec="seconds"),

@@ -30,6 +30,7 @@ from typing import Any
 from benchmarks._harness import fresh_store
 
 PREFIX = "bench"
+NEVER_MS = 10**9  # an autocommit interval (ms) that never elapses during a benchmark
 #: Marks recorded by the `bench_mark` tool: (kind, i) -> time.perf_counter().
 MARKS: dict[tuple[str, int], float] = {}
 #: Set by `bench_mark("resume", ...)`: a parent resumed.
@@ -68,22 +69,29 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _reopen(root: str) -> None:
-    """Close everything and open the store again, as a restarted worker would."""
+def _reopen(root: str, autocommit: bool = True) -> None:
+    """Close everything and open the store again, as a restarted worker would.
+
+    `autocommit=False` also stretches dbzero's autocommit interval to "never": a nested
+    `db0.locked()` deadlocks once that interval elapses, whether autocommit is on or off
+    (see `w5`)."""
     import dbzero as db0
 
     import statek
 
     statek.close()
     gc.collect()
-    db0.init(dbzero_root=root)
+    if autocommit:
+        db0.init(dbzero_root=root)
+    else:
+        db0.init(dbzero_root=root, autocommit=False, autocommit_interval=NEVER_MS)
     statek.init()
-    statek.open_prefix(PREFIX, "rw")
+    statek.open_prefix(PREFIX, "rw", autocommit=autocommit)
 
 
 @contextlib.contextmanager
 def _quiet_loop_logs() -> Iterator[None]:
-    """auto_terminate warns about stranded jobs; W3/W5 strand them on purpose."""
+    """Keep the loop quiet about the jobs W3/W5 leave suspended on purpose."""
     import logging
 
     logger = logging.getLogger("statek.loop")
@@ -380,11 +388,19 @@ def _register_tool() -> None:
     statek.tool(bench_mark)
 
 
-def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01) -> dict[str, Any]:
+def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
+       autocommit: bool = False) -> dict[str, Any]:
     """Latencies under a running loop with `suspended` other jobs waiting (half parents on
     a child, half children on a far timer): submit (call start, same process) -> the new
     job's first statement; a child's last statement -> its waiting parent's first statement
-    after resuming. Medians in ms over `samples` sequential parent/child pairs."""
+    after resuming. Medians in ms over `samples` sequential parent/child pairs.
+
+    dbzero's autocommit is off here by default (the loop and submit commit explicitly), with
+    its interval stretched to never: otherwise `delegate()` deadlocks the worker now and
+    then. `create_job` opens `store.transition()` (`db0.locked()`) inside the one the step
+    holds, and a nested `db0.locked()` blocks forever in
+    `AutoCommitThread::preventAutoCommit` when the autocommit interval elapsed at the wrong
+    moment (with autocommit off too). `autocommit=True` (`--autocommit`) reproduces it."""
     import dbzero as db0
 
     import statek
@@ -393,7 +409,7 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01) -> dict[s
     MARKS.clear()
     with fresh_store(PREFIX) as root:
         setup = make_waiting_pairs(suspended // 2)
-        _reopen(root)
+        _reopen(root, autocommit=autocommit)
         parent_agent = statek.Agent("bench-w5-parent", tools=["bench_mark"])
         child_agent = statek.SupervisedAgent("bench-w5-child", tools=["bench_mark"])
         api = statek.StatekClientAPI()
@@ -452,7 +468,8 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01) -> dict[s
                    samples_first=len(first), samples_resume=len(resume),
                    missing=got["missing"], startup_s=got["startup_s"],
                    setup_s=setup["setup_s"], jobs_completed=stats.jobs_completed,
-                   steps_done=stats.steps_done, child_agent_alive=child_exists)
+                   steps_done=stats.steps_done, child_agent_alive=child_exists,
+                   autocommit=autocommit)
 
 
 def med(xs: list[float]) -> float:
@@ -548,7 +565,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, help="max_concurrency (W1, W2, W6)")
     parser.add_argument("--latency", type=float, help="provider latency in s (W6)")
     parser.add_argument("--samples", type=int, help="W5 samples / W3 iterations")
-    parser.add_argument("--watchdog", type=float, default=1200.0,
+    parser.add_argument("--autocommit", action="store_true",
+                        help="W5: keep dbzero autocommit on (can deadlock, see w5)")
+    parser.add_argument("--watchdog", type=float, default=900.0,
                         help="dump every thread's stack and exit after this many seconds "
                              "(a hang becomes an error with a traceback)")
     args = parser.parse_args(argv)
@@ -563,6 +582,8 @@ def main(argv: list[str] | None = None) -> None:
         kwargs["concurrency"] = args.concurrency
     if args.latency is not None and "latency" in names:
         kwargs["latency"] = args.latency
+    if args.autocommit and "autocommit" in names:
+        kwargs["autocommit"] = True
     if args.samples is not None:
         for name in ("samples", "iterations"):
             if name in names:
