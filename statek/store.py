@@ -157,9 +157,41 @@ def commit_all() -> None:
     db0.commit()
 
 
-def transition() -> contextlib.AbstractContextManager[Any]:
-    """A block no autocommit can split: a crash sees all of it or none of it.
+class _Transition:
+    """Re-entrant `db0.locked()`: only the outermost block takes the lock.
 
-    (dbzero's own context manager, returned directly: a generator-based wrapper costs a few
-    µs per step.)"""
-    return db0.locked()  # type: ignore[no-any-return]
+    A nested `db0.locked()` can block forever in dbzero 0.7.0 when the autocommit interval
+    elapses at the wrong moment (seen when `delegate()` created a child job inside a step),
+    so inner blocks join the outer one. Transitions are synchronous (never span an await),
+    so one process-wide depth is enough."""
+
+    __slots__ = ("_depth", "_lock")
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._lock: Any = None
+
+    def __enter__(self) -> None:
+        if self._depth == 0:
+            lock = db0.locked()
+            lock.__enter__()
+            self._lock = lock
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            lock, self._lock = self._lock, None
+            lock.__exit__(*exc)
+
+    @property
+    def active(self) -> bool:
+        return self._depth > 0
+
+
+_transition = _Transition()
+
+
+def transition() -> _Transition:
+    """A block no autocommit can split: a crash sees all of it or none of it. Nests."""
+    return _transition
