@@ -27,10 +27,12 @@ def measure(n: int, ids: bool) -> float:
         batch = [{"i": i, "task": f"task {i}"} for i in range(n)]
         start = time.perf_counter()
         if ids:
-            api.submit_new_job_ids(agent, batch)
+            result: list[object] = list(api.submit_new_job_ids(agent, batch))
         else:
-            api.submit_new_jobs_batch(agent, batch)
-        return (time.perf_counter() - start) / n * 1e6
+            result = list(api.submit_new_jobs_batch(agent, batch))
+        elapsed = time.perf_counter() - start
+        del result  # freeing what the caller got back is not part of the call
+        return elapsed / n * 1e6
 
 
 def main() -> None:

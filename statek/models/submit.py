@@ -51,14 +51,15 @@ def create_job(jobdef: Any, shared_vars: Mapping[str, Any] | None, locale: str |
     return job
 
 
-def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
-                   locale: str | None, job_params: Mapping[str, Any],
-                   commit: bool) -> list[str]:
-    """Validate every shared-vars mapping, then create all jobs; returns their uuids.
+def _submit(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+            locale: str | None, job_params: Mapping[str, Any],
+            commit: bool) -> tuple[list[str], Any, int]:
+    """Validate every shared-vars mapping, then create all jobs.
 
-    Holding Python references to many fresh memo objects makes each further creation slower
-    (measured: 100 -> 500 µs per job by 40k held), so only uuids are kept while creating.
-    """
+    Returns (uuids, anchor list, index of the first new job in it): the jobs are appended
+    to the anchor contiguously. Holding Python references to many fresh memo objects makes
+    each further creation slower (measured: 100 -> 500 µs per job by 40k held), so only
+    uuids are kept while creating."""
     require_prefix()
     given = list(shared_vars_batch)
     if len(given) == 1:
@@ -67,6 +68,7 @@ def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | N
         batch = [_checked_vars(v, i) for i, v in enumerate(given)]
     jobdef = jobdef_for(agent, job_params)
     anchor = root_for().jobs
+    first = len(anchor)
     uuids: list[str] = []
     for start in range(0, len(batch), COMMIT_EVERY):
         chunk: list[str] = []
@@ -81,12 +83,20 @@ def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | N
         for uuid in chunk:
             signals.job_runnable(uuid)
         uuids.extend(chunk)
-    return uuids
+    return uuids, anchor, first
+
+
+def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                   locale: str | None, job_params: Mapping[str, Any],
+                   commit: bool) -> list[str]:
+    """Create the jobs; returns their uuids."""
+    return _submit(agent, shared_vars_batch, locale, job_params, commit)[0]
 
 
 def submit_jobs(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
                 locale: str | None, job_params: Mapping[str, Any],
                 commit: bool) -> list[Any]:
-    """As `submit_job_ids`, returning the Job objects."""
-    return [db0.fetch(u) for u in submit_job_ids(agent, shared_vars_batch, locale, job_params,
-                                                 commit)]
+    """Create the jobs; returns the Job objects, read back as one slice of the anchor list
+    (about 2 µs per job, against 11 µs for fetching each by uuid)."""
+    uuids, anchor, first = _submit(agent, shared_vars_batch, locale, job_params, commit)
+    return list(anchor[first : first + len(uuids)])
