@@ -40,6 +40,7 @@ async def test_parent_waits_for_fifty_children(api: statek.StatekClientAPI) -> N
     assert len(db0.find(statek.Job)) == 51  # exactly 50 children, none started twice
     assert len(db0.find(statek.Job, JobStatus.DONE)) == 51
     assert stats.stranded == 0 and stats.jobs_completed == 51
+    assert 1 <= stats.max_in_flight <= 20
 
 
 async def test_timer_fires_close_to_its_deadline(api: statek.StatekClientAPI,

@@ -62,6 +62,7 @@ class JobsLoop:
         self.stopping = False
         self.pending_commits = 0
         self.last_commit = time.monotonic()
+        self.running = 0
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -204,10 +205,7 @@ class JobsLoop:
             if task is not None:  # the step waits on I/O: it continues as a task
                 self.tasks.add(task)
                 task.add_done_callback(self._step_done)
-        in_flight = len(self.tasks)
-        self.stats.in_flight = in_flight
-        if in_flight > self.stats.max_in_flight:
-            self.stats.max_in_flight = in_flight
+        self.stats.in_flight = len(self.tasks)
 
     def _step_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -217,6 +215,15 @@ class JobsLoop:
 
     async def _step(self, number: int) -> None:
         began = time.perf_counter()
+        self.running += 1  # steps started and not ended, inline or as tasks
+        if self.running > self.stats.max_in_flight:
+            self.stats.max_in_flight = self.running
+        try:
+            await self._run_step(number, began)
+        finally:
+            self.running -= 1
+
+    async def _run_step(self, number: int, began: float) -> None:
         sched = self.sched
         try:
             job = db0.fetch(sched.uuid_of(number))
