@@ -30,7 +30,6 @@ from typing import Any
 from benchmarks._harness import fresh_store
 
 PREFIX = "bench"
-NEVER_MS = 10**9  # an autocommit interval (ms) that never elapses during a benchmark
 #: Marks recorded by the `bench_mark` tool: (kind, i) -> time.perf_counter().
 MARKS: dict[tuple[str, int], float] = {}
 #: Set by `bench_mark("resume", ...)`: a parent resumed.
@@ -69,22 +68,19 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _reopen(root: str, autocommit: bool = True) -> None:
-    """Close everything and open the store again, as a restarted worker would.
+def _reopen(root: str, autocommit: bool = False) -> None:
+    """Close everything and open the store again, as a restarted worker would (the documented
+    start-up: `db0.init`, `statek.init`, `statek.open_prefix`).
 
-    `autocommit=False` also stretches dbzero's autocommit interval to "never": a nested
-    `db0.locked()` deadlocks once that interval elapses, whether autocommit is on or off
-    (see `w5`)."""
+    `autocommit=True` opens the prefix with dbzero's autocommit on, which makes statek hold
+    `db0.locked()` in its transitions; that can deadlock dbzero 0.7.0 (see `w5`)."""
     import dbzero as db0
 
     import statek
 
     statek.close()
     gc.collect()
-    if autocommit:
-        db0.init(dbzero_root=root)
-    else:
-        db0.init(dbzero_root=root, autocommit=False, autocommit_interval=NEVER_MS)
+    db0.init(dbzero_root=root)
     statek.init()
     statek.open_prefix(PREFIX, "rw", autocommit=autocommit)
 
@@ -395,12 +391,10 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
     job's first statement; a child's last statement -> its waiting parent's first statement
     after resuming. Medians in ms over `samples` sequential parent/child pairs.
 
-    dbzero's autocommit is off here by default (the loop and submit commit explicitly), with
-    its interval stretched to never: otherwise `delegate()` deadlocks the worker now and
-    then. `create_job` opens `store.transition()` (`db0.locked()`) inside the one the step
-    holds, and a nested `db0.locked()` blocks forever in
-    `AutoCommitThread::preventAutoCommit` when the autocommit interval elapsed at the wrong
-    moment (with autocommit off too). `autocommit=True` (`--autocommit`) reproduces it."""
+    The prefix is opened the statek way (dbzero autocommit off; the loop and submit commit).
+    `autocommit=True` (`--autocommit`) opens it with autocommit on, so transitions hold
+    `db0.locked()`: dbzero 0.7.0 can then deadlock (its autocommit thread waits for the GIL
+    while holding the lock `locked()` waits for)."""
     import dbzero as db0
 
     import statek

@@ -32,6 +32,7 @@ class _Runtime:
     settings: StatekSettings | None = None
     restricted: bool = True
     opened: list[str] = field(default_factory=list)
+    autocommitting: set[str] = field(default_factory=set)  # opened with autocommit on
 
 
 _runtime = _Runtime()
@@ -94,8 +95,14 @@ def require_prefix() -> None:
     current_prefix()
 
 
-def open_prefix(name: str, mode: str = "rw", **kwargs: Any) -> None:
-    """Open (creating if needed) a prefix and make it current."""
+def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
+                **kwargs: Any) -> None:
+    """Open (creating if needed) a prefix and make it current.
+
+    statek commits its prefixes itself (every client call, the worker's group commits), so
+    dbzero's autocommit is off unless asked for: then transitions must hold `db0.locked()`,
+    which can deadlock against dbzero 0.7.0's autocommit thread (it waits for the GIL while
+    holding the lock `locked()` waits for)."""
     if not db_initialized():
         raise NotInitializedError(
             f"cannot open prefix {name!r}: dbzero is not initialised; call "
@@ -103,9 +110,13 @@ def open_prefix(name: str, mode: str = "rw", **kwargs: Any) -> None:
         )
     if mode not in ("rw", "r"):
         raise ValueError(f"open mode must be 'rw' or 'r', not {mode!r}")
-    db0.open(name, mode, **kwargs)
+    db0.open(name, mode, autocommit=autocommit, **kwargs)
     if name not in _runtime.opened:
         _runtime.opened.append(name)
+    if autocommit:
+        _runtime.autocommitting.add(name)
+    else:
+        _runtime.autocommitting.discard(name)
 
 
 def open_default_store(
@@ -137,6 +148,7 @@ def close() -> None:
             commit_all()
         db0.close()
     _runtime.opened.clear()
+    _runtime.autocommitting.clear()
 
 
 _close_hooks: list[Callable[[], None]] = []
@@ -158,12 +170,13 @@ def commit_all() -> None:
 
 
 class _Transition:
-    """Re-entrant `db0.locked()`: only the outermost block takes the lock.
+    """A state change dbzero's autocommit must not split.
 
-    A nested `db0.locked()` can block forever in dbzero 0.7.0 when the autocommit interval
-    elapses at the wrong moment (seen when `delegate()` created a child job inside a step),
-    so inner blocks join the outer one. Transitions are synchronous (never span an await),
-    so one process-wide depth is enough."""
+    With autocommit off on every prefix statek opened (the default), commits happen only
+    between transitions and nothing needs locking. Otherwise the outermost block holds
+    `db0.locked()` and inner blocks join it: a nested `db0.locked()`, and in rarer timing
+    any `db0.locked()`, can deadlock dbzero 0.7.0 against its autocommit thread.
+    Transitions are synchronous (never span an await), so one process-wide depth is enough."""
 
     __slots__ = ("_depth", "_lock")
 
@@ -172,7 +185,7 @@ class _Transition:
         self._lock: Any = None
 
     def __enter__(self) -> None:
-        if self._depth == 0:
+        if self._depth == 0 and _runtime.autocommitting:
             lock = db0.locked()
             lock.__enter__()
             self._lock = lock
@@ -180,7 +193,7 @@ class _Transition:
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
-        if self._depth == 0:
+        if self._depth == 0 and self._lock is not None:
             lock, self._lock = self._lock, None
             lock.__exit__(*exc)
 

@@ -113,7 +113,7 @@ def test_direct_setup_matches_real_steps() -> None:
     from statek.runtime.scheduler import Scheduler
 
     with fresh_store(workloads.PREFIX) as root:
-        workloads._reopen(root, autocommit=False)  # delegate() may deadlock otherwise (w5)
+        workloads._reopen(root)
         child_agent = statek.SupervisedAgent("real-child")
         child_agent.update_warmup_def(workloads.CHILD_WARMUP)
         parent_agent = statek.Agent("real-parent")
