@@ -30,32 +30,39 @@ def queues_of(prefixes: Sequence[str | int] | None) -> list[StatekPushQueue]:
 
 def _job_or_none(job_uuid: str) -> Any:
     try:
-        if db0.exists(job_uuid):
-            return db0.fetch(job_uuid)
-    except (RuntimeError, ValueError, TypeError):
-        pass
-    return None
+        return db0.fetch(job_uuid)
+    except Exception:  # noqa: BLE001 - dbzero raises several kinds for a missing object
+        return None
 
 
 def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
-                   cross_prefix: bool) -> int:
-    """Apply one peeked batch (inside the caller's transition); returns messages applied."""
+                   cross_prefix: bool, job_cache: dict[str, list[Any]]) -> int:
+    """Apply one peeked batch (inside the caller's transition); returns messages applied.
+
+    Messages are grouped per job (`partition_batch`), so each job is fetched once per call
+    (`job_cache`) and written once per batch, however many messages it gets."""
     ids: dict[str, int] = {}
     targets = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid, _ in items]
     uuids = list(ids)
-    jobs = [_job_or_none(u) for u in uuids]
+    jobs = []
+    for job_uuid in uuids:
+        cached = job_cache.get(job_uuid)
+        if cached is None:
+            cached = job_cache[job_uuid] = [_job_or_none(job_uuid), None]
+        jobs.append(cached)
     queue_key = queue.prefix_name
     applied: dict[int, int] = {}
     if cross_prefix:
         for number, job in enumerate(jobs):
-            seqs = None if job is None else job.applied_seqs
+            seqs = None if job[0] is None else job[0].applied_seqs
             if seqs is not None and queue_key in seqs:
                 applied[number] = int(seqs[queue_key])
     seqs_of_items = list(range(first_seq, first_seq + len(items)))
     order, groups, _duplicates = partition_batch(targets, seqs_of_items, applied)
     delivered = 0
     for number, indices in zip(order, groups, strict=True):
-        job = jobs[number]
+        cached = jobs[number]
+        job = cached[0]
         if job is None:
             for i in indices:
                 queue.record_dead_letter("message", uuids[number], items[i][1],
@@ -63,8 +70,7 @@ def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
                 log.warning("queued message for missing job %s kept as dead letter",
                             uuids[number])
             continue
-        for i in indices:
-            job._apply_message(items[i][1])
+        cached[1] = job.apply_messages([items[i][1] for i in indices], cached[1])
         delivered += len(indices)
         if cross_prefix:
             last = seqs_of_items[indices[-1]]
@@ -87,6 +93,7 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
     if step_size <= 0 or max_count <= 0:
         return 0
     delivered = 0
+    job_cache: dict[str, list[Any]] = {}  # uuid -> [job or None, its inbox once known]
     for queue in queues_of(queue_prefixes):
         cross_prefix = job_prefix is not None and job_prefix != queue.prefix_name
         while delivered < max_count:
@@ -94,7 +101,7 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
                 first, items = queue.peek_messages(min(step_size, max_count - delivered))
                 if not items:
                     break
-                delivered += _deliver_batch(queue, first, items, cross_prefix)
+                delivered += _deliver_batch(queue, first, items, cross_prefix, job_cache)
                 if not cross_prefix:
                     continue
             # jobs first, then the queue: a crash in between re-reads items the jobs skip
