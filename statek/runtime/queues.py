@@ -31,7 +31,7 @@ def queues_of(prefixes: Sequence[str | int] | None) -> list[StatekPushQueue]:
 def _job_or_none(job_uuid: str) -> Any:
     try:
         return db0.fetch(job_uuid)
-    except Exception:  # noqa: BLE001 - dbzero raises several kinds for a missing object
+    except Exception:  # dbzero raises several kinds for a missing object
         return None
 
 
