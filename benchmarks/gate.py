@@ -6,7 +6,7 @@
 2. W3: an idle loop iteration over 100k suspended parents (200k suspended jobs) must cost at
    most 3x the one over 1k: the scheduler is O(what changed), not O(suspended jobs).
 
-Exit status 1 when a gate fails. Runs in well under 3 minutes on a 2-core machine.
+Exit status 1 when a gate fails. Runs in about 2 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -20,14 +20,23 @@ MAX_IDLE_RATIO = 3.0
 SMALL, LARGE = 1_000, 100_000
 
 
+def _idle_us(size: int) -> float:
+    return float(run_isolated("benchmarks.workloads", "--one", "W3", "--n", str(size),
+                              "--samples", "300")["figure"])
+
+
 def idle_iteration_gate() -> bool:
-    small = run_isolated("benchmarks.workloads", "--one", "W3", "--n", str(SMALL),
-                         "--samples", "300")
-    large = run_isolated("benchmarks.workloads", "--one", "W3", "--n", str(LARGE),
-                         "--samples", "300")
-    ratio = large["figure"] / small["figure"]
-    print_table(["S (suspended parents)", "idle iteration µs (median)"],
-                [[SMALL, f"{small['figure']:.1f}"], [LARGE, f"{large['figure']:.1f}"]])
+    """Each size twice, alternating, keeping the lower median: a burst of load from another
+    process on a 2-core machine then cannot fail the gate on its own."""
+    runs: dict[int, list[float]] = {SMALL: [], LARGE: []}
+    for _ in range(2):
+        for size in (SMALL, LARGE):
+            runs[size].append(_idle_us(size))
+    small, large = min(runs[SMALL]), min(runs[LARGE])
+    ratio = large / small
+    print_table(["S (suspended parents)", "idle iteration µs (median; runs)"],
+                [[size, f"{min(r):.1f}; " + " ".join(f"{v:.1f}" for v in r)]
+                 for size, r in runs.items()])
     ok = ratio <= MAX_IDLE_RATIO
     print(f"W3 ratio {LARGE}/{SMALL}: {ratio:.2f}x (limit {MAX_IDLE_RATIO}x) "
           f"-> {'ok' if ok else 'FAIL'}")

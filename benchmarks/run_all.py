@@ -8,7 +8,9 @@
 Each measurement is `python -m benchmarks.workloads --one W.. --n ..` in its own process
 (`STATEK_NO_EXTENSIONS=1` selects the pure kernels). Figures are medians over the repeats;
 repeats of the two implementations alternate so drift hits both alike. The table is also
-written to benchmarks/results/latest.json, with every raw result.
+written to benchmarks/results/latest.json, with every raw result. A measurement that fails
+(a crash, or a hang the workload's watchdog turns into an error) is retried once; failures
+are printed under the table and kept in the JSON.
 
 Derived rows: "W1 scaling" is jobs/s at the largest N over jobs/s at N=1k (target: within
 20%, i.e. >= 0.8); "W3 flatness" is the iteration cost at the largest S over the smallest
@@ -101,19 +103,33 @@ def measure(rows: list[Spec], impls: list[str], repeats: int) -> None:
                     done += 1
                     print(f"[{done}/{total}] {row.workload} {' '.join(row.args)} ({impl}, "
                           f"run {repeat + 1})", file=sys.stderr, flush=True)
-                    try:
-                        cache[ident] = run_isolated("benchmarks.workloads", "--one",
-                                                    row.workload, *row.args,
-                                                    env=IMPL_ENV[impl])
-                    except Exception as exc:  # report it and run the rest
-                        cache[ident] = f"{type(exc).__name__}: {exc}"
+                    cache[ident] = _run(row, impl)
                 got = cache[ident]
                 if isinstance(got, str):
                     row.errors.setdefault(impl, []).append(got)
                     continue
+                row.errors.setdefault(impl, []).extend(got.get("failed_attempts", []))
                 row.raw.setdefault(impl, []).append(got)
                 row.runs.setdefault(impl, []).append(float(got[row.key]))
                 row.actual_impl[impl] = str(got.get("implementation", impl))
+
+
+def _run(row: Spec, impl: str, attempts: int = 2) -> dict[str, Any] | str:
+    """One measurement; a failed one (crash, or a hang the workload's watchdog ended) is
+    retried once and the failure kept in the row's errors either way."""
+    failures = []
+    for _ in range(attempts):
+        try:
+            got = run_isolated("benchmarks.workloads", "--one", row.workload, *row.args,
+                               env=IMPL_ENV[impl])
+        except Exception as exc:  # report it and run the rest
+            failures.append(f"{type(exc).__name__}: {exc}")
+            print(f"    failed: {failures[-1][:300]}", file=sys.stderr, flush=True)
+            continue
+        if failures:
+            got["failed_attempts"] = failures
+        return got
+    return "\n".join(failures)
 
 
 def _median(values: list[float]) -> float | None:

@@ -561,10 +561,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, help="W5 samples / W3 iterations")
     parser.add_argument("--autocommit", action="store_true",
                         help="W5: keep dbzero autocommit on (can deadlock, see w5)")
-    parser.add_argument("--watchdog", type=float, default=900.0,
+    parser.add_argument("--watchdog", type=float, default=600.0,
                         help="dump every thread's stack and exit after this many seconds "
                              "(a hang becomes an error with a traceback)")
     args = parser.parse_args(argv)
+    faulthandler.enable()  # a crash in native code leaves a traceback on stderr
     if args.watchdog > 0:
         faulthandler.dump_traceback_later(args.watchdog, exit=True)
     kwargs: dict[str, Any] = {}
