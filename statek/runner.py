@@ -47,9 +47,10 @@ def _apply_definitions(agents: list[Any], settings: StatekSettings) -> None:
                 agent.update_warmup_def(warmups[agent.role])
 
 
-def _event_counter(agent: Any, queues: list[StatekPushQueue]) -> Any:
-    agent_id = db0.uuid(agent)
-    return lambda: 0 if not queues else sum(q.event_count(agent_id) for q in queues)
+def _no_external_tasks() -> int:
+    """start_statek's agents take work from queued events (the loop drains those itself),
+    not from an application task queue."""
+    return 0
 
 
 def _install_signal_handlers() -> list[signal.Signals]:
@@ -86,7 +87,7 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
     With no dbzero prefix open, the embedded default store is opened. Returns when the loop
     returns (SIGINT/SIGTERM or cancellation stop it gracefully)."""
     cfg = store.init(settings)
-    if not store.db_initialized() or not _has_prefix():
+    if not store.has_prefix():
         store.open_default_store()
     StatekClientAPI()
     active = _unique(list(agents) if agents is not None else list(db0.find(Agent)))
@@ -97,14 +98,14 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
     try:
         if len(active) == 1:
             agent = active[0]
-            return await run_agentic_loop(agent, None, _event_counter(agent, []), prefixes,
+            return await run_agentic_loop(agent, None, _no_external_tasks, prefixes,
                                           max_concurrency, provider, auto_terminate)
         if not active:
             from statek.runtime.loop import run_jobs_loop
 
             return await run_jobs_loop(max_concurrency, provider, queue_prefixes=prefixes,
                                        auto_terminate=auto_terminate)
-        defs = [AgentLoopDef(a, None, _event_counter(a, [])) for a in active]
+        defs = [AgentLoopDef(a, None, _no_external_tasks) for a in active]
         return await run_agentic_fleet(defs, prefixes, max_concurrency, provider,
                                        auto_terminate)
     except asyncio.CancelledError:
@@ -114,14 +115,6 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
         loop = asyncio.get_running_loop()
         for sig in installed:
             loop.remove_signal_handler(sig)
-
-
-def _has_prefix() -> bool:
-    try:
-        store.current_prefix()
-    except Exception:
-        return False
-    return True
 
 
 def _loop_factory(settings: StatekSettings | None) -> Any:

@@ -91,6 +91,15 @@ def current_prefix() -> str:
         raise NotInitializedError(_NO_PREFIX_HELP) from None
 
 
+def has_prefix() -> bool:
+    """Whether dbzero is initialised with a current prefix."""
+    try:
+        db0.get_current_prefix()
+    except RuntimeError:
+        return False
+    return True
+
+
 def require_prefix() -> None:
     current_prefix()
 

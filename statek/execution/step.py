@@ -148,6 +148,7 @@ class _Step:
         """Phase 1; True when the step goes on to the model."""
         namespace: JobNamespace | None = None
         functions: JobFunctions | None = None
+        policy = sandbox_policy()
         while True:
             with store.transition():
                 found = self.code_to_run()
@@ -158,11 +159,11 @@ class _Step:
                     functions = JobFunctions(self.job, key)
                     namespace = None
                 try:
-                    block = compile_block(source, sandbox_policy())
+                    block = compile_block(source, policy)
                 except SandboxViolation as exc:
                     return self.code_failed(f"SandboxViolation: {exc}", warmup)
                 if namespace is None:
-                    namespace = JobNamespace(self.job, self.uuid, sandbox_policy(), functions,
+                    namespace = JobNamespace(self.job, self.uuid, policy, functions,
                                              self.violation, self.info)
                 outcome = run_block(namespace, functions, block, int(self.job.stmt))
                 go_on = self.apply(outcome, warmup)

@@ -90,7 +90,7 @@ class JobsLoop:
             raise
         finally:
             _active.discard(self)
-            self.sched.notify = _nothing
+            self.sched.detach()
             self._commit()
             self.stats.suspended = len(db0.find(Job, JobStatus.SUSPENDED))
         return self.stats
@@ -269,10 +269,6 @@ class JobsLoop:
             if pending:
                 await asyncio.wait(pending)
         self._commit()
-
-
-def _nothing() -> None:
-    return None
 
 
 _active: set[JobsLoop] = set()

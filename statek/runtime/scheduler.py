@@ -87,7 +87,7 @@ class Scheduler:
         number = self.jobs.intern(job_uuid)
         if number in self.in_flight:
             return  # the runner re-queues it when its step ends, by its status then
-        self.ready.push(number, self._lane_of(job_uuid))
+        self.ready.push(number, self._lane_of(db0.fetch(job_uuid)))
         self.notify()
 
     def job_finished(self, job_uuid: str) -> None:
@@ -110,10 +110,8 @@ class Scheduler:
         self.notify()
 
     # ----------------------------------------------------------- lanes
-    def _lane_of(self, job_uuid: str, job: Any = None) -> int:
+    def _lane_of(self, job: Any) -> int:
         """One lane per agent, so a busy agent cannot starve the others."""
-        if job is None:
-            job = db0.fetch(job_uuid)
         jobdef = job.jobdef
         jobdef_id = db0.uuid(jobdef)
         lane = self._lanes.get(jobdef_id)
@@ -146,7 +144,7 @@ class Scheduler:
             if retry_after > 0:
                 self.timers.schedule(number, time.time() + retry_after)
             else:
-                self.ready.push(number, self._lane_of("", job))
+                self.ready.push(number, self._lane_of(job))
         elif state == SUSPENDED:
             self.index(number, job)
         else:  # DONE: forget it (waiters on it were woken through job_finished)
@@ -156,7 +154,7 @@ class Scheduler:
         """Register what a suspended job's future waits on."""
         future = job.awaiting
         if future is None:
-            self.ready.push(number, self._lane_of("", job))
+            self.ready.push(number, self._lane_of(job))
             return
         deadline: float | None = None
         now = time.time()
@@ -201,7 +199,7 @@ class Scheduler:
         state = job.state
         if state != SUSPENDED:
             if state in RUNNABLE:
-                self.ready.push(number, self._lane_of("", job))  # e.g. a provider retry
+                self.ready.push(number, self._lane_of(job))  # e.g. a provider retry
             return 0
         self.waiters.remove_job(number)
         self.timers.cancel(number)
@@ -217,7 +215,7 @@ class Scheduler:
             return 0
         job.awaiting = None
         job.set_status(STARTED)
-        self.ready.push(number, self._lane_of("", job))
+        self.ready.push(number, self._lane_of(job))
         return 1
 
     # ----------------------------------------------------------- start-up
@@ -231,7 +229,7 @@ class Scheduler:
                 for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
                     number = self.jobs.intern(db0.uuid(job))
                     if number not in self.in_flight and self.ready.push(
-                            number, self._lane_of("", job)):
+                            number, self._lane_of(job)):
                         counts["ready"] += 1
             suspended = [db0.uuid(job) for job in db0.find(Job, JobStatus.SUSPENDED, **kwargs)]
             with store.transition():
@@ -241,6 +239,10 @@ class Scheduler:
                         counts["suspended"] += 1
                         self._wake(number, db0.fetch(job_uuid))
         return counts
+
+    def detach(self) -> None:
+        """Stop waking a loop (it has ended)."""
+        self.notify = _nothing
 
     # ----------------------------------------------------------- reporting
     def waiting_count(self) -> int:
