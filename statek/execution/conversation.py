@@ -7,6 +7,7 @@ incrementally, so a step does not rebuild (and re-read from dbzero) the whole co
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import dbzero as db0
@@ -52,7 +53,7 @@ def system_prompt(agent: Any) -> tuple[str, tuple[ToolSpec, ...]]:
     return result
 
 
-def _messages_of(entry: Any) -> list[ChatMessage]:
+def _messages_of(entry: Sequence[Any]) -> list[ChatMessage]:
     kind = entry[0]
     if kind == chatlog.TURN:
         calls = tuple(ToolCall(c[0], c[1], _json.loads(c[2])) for c in entry[6])
@@ -65,15 +66,15 @@ def _messages_of(entry: Any) -> list[ChatMessage]:
 def history(job: Any, job_uuid: str) -> tuple[ChatMessage, ...]:
     """All messages of past turns, from cache where possible."""
     log = job.chat
-    length = 0 if log is None else len(log)
+    length = chatlog.length(log)
     cached = _history.get(job_uuid)
     if cached is not None and cached[0] == length:
         _history.move_to_end(job_uuid)
         return cached[1]
     start, messages = (cached if cached is not None and cached[0] < length else (0, ()))
     extra: list[ChatMessage] = []
-    for index in range(start, length):
-        extra.extend(_messages_of(log[index]))
+    for entry in chatlog.entries(log, start):
+        extra.extend(_messages_of(entry))
     result = messages + tuple(extra)
     _remember(job_uuid, length, result)
     return result
@@ -86,7 +87,7 @@ def _remember(job_uuid: str, length: int, messages: tuple[ChatMessage, ...]) -> 
         _history.popitem(last=False)
 
 
-def extend_cache(job_uuid: str, new_length: int, entry: Any) -> None:
+def extend_cache(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
     """After appending `entry` to the log, extend the cached history instead of dropping it."""
     cached = _history.get(job_uuid)
     if cached is not None and cached[0] == new_length - 1:

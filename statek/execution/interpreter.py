@@ -26,6 +26,7 @@ from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
+from statek.models.job import UNREAD, locals_from
 from statek.models.storable import is_storable
 from statek.sandbox import (
     JOB_FILENAME,
@@ -93,6 +94,8 @@ class JobNamespace:
             _allow_persisted_writes(fresh)
         definitions = job.definitions
         self._has_definitions = definitions is not None
+        stored = self._stored = job.vars  # read once: each read of a stored dict costs ~8 µs
+        persisted = locals_from(stored)
         side = _transient.get(job_uuid)
         kept = _namespaces.get(job_uuid)
         if kept is not None and kept[0] is policy:
@@ -101,14 +104,13 @@ class JobNamespace:
             g = kept[1]
             g["__builtins__"].update(fresh.pop("__builtins__"))
             g.update(fresh)
-            g.update(job.locals_dict())
+            g.update(persisted)
             if side:
                 g.update(side)
             self.globals = g
             return
         g = self.globals = fresh
-        if job.vars is not None:
-            g.update(job.locals_dict())
+        g.update(persisted)
         if side:
             g.update(side)
         if definitions is not None:
@@ -167,9 +169,10 @@ class JobNamespace:
         deleted = stmt.deleted
         if stored or deleted:
             try:
-                self.job.bind_locals(stored, deleted)
+                self._stored = self.job.bind_locals(stored, deleted, self._stored)
             except (TypeError, AttributeError, OverflowError, ValueError):
                 # a nested value dbzero refused: keep it in memory, bind the rest one by one
+                self._stored = UNREAD
                 for name, value in list(stored.items()):
                     try:
                         self.job.bind_locals({name: value})
@@ -204,27 +207,32 @@ class JobNamespace:
         side.update(held)
         if any(_needs_namespace(value) for value in held.values()):
             _namespaces[self.job_uuid] = (self.policy, self.globals)
-        persisted = self.job.vars
+        persisted = self._vars()
         if persisted is not None:
             # an older stored value of the name must not come back after a restart
             stale = tuple(name for name in held if name in persisted)
             if stale:
-                self.job.bind_locals({}, stale)
+                self._stored = self.job.bind_locals({}, stale, persisted)
+
+    def _vars(self) -> Any:
+        """The job's stored locals, read at most once per change of their form."""
+        if self._stored is UNREAD:
+            self._stored = self.job.vars
+        return self._stored
 
     def _refresh_containers(self, stored: dict[str, Any]) -> None:
         """Point the namespace at the persisted copy of new containers, so later in-place
         changes (`xs.append(1)`) reach storage."""
-        vars_ = self.job.vars
         for name, value in stored.items():
             if isinstance(value, list | dict | set):
-                self.globals[name] = vars_[name]
+                self.globals[name] = self._vars()[name]
 
     def undo_partial(self, stmt: CompiledStatement) -> None:
         """Before `stmt` runs again (after an async tool, or on resume), restore the names
         its interrupted run rebound, so `total = total + tool(i)` in a loop counts once.
         (In-place changes to persisted containers are not undone.)"""
         g = self.globals
-        saved = self.job.locals_dict()
+        saved = locals_from(self._vars())
         side = _transient.get(self.job_uuid) or {}
         for name in (*stmt.assigned, *stmt.deleted):
             if name in saved:

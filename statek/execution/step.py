@@ -292,8 +292,7 @@ class _Step:
         calls = [(c.id, c.name, _json.dumps(dict(c.arguments)).decode()) for c in reply.tool_calls]
         entry = chatlog.turn(user_text, console_from, console_to, reply.content, calls,
                              in_tok, out_tok)
-        job.log(entry)
-        conversation.extend_cache(self.uuid, len(job.chat), entry)
+        conversation.extend_cache(self.uuid, job.log(entry), entry)
         job.turns = int(job.turns) + 1
         if console_to != console_from:  # each stored write costs ~5 µs: skip the no-ops
             job.console_seen = console_to
@@ -333,8 +332,7 @@ class _Step:
         with store.transition():
             for call_id, name, text in results:
                 entry = chatlog.tool_result(call_id, name, text)
-                self.job.log(entry)
-                conversation.extend_cache(self.uuid, len(self.job.chat), entry)
+                conversation.extend_cache(self.uuid, self.job.log(entry), entry)
 
     def provider_failed(self, exc: BaseException) -> None:
         job = self.job
