@@ -159,6 +159,19 @@ async def test_unstorable_local_stays_usable_within_the_process(
     assert "g" not in job.locals
 
 
+async def test_strings_dbzero_cannot_store_never_reach_it(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
+    """A lone surrogate in a tuple crashes dbzero 0.7.0 (the whole worker): such values are
+    kept in memory like other unstorable ones, printed with escapes, and exited as repr."""
+    script(["t = ('a\\ud800',)\ns = 'b\\udfff'\nprint(s)\nn = len(t) + len(s)",
+            "exit(t[0])"])
+    job = api.submit_new_job(agent, {})
+    await run_to_end(job)
+    assert job.locals["n"] == 3 and "t" not in job.locals and "s" not in job.locals
+    assert job.console[0] == "b\\udfff\n"
+    assert job.exit_status == repr("a\ud800")
+
+
 async def test_functions_see_the_current_values_of_globals(
         api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
     script(["base = 1\ndef f(v):\n    return v + base\nadd = lambda v: v * base\nprint(f(1))",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import dbzero as db0
 
@@ -94,30 +94,40 @@ def extend_cache(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
         _remember(job_uuid, new_length, cached[1] + tuple(_messages_of(entry)))
 
 
-def pending_user_text(job: Any) -> tuple[str, int, int, int]:
-    """What the model has not seen yet: new console output and unread messages.
+class PendingInput(NamedTuple):
+    """What the model has not seen yet, and where it came from."""
 
-    Returns (text, console_from, console_to, messages_read)."""
+    text: str
+    console_from: int
+    console_to: int
+    messages_read: int
+
+
+def pending_user_text(job: Any, turns: int) -> PendingInput:
+    """New console output and unread messages of a job that has had `turns` turns."""
     console = job.console_lines
     seen = int(job.console_seen)
     total = 0 if console is None else len(console)
     parts: list[str] = []
-    if job.turns == 0 and job.vars is not None:
-        shown = ", ".join(f"{k} = {_short(v)}" for k, v in job.locals_dict().items())
-        parts.append(f"Variables in your session: {shown}")
+    if turns == 0:
+        values = job.locals_dict()
+        if values:
+            shown = ", ".join(f"{k} = {_short(v)}" for k, v in values.items())
+            parts.append(f"Variables in your session: {shown}")
     if total > seen:
         out = "".join(console[seen:total])
         if len(out) > MAX_CONSOLE_CHARS:
             out = "[... output truncated ...]\n" + out[-MAX_CONSOLE_CHARS:]
         parts.append(f"Output:\n{out}")
-    unread = job.unread_messages
-    if unread:
-        inbox = job.inbox
+    inbox = job.inbox
+    unread = 0
+    if inbox is not None:
         start = int(job.inbox_read)
+        unread = len(inbox) - start
         parts.extend(f"Message: {inbox[i]}" for i in range(start, start + unread))
     if not parts:
-        parts.append("(no output)" if job.turns else "Begin.")
-    return "\n\n".join(parts), seen, total, unread
+        parts.append("(no output)" if turns else "Begin.")
+    return PendingInput("\n\n".join(parts), seen, total, unread)
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -16,6 +16,7 @@ import dbzero as db0
 
 from statek import store
 from statek.execution import harness
+from statek.execution.job_functions import read_only_params
 
 CACHE_SIZE = 4096
 
@@ -25,7 +26,9 @@ class DefinitionInfo:
     uuid: str
     warmup_blocks: tuple[str, ...]
     params: dict[str, Any]
+    params_view: Any  # what job code sees as `params` (read-only, shared by the jobs)
     metadata: dict[str, Any]
+    agent: Any  # the Agent memo object (its prompt is read per request: it may be edited)
     tool_names: tuple[str, ...]
     limits: harness.Limits
 
@@ -49,7 +52,9 @@ def definition_info(jobdef: Any) -> DefinitionInfo:
         uuid=key,
         warmup_blocks=tuple(jobdef.warmup_blocks),
         params=params,
+        params_view=read_only_params(params),
         metadata=db0.load(jobdef.metadata),
+        agent=jobdef.agent,
         tool_names=tuple(jobdef.agent.tool_names),
         limits=harness.Limits.of(cfg, params),
     )

@@ -41,14 +41,14 @@ def breach_after_code(job: Any, limits: Limits) -> str | None:
     return None
 
 
-def breach_before_request(job: Any, limits: Limits) -> str | None:
-    if limits.max_turns and job.turns >= limits.max_turns:
-        return f"harness: {job.turns} turns reached max_turns={limits.max_turns}"
-    return breach_of_tokens(job, limits)
+def breach_before_request(turns: int, tokens: int, limits: Limits) -> str | None:
+    """Reason not to ask the model again after `turns` turns that used `tokens`, or None."""
+    if limits.max_turns and turns >= limits.max_turns:
+        return f"harness: {turns} turns reached max_turns={limits.max_turns}"
+    return breach_of_tokens(tokens, limits)
 
 
-def breach_of_tokens(job: Any, limits: Limits) -> str | None:
-    used = int(job.input_tokens) + int(job.output_tokens)
+def breach_of_tokens(used: int, limits: Limits) -> str | None:
     if limits.max_tokens and used >= limits.max_tokens:
         return f"harness: {used} tokens reached max_tokens={limits.max_tokens}"
     return None

@@ -26,8 +26,8 @@ from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
-from statek.models.job import UNREAD, locals_from
-from statek.models.storable import is_storable
+from statek.models.job_locals import StoredLocals
+from statek.models.storable import is_storable, utf8_encodable
 from statek.sandbox import (
     JOB_FILENAME,
     CompiledBlock,
@@ -87,15 +87,15 @@ class JobNamespace:
         self.policy = policy
         if info is None:
             info = definition_info(job.jobdef)
-        extra = functions.builtins(info.tool_names, dict(info.params))
+        extra = functions.builtins(info.tool_names, info.params_view)
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
                              on_violation=on_violation)
         if policy.restricted:
             _allow_persisted_writes(fresh)
         definitions = job.definitions
         self._has_definitions = definitions is not None
-        stored = self._stored = job.vars  # read once: each read of a stored dict costs ~8 µs
-        persisted = locals_from(stored)
+        self.stored = StoredLocals(job)  # read once per step, then kept in step with writes
+        persisted = self.stored.values()
         side = _transient.get(job_uuid)
         kept = _namespaces.get(job_uuid)
         if kept is not None and kept[0] is policy:
@@ -169,13 +169,13 @@ class JobNamespace:
         deleted = stmt.deleted
         if stored or deleted:
             try:
-                self._stored = self.job.bind_locals(stored, deleted, self._stored)
+                self.stored.bind(stored, deleted)
             except (TypeError, AttributeError, OverflowError, ValueError):
                 # a nested value dbzero refused: keep it in memory, bind the rest one by one
-                self._stored = UNREAD
+                self.stored = StoredLocals(self.job)
                 for name, value in list(stored.items()):
                     try:
-                        self.job.bind_locals({name: value})
+                        self.stored.bind({name: value})
                     except (TypeError, AttributeError, OverflowError, ValueError):
                         del stored[name]
                         if held is None:
@@ -207,32 +207,24 @@ class JobNamespace:
         side.update(held)
         if any(_needs_namespace(value) for value in held.values()):
             _namespaces[self.job_uuid] = (self.policy, self.globals)
-        persisted = self._vars()
-        if persisted is not None:
-            # an older stored value of the name must not come back after a restart
-            stale = tuple(name for name in held if name in persisted)
-            if stale:
-                self._stored = self.job.bind_locals({}, stale, persisted)
-
-    def _vars(self) -> Any:
-        """The job's stored locals, read at most once per change of their form."""
-        if self._stored is UNREAD:
-            self._stored = self.job.vars
-        return self._stored
+        # an older stored value of the name must not come back after a restart
+        stale = tuple(name for name in held if name in self.stored)
+        if stale:
+            self.stored.bind({}, stale)
 
     def _refresh_containers(self, stored: dict[str, Any]) -> None:
         """Point the namespace at the persisted copy of new containers, so later in-place
         changes (`xs.append(1)`) reach storage."""
         for name, value in stored.items():
             if isinstance(value, list | dict | set):
-                self.globals[name] = self._vars()[name]
+                self.globals[name] = self.stored.persisted(name)
 
     def undo_partial(self, stmt: CompiledStatement) -> None:
         """Before `stmt` runs again (after an async tool, or on resume), restore the names
         its interrupted run rebound, so `total = total + tool(i)` in a loop counts once.
         (In-place changes to persisted containers are not undone.)"""
         g = self.globals
-        saved = locals_from(self._vars())
+        saved = StoredLocals(self.job).values()
         side = _transient.get(self.job_uuid) or {}
         for name in (*stmt.assigned, *stmt.deleted):
             if name in saved:
@@ -251,7 +243,9 @@ def can_persist(value: Any, depth: int = 0) -> bool:
     `is_storable`, except that a class the job defined (stored by reference to a module
     that exists only in this process) is not."""
     kind = type(value)
-    if kind is str or kind is float or kind is bool or value is None:
+    if kind is str:
+        return utf8_encodable(value)
+    if kind is float or kind is bool or value is None:
         return True
     if kind is int:
         return bool(-(2**63) <= value < 2**63)

@@ -135,7 +135,7 @@ class JobFunctions:
             return result
         raise AwaitTool(site, info.func(*args, **kwargs))
 
-    def builtins(self, tool_names: tuple[str, ...], params: Any) -> dict[str, Any]:
+    def builtins(self, tool_names: tuple[str, ...], params: Params) -> dict[str, Any]:
         names: dict[str, Any] = {
             "exit": self.exit,
             "delegate": self.delegate,
@@ -145,7 +145,7 @@ class JobFunctions:
             "get_all": self.get_all,
             "get_any": self.get_any,
             "wait_for": self.wait_for,
-            "params": _read_only(params) if params else _NO_PARAMS,
+            "params": params,
         }
         for name in tool_names:
             info = find_tool(name)
@@ -181,6 +181,12 @@ class Params(FrozenMapping):
 
 
 _NO_PARAMS = Params({})
+
+
+def read_only_params(params: Any) -> Params:
+    """What job code sees as `params` for a definition's stored parameters."""
+    view = _read_only(params) if params else _NO_PARAMS
+    return view if isinstance(view, Params) else Params({})
 
 
 def _read_only(value: Any) -> Any:

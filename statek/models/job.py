@@ -16,7 +16,8 @@ import dbzero as db0
 
 from statek import signals
 from statek._views import FrozenMapping
-from statek.models import chatlog
+from statek.models import chatlog, job_locals
+from statek.models.job_locals import StoredLocals
 from statek.models.root import root_for
 from statek.models.status import (
     DONE,
@@ -28,24 +29,13 @@ from statek.models.status import (
     state_of,
     status_value,
 )
+from statek.models.storable import utf8_encodable
 from statek.store import on_close, transition
 
 on_close(forget_status_values)
 
-#: "Not read yet" for `Job.bind_locals(stored=...)`.
-UNREAD: Any = object()
-
 #: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
 WARMUP_OVER = 1 << 30
-
-
-def locals_from(stored: Any) -> dict[str, Any]:
-    """Locals are stored as None, a flat (key, value, ...) tuple seed, or a dict."""
-    if stored is None:
-        return {}
-    if type(stored).__name__ == "Tuple":
-        return {stored[i]: stored[i + 1] for i in range(0, len(stored), 2)}
-    return {key: stored[key] for key in stored}
 
 
 class LocalsView(FrozenMapping):
@@ -53,8 +43,8 @@ class LocalsView(FrozenMapping):
 
     __slots__ = ()
 
-    def __init__(self, stored: Any) -> None:
-        super().__init__(locals_from(stored))
+    def __init__(self, job: Any) -> None:
+        super().__init__(StoredLocals(job).values())
 
 
 @db0.memo(id="statek/Job")
@@ -67,7 +57,9 @@ class Job:
     state = READY  # int mirror of the `status` tag field (see statek.models.status)
     parent: Any = None
     locale: str | None = None
-    vars: Any = None  # locals: None, a flat (k, v, ...) tuple seed, or a dict once written
+    # locals (see statek.models.job_locals): scalars as one JSON object, the rest in `vars`
+    inline_vars: str | None = None
+    vars: Any = None  # None, a flat (name, value, ...) tuple seed, or a dict once written
     console_lines: Any = None
     chat: Any = None
     inbox: Any = None
@@ -102,7 +94,11 @@ class Job:
         self.created_at = now
         self.updated_at = now
         if shared_vars:
-            self.vars = tuple(item for pair in shared_vars.items() for item in pair)
+            inline, other = job_locals.split(shared_vars)
+            if inline:
+                self.inline_vars = job_locals.encode_inline(inline)
+            if other:
+                self.vars = job_locals.flat_seed(other)
         if locale is not None:
             self.locale = locale
         if parent is not None:
@@ -133,7 +129,7 @@ class Job:
 
     @property
     def locals(self) -> LocalsView:
-        return LocalsView(self.vars)
+        return LocalsView(self)
 
     @property
     def console(self) -> list[str]:
@@ -181,6 +177,8 @@ class Job:
         self.updated_at = time.time()
 
     def write_console(self, text: str) -> None:
+        if not utf8_encodable(text):  # dbzero cannot store lone surrogates: show them escaped
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         if self.console_lines is None:
             self.console_lines = [text]
         else:
@@ -195,30 +193,12 @@ class Job:
 
     def locals_dict(self) -> dict[str, Any]:
         """A plain copy of the locals (what job code runs against)."""
-        return locals_from(self.vars)
+        return StoredLocals(self).values()
 
-    def bind_locals(self, values: Mapping[str, Any], deleted: tuple[str, ...] = (),
-                    stored: Any = UNREAD) -> Any:
-        """Persist assignments and deletions made by one statement.
-
-        `stored` is `self.vars` when the caller has already read it (reading a stored dict
-        costs about 8 µs); returns what to pass next time."""
-        if not values and not deleted:
-            return stored
-        if stored is UNREAD:
-            stored = self.vars
-        if stored is None or type(stored).__name__ == "Tuple":
-            merged = locals_from(stored)
-            merged.update(values)
-            for key in deleted:
-                merged.pop(key, None)
-            self.vars = merged
-            return UNREAD
-        for key, value in values.items():
-            stored[key] = value
-        for key in deleted:
-            stored.pop(key, None)
-        return stored
+    def bind_locals(self, values: Mapping[str, Any], deleted: tuple[str, ...] = ()) -> None:
+        """Persist assignments and deletions (the interpreter keeps a `StoredLocals` for a
+        whole step instead, which reads the stored form once)."""
+        StoredLocals(self).bind(values, deleted)
 
     def remember_definition(self, names: tuple[str, ...], source: str) -> None:
         """Keep the source of a def/class/import so a restarted worker can rebuild it."""

@@ -21,8 +21,22 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _DB0_CONTAINERS = ("List", "Dict", "Set", "Tuple", "ByteArray", "Index")
 
 
+def utf8_encodable(text: str) -> bool:
+    """dbzero stores strings as UTF-8: one with a lone surrogate raises UnicodeEncodeError,
+    and inside a tuple crashes the process (dbzero 0.7.0), so such strings are refused."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def unstorable_reason(value: Any, _depth: int = 0) -> str | None:
     """None when dbzero can store `value`; else a short description of the first culprit."""
+    if isinstance(value, str):
+        return None if utf8_encodable(value) else "a str with a lone surrogate (not UTF-8)"
     if isinstance(value, _SCALARS):
         return None
     if isinstance(value, int):
