@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import dbzero as db0
 
-from statek import _json
+from statek import _json, store
 from statek.models import chatlog
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
@@ -34,6 +34,13 @@ _prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}
 
 def forget(job_uuid: str) -> None:
     _history.pop(job_uuid, None)
+
+
+@store.on_close
+def forget_all() -> None:
+    """Drop every cached history and prompt (their jobs and agents belong to a closed store)."""
+    _history.clear()
+    _prompts.clear()
 
 
 def system_prompt(agent: Any) -> tuple[str, tuple[ToolSpec, ...]]:
@@ -64,19 +71,18 @@ def _messages_of(entry: Sequence[Any]) -> list[ChatMessage]:
 
 
 def history(job: Any, job_uuid: str) -> tuple[ChatMessage, ...]:
-    """All messages of past turns, from cache where possible."""
-    log = job.chat
-    length = chatlog.length(log)
+    """All messages of past turns, from the cache when it has the job (the log is read
+    and decoded only for a job this process has not stepped yet)."""
     cached = _history.get(job_uuid)
-    if cached is not None and cached[0] == length:
+    if cached is not None:  # only steps append to a log, and they keep the cache in step
         _history.move_to_end(job_uuid)
         return cached[1]
-    start, messages = (cached if cached is not None and cached[0] < length else (0, ()))
-    extra: list[ChatMessage] = []
-    for entry in chatlog.entries(log, start):
-        extra.extend(_messages_of(entry))
-    result = messages + tuple(extra)
-    _remember(job_uuid, length, result)
+    log = job.chat
+    messages: list[ChatMessage] = []
+    for entry in chatlog.entries(log):
+        messages.extend(_messages_of(entry))
+    result = tuple(messages)
+    _remember(job_uuid, chatlog.length(log), result)
     return result
 
 
@@ -92,6 +98,8 @@ def extend_cache(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
     cached = _history.get(job_uuid)
     if cached is not None and cached[0] == new_length - 1:
         _remember(job_uuid, new_length, cached[1] + tuple(_messages_of(entry)))
+    elif cached is not None:  # out of step (cannot happen through steps): rebuild next time
+        del _history[job_uuid]
 
 
 class PendingInput(NamedTuple):

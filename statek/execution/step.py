@@ -27,7 +27,7 @@ from statek import _json, store
 from statek._eager import resume
 from statek.errors import ProviderError, SandboxViolation
 from statek.execution import conversation, harness
-from statek.execution.definitions import DefinitionInfo, definition_info
+from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
 from statek.execution.interpreter import (
     AWAITING_TOOL,
     COMPLETED,
@@ -101,7 +101,6 @@ class _Step:
         self.job = job
         self.uuid: str = db0.uuid(job)
         self.provider = provider
-        self.jobdef = job.jobdef
         self.info: DefinitionInfo | None = None  # set by load_limits()
         self.result = StepResult()
         self.limits: harness.Limits
@@ -109,8 +108,12 @@ class _Step:
     def load_limits(self) -> None:
         """The definition's cached facts and harness limits (raises for a job param that is
         not a number)."""
-        self.info = definition_info(self.jobdef)
+        self.info = definition_of(self.job, self.uuid)
         self.limits = self.info.limits
+
+    @property
+    def jobdef(self) -> Any:
+        return self.job.jobdef
 
     @property
     def defn(self) -> DefinitionInfo:
@@ -126,6 +129,7 @@ class _Step:
         self.job.finish(exit_status, error)
         forget_transient(self.uuid)
         conversation.forget(self.uuid)
+        forget_job(self.uuid)
         self.result.completed = True
 
     def violation(self, exc: SandboxViolation) -> None:
@@ -251,8 +255,8 @@ class _Step:
             if job.state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
-            turns, in_tokens, out_tokens = int(job.turns), job.input_tokens, job.output_tokens
-            reason = harness.breach_before_request(turns, in_tokens + out_tokens, self.limits)
+            turns, tokens = int(job.turns), int(job.tokens_used)
+            reason = harness.breach_before_request(turns, tokens, self.limits)
             if reason is not None:
                 self.finish(error=reason)
                 return
@@ -271,7 +275,7 @@ class _Step:
             self.provider_failed(exc)
             return
         with store.transition():
-            self.record_reply(reply, pending, turns, in_tokens, out_tokens)
+            self.record_reply(reply, pending, turns, tokens)
         if reply.tool_calls and not self.result.completed:
             await self.run_native_tools(reply)
 
@@ -287,7 +291,7 @@ class _Step:
                            max_tokens=store.settings().reply_max_tokens)
 
     def record_reply(self, reply: ChatReply, pending: conversation.PendingInput, turns: int,
-                     in_tokens: int, out_tokens: int) -> None:
+                     tokens: int) -> None:
         job = self.job
         usage = reply.usage
         in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
@@ -300,13 +304,11 @@ class _Step:
             job.console_seen = pending.console_to
         if pending.messages_read:
             job.inbox_read = int(job.inbox_read) + pending.messages_read
-        if in_tok:
-            in_tokens = job.input_tokens = in_tokens + in_tok
-        if out_tok:
-            out_tokens = job.output_tokens = out_tokens + out_tok
+        if in_tok or out_tok:
+            tokens = job.tokens_used = tokens + in_tok + out_tok
         if job.provider_failures:
             job.provider_failures = 0
-        reason = harness.breach_of_tokens(in_tokens + out_tokens, self.limits)
+        reason = harness.breach_of_tokens(tokens, self.limits)
         if reason is not None:
             self.finish(error=reason)
             return
@@ -346,7 +348,8 @@ class _Step:
         else:
             message = f"provider error: {type(exc).__name__}: {exc}"
         with store.transition():
-            job.log(chatlog.error(message))
+            entry = chatlog.error(message)
+            conversation.extend_cache(self.uuid, job.log(entry), entry)
             job.error = message
             job.provider_failures = int(job.provider_failures) + 1
             if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:

@@ -74,8 +74,7 @@ class Job:
     turns = 0
     exceptions = 0
     consecutive_exceptions = 0
-    input_tokens = 0
-    output_tokens = 0
+    tokens_used = 0  # input + output tokens of every turn (per-turn counts are in the log)
     applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
     definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
     console_seen = 0  # console lines already shown to the model
@@ -138,6 +137,14 @@ class Job:
     @property
     def chat_log(self) -> list[dict[str, Any]]:
         return [chatlog.decode(entry) for entry in chatlog.entries(self.chat)]
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(e["input_tokens"] for e in self.chat_log if e["kind"] == chatlog.TURN)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(e["output_tokens"] for e in self.chat_log if e["kind"] == chatlog.TURN)
 
     @property
     def messages(self) -> list[Any]:
