@@ -233,6 +233,25 @@ async def test_definitions_and_imports_survive_a_restart(
     assert job.error is None
 
 
+async def test_a_reopened_job_never_reruns_its_last_reply(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install, db_root: Path,
+        statek_store: str) -> None:
+    """The pending code is the last reply's, read back from the log: once it has run (or the
+    job was re-opened by a message) it is not pending any more, in this process or another."""
+    provider = script(["print('once')\nexit('a')", "exit('b')"], record=True)
+    job = api.submit_new_job(agent, {})
+    assert await run_to_end(job) == 2 and job.exit_status == "a"
+    assert job.pending_code is None
+    job.push_user_message("again")
+    uuid = job.uuid
+    del job
+    restart(db_root, statek_store)
+    job = statek.StatekClientAPI().get_job(uuid)
+    assert await run_to_end(job) == 2 and job.exit_status == "b"
+    assert job.console == ["once\n"]
+    assert job.turns == 2 and provider.calls == 2
+
+
 async def test_job_params_are_read_only(api: statek.StatekClientAPI,
                                         agent: statek.Agent) -> None:
     warmup = ("print(params['max_turns'], list(params['tags']))\n"

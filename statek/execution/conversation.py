@@ -1,13 +1,15 @@
 """What the model is shown: the system prompt and the message history of a job.
 
-The history is derived from the persisted chat log but cached in memory per job and extended
-incrementally, so a step does not rebuild (and re-read from dbzero) the whole conversation.
+The history, the tokens used and the last reply are derived from the persisted chat log (the
+one record of a job's turns) and cached in memory per job, extended as steps append, so a
+step neither re-reads the log nor stores counts that duplicate it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import dbzero as db0
@@ -28,18 +30,18 @@ future, sleep(seconds) and sleep_until(when) return timer futures, wait_message(
 for the next message, get_all(*futures) / get_any(*futures) combine them; reading \
 `future.value` waits for it."""
 
-_history: OrderedDict[str, tuple[int, tuple[ChatMessage, ...]]] = OrderedDict()
+_transcripts: OrderedDict[str, Transcript] = OrderedDict()
 _prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}
 
 
 def forget(job_uuid: str) -> None:
-    _history.pop(job_uuid, None)
+    _transcripts.pop(job_uuid, None)
 
 
 @store.on_close
 def forget_all() -> None:
     """Drop every cached history and prompt (their jobs and agents belong to a closed store)."""
-    _history.clear()
+    _transcripts.clear()
     _prompts.clear()
 
 
@@ -70,36 +72,61 @@ def _messages_of(entry: Sequence[Any]) -> list[ChatMessage]:
     return []
 
 
-def history(job: Any, job_uuid: str) -> tuple[ChatMessage, ...]:
-    """All messages of past turns, from the cache when it has the job (the log is read
-    and decoded only for a job this process has not stepped yet)."""
-    cached = _history.get(job_uuid)
-    if cached is not None:  # only steps append to a log, and they keep the cache in step
-        _history.move_to_end(job_uuid)
-        return cached[1]
+@dataclass(slots=True)
+class Transcript:
+    """What a step needs from a job's log, kept per process so a step does not re-read and
+    decode it: the messages of past turns, the tokens they used and the last reply."""
+
+    length: int  # entries in the log
+    messages: tuple[ChatMessage, ...]
+    tokens: int  # input + output tokens of every turn
+    last_reply: str | None  # what the model answered in the last turn
+
+
+def transcript(job: Any, job_uuid: str) -> Transcript:
+    """From the cache when it has the job (only steps append to a log, and they keep the
+    cache in step through `record`); else decoded from the stored log once."""
+    cached = _transcripts.get(job_uuid)
+    if cached is not None:
+        _transcripts.move_to_end(job_uuid)
+        return cached
     log = job.chat
+    found = Transcript(chatlog.length(log), (), 0, None)
     messages: list[ChatMessage] = []
     for entry in chatlog.entries(log):
         messages.extend(_messages_of(entry))
-    result = tuple(messages)
-    _remember(job_uuid, chatlog.length(log), result)
-    return result
+        _count(found, entry)
+    found.messages = tuple(messages)
+    _remember(job_uuid, found)
+    return found
 
 
-def _remember(job_uuid: str, length: int, messages: tuple[ChatMessage, ...]) -> None:
-    _history[job_uuid] = (length, messages)
-    _history.move_to_end(job_uuid)
-    if len(_history) > CACHE_SIZE:
-        _history.popitem(last=False)
+def _count(found: Transcript, entry: Sequence[Any]) -> None:
+    if entry[0] == chatlog.TURN:
+        found.tokens += int(entry[7]) + int(entry[8])
+        found.last_reply = entry[5]
 
 
-def extend_cache(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
-    """After appending `entry` to the log, extend the cached history instead of dropping it."""
-    cached = _history.get(job_uuid)
-    if cached is not None and cached[0] == new_length - 1:
-        _remember(job_uuid, new_length, cached[1] + tuple(_messages_of(entry)))
-    elif cached is not None:  # out of step (cannot happen through steps): rebuild next time
-        del _history[job_uuid]
+def _remember(job_uuid: str, found: Transcript) -> None:
+    _transcripts[job_uuid] = found
+    _transcripts.move_to_end(job_uuid)
+    if len(_transcripts) > CACHE_SIZE:
+        _transcripts.popitem(last=False)
+
+
+def record(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
+    """After appending `entry` to the log, bring the cached transcript up to date."""
+    cached = _transcripts.get(job_uuid)
+    if cached is None:
+        return
+    if cached.length != new_length - 1:  # out of step (not through steps): rebuild later
+        del _transcripts[job_uuid]
+        return
+    cached.length = new_length
+    added = _messages_of(entry)
+    if added:
+        cached.messages += tuple(added)
+    _count(cached, entry)
 
 
 class PendingInput(NamedTuple):

@@ -102,6 +102,7 @@ class _Step:
         self.uuid: str = db0.uuid(job)
         self.provider = provider
         self.info: DefinitionInfo | None = None  # set by load_limits()
+        self.code_turn = 0  # the turn whose reply code phase 1 runs
         self.result = StepResult()
         self.limits: harness.Limits
 
@@ -143,10 +144,16 @@ class _Step:
         block = int(job.block)
         if block < len(blocks):
             return blocks[block], f"w{block}", True
-        code = job.pending_code
-        if code is not None:
-            return code, f"r{job.turns}", False
-        return None
+        # the last reply's code is pending until its run is recorded in `ran_turn`
+        turns = int(job.turns)
+        if int(job.ran_turn) >= turns:
+            return None
+        reply = conversation.transcript(job, self.uuid).last_reply
+        code = None if reply is None else extract_code(reply)
+        if code is None:
+            return None
+        self.code_turn = turns
+        return code, f"r{turns}", False
 
     async def run_code(self) -> bool:
         """Phase 1; True when the step goes on to the model."""
@@ -189,7 +196,7 @@ class _Step:
             # the code that exited is over (`Job.finish` marks the warmup done if it is
             # re-opened): a message re-opening the job goes to the model
             if not warmup:
-                job.pending_code = None
+                job.ran_turn = self.code_turn
             if job.stmt:
                 job.stmt = 0
             self.finish(outcome.exit_status)
@@ -218,7 +225,7 @@ class _Step:
             if int(job.block) >= len(self.defn.warmup_blocks):
                 job.set_status(STARTED)
         else:
-            job.pending_code = None
+            job.ran_turn = self.code_turn
         return True
 
     def code_failed(self, error: str, warmup: bool) -> bool:
@@ -231,7 +238,7 @@ class _Step:
             job.block = len(self.defn.warmup_blocks)  # a re-opened job goes to the model
             self.finish(error=f"warmup failed: {error.strip().splitlines()[-1]}")
             return False
-        job.pending_code = None
+        job.ran_turn = self.code_turn
         job.stmt = 0
         reason = harness.breach_after_code(job, self.limits)
         if reason is not None:
@@ -255,7 +262,7 @@ class _Step:
             if job.state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
-            turns, tokens = int(job.turns), int(job.tokens_used)
+            turns, tokens = int(job.turns), conversation.transcript(job, self.uuid).tokens
             reason = harness.breach_before_request(turns, tokens, self.limits)
             if reason is not None:
                 self.finish(error=reason)
@@ -285,7 +292,7 @@ class _Step:
 
     def build_request(self, user_text: str, model: str) -> ChatRequest:
         system, tools = conversation.system_prompt(self.defn.agent)
-        past = conversation.history(self.job, self.uuid)
+        past = conversation.transcript(self.job, self.uuid).messages
         return ChatRequest(model=model, system=system,
                            messages=(*past, ChatMessage("user", user_text)), tools=tools,
                            max_tokens=store.settings().reply_max_tokens)
@@ -298,23 +305,22 @@ class _Step:
         calls = [(c.id, c.name, _json.dumps(dict(c.arguments)).decode()) for c in reply.tool_calls]
         entry = chatlog.turn(pending.text, pending.console_from, pending.console_to,
                              reply.content, calls, in_tok, out_tok)
-        conversation.extend_cache(self.uuid, job.log(entry), entry)
+        conversation.record(self.uuid, job.log(entry), entry)
         job.turns = turns + 1
         if pending.console_to != pending.console_from:  # each stored write costs ~2-5 µs
             job.console_seen = pending.console_to
         if pending.messages_read:
             job.inbox_read = int(job.inbox_read) + pending.messages_read
-        if in_tok or out_tok:
-            tokens = job.tokens_used = tokens + in_tok + out_tok
+        tokens += in_tok + out_tok  # the log has the counts: nothing else to store
         if job.provider_failures:
             job.provider_failures = 0
         reason = harness.breach_of_tokens(tokens, self.limits)
         if reason is not None:
+            job.ran_turn = turns + 1  # the reply over budget is never run
             self.finish(error=reason)
             return
-        code = extract_code(reply.content)
-        if code is not None:
-            job.pending_code = code
+        # the reply's code (if any) is now pending: it is read back from the log
+        if extract_code(reply.content) is not None:
             if job.stmt:
                 job.stmt = 0
         elif not reply.tool_calls and self.defn.metadata.get("DIALOG"):
@@ -337,7 +343,7 @@ class _Step:
         with store.transition():
             for call_id, name, text in results:
                 entry = chatlog.tool_result(call_id, name, text)
-                conversation.extend_cache(self.uuid, self.job.log(entry), entry)
+                conversation.record(self.uuid, self.job.log(entry), entry)
 
     def provider_failed(self, exc: BaseException) -> None:
         job = self.job
@@ -349,7 +355,7 @@ class _Step:
             message = f"provider error: {type(exc).__name__}: {exc}"
         with store.transition():
             entry = chatlog.error(message)
-            conversation.extend_cache(self.uuid, job.log(entry), entry)
+            conversation.record(self.uuid, job.log(entry), entry)
             job.error = message
             job.provider_failures = int(job.provider_failures) + 1
             if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:

@@ -66,7 +66,7 @@ class Job:
     inbox_read = 0
     block = 0  # warmup block being run; len(warmup blocks) once the warmup is over
     stmt = 0  # statement of the current code to run next (the resume point)
-    pending_code: str | None = None  # code from the model's last reply, not yet run
+    ran_turn = 0  # turns whose reply code has run: the last reply's code is pending if < turns
     awaiting: Any = None  # the Future a SUSPENDED job waits on
     sites: Any = None  # replay table: call site -> Future, for the statement that waits
     exit_status: Any = None
@@ -74,7 +74,6 @@ class Job:
     turns = 0
     exceptions = 0
     consecutive_exceptions = 0
-    tokens_used = 0  # input + output tokens of every turn (per-turn counts are in the log)
     applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
     definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
     console_seen = 0  # console lines already shown to the model
@@ -137,6 +136,16 @@ class Job:
     @property
     def chat_log(self) -> list[dict[str, Any]]:
         return [chatlog.decode(entry) for entry in chatlog.entries(self.chat)]
+
+    @property
+    def pending_code(self) -> str | None:
+        """The code of the model's last reply while it has not run yet."""
+        if self.ran_turn >= self.turns:
+            return None
+        from statek.execution.replies import extract_code
+
+        turns = [e for e in self.chat_log if e["kind"] == chatlog.TURN]
+        return extract_code(turns[-1]["reply"]) if turns else None
 
     @property
     def input_tokens(self) -> int:
@@ -259,7 +268,7 @@ class Job:
         if state == DONE:
             self.exit_status = None
             self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
-            self.pending_code = None
+            self.ran_turn = self.turns
             self.stmt = 0
             self.resume()
         elif state == SUSPENDED:
