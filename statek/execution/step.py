@@ -195,8 +195,8 @@ class _Step:
         if kind == EXITED:
             # the code that exited is over (`Job.finish` marks the warmup done if it is
             # re-opened): a message re-opening the job goes to the model
-            if not warmup:
-                job.ran_turn = self.code_turn
+            # (no `ran_turn` write for reply code: a DONE job has nothing pending, and a
+            # message re-opening it marks every turn so far as run)
             if job.stmt:
                 job.stmt = 0
             self.finish(outcome.exit_status)

@@ -78,6 +78,7 @@ class Job:
     definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
     console_seen = 0  # console lines already shown to the model
     provider_failures = 0
+    done_at: float | None = None  # when it last finished (the one timestamped status change)
 
     def __init__(
         self,
@@ -86,11 +87,9 @@ class Job:
         locale: str | None = None,
         parent: Any = None,
     ) -> None:
-        now = time.time()
         self.status = status_value(READY)
         self.jobdef = jobdef
-        self.created_at = now
-        self.updated_at = now
+        self.created_at = time.time()
         if shared_vars:
             inline, other = job_locals.split(shared_vars)
             if inline:
@@ -140,7 +139,7 @@ class Job:
     @property
     def pending_code(self) -> str | None:
         """The code of the model's last reply while it has not run yet."""
-        if self.ran_turn >= self.turns:
+        if self.ran_turn >= self.turns or self.state == DONE:
             return None
         from statek.execution.replies import extract_code
 
@@ -166,7 +165,7 @@ class Job:
 
     @property
     def finished_at(self) -> float | None:
-        return float(self.updated_at) if self.state == DONE else None
+        return float(self.done_at) if self.state == DONE and self.done_at is not None else None
 
     @property
     def is_done(self) -> bool:
@@ -190,7 +189,6 @@ class Job:
         check_move(db0.uuid(self), current, target)
         self.status = status_value(target)
         self.state = target
-        self.updated_at = time.time()
 
     def write_console(self, text: str) -> None:
         if not utf8_encodable(text):  # dbzero cannot store lone surrogates: show them escaped
@@ -233,6 +231,7 @@ class Job:
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
         """Move to DONE, record why, and tell whoever waits on this job."""
         self.set_status(DONE)
+        self.done_at = time.time()
         if exit_status is not None or self.exit_status is not None:
             self.exit_status = exit_status
         if error is not None:
