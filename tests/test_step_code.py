@@ -252,6 +252,31 @@ async def test_a_reopened_job_never_reruns_its_last_reply(
     assert job.turns == 2 and provider.calls == 2
 
 
+async def test_a_kept_namespace_never_shows_what_storage_does_not_have(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
+    """A job whose locals are all scalars keeps its namespace between steps; it must behave
+    exactly as one rebuilt from storage: a failed statement's bindings are gone, and locals
+    written from outside the step are seen."""
+    script(["n = n + 1",
+            "for i in range(3):\n    half = i\n    1 / 0",
+            "try:\n    print(n, half)\nexcept NameError:\n    print(n, 'no half')",
+            "print(n, extra)\nexit(n)"])
+    job = api.submit_new_job(agent, {"n": 0})
+    await step(job)  # asks
+    await step(job)  # n = n + 1, asks
+    assert job.uuid in interpreter._scalar_namespaces  # kept: the statement completed
+    await step(job)  # the loop binds `half`, then fails: not kept
+    assert "ZeroDivisionError" in job.console[-1]
+    assert job.uuid not in interpreter._scalar_namespaces
+    await step(job)
+    assert job.console[-1] == "1 no half\n"
+    assert job.uuid in interpreter._scalar_namespaces
+    job.bind_locals({"extra": "from outside"})
+    assert job.uuid not in interpreter._scalar_namespaces
+    assert await run_to_end(job) == 1
+    assert job.console[-1] == "1 from outside\n" and job.exit_status == 1
+
+
 async def test_job_params_are_read_only(api: statek.StatekClientAPI,
                                         agent: statek.Agent) -> None:
     warmup = ("print(params['max_turns'], list(params['tags']))\n"

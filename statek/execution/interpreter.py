@@ -15,6 +15,7 @@ would go on reading the values their globals had when they were defined.
 from __future__ import annotations
 
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
@@ -26,7 +27,7 @@ from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
-from statek.models.job_locals import StoredLocals
+from statek.models.job_locals import StoredLocals, on_external_bind
 from statek.models.storable import is_storable, utf8_encodable
 from statek.sandbox import (
     JOB_FILENAME,
@@ -35,12 +36,19 @@ from statek.sandbox import (
     SandboxPolicy,
     compile_block,
     exec_globals,
+    rebind_exec_globals,
 )
 
 #: job uuid -> {name: value} for locals dbzero cannot store (lost when the process ends).
 _transient: dict[str, dict[str, Any]] = {}
 #: job uuid -> (policy, globals) for jobs whose transient values refer to their globals.
 _namespaces: dict[str, tuple[SandboxPolicy, dict[str, Any]]] = {}
+
+#: job uuid -> (policy, globals, inline locals) of a job whose locals are all inline scalars,
+#: kept between its steps (see JobNamespace.keep); least recently kept dropped first.
+_scalar_namespaces: OrderedDict[str, tuple[SandboxPolicy, dict[str, Any], dict[str, Any]]] = (
+    OrderedDict())
+SCALAR_NAMESPACES = 2048
 
 #: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
 _JOB_MODULE = "__statek_job__"
@@ -67,6 +75,12 @@ class Outcome:
 def forget_transient(job_uuid: str) -> None:
     _transient.pop(job_uuid, None)
     _namespaces.pop(job_uuid, None)
+    _scalar_namespaces.pop(job_uuid, None)
+
+
+@on_external_bind
+def _drop_scalar_namespace(job_uuid: str) -> None:
+    _scalar_namespaces.pop(job_uuid, None)
 
 
 @store.on_close
@@ -74,6 +88,7 @@ def forget_all_transient() -> None:
     """Drop every side table (after `statek.close()` the memo objects in them are stale)."""
     _transient.clear()
     _namespaces.clear()
+    _scalar_namespaces.clear()
 
 
 class JobNamespace:
@@ -88,6 +103,14 @@ class JobNamespace:
         if info is None:
             info = definition_info(job.jobdef)
         extra = functions.builtins(info.tool_names, info.params_view)
+        scalar = _scalar_namespaces.pop(job_uuid, None)
+        if scalar is not None and scalar[0] is policy:
+            g = self.globals = scalar[1]
+            rebind_exec_globals(g, policy, print_sink=job.write_console, extra_builtins=extra,
+                                on_violation=on_violation)
+            self.stored = StoredLocals.known(job, scalar[2])
+            self._has_definitions = False
+            return
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
                              on_violation=on_violation)
         if policy.restricted:
@@ -115,6 +138,17 @@ class JobNamespace:
             g.update(side)
         if definitions is not None:
             self._replay_definitions(definitions)
+
+    def keep(self) -> None:
+        """After a step that left the namespace in step with storage: keep it for the job's
+        next step if it holds nothing but inline scalars (so it refers to no dbzero object
+        and has nothing to refresh), sparing the next step a rebuild (~10 µs)."""
+        uuid = self.job_uuid
+        if (self.stored.scalars_only and not self._has_definitions
+                and uuid not in _transient and uuid not in _namespaces):
+            _scalar_namespaces[uuid] = (self.policy, self.globals, self.stored.inline)
+            if len(_scalar_namespaces) > SCALAR_NAMESPACES:
+                _scalar_namespaces.popitem(last=False)
 
     def _replay_definitions(self, definitions: Any) -> None:
         """Re-run remembered def/class/import statements (new process or new policy).

@@ -182,6 +182,8 @@ class _Step:
                 assert outcome.tool is not None
                 await self.await_tool(functions, outcome)
                 continue
+            if outcome.kind in (COMPLETED, SUSPENDED) and namespace is not None:
+                namespace.keep()  # in step with storage: reusable by the job's next step
             if not go_on:
                 return False
             if outcome.kind == COMPLETED and warmup:

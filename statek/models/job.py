@@ -213,6 +213,7 @@ class Job:
         """Persist assignments and deletions (the interpreter keeps a `StoredLocals` for a
         whole step instead, which reads the stored form once)."""
         StoredLocals(self).bind(values, deleted)
+        job_locals.bound_externally(db0.uuid(self))
 
     def remember_definition(self, names: tuple[str, ...], source: str) -> None:
         """Keep the source of a def/class/import so a restarted worker can rebuild it."""

@@ -14,7 +14,7 @@ most one of the two.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from statek import _json
@@ -78,6 +78,22 @@ class StoredLocals:
         handle = job.vars
         self._handle = handle
         self.other = decode_other(handle)  # a stored container comes back as dbzero's
+
+    @classmethod
+    def known(cls, job: Any, inline: dict[str, Any]) -> StoredLocals:
+        """The locals of a job known to hold only `inline` (and an unset `Job.vars`),
+        without reading them again."""
+        stored = cls.__new__(cls)
+        stored._job = job
+        stored.inline = inline
+        stored._handle = None
+        stored.other = {}
+        return stored
+
+    @property
+    def scalars_only(self) -> bool:
+        """Whether every local is an inline scalar and `Job.vars` is unset."""
+        return self._handle is None and not self.other
 
     def values(self) -> dict[str, Any]:
         merged = dict(self.other)
@@ -149,6 +165,21 @@ class StoredLocals:
         for name in removed:
             handle.pop(name, None)
             other.pop(name, None)
+
+
+_external_bind_hooks: list[Callable[[str], None]] = []
+
+
+def on_external_bind(hook: Callable[[str], None]) -> Callable[[str], None]:
+    """Call `hook(job uuid)` when a job's locals are written other than by its steps (so
+    what a step keeps of them is dropped)."""
+    _external_bind_hooks.append(hook)
+    return hook
+
+
+def bound_externally(job_uuid: str) -> None:
+    for hook in _external_bind_hooks:
+        hook(job_uuid)
 
 
 _MISSING: Any = object()

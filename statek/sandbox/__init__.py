@@ -16,6 +16,7 @@ from statek.sandbox.guards import (
     exec_globals,
     is_internal_name,
     module_view_name,
+    rebind_exec_globals,
 )
 from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS, JOB_FILENAME, SandboxPolicy
 
@@ -32,4 +33,5 @@ __all__ = [
     "exec_globals",
     "is_internal_name",
     "module_view_name",
+    "rebind_exec_globals",
 ]
