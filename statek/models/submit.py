@@ -76,6 +76,7 @@ def _submit(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
             for values in batch[start : start + COMMIT_EVERY]:
                 job = Job(jobdef, values, locale)
                 anchor.append(job)
+                job.tag_new()
                 chunk.append(db0.uuid(job))
             del job
         if commit:
