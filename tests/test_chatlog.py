@@ -53,19 +53,24 @@ def test_entry_with_newlines_and_lone_surrogates_round_trips(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(max_size=900), max_size=20))
-def test_appended_matches_a_plain_list(messages: list[str]) -> None:
-    """The stored-form algebra on plain Python values (a list stands in for dbzero's)."""
+@given(st.lists(st.tuples(st.booleans(), st.text(max_size=900)), max_size=20))
+def test_appended_matches_a_plain_list(items: list[tuple[bool, str]]) -> None:
+    """The stored-form algebra on plain Python values (a list stands in for dbzero's): any
+    mix of turns and other entries reads back in order, and the turns are counted (a tool
+    call id of "turn" must not count as one)."""
     stored: object = None
-    for n, message in enumerate(messages, 1):
-        replacement, count = chatlog.appended(stored, chatlog.encode(chatlog.error(message)))
+    for n, (is_turn, text) in enumerate(items, 1):
+        entry = (chatlog.turn(text, 0, 0, text, [("turn", "t", "{}")], 1, 2) if is_turn
+                 else chatlog.error(text))
+        replacement, count = chatlog.appended(stored, chatlog.encode(entry))
         if replacement is not None:
             stored = replacement
         assert count == n == chatlog.length(stored)
         if type(stored) is str:
             assert len(stored) <= max(chatlog.INLINE_CHARS, len(stored.split("\n")[0]) + 1)
-    assert [e[2] for e in chatlog.entries(stored)] == messages
-    assert [e[2] for e in chatlog.entries(stored, 3)] == messages[3:]
+    assert chatlog.count_turns(stored) == sum(is_turn for is_turn, _ in items)
+    assert [e[2] for e in chatlog.entries(stored)] == [text for _, text in items]
+    assert [e[2] for e in chatlog.entries(stored, 3)] == [text for _, text in items][3:]
 
 
 def test_legacy_tuple_entries_still_read(api: statek.StatekClientAPI,

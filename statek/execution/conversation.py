@@ -75,10 +75,12 @@ def _messages_of(entry: Sequence[Any]) -> list[ChatMessage]:
 @dataclass(slots=True)
 class Transcript:
     """What a step needs from a job's log, kept per process so a step does not re-read and
-    decode it: the messages of past turns, the tokens they used and the last reply."""
+    decode it: the messages of past turns, how many turns, the tokens they used and the
+    last reply."""
 
     length: int  # entries in the log
     messages: tuple[ChatMessage, ...]
+    turns: int  # model turns in the log
     tokens: int  # input + output tokens of every turn
     last_reply: str | None  # what the model answered in the last turn
 
@@ -91,7 +93,7 @@ def transcript(job: Any, job_uuid: str) -> Transcript:
         _transcripts.move_to_end(job_uuid)
         return cached
     log = job.chat
-    found = Transcript(chatlog.length(log), (), 0, None)
+    found = Transcript(chatlog.length(log), (), 0, 0, None)
     messages: list[ChatMessage] = []
     for entry in chatlog.entries(log):
         messages.extend(_messages_of(entry))
@@ -103,6 +105,7 @@ def transcript(job: Any, job_uuid: str) -> Transcript:
 
 def _count(found: Transcript, entry: Sequence[Any]) -> None:
     if entry[0] == chatlog.TURN:
+        found.turns += 1
         found.tokens += int(entry[7]) + int(entry[8])
         found.last_reply = entry[5]
 

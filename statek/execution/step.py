@@ -145,10 +145,11 @@ class _Step:
         if block < len(blocks):
             return blocks[block], f"w{block}", True
         # the last reply's code is pending until its run is recorded in `ran_turn`
-        turns = int(job.turns)
+        log = conversation.transcript(job, self.uuid)
+        turns = log.turns
         if int(job.ran_turn) >= turns:
             return None
-        reply = conversation.transcript(job, self.uuid).last_reply
+        reply = log.last_reply
         code = None if reply is None else extract_code(reply)
         if code is None:
             return None
@@ -264,7 +265,8 @@ class _Step:
             if job.state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
-            turns, tokens = int(job.turns), conversation.transcript(job, self.uuid).tokens
+            log = conversation.transcript(job, self.uuid)
+            turns, tokens = log.turns, log.tokens
             reason = harness.breach_before_request(turns, tokens, self.limits)
             if reason is not None:
                 self.finish(error=reason)
@@ -307,8 +309,7 @@ class _Step:
         calls = [(c.id, c.name, _json.dumps(dict(c.arguments)).decode()) for c in reply.tool_calls]
         entry = chatlog.turn(pending.text, pending.console_from, pending.console_to,
                              reply.content, calls, in_tok, out_tok)
-        conversation.record(self.uuid, job.log(entry), entry)
-        job.turns = turns + 1
+        conversation.record(self.uuid, job.log(entry), entry)  # one more turn
         if pending.console_to != pending.console_from:  # each stored write costs ~2-5 µs
             job.console_seen = pending.console_to
         if pending.messages_read:

@@ -87,6 +87,20 @@ def length(stored: Any) -> int:
     return len(stored)
 
 
+def count_turns(stored: Any) -> int:
+    """Model turns in a stored log (each line starts with its JSON array; a turn's with
+    `["turn",`, which cannot start a line inside another entry)."""
+    if stored is None:
+        return 0
+    if type(stored) is str:
+        return ("\n" + stored).count('\n["turn",')
+    return sum(1 for i in range(len(stored)) if _is_turn(stored[i]))
+
+
+def _is_turn(item: Any) -> bool:
+    return item.startswith('["turn",') if type(item) is str else bool(item[0] == TURN)
+
+
 def entries(stored: Any, start: int = 0) -> list[list[Any]]:
     """Entries `start...` of a stored log, each as the list of its fields."""
     if stored is None:

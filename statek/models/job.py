@@ -67,11 +67,11 @@ class Job:
     block = 0  # warmup block being run; len(warmup blocks) once the warmup is over
     stmt = 0  # statement of the current code to run next (the resume point)
     ran_turn = 0  # turns whose reply code has run: the last reply's code is pending if < turns
+    # (turns, tokens and replies are read from the chat log, the one record of them)
     awaiting: Any = None  # the Future a SUSPENDED job waits on
     sites: Any = None  # replay table: call site -> Future, for the statement that waits
     exit_status: Any = None
     error: str | None = None
-    turns = 0
     exceptions = 0
     consecutive_exceptions = 0
     applied_seqs: Any = None  # queue id -> last applied sequence number (cross-prefix)
@@ -144,6 +144,11 @@ class Job:
     @property
     def chat_log(self) -> list[dict[str, Any]]:
         return [chatlog.decode(entry) for entry in chatlog.entries(self.chat)]
+
+    @property
+    def turns(self) -> int:
+        """Model turns so far."""
+        return chatlog.count_turns(self.chat)
 
     @property
     def pending_code(self) -> str | None:
