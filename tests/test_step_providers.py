@@ -286,3 +286,21 @@ async def test_reported_usage_is_recorded(api: statek.StatekClientAPI,
     assert (job.input_tokens, job.output_tokens) == (1007, 13)
     turns = [e for e in job.chat_log if e["kind"] == "turn"]
     assert [(t["input_tokens"], t["output_tokens"]) for t in turns] == [(1000, 10), (7, 3)]
+
+
+async def test_replacing_a_provider_takes_effect_at_the_next_step(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """What a job's provider name resolves to is cached per definition; registering another
+    provider under the name must still reach the very next request."""
+    first = ScriptedProvider(["x = 1"], record=True)
+    second = ScriptedProvider(["exit('second')"], record=True)
+    add_provider("swap", first)
+    try:
+        job = api.submit_new_job(agent, {}, provider="swap")
+        assert await run_job_step(job) is False
+        add_provider("swap", second)
+        assert await run_to_end(job) == 2
+    finally:
+        remove_provider("swap")
+    assert (first.calls, second.calls) == (1, 1)
+    assert job.exit_status == "second"

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import dbzero as db0
-
 from statek import _json, store
 from statek.models import chatlog
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
@@ -45,9 +43,10 @@ def forget_all() -> None:
     _prompts.clear()
 
 
-def system_prompt(agent: Any) -> tuple[str, tuple[ToolSpec, ...]]:
-    """(system prompt, native tool specs) for an agent, computed once per prompt text."""
-    key = (db0.uuid(agent), agent.system_prompt)
+def system_prompt(agent: Any, definition: str) -> tuple[str, tuple[ToolSpec, ...]]:
+    """(system prompt, native tool specs) for the agent of job definition `definition` (a
+    uuid), computed once per prompt text (the text is read each time: it may be edited)."""
+    key = (definition, agent.system_prompt)
     found = _prompts.get(key)
     if found is not None:
         return found

@@ -45,6 +45,7 @@ from statek.execution.replies import extract_code
 from statek.models import chatlog
 from statek.models.status import DONE, STARTED, WARMING_UP
 from statek.models.status import SUSPENDED as SUSPENDED_STATUS
+from statek.providers.registry import generation as provider_generation
 from statek.providers.registry import resolve_provider
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest
 from statek.sandbox import SandboxPolicy, compile_block
@@ -64,17 +65,25 @@ class StepResult:
 
 
 _policy_cache: dict[tuple[Any, ...], SandboxPolicy] = {}
+#: (definition, runner default, settings default, registry generation) -> (provider, model)
+_resolved: dict[tuple[Any, ...], tuple[Any, str]] = {}
+_last_policy: list[Any] = [None, None, None]  # settings, restricted flag, policy
 
 
 def sandbox_policy() -> SandboxPolicy:
+    """The policy for the bound settings (one object per distinct policy, looked up again
+    only when the settings object or the restricted flag changes)."""
     cfg = store.settings()
-    key = (store.restricted_mode(), tuple(cfg.allowed_imports), cfg.max_source_chars,
-           cfg.max_ast_nodes)
+    restricted = store.restricted_mode()
+    if _last_policy[0] is cfg and _last_policy[1] is restricted:
+        return _last_policy[2]  # type: ignore[no-any-return]
+    key = (restricted, tuple(cfg.allowed_imports), cfg.max_source_chars, cfg.max_ast_nodes)
     policy = _policy_cache.get(key)
     if policy is None:
         policy = SandboxPolicy(restricted=key[0], allowed_imports=frozenset(key[1]),
                                max_source_chars=key[2], max_ast_nodes=key[3])
         _policy_cache[key] = policy
+    _last_policy[:] = [cfg, restricted, policy]
     return policy
 
 
@@ -103,6 +112,7 @@ class _Step:
         self.provider = provider
         self.info: DefinitionInfo | None = None  # set by load_limits()
         self.code_turn = 0  # the turn whose reply code phase 1 runs
+        self._transcript: conversation.Transcript | None = None
         self.result = StepResult()
         self.limits: harness.Limits
 
@@ -111,6 +121,13 @@ class _Step:
         not a number)."""
         self.info = definition_of(self.job, self.uuid)
         self.limits = self.info.limits
+
+    def transcript(self) -> conversation.Transcript:
+        """The job's transcript, looked up once per step (`conversation.record` updates it
+        in place)."""
+        if self._transcript is None:
+            self._transcript = conversation.transcript(self.job, self.uuid)
+        return self._transcript
 
     @property
     def jobdef(self) -> Any:
@@ -145,7 +162,7 @@ class _Step:
         if block < len(blocks):
             return blocks[block], f"w{block}", True
         # the last reply's code is pending until its run is recorded in `ran_turn`
-        log = conversation.transcript(job, self.uuid)
+        log = self.transcript()
         turns = log.turns
         if int(job.ran_turn) >= turns:
             return None
@@ -265,7 +282,7 @@ class _Step:
             if job.state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
-            log = conversation.transcript(job, self.uuid)
+            log = self.transcript()
             turns, tokens = log.turns, log.tokens
             reason = harness.breach_before_request(turns, tokens, self.limits)
             if reason is not None:
@@ -291,12 +308,19 @@ class _Step:
             await self.run_native_tools(reply)
 
     def resolve(self) -> tuple[Any, str]:
-        return resolve_provider(self.defn.metadata, self.provider,
-                                store.settings().default_provider)
+        key = (self.defn.uuid, self.provider, store.settings().default_provider,
+               provider_generation())
+        found = _resolved.get(key)
+        if found is None:
+            found = resolve_provider(self.defn.metadata, self.provider, key[2])
+            if len(_resolved) >= 1024:
+                _resolved.clear()
+            _resolved[key] = found
+        return found
 
     def build_request(self, user_text: str, model: str) -> ChatRequest:
-        system, tools = conversation.system_prompt(self.defn.agent)
-        past = conversation.transcript(self.job, self.uuid).messages
+        system, tools = conversation.system_prompt(self.defn.agent, self.defn.uuid)
+        past = self.transcript().messages
         return ChatRequest(model=model, system=system,
                            messages=(*past, ChatMessage("user", user_text)), tools=tools,
                            max_tokens=store.settings().reply_max_tokens)

@@ -37,6 +37,7 @@ _providers: dict[str, Provider] = {}
 _lazy: set[str] = set()  # names whose provider we built (and so must close)
 _retired: list[Provider] = []  # built-ins replaced since their creation, still to close
 _settings: Any = None
+_generation = [0]  # bumped by every change to what a name resolves to
 
 
 def _secret(value: Any) -> str | None:
@@ -106,6 +107,7 @@ def configure_builtins(settings: Any) -> None:
     defaults) for built-ins; ones already created are rebuilt on next use."""
     global _settings
     _settings = settings
+    _generation[0] += 1
     for name in list(_lazy):
         _retire(name)
 
@@ -117,17 +119,25 @@ def add_provider(name: str, provider: Provider) -> None:
         raise ValueError(f"provider name must be non-empty and contain no '/': {name!r}")
     _retire(name)
     _providers[name] = provider
+    _generation[0] += 1
 
 
 def remove_provider(name: str) -> None:
     """Forget `name` (no error if unknown); a built-in name comes back fresh on next use."""
     _retire(name)
     _providers.pop(name, None)
+    _generation[0] += 1
 
 
 def registered_providers() -> list[str]:
     """Sorted names `get_provider` accepts: registered ones plus the built-ins."""
     return sorted(_providers.keys() | BUILTIN_PROVIDERS.keys())
+
+
+def generation() -> int:
+    """Changes whenever a provider is added, removed or reconfigured (for callers that
+    cache what a name resolves to)."""
+    return _generation[0]
 
 
 def get_provider(name: str) -> Provider:
@@ -199,3 +209,4 @@ def reset_registry() -> None:
     _lazy.clear()
     _retired.clear()
     _settings = None
+    _generation[0] += 1
