@@ -33,14 +33,18 @@ class JobFunctions:
         self.stmt = 0
         self.calls = 0
         self.tool_results: dict[str, Any] = {}
+        self._has_sites: bool | None = None  # whether job.sites is set (None: not read yet)
 
     def start_statement(self, index: int) -> None:
         self.stmt = index
         self.calls = 0
 
     def statement_done(self) -> None:
-        if self.job.sites is not None:
+        if self._has_sites is None:
+            self._has_sites = self.job.sites is not None  # read once per execution
+        if self._has_sites:
             self.job.sites = None
+            self._has_sites = False
         self.tool_results.clear()
 
     def _site(self) -> str:
@@ -55,6 +59,7 @@ class JobFunctions:
             if found is not None:
                 return found
         future = make()
+        self._has_sites = True
         if sites is None:
             self.job.sites = {site: future}
         else:

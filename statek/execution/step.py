@@ -194,8 +194,9 @@ class _Step:
                 if namespace is None:
                     namespace = JobNamespace(self.job, self.uuid, policy, functions,
                                              self.violation, self.info)
-                outcome = run_block(namespace, functions, block, int(self.job.stmt))
-                go_on = self.apply(outcome, warmup)
+                start = int(self.job.stmt)
+                outcome = run_block(namespace, functions, block, start)
+                go_on = self.apply(outcome, warmup, start)
             if outcome.kind == AWAITING_TOOL:
                 assert outcome.tool is not None
                 await self.await_tool(functions, outcome)
@@ -208,16 +209,15 @@ class _Step:
                 continue  # next warmup block
             return True
 
-    def apply(self, outcome: Outcome, warmup: bool) -> bool:
-        """Record an outcome of phase 1; True when the step may continue."""
+    def apply(self, outcome: Outcome, warmup: bool, start: int) -> bool:
+        """Record an outcome of phase 1 (of a run from statement `start`, the stored resume
+        point); True when the step may continue."""
         job = self.job
         kind = outcome.kind
         if kind == EXITED:
-            # the code that exited is over (`Job.finish` marks the warmup done if it is
-            # re-opened): a message re-opening the job goes to the model
-            # (no `ran_turn` write for reply code: a DONE job has nothing pending, and a
-            # message re-opening it marks every turn so far as run)
-            if job.stmt:
+            # No `ran_turn` or `block` write: a DONE job has nothing pending, and a message
+            # re-opening it marks the warmup and every turn so far as run.
+            if start:
                 job.stmt = 0
             self.finish(outcome.exit_status)
             return False
@@ -238,11 +238,11 @@ class _Step:
         # COMPLETED
         if job.consecutive_exceptions:
             job.consecutive_exceptions = 0
-        if job.stmt:
+        if start:
             job.stmt = 0
         if warmup:
-            job.block = int(job.block) + 1
-            if int(job.block) >= len(self.defn.warmup_blocks):
+            block = job.block = int(job.block) + 1
+            if block >= len(self.defn.warmup_blocks):
                 job.set_status(STARTED)
         else:
             job.ran_turn = self.code_turn
