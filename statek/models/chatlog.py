@@ -22,7 +22,7 @@ from statek import _json
 TURN, TOOL, ERROR = "turn", "tool", "error"
 
 #: Longest log (in characters) kept inline in one string.
-INLINE_CHARS = 4096
+INLINE_CHARS = 2048
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     TURN: ("kind", "at", "user", "console_from", "console_to", "reply", "tool_calls",
