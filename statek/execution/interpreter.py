@@ -369,7 +369,8 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
             return Outcome(FAILED, index + 1, error=_format_error(exc, stmt, block.source))
         if ControlSignal.pending is not None:  # swallowed by job code: takes effect anyway
             return _stopped(ns, stmt, index)
-        ns.persist(stmt)
+        if stmt.assigned or stmt.deleted:
+            ns.persist(stmt)
         functions.statement_done()
     return Outcome(COMPLETED, len(statements))
 
