@@ -1,7 +1,7 @@
 """CPU cost of one `run_job_step`, the model excluded (ScriptedProvider with latency 0).
 
     python -m benchmarks.step_cost              # table: median µs/step of 5 fresh stores
-    python -m benchmarks.step_cost --profile    # also the top of a pyinstrument profile of (b)
+    python -m benchmarks.step_cost --profile c  # also the top of a pyinstrument profile of (c)
 
 Cases, N jobs each, created with `submit_new_job_ids` outside the timed region:
   (a) warmup  -- warmup `exit('done')`: 1 step per job
@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="jobs per measurement")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", default="abc")
-    parser.add_argument("--profile", action="store_true", help="profile case (b) once")
+    parser.add_argument("--profile", nargs="?", const="b", choices=list(CASES),
+                        help="also profile one case once (default b)")
     args = parser.parse_args()
     rows = []
     for key in args.cases:
@@ -119,8 +120,8 @@ def main() -> None:
     print_table(["case", "steps/job", "median µs/step", "µs/job", "runs µs/step"], rows)
     print("target: <= 100 µs per step")
     if args.profile:
-        print("\npyinstrument profile of case (b):")
-        measure(CASES["b"], args.n, profile=True)
+        print(f"\npyinstrument profile of {CASES[args.profile].name}:")
+        measure(CASES[args.profile], args.n, profile=True)
 
 
 if __name__ == "__main__":
