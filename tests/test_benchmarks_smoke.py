@@ -147,3 +147,12 @@ def test_direct_setup_matches_real_steps() -> None:
     assert direct == real
     assert real[0][2] == ["job"] and real[1][2] == ["time"]
     assert direct_index == real_index == (1, 1, 0)
+
+
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+def test_step_cost_cases_complete(case: str) -> None:
+    """benchmarks.step_cost (and step_instructions, which drives the same cases) finish
+    every job of each case in the steps the case claims."""
+    from benchmarks import step_cost
+
+    assert 0 < step_cost.measure(step_cost.CASES[case], 20) < 1e6
