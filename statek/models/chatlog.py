@@ -53,7 +53,8 @@ def encode(entry: Sequence[Any]) -> str:
     """One newline-terminated JSON line (JSON escapes every newline inside strings)."""
     try:
         return _json.dumps(entry).decode() + "\n"
-    except TypeError:  # orjson refuses lone surrogates (job output may hold them): escape
+    except (TypeError, ValueError):  # a lone surrogate (job output may hold one): orjson
+        # refuses it, stdlib json cannot encode it to UTF-8; escaped, it is plain ASCII
         return json.dumps(entry, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
