@@ -44,10 +44,19 @@ _transient: dict[str, dict[str, Any]] = {}
 #: job uuid -> (policy, globals) for jobs whose transient values refer to their globals.
 _namespaces: dict[str, tuple[SandboxPolicy, dict[str, Any]]] = {}
 
-#: job uuid -> (policy, globals, inline locals) of a job whose locals are all inline scalars,
-#: kept between its steps (see JobNamespace.keep); least recently kept dropped first.
-_scalar_namespaces: OrderedDict[str, tuple[SandboxPolicy, dict[str, Any], dict[str, Any]]] = (
-    OrderedDict())
+
+@dataclass(slots=True)
+class _ScalarNamespace:
+    """The namespace of a job whose locals are all inline scalars, kept between its steps."""
+
+    policy: SandboxPolicy
+    globals: dict[str, Any]
+    inline: dict[str, Any]  # the stored scalars, as last written
+    functions: JobFunctions  # what the namespace's builtins are bound to
+
+
+#: job uuid -> its kept namespace (see JobNamespace.keep); least recently kept dropped first.
+_scalar_namespaces: OrderedDict[str, _ScalarNamespace] = OrderedDict()
 SCALAR_NAMESPACES = 2048
 
 #: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
@@ -94,23 +103,27 @@ def forget_all_transient() -> None:
 class JobNamespace:
     """The globals job code runs in, bound to one job for one step."""
 
-    def __init__(self, job: Any, job_uuid: str, policy: SandboxPolicy, functions: JobFunctions,
+    def __init__(self, job: Any, job_uuid: str, policy: SandboxPolicy, code_key: str,
                  on_violation: Callable[[SandboxViolation], None],
                  info: DefinitionInfo | None = None) -> None:
         self.job = job
         self.job_uuid = job_uuid
         self.policy = policy
-        if info is None:
-            info = definition_info(job.jobdef)
-        extra = functions.builtins(info.tool_names, info.params_view)
         scalar = _scalar_namespaces.pop(job_uuid, None)
-        if scalar is not None and scalar[0] is policy:
-            g = self.globals = scalar[1]
-            rebind_exec_globals(g, policy, print_sink=job.write_console, extra_builtins=extra,
+        if scalar is not None and scalar.policy is policy:
+            # the builtins still hold this job's functions: reset them, rebind print and hook
+            self.functions = scalar.functions
+            self.functions.reset(job, code_key)
+            g = self.globals = scalar.globals
+            rebind_exec_globals(g, policy, print_sink=job.write_console,
                                 on_violation=on_violation)
-            self.stored = StoredLocals.known(job, scalar[2])
+            self.stored = StoredLocals.known(job, scalar.inline)
             self._has_definitions = False
             return
+        if info is None:
+            info = definition_info(job.jobdef)
+        functions = self.functions = JobFunctions(job, code_key)
+        extra = functions.builtins(info.tool_names, info.params_view)
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
                              on_violation=on_violation)
         if policy.restricted:
@@ -146,7 +159,9 @@ class JobNamespace:
         uuid = self.job_uuid
         if (self.stored.scalars_only and not self._has_definitions
                 and uuid not in _transient and uuid not in _namespaces):
-            _scalar_namespaces[uuid] = (self.policy, self.globals, self.stored.inline)
+            self.functions.job = None  # kept objects hold no dbzero object
+            _scalar_namespaces[uuid] = _ScalarNamespace(self.policy, self.globals,
+                                                        self.stored.inline, self.functions)
             if len(_scalar_namespaces) > SCALAR_NAMESPACES:
                 _scalar_namespaces.popitem(last=False)
 

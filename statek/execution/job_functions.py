@@ -28,11 +28,17 @@ class JobFunctions:
     """Per-execution state behind the injected functions of one job."""
 
     def __init__(self, job: Any, code_key: str) -> None:
+        self.tool_results: dict[str, Any] = {}
+        self.reset(job, code_key)
+
+    def reset(self, job: Any, code_key: str) -> None:
+        """Start an execution of the code `code_key` (a kept namespace's functions are reset
+        rather than made again: job code holds on to them through its builtins)."""
         self.job = job
         self.code_key = code_key
         self.stmt = 0
         self.calls = 0
-        self.tool_results: dict[str, Any] = {}
+        self.tool_results.clear()
         self._has_sites: bool | None = None  # whether job.sites is set (None: not read yet)
 
     def start_statement(self, index: int) -> None:

@@ -176,7 +176,6 @@ class _Step:
     async def run_code(self) -> bool:
         """Phase 1; True when the step goes on to the model."""
         namespace: JobNamespace | None = None
-        functions: JobFunctions | None = None
         policy = sandbox_policy()
         while True:
             with store.transition():
@@ -184,22 +183,21 @@ class _Step:
                 if found is None:
                     return True
                 source, key, warmup = found
-                if functions is None or functions.code_key != key:
-                    functions = JobFunctions(self.job, key)
-                    namespace = None
+                if namespace is not None and namespace.functions.code_key != key:
+                    namespace = None  # the next warmup block: its own replay keys
                 try:
                     block = compile_block(source, policy)
                 except SandboxViolation as exc:
                     return self.code_failed(f"SandboxViolation: {exc}", warmup)
                 if namespace is None:
-                    namespace = JobNamespace(self.job, self.uuid, policy, functions,
+                    namespace = JobNamespace(self.job, self.uuid, policy, key,
                                              self.violation, self.info)
                 start = int(self.job.stmt)
-                outcome = run_block(namespace, functions, block, start)
+                outcome = run_block(namespace, namespace.functions, block, start)
                 go_on = self.apply(outcome, warmup, start)
             if outcome.kind == AWAITING_TOOL:
                 assert outcome.tool is not None
-                await self.await_tool(functions, outcome)
+                await self.await_tool(namespace.functions, outcome)
                 continue
             if outcome.kind in (COMPLETED, SUSPENDED) and namespace is not None:
                 namespace.keep()  # in step with storage: reusable by the job's next step
