@@ -43,6 +43,9 @@ class StatekSettings(BaseSettings):
     default_prefix: str = Field("statek", description="Prefix opened by the embedded store.")
     commit_interval: float = Field(0.05, gt=0, description="Group-commit window in seconds.")
     commit_max_pending: int = Field(2000, gt=0, description="Commit after this many transitions.")
+    gc_young_threshold: int = Field(
+        20_000, ge=0, description="Allocations between young garbage collections while a "
+        "worker loop runs (0 leaves the collector alone); see statek.runtime.collector.")
 
     # Prompts and warmups
     prompt_files_dir: Path | None = Field(None, description="Directory of <role>.md prompt files.")

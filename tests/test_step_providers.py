@@ -304,3 +304,24 @@ async def test_replacing_a_provider_takes_effect_at_the_next_step(
         remove_provider("swap")
     assert (first.calls, second.calls) == (1, 1)
     assert job.exit_status == "second"
+
+
+async def test_a_job_cancelled_during_its_step_stays_cancelled(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """DONE -> STARTED is a legal move (a message re-opens a job), so a step that did not look
+    would revive a job cancelled while it awaited the model; it must drop the reply instead."""
+    jobs: list[Any] = []
+
+    async def cancel_then_answer(request: ChatRequest) -> str:
+        assert jobs[0].cancel("stop now")
+        return "exit('too late')"
+
+    add_provider("canceller", ScriptedProvider(cancel_then_answer))
+    try:
+        jobs.append(api.submit_new_job(agent, {}, provider="canceller"))
+        assert await run_job_step(jobs[0]) is False
+    finally:
+        remove_provider("canceller")
+    job = jobs[0]
+    assert job.status == JobStatus.DONE and job.exit_status == "stop now"
+    assert job.chat_log == [] and job.turns == 0

@@ -277,7 +277,10 @@ class _Step:
     async def converse(self) -> None:
         job = self.job
         with store.transition():
-            if job.state != STARTED:
+            state = job.state
+            if state == DONE:  # cancelled while phase 1 awaited a tool: nothing to ask
+                return
+            if state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
             log = self.transcript()
@@ -301,6 +304,8 @@ class _Step:
             self.provider_failed(exc)
             return
         with store.transition():
+            if job.state == DONE:  # cancelled while the model answered: drop the reply
+                return
             self.record_reply(reply, pending, turns, tokens)
         if reply.tool_calls and not self.result.completed:
             await self.run_native_tools(reply)

@@ -25,6 +25,7 @@ from statek._eager import start_eagerly
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
+from statek.runtime.collector import tuned_collector
 from statek.runtime.queues import process_agent_events, process_push_notifications, queues_of
 from statek.runtime.scheduler import Scheduler, current_scheduler
 from statek.runtime.stats import LoopStats
@@ -55,6 +56,7 @@ class JobsLoop:
         self.commit_interval = cfg.commit_interval
         self.commit_max_pending = cfg.commit_max_pending
         self.grace = cfg.shutdown_grace
+        self.gc_young_threshold = cfg.gc_young_threshold
         self.sched: Scheduler = current_scheduler()
         self.stats = LoopStats()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -83,7 +85,8 @@ class JobsLoop:
         self.sched.notify = self.wakeup.set
         self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
         try:
-            await self._iterate()
+            with tuned_collector(self.gc_young_threshold):
+                await self._iterate()
         except asyncio.CancelledError:
             self.request_stop()
             await asyncio.shield(self._drain())
