@@ -150,6 +150,11 @@ class _Step:
         forget_job(self.uuid)
         self.result.completed = True
 
+    def log(self, entry: tuple[Any, ...]) -> None:
+        """Append to the job's chat log and keep the cached transcript in step (steps are the
+        only writers of a log, which is what lets the transcript be trusted)."""
+        conversation.record(self.uuid, self.job.log(entry), entry)
+
     def violation(self, exc: SandboxViolation) -> None:
         self.job.write_console(f"[statek] refused: {exc}\n")
 
@@ -336,7 +341,7 @@ class _Step:
         calls = [(c.id, c.name, _json.dumps(dict(c.arguments)).decode()) for c in reply.tool_calls]
         entry = chatlog.turn(pending.text, pending.console_from, pending.console_to,
                              reply.content, calls, in_tok, out_tok)
-        conversation.record(self.uuid, job.log(entry), entry)  # one more turn
+        self.log(entry)  # one more turn
         if pending.console_to != pending.console_from:  # each stored write costs ~2-5 µs
             job.console_seen = pending.console_to
         if pending.messages_read:
@@ -372,8 +377,7 @@ class _Step:
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
-                entry = chatlog.tool_result(call_id, name, text)
-                conversation.record(self.uuid, self.job.log(entry), entry)
+                self.log(chatlog.tool_result(call_id, name, text))
 
     def provider_failed(self, exc: BaseException) -> None:
         job = self.job
@@ -384,8 +388,7 @@ class _Step:
         else:
             message = f"provider error: {type(exc).__name__}: {exc}"
         with store.transition():
-            entry = chatlog.error(message)
-            conversation.record(self.uuid, job.log(entry), entry)
+            self.log(chatlog.error(message))
             job.error = message
             job.provider_failures = int(job.provider_failures) + 1
             if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:
