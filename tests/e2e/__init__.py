@@ -1,0 +1,1 @@
+"""End-to-end tests: real model servers and real async tools driven through a worker."""

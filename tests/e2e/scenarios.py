@@ -1,0 +1,145 @@
+"""Scripted conversations the mock model servers hold with jobs, and what each job must end as.
+
+Rules match on what only the previous step can have produced (console output, a tool result),
+never on turn numbers, so many jobs may talk to one server at once in any order. Every rule
+also requires the provider's credentials and the model name, and the first one the agent's
+system prompt: a request missing any of them falls through to the `unmatched` rule, whose
+exit value names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dbzero as db0
+
+import statek
+from tests.e2e import tools
+from tests.e2e.helpers import (
+    FakeLLM,
+    anthropic_headers,
+    code_reply,
+    openai_headers,
+    rule,
+    unmatched_rule,
+)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How jobs reach one mock server: provider name, model, the headers it must send."""
+
+    name: str
+    model: str
+    headers: Mapping[str, str]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"MODEL": f"{self.name}/{self.model}"}
+
+
+def openai(model: str = "e2e-gpt-model") -> Provider:
+    return Provider("openai", model, openai_headers())
+
+
+def anthropic(model: str = "e2e-claude-model") -> Provider:
+    return Provider("anthropic", model, anthropic_headers())
+
+
+def server_of(provider: Provider, servers: Any) -> FakeLLM:
+    return servers.openai if provider.name == "openai" else servers.anthropic  # type: ignore[no-any-return]
+
+
+TOOL_FLOW_TOOLS = (tools.e2e_echo, tools.e2e_guarded, tools.e2e_loop_kind, tools.e2e_divide)
+
+
+@dataclass(frozen=True)
+class ToolFlow:
+    """Turn 1 calls three async tools and a raising sync tool; turn 2 exits with their
+    results. `marker` names the agent (its system prompt) and the rules."""
+
+    marker: str
+    provider: Provider
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Work in Python."
+
+    @property
+    def first_code(self) -> str:
+        return ("echoed = e2e_echo(word)\n"
+                "guarded = e2e_guarded(word)\n"
+                "kind = e2e_loop_kind()\n"
+                "try:\n"
+                "    e2e_divide(1, 0)\n"
+                "except ZeroDivisionError as exc:\n"
+                "    print('sync tool raised', repr(exc))\n"
+                f"print('{self.marker}', 'tools', 'ok')")
+
+    LAST_CODE = "exit([echoed, guarded, kind])"
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        return [
+            rule(f"{self.marker}-finish", self.LAST_CODE, contains=f"{self.marker} tools ok",
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-start", self.first_code, contains=self.system_prompt,
+                 model=p.model, headers=p.headers),
+        ]
+
+    def agent(self, role: str | None = None) -> statek.Agent:
+        return statek.Agent(role or self.marker, self.system_prompt, tools=TOOL_FLOW_TOOLS,
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any, word: str, loop_kind: str) -> None:
+        """The job ran both turns against the server and every tool did its work."""
+        assert_done(job, [f"ECHO:{word}", f"{word}:same-task", loop_kind])
+        assert job.console == ["sync tool raised ZeroDivisionError('division by zero')\n",
+                               f"{self.marker} tools ok\n"]
+        log = job.chat_log
+        assert [e["kind"] for e in log] == ["turn", "turn"], log
+        assert [e["reply"] for e in log] == [code_reply(self.first_code),
+                                             code_reply(self.LAST_CODE)]
+        assert log[0]["user"] == f"Variables in your session: word = {word!r}"
+        assert log[1]["user"].startswith("Output:\n")
+        assert f"{self.marker} tools ok" in log[1]["user"]
+
+    def check_server(self, server: FakeLLM, jobs: int, before: Mapping[str, int]) -> None:
+        """The server answered exactly two requests per job, for the right model."""
+        counts = server.stats()["by_rule"]
+        for name in (f"{self.marker}-start", f"{self.marker}-finish"):
+            assert counts.get(name, 0) - before.get(name, 0) == jobs, (name, counts)
+
+
+def load(server: FakeLLM, *scripts: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Install the scripts' rules (plus the catch-all) on `server`; returns the rule counts
+    before the run, for `check_server`."""
+    rules = [r for script in scripts for r in script]
+    server.load([*rules, unmatched_rule(f"unmatched-{server.name}")])
+    return {str(k): int(v) for k, v in server.stats()["by_rule"].items()}
+
+
+def assert_no_unmatched(server: FakeLLM, before: Mapping[str, int]) -> None:
+    name = f"unmatched-{server.name}"
+    counts = server.stats()["by_rule"]
+    extra = counts.get(name, 0) - before.get(name, 0)
+    assert extra == 0, f"{extra} request(s) to {server.name} matched no rule: " \
+                       f"{server.stats()['recent'][:extra]}"
+
+
+def assert_done(job: Any, exit_value: Any) -> None:
+    """DONE with that exit value and no error, at least one model turn, tokens counted."""
+    assert str(job.status) == "DONE", (job, job.error, job.console)
+    assert job.error is None, (job.error, job.chat_log)
+    value = job.exit_status
+    if isinstance(exit_value, list):
+        value = list(value)
+    assert value == exit_value, (value, job.console, job.chat_log)
+    assert job.turns >= 1
+    assert job.input_tokens > 0 and job.output_tokens > 0
+
+
+def fetch_job(uuid: str) -> Any:
+    return db0.fetch(uuid)

@@ -1,0 +1,1 @@
+"""Small servers the end-to-end tests start as separate processes."""
