@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +13,13 @@ from statek import store
 from statek.models.agent import Agent, SupervisedAgent
 from statek.models.push_queue import StatekPushQueue
 from statek.runtime.agentic import AgentLoopDef, run_agentic_fleet, run_agentic_loop
-from statek.runtime.loop import active_loops
+from statek.runtime.loop import active_loops, last_stats, run_jobs_loop
+from statek.runtime.os_signals import WorkerSignals
 from statek.runtime.stats import LoopStats
 from statek.settings import StatekSettings
 from statek.statek_client_api import StatekClientAPI
+
+__all__ = ["last_stats", "start_statek", "start_statek_async"]
 
 log = logging.getLogger("statek.runner")
 
@@ -53,26 +54,14 @@ def _no_external_tasks() -> int:
     return 0
 
 
-def _install_signal_handlers() -> list[signal.Signals]:
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    presses = {"count": 0}
-
-    def on_signal() -> None:
-        presses["count"] += 1
-        for worker in active_loops():
-            if presses["count"] == 1:
-                log.warning("stopping: in-flight steps get their grace period (again: abort)")
-                worker.request_stop()
-            else:
-                log.warning("aborting in-flight steps")
-                worker.abort()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-    return installed
+def _press(count: int) -> None:
+    for worker in active_loops():
+        if count == 1:
+            log.warning("stopping: in-flight steps get their grace period (again: abort)")
+            worker.request_stop()
+        else:
+            log.warning("aborting in-flight steps")
+            worker.abort()
 
 
 async def start_statek_async(agents: Sequence[Agent] | None = None,
@@ -84,8 +73,20 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
     """Prepare the worker (settings, client API, prompt and warmup files) and run the loop:
     `run_agentic_loop` for one active agent, `run_agentic_fleet` for several.
 
-    With no dbzero prefix open, the embedded default store is opened. Returns when the loop
-    returns (SIGINT/SIGTERM or cancellation stop it gracefully)."""
+    With no dbzero prefix open, the embedded default store is opened. Returns the loop's
+    counters when the loop returns (SIGINT/SIGTERM, if the application leaves them to statek,
+    stop it gracefully). Cancelling it (or an `asyncio.timeout` around it) stops new steps,
+    gives in-flight ones their grace period, commits, and raises `CancelledError` as asyncio
+    code expects; `statek.runner.last_stats()` still has the counters then."""
+    return await _run_worker(agents, push_queues, settings, max_concurrency, provider,
+                             auto_terminate, WorkerSignals(), take_all_signals=False)
+
+
+async def _run_worker(agents: Sequence[Agent] | None,
+                      push_queues: Sequence[StatekPushQueue] | None,
+                      settings: StatekSettings | None, max_concurrency: int,
+                      provider: str | None, auto_terminate: bool, signals: WorkerSignals,
+                      *, take_all_signals: bool) -> LoopStats:
     cfg = store.init(settings)
     if not store.has_prefix():
         store.open_default_store()
@@ -94,27 +95,18 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
     queues = _unique(list(push_queues)) if push_queues else [StatekPushQueue()]
     prefixes = [q.prefix_name for q in queues]
     _apply_definitions(active, cfg)
-    installed = _install_signal_handlers()
-    try:
+    with signals.installed(_press, take_all=take_all_signals):
+        log.info("worker ready: %d agent(s), queues %s, max_concurrency %d",
+                 len(active), prefixes, max_concurrency)
         if len(active) == 1:
-            agent = active[0]
-            return await run_agentic_loop(agent, None, _no_external_tasks, prefixes,
+            return await run_agentic_loop(active[0], None, _no_external_tasks, prefixes,
                                           max_concurrency, provider, auto_terminate)
         if not active:
-            from statek.runtime.loop import run_jobs_loop
-
             return await run_jobs_loop(max_concurrency, provider, queue_prefixes=prefixes,
                                        auto_terminate=auto_terminate)
         defs = [AgentLoopDef(a, None, _no_external_tasks) for a in active]
         return await run_agentic_fleet(defs, prefixes, max_concurrency, provider,
                                        auto_terminate)
-    except asyncio.CancelledError:
-        log.info("worker cancelled; in-flight steps finished and state committed")
-        return LoopStats()
-    finally:
-        loop = asyncio.get_running_loop()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _loop_factory(settings: StatekSettings | None) -> Any:
@@ -132,7 +124,10 @@ def start_statek(agents: Sequence[Agent] | None = None,
                  push_queues: Sequence[StatekPushQueue] | None = None,
                  settings: StatekSettings | None = None, max_concurrency: int = 100,
                  provider: str | None = None, *, auto_terminate: bool = False) -> LoopStats:
-    """Blocking wrapper of `start_statek_async` (on uvloop when installed and enabled)."""
+    """Blocking wrapper of `start_statek_async` (on uvloop when installed and enabled).
+
+    It owns the process's SIGINT/SIGTERM from its first line until it returns: a signal
+    during start-up stops the worker as soon as its loop runs."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -140,6 +135,7 @@ def start_statek(agents: Sequence[Agent] | None = None,
     else:
         raise RuntimeError("start_statek() cannot run inside an active event loop; "
                            "use `await start_statek_async(...)` from async code")
-    with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
-        return runner.run(start_statek_async(agents, push_queues, settings, max_concurrency,
-                                             provider, auto_terminate=auto_terminate))
+    signals = WorkerSignals()
+    with signals.during_startup(), asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+        return runner.run(_run_worker(agents, push_queues, settings, max_concurrency, provider,
+                                      auto_terminate, signals, take_all_signals=True))

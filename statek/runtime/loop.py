@@ -21,7 +21,7 @@ from typing import Any
 import dbzero as db0
 
 from statek import store
-from statek._eager import start_eagerly
+from statek._eager import start_task
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
@@ -65,6 +65,8 @@ class JobsLoop:
         self.pending_commits = 0
         self.last_commit = time.monotonic()
         self.running = 0
+        self.ended_inline = 0  # steps of this iteration that finished without waiting
+        self.events_waiting = False  # agent events left queued for want of a free slot
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -82,6 +84,7 @@ class JobsLoop:
     # ------------------------------------------------------------------ the loop
     async def run(self) -> LoopStats:
         _active.add(self)
+        _last_stats[:] = [self.stats]
         self.sched.notify = self.wakeup.set
         self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
         try:
@@ -120,7 +123,7 @@ class JobsLoop:
             if self.stopping:
                 await self._drain()
                 return
-            if self.auto_terminate and not started and self._idle():
+            if self.auto_terminate and not started and self._idle() and not self._start_jobs():
                 stats.stranded = len(db0.find(Job, JobStatus.SUSPENDED))
                 if stats.stranded:
                     log.warning("auto_terminate: %d job(s) remain suspended on futures nothing "
@@ -131,7 +134,8 @@ class JobsLoop:
     async def _sleep(self) -> None:
         if self.wakeup.is_set():
             return
-        if len(self.sched.ready) and len(self.tasks) < self.max_concurrency:
+        if self.ended_inline or (len(self.sched.ready)
+                                 and len(self.tasks) < self.max_concurrency):
             await asyncio.sleep(0)  # steps that ran inline freed their slots: go on
             return
         timeout = IDLE_CHECK_S
@@ -160,7 +164,7 @@ class JobsLoop:
         return max(0, self.max_concurrency - len(self.tasks) - len(self.sched.ready))
 
     def _drain_queues(self) -> None:
-        if not self.sched.queue_dirty:
+        if not self.sched.queue_dirty and not (self.events_waiting and self.free_slots()):
             return
         self.sched.queue_dirty = False
         delivered = process_push_notifications(
@@ -173,6 +177,7 @@ class JobsLoop:
             self.sched.queue_dirty = True  # more to do next iteration
         self.stats.queue_depth = sum(len(q) for q in queues_of(self.queue_prefixes))
         slots = self.free_slots()
+        self.events_waiting = not slots  # look again when a slot frees
         if slots:
             created = process_agent_events(None, slots, queue_prefixes=self.queue_prefixes)
             if created:
@@ -199,15 +204,20 @@ class JobsLoop:
     def _launch(self) -> None:
         capacity = self.max_concurrency - len(self.tasks)
         batch = self.sched.take(capacity)
+        ended_inline = 0
         for number in batch:
             try:
-                task = start_eagerly(self._step(number))
+                task = start_task(self._step(number))
             except Exception:
                 log.exception("step of job #%d failed", number)
+                ended_inline += 1
                 continue
-            if task is not None:  # the step waits on I/O: it continues as a task
+            if task is None:  # finished without waiting (eager start)
+                ended_inline += 1
+            else:
                 self.tasks.add(task)
                 task.add_done_callback(self._step_done)
+        self.ended_inline = ended_inline
         self.stats.in_flight = len(self.tasks)
 
     def _step_done(self, task: asyncio.Task[None]) -> None:
@@ -275,6 +285,13 @@ class JobsLoop:
 
 
 _active: set[JobsLoop] = set()
+_last_stats: list[LoopStats] = []
+
+
+def last_stats() -> LoopStats | None:
+    """The live counters of the loop running in this process, or of the last one that ran
+    (also when it was cancelled and so returned nothing); None before any loop ran."""
+    return _last_stats[0] if _last_stats else None
 
 
 def active_loops() -> list[JobsLoop]:
