@@ -13,11 +13,12 @@ leaves each job either before or after a transition, never inside one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dbzero as db0
 
@@ -102,6 +103,59 @@ def has_prefix() -> bool:
 
 def require_prefix() -> None:
     current_prefix()
+
+
+_Memo = TypeVar("_Memo", bound=type)
+
+_PY_TP_NEW = 65  # `Py_tp_new` in CPython's stable ABI (Include/typeslots.h)
+_NewFunc = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object,
+                             ctypes.py_object)
+
+
+def _type_slot_new(cls: type) -> Any:
+    """The C `tp_new` dbzero gave `cls`, as a callable (`__new__` is not in its dict)."""
+    get_slot = ctypes.pythonapi.PyType_GetSlot
+    get_slot.restype = ctypes.c_void_p
+    get_slot.argtypes = [ctypes.py_object, ctypes.c_int]
+    address = get_slot(cls, _PY_TP_NEW)
+    if not address:
+        raise TypeError(f"{cls.__qualname__} has no tp_new slot to guard")
+    return _NewFunc(address)
+
+
+def requires_prefix(cls: _Memo) -> _Memo:
+    """Make constructing the @db0.memo class `cls` raise NotInitializedError, naming the fix,
+    when no prefix is open.
+
+    dbzero allocates a memo object in its C `tp_new`, before any `__init__` runs, and fails
+    there with its own RuntimeError. This installs a `__new__` that checks first and then
+    calls that same C `tp_new` (read through the stable `PyType_GetSlot`). Apply it to each
+    memo class separately (dbzero gives a memo subclass its own `tp_new`), and only to
+    classes users construct: it costs about a microsecond per object. Singletons cannot be
+    guarded (dbzero tells them apart by their `tp_new`)."""
+    existing = vars(cls).get("__new__")
+    if getattr(existing, "_statek_requires_prefix", False):
+        return cls  # already guarded (guarding again would make __new__ call itself)
+    if existing is not None:
+        raise TypeError(f"{cls.__qualname__} defines its own __new__; cannot guard it")
+    from statek.models.root import StatekRoot  # a known singleton (lazy: models import store)
+
+    memo_new = _type_slot_new(cls)
+    if ctypes.cast(memo_new, ctypes.c_void_p).value == ctypes.cast(
+            _type_slot_new(StatekRoot), ctypes.c_void_p).value:
+        raise TypeError(f"{cls.__qualname__} is a dbzero singleton: dbzero recognises those by "
+                        "their tp_new, so it cannot be replaced")
+
+    def __new__(subtype: type, *args: Any, **kwargs: Any) -> Any:
+        if not has_prefix():
+            what = "dbzero is not initialised" if not db_initialized() else "no prefix is open"
+            raise NotInitializedError(
+                f"cannot create {subtype.__qualname__}: {what}. {_NO_PREFIX_HELP}")
+        return memo_new(subtype, args, kwargs)
+
+    __new__._statek_requires_prefix = True  # type: ignore[attr-defined]
+    cls.__new__ = __new__  # type: ignore[assignment]  # a function here is a staticmethod
+    return cls
 
 
 def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,

@@ -75,3 +75,70 @@ def test_embedded_default_store_uses_env_data_dir(tmp_path: Path,
 def test_bad_open_mode_is_rejected(statek_store: str) -> None:
     with pytest.raises(ValueError, match="open mode"):
         statek.open_prefix("other", "w")
+
+
+_CONSTRUCT_BEFORE_PREFIX = """
+import sys
+import dbzero as db0
+import statek
+
+def attempt(label):
+    for make in (lambda: statek.Agent("r"), lambda: statek.SupervisedAgent("s")):
+        try:
+            make()
+        except statek.NotInitializedError as exc:
+            print(label, "NotInitializedError", exc)
+        except Exception as exc:
+            print(label, "OTHER", type(exc).__name__, exc)
+        else:
+            print(label, "CREATED")
+
+attempt("no-init")
+db0.init(dbzero_root=sys.argv[1])
+attempt("no-prefix")
+statek.open_prefix("app", "rw")
+agent = statek.Agent("r", "prompt")
+supervised = statek.SupervisedAgent("s")
+queue = statek.StatekPushQueue()
+print("made", type(agent).__name__, type(supervised).__name__, type(queue).__name__,
+      isinstance(supervised, statek.Agent), db0.uuid(queue) == db0.uuid(statek.StatekPushQueue()))
+uid = db0.uuid(agent)
+statek.close()
+db0.init(dbzero_root=sys.argv[1])
+statek.open_prefix("app", "r")
+back = db0.fetch(uid)
+print("reopened", back.role, back.system_prompt, len(db0.find(statek.Agent)))
+statek.close()
+"""
+
+
+def test_model_objects_before_a_prefix_is_open_raise_not_initialized(tmp_path: Path) -> None:
+    """In a fresh process: no db0.init at all, then db0.init with no prefix open. dbzero
+    allocates memo objects before __init__ runs, so this is checked ahead of dbzero."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CONSTRUCT_BEFORE_PREFIX, str(tmp_path / "db")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    attempts = [line for line in lines if line.startswith(("no-init", "no-prefix"))]
+    assert len(attempts) == 4, out.stdout
+    for line in attempts:
+        label, outcome, *_ = line.split(" ")
+        assert outcome == "NotInitializedError", line
+        assert "open_default_store()" in line, line
+        assert ("dbzero is not initialised" if label == "no-init" else "no prefix is open") in line
+    assert "made Agent SupervisedAgent StatekPushQueue True True" in lines
+    assert "reopened r prompt 2" in lines  # both agents persisted as usual
+
+
+def test_guarding_a_model_class_twice_is_a_no_op(statek_store: str) -> None:
+    assert store.requires_prefix(statek.Agent) is statek.Agent
+    assert statek.Agent("again").role == "again"
+
+
+def test_singletons_cannot_be_guarded() -> None:
+    """dbzero recognises a singleton class by its tp_new: replacing it would make every
+    StatekPushQueue() a new object."""
+    with pytest.raises(TypeError, match="StatekPushQueue is a dbzero singleton"):
+        store.requires_prefix(statek.StatekPushQueue)

@@ -11,10 +11,11 @@ import dbzero as db0
 from statek.models.code_analysis import JOB_BUILTINS, external_names, split_blocks
 from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping
-from statek.store import require_prefix, transition
+from statek.store import requires_prefix, transition
 from statek.tools import tool_name_of
 
 
+@requires_prefix
 @db0.memo(id="statek/Agent")
 class Agent:
     """A role the model plays. Persisted; `db0.find(Agent)` lists them."""
@@ -27,7 +28,6 @@ class Agent:
         metadata: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None:
-        require_prefix()
         if not isinstance(role, str) or not role:
             raise ValueError("Agent role must be a non-empty str")
         meta = dict(metadata or {})
@@ -53,6 +53,7 @@ class Agent:
         return f"<{type(self).__name__} {self.role!r} {db0.uuid(self)}>"
 
 
+@requires_prefix
 @db0.memo(id="statek/SupervisedAgent")
 class SupervisedAgent(Agent):
     """An agent whose jobs start from queued events, each bound to its warmup's one input."""
