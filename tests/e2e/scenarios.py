@@ -143,3 +143,82 @@ def assert_done(job: Any, exit_value: Any) -> None:
 
 def fetch_job(uuid: str) -> Any:
     return db0.fetch(uuid)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Turn 1 runs `code`, which fails; turn 2 answers the failure text the model was shown
+    (`needle`, which the code's own text does not contain) by exiting with `exit_value`."""
+
+    marker: str
+    provider: Provider
+    code: str
+    needle: str
+    exit_value: str
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Work in Python."
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        assert self.needle not in self.code and self.needle not in self.system_prompt
+        return [
+            rule(f"{self.marker}-recover", f"exit({self.exit_value!r})", contains=self.needle,
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-start", self.code, contains=self.system_prompt,
+                 model=p.model, headers=p.headers),
+        ]
+
+    def agent(self, tools_: Sequence[Any]) -> statek.Agent:
+        return statek.Agent(self.marker, self.system_prompt, tools=tools_,
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any) -> None:
+        """Failed once in job code (the model saw why), then recovered and exited."""
+        assert_done(job, self.exit_value)
+        assert job.exceptions == 1, job.console
+        assert self.needle in "".join(job.console)
+        log = job.chat_log
+        assert [e["kind"] for e in log] == ["turn", "turn"], log
+        assert self.needle in log[1]["user"]
+
+
+@dataclass(frozen=True)
+class NativeToolFlow:
+    """The model calls e2e_echo as a native tool call (the server's own wire format for
+    tool calls and results); the next turn sees the result and exits."""
+
+    marker: str
+    provider: Provider
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Use tools."
+
+    @property
+    def text(self) -> str:
+        return f"native-{self.marker.lower()}"
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        call = {"name": "e2e_echo", "arguments": {"text": self.text}}
+        return [
+            rule(f"{self.marker}-finish", "exit('native ok')", tool_result=f"ECHO:{self.text}",
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-start", None, contains=self.system_prompt, model=p.model,
+                 headers=p.headers, tool_calls=[call]),
+        ]
+
+    def agent(self) -> statek.Agent:
+        return statek.Agent(self.marker, self.system_prompt, tools=[tools.e2e_echo],
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any) -> None:
+        assert_done(job, "native ok")
+        log = job.chat_log
+        assert [e["kind"] for e in log] == ["turn", "tool", "turn"], log
+        (call,) = log[0]["tool_calls"]
+        assert call[1] == "e2e_echo" and call[0], call
+        assert log[1]["call_id"] == call[0] and log[1]["name"] == "e2e_echo"
+        assert log[1]["result"] == repr(f"ECHO:{self.text}")
