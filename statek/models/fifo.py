@@ -4,6 +4,10 @@
 in fixed-size chunks keyed by number; the head only moves forward, and a chunk is dropped as a
 whole once every item in it was consumed. Every item has a sequence number (its position
 since the queue was created), which consumers use to de-duplicate across prefixes.
+
+Containers are assigned as plain Python values, which dbzero converts into the object's own
+prefix: a `db0.dict()` made in `__init__` of an object placed in another prefix than the
+current one (`set_prefix`) lost every item written to it at the next commit (dbzero 0.7.0).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ CHUNK_SIZE = 512
 class Fifo:
     def __init__(self, prefix: str | None = None) -> None:
         db0.set_prefix(self, prefix)
-        self.chunks = db0.dict()
+        self.chunks: Any = {}  # chunk number -> list of items (see the module docstring)
         self.head = 0  # sequence number of the oldest unconsumed item
         self.tail = 0  # sequence number the next pushed item gets
 

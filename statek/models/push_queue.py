@@ -5,6 +5,9 @@ supervised agents (one FIFO per agent). Producers only append. The runner peeks 
 applies it, and advances the head in the same transaction; when the jobs live in another
 prefix than the queue, each job remembers the last sequence number it applied, so a batch
 re-read after a crash between the two commits is skipped rather than applied twice.
+
+A queue may live in another prefix than the current one: its containers are assigned as plain
+values so dbzero creates them in the queue's prefix (see `statek.models.fifo`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from statek import signals
 from statek.errors import UnstorableValueError
 from statek.models.fifo import Fifo
 from statek.models.storable import unstorable_reason
-from statek.store import current_prefix, transition
+from statek.store import current_prefix, open_prefix, transition
 
 MAX_DEAD_LETTERS = 10_000
 
@@ -41,8 +44,8 @@ class StatekPushQueue:
         db0.set_prefix(self, prefix)
         self.prefix_name = prefix or current_prefix()
         self.messages = Fifo(prefix)
-        self.events = db0.dict()  # agent uuid -> Fifo
-        self.dead_letters = db0.list()
+        self.events: Any = {}  # agent uuid -> Fifo
+        self.dead_letters: Any = []
         self.created_at = time.time()
 
     # ------------------------------------------------------------ producers
@@ -129,3 +132,17 @@ class StatekPushQueue:
             _, items = self.messages.peek(limit)
             self.messages.advance(len(items))
         return [(str(job_id), message) for job_id, message in items]
+
+
+def open_queue(prefix: str | None = None) -> StatekPushQueue:
+    """The queue of `prefix` (default: the current prefix), opening that prefix read-write
+    first when this process has not (statek's way: autocommit off), and leaving the current
+    prefix as it was. In dbzero 0.7.0 constructing the singleton of a prefix not open yet
+    made a second, empty queue there instead of finding the stored one."""
+    name = prefix or current_prefix()
+    writable = {meta.name for meta in db0.get_mutable_prefixes()}
+    if name not in writable:
+        current = current_prefix()
+        open_prefix(name, "rw")
+        open_prefix(current, "rw" if current in writable else "r")
+    return StatekPushQueue(name)

@@ -1,9 +1,14 @@
 """Draining push queues: messages to jobs, events to new jobs of supervised agents.
 
 A batch is applied and acknowledged inside one transition, so a crash before the commit
-re-delivers the whole batch and one after it delivers none of it again. When the jobs live in
-another prefix than the queue (separately committed), each job remembers the last sequence
-number it applied per queue, and a re-delivered item is skipped.
+re-delivers the whole batch and one after it delivers none of it again. When a job lives in
+another prefix than the queue (prefixes commit separately), the jobs' prefixes are committed
+first, then the queue's; each such job remembers the last sequence number it applied per
+queue, so a batch re-read after a crash between the two commits is skipped.
+
+Values read from a queue in another prefix are copied into plain Python values before they
+are stored with a job: a dbzero container stored across prefixes reads back as garbage after
+a commit (dbzero 0.7.0). References to memo objects are kept as they are.
 """
 
 from __future__ import annotations
@@ -16,16 +21,74 @@ import dbzero as db0
 
 from statek import store
 from statek._speedups import partition_batch
+from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
-from statek.models.push_queue import StatekPushQueue
+from statek.models.job import Job
+from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import create_job, jobdef_for
 
 log = logging.getLogger("statek.queues")
 
+#: Queue prefixes already seen to exist (checking costs a directory listing).
+_known_prefixes: set[str] = set()
+
+
+@store.on_close
+def forget_known_prefixes() -> None:
+    _known_prefixes.clear()
+
+
+def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
+    """The distinct prefix names to drain (default: the current prefix), each open for
+    writing once checked.
+
+    A name no prefix of the store has raises ConfigurationError naming it, and nothing is
+    created: opening the queue of a mistyped prefix would create an empty one and watch it
+    forever."""
+    names = [str(p) for p in prefixes] if prefixes else [store.current_prefix()]
+    unique = list(dict.fromkeys(names))
+    if not _known_prefixes.issuperset(unique):
+        existing = {meta.name for meta in db0.get_prefixes()}
+        missing = [name for name in unique if name not in existing]
+        if missing:
+            raise ConfigurationError(
+                f"queue prefix {missing[0]!r} does not exist in the dbzero store "
+                f"(queue_prefixes={names!r}; existing prefixes: "
+                f"{', '.join(repr(n) for n in sorted(existing)) or 'none'}); create it with "
+                f"statek.open_prefix({missing[0]!r}) before starting the worker")
+        for name in unique:
+            open_queue(name)
+        _known_prefixes.update(unique)
+    return unique
+
 
 def queues_of(prefixes: Sequence[str | int] | None) -> list[StatekPushQueue]:
-    names = [str(p) for p in prefixes] if prefixes else [store.current_prefix()]
-    return [StatekPushQueue(name) for name in dict.fromkeys(names)]
+    """The push queue of each prefix (see `check_queue_prefixes` for a missing prefix)."""
+    return [StatekPushQueue(name) for name in check_queue_prefixes(prefixes)]
+
+
+def plain_copy(value: Any) -> Any:
+    """`value` with every dbzero container copied into the built-in counterpart (ByteArray
+    into bytes); memo objects and scalars are returned as they are."""
+    kind = type(value)
+    if kind.__module__ != "builtins" or db0.is_memo(value):
+        return value
+    name = kind.__name__
+    if name in ("Dict", "dict"):
+        return {plain_copy(k): plain_copy(v) for k, v in value.items()}
+    if name in ("List", "list"):
+        return [plain_copy(item) for item in value]
+    if name in ("Tuple", "tuple"):
+        return tuple(plain_copy(item) for item in value)
+    if name in ("Set", "set"):
+        return {plain_copy(item) for item in value}
+    if name == "ByteArray":
+        return bytes(value)
+    return value
+
+
+def _prefix_of(obj: Any) -> str:
+    return str(db0.get_prefix_of(obj).name)
 
 
 def _job_or_none(job_uuid: str) -> Any:
@@ -35,51 +98,83 @@ def _job_or_none(job_uuid: str) -> Any:
         return None
 
 
+class _Target:
+    """A job a drain delivers to, looked up once per drain call."""
+
+    __slots__ = ("inbox", "job", "prefix", "refusal")
+
+    def __init__(self, job_uuid: str) -> None:
+        job = _job_or_none(job_uuid)
+        self.job = job
+        self.inbox: Any = None  # the job's inbox once known (reading it costs ~10 µs)
+        self.refusal = refusal_of(job)
+        self.prefix = "" if self.refusal is not None else _prefix_of(job)
+
+
+def refusal_of(job: Any) -> str | None:
+    """Why a queued message cannot be delivered to `job` (fetched by its uuid), or None."""
+    if job is None:
+        return "no job with this uuid"
+    if not isinstance(job, Job):
+        return f"the uuid names a {type(job).__name__}, not a job"
+    if job.cancelled:
+        return "the job was cancelled: a cancelled job takes no messages"
+    return None
+
+
 def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
-                   cross_prefix: bool, job_cache: dict[str, list[Any]]) -> int:
+                   cache: dict[str, _Target], written: set[str]) -> int:
     """Apply one peeked batch (inside the caller's transition); returns messages applied.
 
-    Messages are grouped per job (`partition_batch`), so each job is fetched once per call
-    (`job_cache`) and written once per batch, however many messages it gets."""
+    Messages are grouped per job (`partition_batch`), so each job is written once per batch
+    however many messages it gets. A message that cannot be delivered becomes a dead letter
+    of the queue, with the reason. The prefixes of jobs living outside the queue's prefix
+    are added to `written`."""
     ids: dict[str, int] = {}
-    targets = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid, _ in items]
+    numbers = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid, _ in items]
     uuids = list(ids)
-    jobs = []
-    for job_uuid in uuids:
-        cached = job_cache.get(job_uuid)
-        if cached is None:
-            cached = job_cache[job_uuid] = [_job_or_none(job_uuid), None]
-        jobs.append(cached)
+    targets = [cache.get(u) or cache.setdefault(u, _Target(u)) for u in uuids]
     queue_key = queue.prefix_name
     applied: dict[int, int] = {}
-    if cross_prefix:
-        for number, job in enumerate(jobs):
-            seqs = None if job[0] is None else job[0].applied_seqs
+    for number, target in enumerate(targets):
+        if target.prefix and target.prefix != queue_key:
+            seqs = target.job.applied_seqs
             if seqs is not None and queue_key in seqs:
                 applied[number] = int(seqs[queue_key])
     seqs_of_items = list(range(first_seq, first_seq + len(items)))
-    order, groups, _duplicates = partition_batch(targets, seqs_of_items, applied)
+    order, groups, _duplicates = partition_batch(numbers, seqs_of_items, applied)
     delivered = 0
     for number, indices in zip(order, groups, strict=True):
-        cached = jobs[number]
-        job = cached[0]
-        if job is None:
-            for i in indices:
-                queue.record_dead_letter("message", uuids[number], items[i][1],
-                                         "no job with this uuid")
-                log.warning("queued message for missing job %s kept as dead letter",
-                            uuids[number])
+        target = targets[number]
+        messages = [items[i][1] for i in indices]
+        if target.refusal is not None:
+            _dead_letters(queue, uuids[number], messages, target.refusal)
             continue
-        cached[1] = job.apply_messages([items[i][1] for i in indices], cached[1])
+        job = target.job
+        if target.prefix != queue_key:
+            messages = [plain_copy(m) for m in messages]
+        target.inbox = job.apply_messages(messages, target.inbox)
         delivered += len(indices)
-        if cross_prefix:
-            last = seqs_of_items[indices[-1]]
-            if job.applied_seqs is None:
-                job.applied_seqs = {queue_key: last}
-            else:
-                job.applied_seqs[queue_key] = last
+        if target.prefix != queue_key:
+            _remember_seq(job, queue_key, seqs_of_items[indices[-1]])
+            written.add(target.prefix)
     queue.ack_messages(len(items))
     return delivered
+
+
+def _dead_letters(queue: StatekPushQueue, job_uuid: str, messages: list[Any],
+                  reason: str) -> None:
+    for message in messages:
+        queue.record_dead_letter("message", job_uuid, message, reason)
+    log.warning("%d queued message(s) for job %s kept as dead letters in the queue of "
+                "prefix %r: %s", len(messages), job_uuid, queue.prefix_name, reason)
+
+
+def _remember_seq(job: Any, queue_key: str, seq: int) -> None:
+    if job.applied_seqs is None:
+        job.applied_seqs = {queue_key: seq}
+    else:
+        job.applied_seqs[queue_key] = seq
 
 
 def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
@@ -88,32 +183,39 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
     """Pop queued job messages and apply them with `job.push_user_message` semantics.
 
     Works in batches of `step_size`, at most `max_count` per call; returns messages
-    delivered. `job_prefix` names the prefix the jobs live in when it differs from the
-    queue's (enables de-duplication by sequence number)."""
+    delivered. A message for a missing or cancelled job is kept in the queue's dead letters
+    (`StatekPushQueue.dead_letters`) with the reason, and logged. Each job's prefix is read
+    from the job, so `job_prefix` (where the jobs live) is accepted for compatibility only."""
+    del job_prefix  # found per job: a queue may feed jobs of several prefixes
     if step_size <= 0 or max_count <= 0:
         return 0
     delivered = 0
-    job_cache: dict[str, list[Any]] = {}  # uuid -> [job or None, its inbox once known]
+    cache: dict[str, _Target] = {}
     for queue in queues_of(queue_prefixes):
-        cross_prefix = job_prefix is not None and job_prefix != queue.prefix_name
         while delivered < max_count:
+            written: set[str] = set()
             with store.transition():
                 first, items = queue.peek_messages(min(step_size, max_count - delivered))
                 if not items:
                     break
-                delivered += _deliver_batch(queue, first, items, cross_prefix, job_cache)
-                if not cross_prefix:
-                    continue
-            # jobs first, then the queue: a crash in between re-reads items the jobs skip
-            db0.commit(job_prefix)
-            db0.commit(queue.prefix_name)
+                delivered += _deliver_batch(queue, first, items, cache, written)
+            if written:  # jobs first, then the queue: a crash in between re-reads items
+                _commit_in_order(written, queue.prefix_name)  # the jobs then skip
     return delivered
+
+
+def _commit_in_order(first: Iterable[str], last: str) -> None:
+    for prefix in sorted(first):
+        db0.commit(prefix)
+    db0.commit(last)
 
 
 def event_problem(agent: Any) -> str | None:
     """Why events for `agent` cannot become jobs, or None."""
     if not isinstance(agent, SupervisedAgent):
-        return f"agent {agent.role!r} is not a SupervisedAgent"
+        role = getattr(agent, "role", None)
+        what = f"agent {role!r}" if role is not None else f"a {type(agent).__name__}"
+        return f"{what} is not a SupervisedAgent"
     names = tuple(agent.warmup_externals)
     if len(names) != 1:
         return (f"warmup of agent {agent.role!r} must read exactly one external local to "
@@ -144,6 +246,10 @@ def process_agent_events(agents: Iterable[Any] | None = None, max_count: int = 1
 
 
 def _start_event_jobs(queue: StatekPushQueue, agent_id: str, agent: Any, limit: int) -> int:
+    """Jobs for up to `limit` events of one agent, created in the current prefix; a queue in
+    another prefix is committed after it (an event is then never lost, at worst re-run)."""
+    job_prefix = store.current_prefix()
+    cross_prefix = job_prefix != queue.prefix_name
     with store.transition():
         _first, events = queue.peek_events(agent_id, limit)
         if not events:
@@ -159,6 +265,8 @@ def _start_event_jobs(queue: StatekPushQueue, agent_id: str, agent: Any, limit: 
         name = agent.warmup_externals[0]
         jobdef = jobdef_for(agent, {})
         for event in events:
-            create_job(jobdef, {name: event}, None)
+            create_job(jobdef, {name: plain_copy(event) if cross_prefix else event}, None)
         queue.ack_events(agent_id, len(events))
+    if cross_prefix:
+        _commit_in_order((job_prefix,), queue.prefix_name)
     return len(events)
