@@ -13,7 +13,7 @@ import dbzero as db0
 
 from statek.errors import JobNotFoundError
 from statek.models.job import Job
-from statek.models.push_queue import StatekPushQueue
+from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import submit_job_ids, submit_jobs
 from statek.store import current_prefix, require_prefix
 
@@ -32,7 +32,7 @@ class StatekClientAPI:
 
     @property
     def queue(self) -> StatekPushQueue:
-        return StatekPushQueue(self.prefix)
+        return open_queue(self.prefix)
 
     def submit_new_job(self, agent: Any, shared_vars: Mapping[str, Any] | None = None,
                        locale: str | None = None, **job_params: Any) -> Job:
@@ -64,8 +64,14 @@ class StatekClientAPI:
         return obj
 
     def push_message(self, job: Job | str, message: Any) -> int:
-        """Queue a message for a job; the worker delivers it. Returns its sequence number."""
+        """Queue a message for a job; the worker delivers it. Returns its sequence number.
+
+        Delivery follows `Job.push_user_message`: a suspended job waiting for a message wakes,
+        a DONE job re-opens with its earlier result kept in `job.previous_results`. A
+        cancelled job takes no messages: IllegalTransitionError here, and a message queued
+        before the cancel becomes a dead letter of the queue when the worker meets it."""
         target = self.get_job(job) if isinstance(job, str) else job
+        target.check_takes_messages()
         seq = self.queue.push_message(target, message)
         self._commit()
         return seq

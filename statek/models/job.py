@@ -9,6 +9,7 @@ created only when first written, which keeps submitting a job to a handful of wr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ import dbzero as db0
 
 from statek import signals
 from statek._views import FrozenMapping
+from statek.errors import IllegalTransitionError
 from statek.models import chatlog, job_locals
 from statek.models.job_locals import StoredLocals
 from statek.models.root import root_for
@@ -34,6 +36,7 @@ from statek.models.storable import utf8_encodable
 from statek.store import on_close, transition
 
 on_close(forget_status_values)
+log = logging.getLogger("statek.jobs")
 
 #: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
 WARMUP_OVER = 1 << 30
@@ -79,6 +82,8 @@ class Job:
     console_seen = 0  # console lines already shown to the model
     provider_failures = 0
     done_at: float | None = None  # when it last finished (the one timestamped status change)
+    cancelled = False  # set by `cancel`: a cancelled job never runs again
+    past_results: Any = None  # outcomes it had before messages re-opened it (oldest first)
 
     def __init__(
         self,
@@ -178,6 +183,12 @@ class Job:
         return 0 if self.inbox is None else len(self.inbox) - self.inbox_read
 
     @property
+    def previous_results(self) -> list[dict[str, Any]]:
+        """What the job had finished with each time a message re-opened it, oldest first:
+        dicts of exit_status, error, finished_at and reopened_at."""
+        return [] if self.past_results is None else [dict(r) for r in self.past_results]
+
+    @property
     def finished_at(self) -> float | None:
         return float(self.done_at) if self.state == DONE and self.done_at is not None else None
 
@@ -266,14 +277,35 @@ class Job:
         signals.job_runnable(db0.uuid(self))
 
     def push_user_message(self, message: Any) -> None:
-        """Record a message; re-open a DONE job; wake a job suspended on a message."""
+        """Record a message for the job; what happens next depends on its status.
+
+        * running or READY: the job reads it with `wait_message()` or sees it in its next
+          model turn;
+        * SUSPENDED on `wait_message()`: the job wakes;
+        * DONE: the job re-opens (STARTED) and the model's next turn shows the message. The
+          result it had finished with is not lost: exit_status, error and finished_at move to
+          `job.previous_results` (and a log line says so), then the job finishes afresh;
+        * cancelled (`cancel_job`): refused with IllegalTransitionError and nothing is
+          recorded; a cancelled job never runs again. A queued message meeting a cancelled job
+          becomes a dead letter of its queue instead."""
         with transition():
             self.apply_messages([message])
 
+    def check_takes_messages(self) -> None:
+        """Raise IllegalTransitionError when the job was cancelled (it takes no messages)."""
+        if self.cancelled:
+            raise IllegalTransitionError(
+                f"job {db0.uuid(self)} was cancelled ({self.error}): a cancelled job takes no "
+                "messages and never runs again; submit a new job instead")
+
     def apply_messages(self, messages: list[Any], inbox: Any = None) -> Any:
         """Record messages in order (one inbox write for the lot), then re-open or wake the job
-        once. Callers hold a transition. `inbox` is this job's inbox if the caller already
-        has it (reading the attribute costs ~10 µs); returns it for the next call."""
+        once (`push_user_message` says how). Callers hold a transition. `inbox` is this job's
+        inbox if the caller already has it (reading the attribute costs ~10 µs); returns it
+        for the next call."""
+        state = self.state
+        if state == DONE:
+            self.check_takes_messages()
         if inbox is None:
             inbox = self.inbox
         if inbox is None:
@@ -281,13 +313,8 @@ class Job:
             inbox = self.inbox
         else:
             inbox.extend(messages)
-        state = self.state
         if state == DONE:
-            self.exit_status = None
-            self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
-            self.ran_turn = self.turns
-            self.stmt = 0
-            self.resume()
+            self._reopen()
         elif state == SUSPENDED:
             awaiting = self.awaiting
             if awaiting is not None and awaiting.waits_on_message() and awaiting.is_ready():
@@ -295,11 +322,32 @@ class Job:
         signals.job_messaged(db0.uuid(self))
         return inbox
 
+    def _reopen(self) -> None:
+        """DONE -> STARTED for a message; the finished result moves to `past_results`."""
+        outcome = {"exit_status": self.exit_status, "error": self.error,
+                   "finished_at": self.done_at, "reopened_at": time.time()}
+        if self.past_results is None:
+            self.past_results = [outcome]
+        else:
+            self.past_results.append(outcome)
+        log.info("job %s re-opened by a message; its result (exit_status=%.200r, error=%.200r) "
+                 "is kept in previous_results", db0.uuid(self), outcome["exit_status"],
+                 outcome["error"])
+        if outcome["exit_status"] is not None:
+            self.exit_status = None
+        if outcome["error"] is not None:
+            self.error = None
+        self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
+        self.ran_turn = self.turns
+        self.stmt = 0
+        self.resume()
+
     def cancel(self, reason: str = "cancelled") -> bool:
-        """End the job now (unless already DONE); returns whether it was cancelled."""
+        """End the job now for good (unless already DONE); returns whether it was cancelled.
+        A cancelled job is never re-opened: messages to it are refused."""
         with transition():
             if self.state == DONE:
                 return False
             self.finish(exit_status=reason, error=reason)
+            self.cancelled = True
             return True
-
