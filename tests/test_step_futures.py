@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dbzero as db0
@@ -13,8 +14,10 @@ import pytest
 
 import statek
 from statek.execution import interpreter
-from statek.executors.utils import run_job_step
+from statek.executors.utils import run_job_step, unsuspend_jobs
 from statek.models.status import JobStatus
+from tests.speedups_fixture import sched_impl  # noqa: F401
+from tests.test_queue_cross_prefix import kernels  # noqa: F401
 
 
 @pytest.fixture
@@ -260,6 +263,32 @@ async def test_suspended_job_resumes_after_a_restart(
     assert job.console == ["a\n", "b 20\n"]
     assert job.exit_status == 22
     assert len(children_of(job)) == 1
+
+
+
+async def test_first_unsuspend_in_a_new_process_counts_what_it_moved(
+        api: statek.StatekClientAPI, agent: statek.Agent, helper: statek.SupervisedAgent,
+        db_root: Path, statek_store: str, kernels: ModuleType) -> None:  # noqa: F811
+    """Futures that became ready while no worker ran: the first `unsuspend_jobs()` of the next
+    process rebuilds the scheduler, moves those jobs, and must say how many it moved."""
+    sleepers = api.submit_new_job_ids(agent, [None] * 2, warmup_code="sleep(0.05).value")
+    long_sleeper = api.submit_new_job(agent, warmup_code="sleep(3600).value")
+    parent = api.submit_new_job(agent, {"helper": helper},
+                                warmup_code="exit(delegate(helper, k=1).value)")
+    for job in [*(db0.fetch(u) for u in sleepers), long_sleeper, parent]:
+        assert await run_job_step(job) is False
+    deadline = db0.fetch(sleepers[-1]).awaiting.deadline
+    (kid,) = children_of(parent)
+    uuids = {"kid": kid.uuid, "parent": parent.uuid, "long": long_sleeper.uuid}
+    del job, kid, parent, long_sleeper
+    restart(db_root, statek_store)  # a new process: no scheduler, nobody listening
+    assert await run_job_step(db0.fetch(uuids["kid"])) is True  # the child ends unheard
+    await wait_until(deadline)
+    assert unsuspend_jobs() == 3
+    woken = [db0.fetch(u) for u in [*sleepers, uuids["parent"]]]
+    assert all(job.status == JobStatus.STARTED for job in woken)
+    assert db0.fetch(uuids["long"]).status == JobStatus.SUSPENDED
+    assert unsuspend_jobs() == 0
 
 
 # --- futures in reply code -----------------------------------------------------------------------

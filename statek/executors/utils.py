@@ -34,8 +34,10 @@ def unsuspend_jobs() -> int:
     """Move suspended jobs whose futures are ready to STARTED; returns how many.
 
     Costs O(jobs whose wake-up condition changed); the first call in a process without a
-    running loop builds the index from dbzero once."""
+    running loop builds the index from dbzero once, which moves the jobs whose futures
+    became ready while no worker ran (counted in the result)."""
     sched = current_scheduler()
+    moved = 0
     if not sched.rebuilt:
-        sched.rebuild()
-    return sched.unsuspend()
+        moved = sched.rebuild()["woken"]
+    return moved + sched.unsuspend()

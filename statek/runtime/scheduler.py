@@ -220,9 +220,13 @@ class Scheduler:
 
     # ----------------------------------------------------------- start-up
     def rebuild(self, prefixes: Iterable[str | None] = (None,)) -> dict[str, int]:
-        """Recreate the in-memory state from dbzero: one indexed query per status."""
+        """Recreate the in-memory state from dbzero: one indexed query per status.
+
+        Returns counts: "ready" (runnable jobs queued), "suspended" (suspended jobs checked)
+        and "woken" (of those, moved to STARTED: their futures became ready while no worker
+        watched them)."""
         self.rebuilt = True
-        counts = {"ready": 0, "suspended": 0}
+        counts = {"ready": 0, "suspended": 0, "woken": 0}
         for prefix in prefixes:
             kwargs = {} if prefix is None else {"prefix": prefix}
             for name in ("READY", "WARMING_UP", "STARTED"):
@@ -237,7 +241,7 @@ class Scheduler:
                     number = self.jobs.intern(job_uuid)
                     if number not in self.waiters and self.timers.deadline_of(number) is None:
                         counts["suspended"] += 1
-                        self._wake(number, db0.fetch(job_uuid))
+                        counts["woken"] += self._wake(number, db0.fetch(job_uuid))
         return counts
 
     def detach(self) -> None:
