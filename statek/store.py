@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 @dataclass
 class _Runtime:
     settings: StatekSettings | None = None
+    settings_given: bool = False  # bound by init(settings), not derived from the environment
     restricted: bool = True
     opened: list[str] = field(default_factory=list)
     autocommitting: set[str] = field(default_factory=set)  # opened with autocommit on
@@ -45,11 +46,22 @@ _NO_PREFIX_HELP = (
 
 
 def init(settings: StatekSettings | None = None, restricted: bool = True) -> StatekSettings:
-    """Bind settings and the sandbox mode for this process (does not open storage)."""
+    """Bind settings and the sandbox mode for this process (does not open storage).
+
+    Without `settings`, a settings object bound by an earlier `init(settings)` stays bound, so
+    `start_statek(settings=None)` (which calls `init(None)`) runs with what the application
+    chose; otherwise the environment's (`get_statek_settings()`) are bound. `close()` forgets
+    them; `init(get_statek_settings())` goes back to the environment's explicitly."""
     from statek.settings import get_statek_settings
 
-    resolved = settings if settings is not None else get_statek_settings()
+    if settings is not None:
+        resolved, given = settings, True
+    elif _runtime.settings_given and _runtime.settings is not None:
+        resolved, given = _runtime.settings, True
+    else:
+        resolved, given = get_statek_settings(), False
     _runtime.settings = resolved
+    _runtime.settings_given = given
     _runtime.restricted = bool(restricted) and resolved.restricted
     _configure_providers(resolved)
     return resolved
@@ -190,7 +202,7 @@ def open_default_store(
     root = Path(data_dir) if data_dir is not None else cfg.data_dir
     name = prefix or cfg.default_prefix
     if _runtime.settings is None:
-        init(cfg)
+        init()
     if not db_initialized():
         root.mkdir(parents=True, exist_ok=True)
         db0.init(dbzero_root=str(root))
@@ -199,7 +211,8 @@ def open_default_store(
 
 
 def close() -> None:
-    """Commit and close every prefix (the next start needs `db0.init` again).
+    """Commit and close every prefix (the next start needs `db0.init` again) and forget the
+    bound settings (the next `init()` reads the environment's).
 
     Caches holding dbzero objects are dropped first and collected while dbzero is still
     open: freeing such an object after `db0.close()` can crash the interpreter."""
@@ -212,6 +225,8 @@ def close() -> None:
         db0.close()
     _runtime.opened.clear()
     _runtime.autocommitting.clear()
+    _runtime.settings = None
+    _runtime.settings_given = False
 
 
 _close_hooks: list[Callable[[], None]] = []

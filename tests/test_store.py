@@ -142,3 +142,48 @@ def test_singletons_cannot_be_guarded() -> None:
     StatekPushQueue() a new object."""
     with pytest.raises(TypeError, match="StatekPushQueue is a dbzero singleton"):
         store.requires_prefix(statek.StatekPushQueue)
+
+
+def test_init_without_settings_keeps_settings_bound_earlier(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    from statek.settings import StatekSettings, reset_settings_cache
+
+    monkeypatch.setenv("STATEK_MAX_TURNS", "9")
+    reset_settings_cache()
+    try:
+        store.close()  # starts from nothing bound
+        assert statek.init().max_turns == 9  # nothing bound: the environment's
+        chosen = StatekSettings.build(max_turns=3)
+        assert statek.init(chosen) is chosen
+        assert statek.init() is chosen and store.settings() is chosen
+        monkeypatch.setenv("STATEK_MAX_TURNS", "11")
+        reset_settings_cache()
+        assert statek.init(statek.get_statek_settings()).max_turns == 11  # back to the env's
+        assert statek.init(chosen) is chosen
+        store.close()  # forgets them
+        assert statek.init().max_turns == 11
+    finally:
+        store.close()
+        monkeypatch.undo()
+        reset_settings_cache()
+
+
+def test_start_statek_without_settings_runs_with_those_bound_by_init(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """The runner calls init(settings) itself; settings=None must not replace the
+    application's with the environment's (here: max_turns=1 ends a job that never exits)."""
+    from statek.providers import ScriptedProvider, add_provider, remove_provider
+    from statek.settings import StatekSettings
+
+    chosen = StatekSettings.build(max_turns=1, step_timeout=7)
+    statek.init(chosen)
+    add_provider("never-exits", ScriptedProvider(["x = 1"]))
+    try:
+        job = api.submit_new_job(agent, {})
+        stats = statek.start_statek(agents=[agent], settings=None, provider="never-exits",
+                                    auto_terminate=True)
+    finally:
+        remove_provider("never-exits")
+    assert job.error == "harness: 1 turns reached max_turns=1"
+    assert stats.steps_failed == 1
+    assert store.settings() is chosen
