@@ -222,3 +222,41 @@ class NativeToolFlow:
         assert call[1] == "e2e_echo" and call[0], call
         assert log[1]["call_id"] == call[0] and log[1]["name"] == "e2e_echo"
         assert log[1]["result"] == repr(f"ECHO:{self.text}")
+
+
+@dataclass(frozen=True)
+class NoteFlow:
+    """Turn 1 prints; turn 2 tells the application (through the tool `note`) and exits with
+    the job's word."""
+
+    marker: str
+    provider: Provider
+    note: Any = tools.e2e_note
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Report back."
+
+    FIRST_CODE = "print('note', 'ready', word)"
+
+    @property
+    def last_code(self) -> str:
+        return f"noted = {self.note.__name__}(word)\nexit(noted)"
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        return [
+            rule(f"{self.marker}-finish", self.last_code, contains="note ready",
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-start", self.FIRST_CODE, contains=self.system_prompt,
+                 model=p.model, headers=p.headers),
+        ]
+
+    def agent(self) -> statek.Agent:
+        return statek.Agent(self.marker, self.system_prompt, tools=[self.note],
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any, word: str) -> None:
+        assert_done(job, word)
+        assert job.console == [f"note ready {word}\n"], job.console
+        assert [e["kind"] for e in job.chat_log] == ["turn", "turn"]

@@ -22,6 +22,47 @@ URL_VARIABLE = "E2E_TOOL_SERVER_URL"
 TASK_QUEUES: dict[str, deque[str]] = {}
 
 
+class Beats:
+    """A count one side advances and the other awaits, in one event loop, without polling:
+    how an application's own task and a job's tool see each other run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+
+    def beat(self) -> None:
+        self.count += 1
+        still = []
+        for target, waiter in self._waiting:
+            if self.count < target:
+                still.append((target, waiter))
+            elif not waiter.done():
+                waiter.set_result(None)
+        self._waiting = still
+
+    async def reach(self, target: int) -> None:
+        if self.count >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append((target, waiter))
+        await waiter
+
+
+#: beaten by the application's ticker task (test_app_loop); awaited by e2e_app_ticks
+APP_TICKS = Beats()
+#: beaten by e2e_note; the application awaits it to know its jobs got that far
+NOTES: list[str] = []
+NOTED = Beats()
+#: beaten by the application to let e2e_note_and_hold return
+RELEASE = Beats()
+
+
+def reset_app_state() -> None:
+    global APP_TICKS, NOTED, RELEASE
+    APP_TICKS, NOTED, RELEASE = Beats(), Beats(), Beats()
+    NOTES.clear()
+
+
 def _base_url() -> str:
     url = os.environ.get(URL_VARIABLE)
     if not url:
@@ -101,3 +142,32 @@ def e2e_reject(reason: str) -> None:
 def e2e_take_task(queue: str) -> str:
     """Take the next task waiting for a fleet agent."""
     return TASK_QUEUES[queue].popleft()
+
+
+@statek.tool
+async def e2e_app_ticks(more: int) -> int:
+    """Wait until the application's own task has ticked `more` more times."""
+    ticks = APP_TICKS
+    start = ticks.count
+    async with asyncio.timeout(30):
+        await ticks.reach(start + more)
+    return ticks.count - start
+
+
+@statek.tool
+def e2e_note(text: str) -> str:
+    """Tell the application a job got here."""
+    NOTES.append(text)
+    NOTED.beat()
+    return text
+
+
+@statek.tool
+async def e2e_note_and_hold(text: str) -> str:
+    """Tell the application a job got here, then wait until it lets the job go on."""
+    NOTES.append(text)
+    NOTED.beat()
+    release = RELEASE
+    async with asyncio.timeout(60):
+        await release.reach(1)
+    return text
