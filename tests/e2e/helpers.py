@@ -7,13 +7,14 @@ server never blocks on a full pipe). Nothing here sleeps to wait.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,17 @@ class ServerProcess:
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def run_app(loop_kind: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run an application's `main` on its own event loop of that kind."""
+    factory = None
+    if loop_kind == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
 
 
 # ---------------------------------------------------------------------------- fakellm

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from statek.runner import last_stats
 from statek.runtime.stats import LoopStats
 from tests.e2e import tools
 from tests.e2e.conftest import Servers
+from tests.e2e.helpers import run_app
 from tests.e2e.scenarios import (
     NoteFlow,
     ToolFlow,
@@ -30,17 +31,6 @@ from tests.e2e.scenarios import (
 )
 
 TICKS_SEEN_BY_JOBS = 3
-
-
-def run_app(loop_kind: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run the application's `main` on its own loop of that kind."""
-    factory = None
-    if loop_kind == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main())
 
 
 @pytest.fixture(autouse=True)
