@@ -42,3 +42,15 @@ class JobNotFoundError(StatekError, LookupError):
 
 class ConfigurationError(StatekError, ValueError):
     """A setting has a value statek cannot use."""
+
+
+class ProviderNotConfiguredError(ProviderNotFoundError, ConfigurationError):
+    """A job's MODEL or PROVIDER names no usable provider and no default provider is set.
+
+    A configuration problem, not a transient one: the step that meets it ends the job at once
+    instead of retrying (the offline `scripted` provider is never picked silently)."""
+
+
+class MissingAPIKeyError(ProviderError, ConfigurationError):
+    """A provider pointed at a hosted API has no API key: raised on first use, before any
+    request is sent, and never retried (no amount of waiting brings a key)."""

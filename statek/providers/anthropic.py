@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from statek.errors import ProviderError
-from statek.providers.http_base import HTTPProvider, MalformedReply
+from statek.providers.http_base import HTTPProvider, MalformedReply, token_count
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest, ToolCall, Usage
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicProvider"]
@@ -15,12 +15,16 @@ DEFAULT_MAX_TOKENS = 4096  # the Messages API requires max_tokens; used when the
 
 
 class AnthropicProvider(HTTPProvider):
-    """POST {base_url}/v1/messages with x-api-key and anthropic-version headers."""
+    """POST {base_url}/v1/messages with x-api-key and anthropic-version headers (api.anthropic.com
+    without a key fails on first use, naming STATEK_ANTHROPIC_API_KEY)."""
 
     DEFAULT_NAME = "anthropic"
     DEFAULT_MODEL = "claude-sonnet-4-5"
     DEFAULT_BASE_URL = "https://api.anthropic.com"
     ENDPOINT = "/v1/messages"
+    HOSTED_HOST = "api.anthropic.com"
+    API_KEY_SETTING = "STATEK_ANTHROPIC_API_KEY"
+    AUTH_HEADERS = ("x-api-key", "authorization")
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
@@ -124,13 +128,15 @@ def _tool_call(block: dict[str, Any], index: int) -> ToolCall:
 
 
 def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+    """Usage of a reply (None when the server sent none); counts are validated, since budgets
+    (`max_tokens`) rest on them."""
+    if raw is None:
         return None
+    if not isinstance(raw, dict):
+        raise MalformedReply(f"malformed usage: expected an object, got {type(raw).__name__}")
     # Prompt-cache reads and writes are input the model processed too, so they count.
     inp = sum(
-        n
+        token_count(raw, key)
         for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        if isinstance(n := raw.get(key), int)
     )
-    out = raw.get("output_tokens")
-    return Usage(input_tokens=inp, output_tokens=out if isinstance(out, int) else 0)
+    return Usage(input_tokens=inp, output_tokens=token_count(raw, "output_tokens"))

@@ -1,7 +1,9 @@
 """Shared plumbing for HTTP chat providers: one pooled client, retries and error mapping.
 
 Subclasses only translate between `ChatRequest`/`ChatReply` and their API's JSON; everything
-that can go wrong on the wire is turned into `ProviderError` here, once, for all of them.
+that can go wrong on the wire is turned into `ProviderError` here, once, for all of them:
+a hosted API with no key (refused before sending), reply bodies over a size bound (counted
+after decompression, while streaming), and token counts no real reply carries.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import functools
 import logging
 import ssl
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
@@ -18,16 +21,27 @@ import httpx
 
 from statek import _json
 from statek._version import __version__
-from statek.errors import ConfigurationError, ProviderError
+from statek.errors import ConfigurationError, MissingAPIKeyError, ProviderError
 from statek.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from statek.providers.types import ChatReply, ChatRequest
 
-__all__ = ["ERROR_TEXT_LIMIT", "HTTPProvider", "MalformedReply", "Sleep", "error_text"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "ERROR_TEXT_LIMIT",
+    "MAX_TOKEN_COUNT",
+    "HTTPProvider",
+    "MalformedReply",
+    "Sleep",
+    "error_text",
+    "token_count",
+]
 
 logger = logging.getLogger("statek.providers")
 
 Sleep = Callable[[float], Awaitable[None]]
 ERROR_TEXT_LIMIT = 500  # characters of a server's error text kept in ProviderError messages
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # decoded reply body; a chat reply is far smaller
+MAX_TOKEN_COUNT = 10**9  # per usage field: far above any context window, far below overflow
 
 
 @functools.cache
@@ -38,6 +52,21 @@ def _ssl_context() -> ssl.SSLContext:
 
 class MalformedReply(Exception):
     """Raised by reply parsers for a 2xx body that lacks what the API promises."""
+
+
+def token_count(usage: Mapping[str, Any], key: str) -> int:
+    """`usage[key]` as a token count; absent or null is 0. Anything but an int in
+    [0, MAX_TOKEN_COUNT] (a bool, a float, a negative or absurd number) is MalformedReply:
+    accepting it would let a broken server make `max_tokens` budgets meaningless."""
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise MalformedReply(
+            f"malformed usage: {key!r} is {value!r}, not a token count "
+            f"(an integer from 0 to {MAX_TOKEN_COUNT:,})"
+        )
+    return value
 
 
 def _truncate(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
@@ -63,6 +92,66 @@ def error_text(body: bytes) -> str:
     return _truncate(body.decode("utf-8", "replace"))
 
 
+_ACCEPT = "gzip, deflate"  # the codings `_BoundedBody` inflates itself, within its bound
+_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class _BodyTooLarge(Exception):
+    """The decoded body passed its bound."""
+
+
+class _BoundedBody:
+    """A reply body collected up to `limit` decoded bytes.
+
+    gzip and deflate are inflated here rather than by httpx, which inflates a whole network
+    read at once (64 KiB of a gzip bomb is ~64 MiB): each call asks zlib for at most the room
+    left plus one byte, so memory stays near the bound however far a body would expand.
+    """
+
+    __slots__ = ("_inflater", "_maybe_raw", "limit", "parts", "size")
+
+    def __init__(self, coding: str | None, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.parts: list[bytes] = []
+        self._inflater = None if coding is None else zlib.decompressobj(_WBITS[coding])
+        self._maybe_raw = coding == "deflate"  # some servers send deflate without its header
+
+    def _keep(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self.limit:
+            raise _BodyTooLarge
+        if piece:
+            self.parts.append(piece)
+
+    def feed(self, raw: bytes) -> None:
+        """Take the next raw bytes off the wire (zlib.error if they cannot be inflated)."""
+        inflater = self._inflater
+        if inflater is None:
+            self._keep(raw)
+            return
+        while raw and not inflater.eof:
+            try:
+                piece = inflater.decompress(raw, self.limit - self.size + 1)
+            except zlib.error:
+                if not self._maybe_raw:
+                    raise
+                inflater = self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._maybe_raw = False
+                continue
+            self._maybe_raw = False
+            self._keep(piece)
+            raw = inflater.unconsumed_tail
+
+    def finish(self) -> bytes:
+        """The whole decoded body."""
+        if self._inflater is not None and not self._inflater.eof:
+            self._keep(self._inflater.flush())
+        parts = self.parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class HTTPProvider(ABC):
     """Base of the HTTP providers: lazy pooled `httpx.AsyncClient`, retries, error mapping.
 
@@ -70,14 +159,25 @@ class HTTPProvider(ABC):
     connections stay warm. A provider used from a new event loop (tests, `asyncio.run` twice)
     gets a fresh client, because an httpx client cannot outlive the loop it was made on.
     `sleep` is what retries wait with; tests pass a fake to keep the suite fast.
+
+    With no API key (and no auth header in `extra_headers`) a provider pointed at the
+    vendor's own host (`HOSTED_HOST`) raises `MissingAPIKeyError` on its first call instead of
+    sending a request bound to fail; any other base URL (a local server) may need no key.
+    A reply body is read up to `max_response_bytes` after decompression, and the call fails
+    beyond that without inflating further (`_BoundedBody`); bodies compressed twice or in a
+    coding other than gzip/deflate are refused.
     """
 
-    #: What a subclass declares: its registry name, model, base URL (None: must be given) and
-    #: the endpoint path under the base URL.
+    #: What a subclass declares: its registry name, model, base URL (None: must be given),
+    #: the endpoint path under the base URL, the vendor's host that needs a key, the setting
+    #: that supplies it, and the headers that carry one.
     DEFAULT_NAME: str = ""
     DEFAULT_MODEL: str = ""
     DEFAULT_BASE_URL: str | None = None
     ENDPOINT: str = ""
+    HOSTED_HOST: str | None = None
+    API_KEY_SETTING: str = ""
+    AUTH_HEADERS: tuple[str, ...] = ("authorization",)
 
     def __init__(
         self,
@@ -94,6 +194,7 @@ class HTTPProvider(ABC):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         max_connections: int = 100,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         name = name or self.DEFAULT_NAME
         base_url = base_url or self.DEFAULT_BASE_URL
@@ -103,15 +204,21 @@ class HTTPProvider(ABC):
             raise ConfigurationError(f"{name}: timeout must be > 0, got {timeout}")
         if max_connections < 1:
             raise ConfigurationError(f"{name}: max_connections must be >= 1")
+        if max_response_bytes < 1:
+            raise ConfigurationError(
+                f"{name}: max_response_bytes must be >= 1, got {max_response_bytes}"
+            )
         self.name = name
         self.default_model = default_model or self.DEFAULT_MODEL
         self.base_url = base_url.rstrip("/")
         self._url = self.base_url + self.ENDPOINT
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.retry = RetryPolicy(max_retries, backoff_base, backoff_max)
         self._headers = {
             "content-type": "application/json",
             "accept": "application/json",
+            "accept-encoding": _ACCEPT,
             "user-agent": f"statek/{__version__}",
             **self._auth_headers(api_key),
             **dict(extra_headers or {}),
@@ -123,6 +230,27 @@ class HTTPProvider(ABC):
         )
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._key_problem = self._missing_key(api_key)
+
+    def _missing_key(self, api_key: str | None) -> str | None:
+        """Why calls cannot succeed for want of a key, or None (a key, an auth header given
+        in `extra_headers`, or a base URL other than the vendor's own)."""
+        if api_key or self.HOSTED_HOST is None:
+            return None
+        given = {name.lower() for name, value in self._headers.items() if value}
+        if given.intersection(self.AUTH_HEADERS):
+            return None
+        try:
+            host = httpx.URL(self.base_url).host
+        except httpx.InvalidURL:
+            return None  # reported as a failed request on first use
+        if host.lower() != self.HOSTED_HOST:
+            return None
+        setting = f"set {self.API_KEY_SETTING} or " if self.API_KEY_SETTING else ""
+        return (
+            f"{self.name}: no API key for {self.base_url}: {setting}pass api_key= "
+            "(only a server at another base URL, such as a local one, may need none)"
+        )
 
     # -- what subclasses provide -------------------------------------------------------------
 
@@ -181,40 +309,109 @@ class HTTPProvider(ABC):
     # -- the call ------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest) -> ChatReply:
-        """Send `request`, retrying transient failures; ProviderError is the only exception."""
+        """Send `request`, retrying transient failures; ProviderError is the only exception.
+
+        A 2xx body that cannot be read as a reply (bad JSON, missing fields, impossible token
+        counts) is not re-sent here: the server did answer (and may have billed the call), so
+        it is reported at once as a non-retryable ProviderError; the step that asked decides
+        whether to ask again (see `statek.execution.harness.MAX_PROVIDER_FAILURES`).
+        """
+        if self._key_problem is not None:
+            raise MissingAPIKeyError(self._key_problem)
         try:
             body = _json.dumps(self.build_body(request))
         except (TypeError, ValueError) as exc:
             raise ProviderError(f"{self.name}: request cannot be encoded: {exc}") from exc
-        response = await self._post(body)
+        status, content = await self._post(body)
         try:
-            data = _json.loads(response.content)
+            data = _json.loads(content)
         except ValueError as exc:
-            raise self._malformed(response, f"invalid JSON ({exc})") from exc
+            raise self._malformed(status, content, f"invalid JSON ({exc})") from exc
         try:
             return self.parse_reply(data)
         except MalformedReply as exc:
-            raise self._malformed(response, str(exc)) from exc
+            raise self._malformed(status, content, str(exc)) from exc
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise self._malformed(response, f"{type(exc).__name__}: {exc}") from exc
+            raise self._malformed(status, content, f"{type(exc).__name__}: {exc}") from exc
 
-    def _malformed(self, response: httpx.Response, why: str) -> ProviderError:
-        snippet = _truncate(response.content.decode("utf-8", "replace"), 200)
+    def _malformed(self, status: int, content: bytes, why: str) -> ProviderError:
+        snippet = _truncate(content.decode("utf-8", "replace"), 200)
         return ProviderError(
             f"malformed reply from {self.name}: {why}; body: {snippet!r}",
+            status=status,
+            retryable=False,
+        )
+
+    async def _exchange(
+        self, client: httpx.AsyncClient, body: bytes
+    ) -> tuple[int, bytes, str | None]:
+        """One POST: (status, decoded body, Retry-After header), the body read in bounds."""
+        async with client.stream("POST", self.url, content=body) as response:
+            content = await self._read_bounded(response)
+            return response.status_code, content, response.headers.get("retry-after")
+
+    async def _read_bounded(self, response: httpx.Response) -> bytes:
+        """The decoded body, or ProviderError once it exceeds `max_response_bytes` (the rest
+        is never read: the connection is closed instead of reused)."""
+        coding = self._coding(response)
+        body = _BoundedBody(coding, self.max_response_bytes)
+        try:
+            if response.is_stream_consumed:  # a transport that read it (httpx.MockTransport)
+                body = _BoundedBody(None, self.max_response_bytes)
+                body.feed(response.content)  # already decoded
+            else:
+                async for raw in response.aiter_raw():
+                    body.feed(raw)
+            return body.finish()
+        except _BodyTooLarge:
+            raise self._refused(
+                response,
+                f"body exceeds max_response_bytes={self.max_response_bytes:,} bytes "
+                f"(content-encoding {coding or 'identity'!r}; "
+                "STATEK_PROVIDER_MAX_RESPONSE_BYTES raises the limit)",
+            ) from None
+        except zlib.error as exc:
+            raise self._refused(response, f"body is not valid {coding} data ({exc})") from None
+
+    def _coding(self, response: httpx.Response) -> str | None:
+        """The body's one compression ("gzip", "deflate") or None; ProviderError for a body
+        compressed more than once or in a coding statek did not ask for."""
+        header = response.headers.get("content-encoding")
+        if header is None:
+            return None
+        layers = [c for c in (c.strip().lower() for c in header.split(",")) if c != "identity"]
+        layers = [c for c in layers if c]
+        if not layers:
+            return None
+        if len(layers) > 1:
+            raise self._refused(
+                response,
+                f"compressed {len(layers)} times (content-encoding {header!r}): only one layer "
+                "is accepted, as each can inflate ~1000x",
+            )
+        coding = _CODINGS.get(layers[0])
+        if coding is None:
+            raise self._refused(
+                response, f"content-encoding {header!r} is not supported (asked for {_ACCEPT!r})"
+            )
+        return coding
+
+    def _refused(self, response: httpx.Response, why: str) -> ProviderError:
+        return ProviderError(
+            f"{self.name}: reply refused: {why} (HTTP {response.status_code})",
             status=response.status_code,
             retryable=False,
         )
 
-    async def _post(self, body: bytes) -> httpx.Response:
-        """POST with retries; returns the first 2xx response or raises ProviderError."""
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
+        """POST with retries; returns the first 2xx (status, body) or raises ProviderError."""
         client = self._ensure_client()
         attempt = 0
         while True:
             cause: BaseException | None = None
             retry_after: float | None = None
             try:
-                response = await client.post(self.url, content=body)
+                status, content, retry_header = await self._exchange(client, body)
             except httpx.TimeoutException as exc:
                 failure = ProviderError(
                     f"{self.name}: no reply within {self.timeout:g}s ({type(exc).__name__})",
@@ -230,17 +427,16 @@ class HTTPProvider(ABC):
             except httpx.HTTPError as exc:  # bad URL, unsupported protocol, ...: final
                 raise ProviderError(f"{self.name}: request failed: {exc!r}") from exc
             else:
-                status = response.status_code
                 if 200 <= status < 300:
-                    return response
+                    return status, content
                 failure = ProviderError(
-                    f"{self.name}: HTTP {status}: {error_text(response.content)}",
+                    f"{self.name}: HTTP {status}: {error_text(content)}",
                     status=status,
                     retryable=is_retryable_status(status),
                 )
                 if not failure.retryable:
                     raise failure
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                retry_after = parse_retry_after(retry_header)
             if attempt >= self.retry.max_retries:
                 raise ProviderError(
                     f"{failure} (gave up after {attempt + 1} attempts)",

@@ -7,19 +7,22 @@ from typing import Any
 
 from statek import _json
 from statek.errors import ProviderError
-from statek.providers.http_base import HTTPProvider, MalformedReply
+from statek.providers.http_base import HTTPProvider, MalformedReply, token_count
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest, ToolCall, Usage
 
 __all__ = ["OpenAICompatibleProvider"]
 
 
 class OpenAICompatibleProvider(HTTPProvider):
-    """POST {base_url}/chat/completions with a Bearer key (omitted when None, for local servers)."""
+    """POST {base_url}/chat/completions with a Bearer key (omitted when None, for local servers;
+    api.openai.com itself without a key fails on first use, naming STATEK_OPENAI_API_KEY)."""
 
     DEFAULT_NAME = "openai"
     DEFAULT_MODEL = "gpt-4o-mini"
     DEFAULT_BASE_URL = None
     ENDPOINT = "/chat/completions"
+    HOSTED_HOST = "api.openai.com"
+    API_KEY_SETTING = "STATEK_OPENAI_API_KEY"
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -134,10 +137,10 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
 
 
 def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+    """Usage of a reply (None when the server sent none); counts are validated, since budgets
+    (`max_tokens`) rest on them."""
+    if raw is None:
         return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    return Usage(
-        input_tokens=prompt if isinstance(prompt, int) else 0,
-        output_tokens=completion if isinstance(completion, int) else 0,
-    )
+    if not isinstance(raw, dict):
+        raise MalformedReply(f"malformed usage: expected an object, got {type(raw).__name__}")
+    return Usage(token_count(raw, "prompt_tokens"), token_count(raw, "completion_tokens"))
