@@ -32,12 +32,25 @@ def demo(helpers: int, concurrency: int) -> None:
 
 @main.command()
 @click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
-@click.option("--provider", default=None, help="Default provider name.")
+@click.option("--provider", default=None,
+              help="Provider for jobs whose MODEL/PROVIDER names none "
+                   "(default: STATEK_DEFAULT_PROVIDER; unset, such jobs fail).")
+@click.option("--offline", is_flag=True,
+              help="Answer every model call with the offline scripted provider "
+                   "(no network, no API key; jobs reply exit('ok')).")
 @click.option("--until-idle", is_flag=True, help="Exit once nothing can make progress.")
-def worker(concurrency: int, provider: str | None, until_idle: bool) -> None:
+def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bool) -> None:
     """Run a worker over the embedded store (STATEK_DATA_DIR) until stopped."""
     import statek
 
+    if offline:
+        if provider not in (None, "scripted"):
+            raise click.UsageError(f"--offline answers every call offline; drop --provider "
+                                   f"{provider}")
+        from statek.providers import use_offline
+
+        provider = use_offline()
+        click.echo("offline: every model call is answered by the scripted provider")
     statek.open_default_store()
     stats = statek.start_statek(max_concurrency=concurrency, provider=provider,
                                 auto_terminate=until_idle)

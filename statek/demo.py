@@ -2,8 +2,9 @@
 
 A dispatcher agent delegates work to helper jobs and waits for all of them, a timer job sleeps,
 a messenger job waits for a pushed message, and an analyst job talks to the offline `scripted`
-provider for two turns. Everything lives in the embedded store, so running it again adds a
-new round beside the old one.
+provider for two turns. The worker is told to use `scripted` (nothing falls back to it), so
+the demo needs no network or key. Everything lives in the embedded store, so running it again
+adds a new round beside the old one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ squares = get_all(parts).value
 print("squares:", squares)
 exit(sum(squares))
 """
+OFFLINE_PROVIDER = "scripted"  # chosen explicitly: no job falls back to it
 ANALYST_REPLIES = [
     "total = sum(range(10))\nprint('total is', total)",
     "```python\nexit({'total': total, 'turns': 2})\n```",
@@ -55,7 +57,7 @@ def _agent(cls: type, role: str, prompt: str, warmup: str | None = None) -> Any:
 
 
 async def _run(helpers: int, concurrency: int) -> DemoReport:
-    add_provider("scripted", ScriptedProvider(ANALYST_REPLIES))
+    add_provider(OFFLINE_PROVIDER, ScriptedProvider(ANALYST_REPLIES))
     api = StatekClientAPI()
     helper = _agent(SupervisedAgent, "demo-helper", "You square numbers.", "exit(n * n)")
     dispatcher = _agent(Agent, "demo-dispatcher", "You split work.")
@@ -76,7 +78,7 @@ async def _run(helpers: int, concurrency: int) -> DemoReport:
     began = time.perf_counter()
     defs = [AgentLoopDef(helper, None, lambda: 0)]
     stats = await run_agentic_fleet(defs, [store.current_prefix()], concurrency,
-                                    auto_terminate=True)
+                                    provider=OFFLINE_PROVIDER, auto_terminate=True)
     seconds = time.perf_counter() - began
     # plain copies: the report outlives the store, and dbzero objects die with it
     results = {name: (db0.load(job.exit_status), job.error) for name, job in jobs.items()}

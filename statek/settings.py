@@ -52,7 +52,10 @@ class StatekSettings(BaseSettings):
     warmup_defs_dir: Path | None = Field(None, description="Directory of <role>.py warmup files.")
 
     # Providers
-    default_provider: str = "scripted"
+    default_provider: str | None = Field(
+        None, description="Provider for jobs whose MODEL/PROVIDER names none. Unset: such "
+        "jobs fail with an error saying what to set (the offline 'scripted' provider is used "
+        "only when chosen, e.g. STATEK_DEFAULT_PROVIDER=scripted).")
     default_model: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
@@ -62,6 +65,9 @@ class StatekSettings(BaseSettings):
     provider_max_retries: int = Field(4, ge=0)
     provider_backoff_base: float = Field(0.5, ge=0)
     provider_backoff_max: float = Field(30.0, ge=0)
+    provider_max_response_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest reply body (after decompression) a "
+        "provider call reads; a bigger one fails the call.")
 
     # Harness limits (0 disables a limit)
     max_turns: int = Field(50, ge=0, description="Model requests per job.")
@@ -86,6 +92,13 @@ class StatekSettings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("default_provider", mode="before")
+    @classmethod
+    def _blank_provider_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("allowed_imports", mode="before")
     @classmethod

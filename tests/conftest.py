@@ -21,6 +21,7 @@ def db_root(tmp_path: Path) -> Path:
 def statek_store(db_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """dbzero initialised over a temp dir with prefix 'test' open; closed afterwards."""
     monkeypatch.setenv("STATEK_DATA_DIR", str(db_root))
+    monkeypatch.setenv("STATEK_DEFAULT_PROVIDER", "scripted")  # tests choose the offline provider
     db_root.mkdir(parents=True)
     db0.init(dbzero_root=str(db_root))
     statek.init()

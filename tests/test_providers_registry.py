@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from statek.errors import ProviderNotFoundError
+from statek.errors import ConfigurationError, ProviderNotConfiguredError, ProviderNotFoundError
 from statek.providers import (
     AnthropicProvider,
     OpenAICompatibleProvider,
@@ -23,6 +23,7 @@ from statek.providers import (
     reset_registry,
     resolve_provider,
     split_model,
+    use_offline,
 )
 
 
@@ -101,6 +102,7 @@ def settings(**overrides: Any) -> SimpleNamespace:
         "provider_max_retries": 2,
         "provider_backoff_base": 0.1,
         "provider_backoff_max": 3.0,
+        "provider_max_response_bytes": 4096,
     }
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -122,6 +124,7 @@ def test_builtins_follow_settings() -> None:
     assert isinstance(anthropic, AnthropicProvider)
     assert anthropic.url == "http://claude.local/v1/messages"
     assert anthropic._headers["x-api-key"] == "sk-ant"
+    assert openai.max_response_bytes == anthropic.max_response_bytes == 4096
 
 
 def test_reconfiguring_rebuilds_builtins_but_keeps_added_ones() -> None:
@@ -242,3 +245,62 @@ def test_resolve_provider_without_default_model_attribute() -> None:
     add_provider("bare", Bare())
     provider, model = resolve_provider({"PROVIDER": "bare"}, None, "scripted")
     assert (provider.name, model) == ("bare", "")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "named"),
+    [
+        ({"MODEL": "gpt-4o-mini"}, "MODEL 'gpt-4o-mini'"),
+        ({"MODEL": "vendor/model-x"}, "MODEL 'vendor/model-x'"),
+        ({}, "neither MODEL nor PROVIDER"),
+        (None, "neither MODEL nor PROVIDER"),
+        ({"MODEL": "", "PROVIDER": ""}, "neither MODEL nor PROVIDER"),
+    ],
+)
+def test_no_provider_and_no_default_is_a_configuration_error(
+    metadata: dict[str, Any] | None, named: str
+) -> None:
+    """Nothing falls back to the offline provider: the error says what was asked and what
+    to set."""
+    with pytest.raises(ProviderNotConfiguredError) as info:
+        resolve_provider(metadata, None, None)
+    message = str(info.value)
+    assert named in message
+    for setting in ("STATEK_DEFAULT_PROVIDER", "STATEK_OPENAI_BASE_URL", "STATEK_OPENAI_API_KEY",
+                    "provider/model", "--offline"):
+        assert setting in message
+    assert "anthropic, openai, scripted" in message  # the known providers
+    # a configuration error (the step ends the job at once), still a not-found for old callers
+    assert isinstance(info.value, ConfigurationError)
+    assert isinstance(info.value, ProviderNotFoundError)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "default", "settings_default"),
+    [
+        ({"MODEL": "scripted/any"}, None, None),
+        ({"PROVIDER": "scripted"}, None, None),
+        ({"MODEL": "gpt-4o-mini"}, "scripted", None),
+        ({}, None, "scripted"),
+    ],
+)
+def test_offline_provider_when_chosen(
+    metadata: dict[str, Any], default: str | None, settings_default: str | None
+) -> None:
+    provider, _ = resolve_provider(metadata, default, settings_default)
+    assert isinstance(provider, ScriptedProvider)
+
+
+async def test_use_offline_answers_every_builtin_name_offline() -> None:
+    from statek.providers import ChatMessage, ChatRequest
+
+    assert use_offline() == "scripted"
+    for name in ("openai", "anthropic", "scripted"):
+        provider = get_provider(name)
+        assert isinstance(provider, ScriptedProvider) and provider.name == name
+        reply = await provider.complete(ChatRequest("m", "", (ChatMessage("user", "go"),)))
+        assert reply.content == "exit('ok')"
+    configure_builtins(settings())  # settings do not bring the network back
+    assert isinstance(get_provider("openai"), ScriptedProvider)
+    remove_provider("openai")
+    assert isinstance(get_provider("openai"), OpenAICompatibleProvider)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,12 @@ from statek.settings import StatekSettings, get_statek_settings, reset_settings_
 
 
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.delenv("STATEK_DEFAULT_PROVIDER", raising=False)
     reset_settings_cache()
+    yield
+    reset_settings_cache()  # later tests must not inherit this test's environment
 
 
 def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,3 +77,26 @@ def test_api_keys_are_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.openai_api_key is not None
     assert s.openai_api_key.get_secret_value() == "sk-test"
     assert "sk-test" not in repr(s)
+
+
+def test_no_default_provider_unless_chosen() -> None:
+    """The offline provider is never a silent default: unset means jobs naming no provider
+    fail (see tests/test_provider_choice.py)."""
+    assert StatekSettings.build().default_provider is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("scripted", "scripted"), (" openai ", "openai"),
+                                                 ("", None), ("   ", None)])
+def test_default_provider_from_environment(monkeypatch: pytest.MonkeyPatch, value: str,
+                                           expected: str | None) -> None:
+    monkeypatch.setenv("STATEK_DEFAULT_PROVIDER", value)
+    assert StatekSettings.build().default_provider == expected
+
+
+def test_provider_max_response_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert StatekSettings.build().provider_max_response_bytes == 32 * 1024 * 1024
+    monkeypatch.setenv("STATEK_PROVIDER_MAX_RESPONSE_BYTES", "4096")
+    assert StatekSettings.build().provider_max_response_bytes == 4096
+    monkeypatch.setenv("STATEK_PROVIDER_MAX_RESPONSE_BYTES", "0")
+    with pytest.raises(ConfigurationError, match="STATEK_PROVIDER_MAX_RESPONSE_BYTES"):
+        StatekSettings.build()

@@ -380,6 +380,11 @@ class _Step:
                 self.log(chatlog.tool_result(call_id, name, text))
 
     def provider_failed(self, exc: BaseException) -> None:
+        """Record a failed model call: a configuration error (no provider for the job, no API
+        key) ends the job at once; others retry the step with backoff, up to
+        `harness.MAX_PROVIDER_FAILURES` in a row."""
+        from statek.errors import ConfigurationError
+
         job = self.job
         if isinstance(exc, TimeoutError):
             message = f"provider timed out after {self.limits.step_timeout}s"
@@ -390,6 +395,9 @@ class _Step:
         with store.transition():
             self.log(chatlog.error(message))
             job.error = message
+            if isinstance(exc, ConfigurationError):  # no provider, no API key: waiting won't help
+                self.finish(error=message)
+                return
             job.provider_failures = int(job.provider_failures) + 1
             if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:
                 self.finish(error=f"{message} ({job.provider_failures} failures in a row)")

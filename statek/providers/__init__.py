@@ -14,6 +14,7 @@ from statek.providers.registry import (
     reset_registry,
     resolve_provider,
     split_model,
+    use_offline,
 )
 from statek.providers.retry import RetryPolicy
 from statek.providers.scripted import ScriptedProvider, estimate_usage
@@ -50,4 +51,5 @@ __all__ = [
     "reset_registry",
     "resolve_provider",
     "split_model",
+    "use_offline",
 ]

@@ -3,6 +3,10 @@
 The built-in names ("openai", "anthropic", "scripted") need no registration: each is created
 on first `get_provider` from the settings given to `configure_builtins` (or defaults), so
 importing statek never opens a connection or reads a key it will not use.
+
+Nothing falls back to the offline `scripted` provider: a job gets it only by naming it (MODEL
+"scripted/...", PROVIDER "scripted", a runner or settings default of "scripted"). A job that
+names no known provider, with no default set, fails with `ProviderNotConfiguredError`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from statek.errors import ProviderNotFoundError
+from statek.errors import ProviderNotConfiguredError, ProviderNotFoundError
 from statek.providers.anthropic import AnthropicProvider
+from statek.providers.http_base import DEFAULT_MAX_RESPONSE_BYTES
 from statek.providers.openai_compat import OpenAICompatibleProvider
 from statek.providers.scripted import ScriptedProvider
 from statek.providers.types import Provider
@@ -29,7 +34,10 @@ __all__ = [
     "reset_registry",
     "resolve_provider",
     "split_model",
+    "use_offline",
 ]
+
+OFFLINE = "scripted"  # the offline provider's name: used only when chosen
 
 logger = logging.getLogger("statek.providers")
 
@@ -61,6 +69,9 @@ def _http_options(settings: Any) -> dict[str, Any]:
         "max_retries": int(_setting(settings, "provider_max_retries", 4)),
         "backoff_base": float(_setting(settings, "provider_backoff_base", 0.5)),
         "backoff_max": float(_setting(settings, "provider_backoff_max", 30.0)),
+        "max_response_bytes": int(
+            _setting(settings, "provider_max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+        ),
     }
 
 
@@ -84,6 +95,15 @@ def _make_anthropic(settings: Any) -> Provider:
 
 def _make_scripted(settings: Any) -> Provider:
     return ScriptedProvider()
+
+
+def use_offline() -> str:
+    """Make every built-in name answer offline (a fresh `ScriptedProvider` each, replying
+    "exit('ok')"), so no job of this process reaches the network; returns the offline
+    provider's name, to pass as the runner's default (`statek worker --offline`)."""
+    for name in BUILTIN_PROVIDERS:
+        add_provider(name, ScriptedProvider(name=name))
+    return OFFLINE
 
 
 BUILTIN_PROVIDERS: Mapping[str, Callable[[Any], Provider]] = {
@@ -171,11 +191,12 @@ def split_model(spec: str | None) -> tuple[str | None, str]:
 
 
 def resolve_provider(
-    metadata: Mapping[str, Any] | None, default: str | None, settings_default: str
+    metadata: Mapping[str, Any] | None, default: str | None, settings_default: str | None
 ) -> tuple[Provider, str]:
     """(provider, model) for a job. Provider: metadata["PROVIDER"], else the provider part of
-    metadata["MODEL"], else `default`, else `settings_default`. Model: the model part of
-    MODEL, else the chosen provider's `default_model` ("" if it has none)."""
+    metadata["MODEL"], else `default` (the runner's), else `settings_default`; none of them:
+    `ProviderNotConfiguredError` naming MODEL and what to set. Model: the model part of MODEL,
+    else the chosen provider's `default_model` ("" if it has none)."""
     metadata = metadata or {}
     model_spec = metadata.get("MODEL")
     from_model, model = split_model(model_spec if isinstance(model_spec, str) else None)
@@ -183,10 +204,28 @@ def resolve_provider(
     name = (explicit if isinstance(explicit, str) and explicit else None) or (
         from_model or default or settings_default
     )
+    if not name:
+        raise ProviderNotConfiguredError(_no_provider_message(model_spec))
     provider = get_provider(name)
     if not model:
         model = str(getattr(provider, "default_model", "") or "")
     return provider, model
+
+
+def _no_provider_message(model_spec: Any) -> str:
+    """Why no provider was chosen, and every way to choose one."""
+    known = ", ".join(registered_providers())
+    if isinstance(model_spec, str) and model_spec.strip():
+        what = f"MODEL {model_spec!r} names no known provider (known: {known})"
+    else:
+        what = f"the job sets neither MODEL nor PROVIDER (known providers: {known})"
+    return (
+        f"no provider for this job: {what}, and no default provider is set. Write MODEL as "
+        "'provider/model' (e.g. 'openai/gpt-4o-mini'), or set STATEK_DEFAULT_PROVIDER (e.g. "
+        "'openai' with STATEK_OPENAI_BASE_URL and STATEK_OPENAI_API_KEY, or 'anthropic' with "
+        "STATEK_ANTHROPIC_API_KEY), or pass provider= to the runner. The offline provider "
+        "answers only when chosen: STATEK_DEFAULT_PROVIDER=scripted or `statek worker --offline`"
+    )
 
 
 async def aclose_all() -> None:
