@@ -15,11 +15,18 @@ import pytest
 
 import statek
 from statek import start_statek_async
+from statek.providers import (
+    ChatReply,
+    ChatRequest,
+    OpenAICompatibleProvider,
+    add_provider,
+    remove_provider,
+)
 from statek.runner import last_stats
 from statek.runtime.stats import LoopStats
 from tests.e2e import tools
 from tests.e2e.conftest import Servers
-from tests.e2e.helpers import run_app
+from tests.e2e.helpers import OPENAI_KEY, run_app
 from tests.e2e.scenarios import (
     NoteFlow,
     ToolFlow,
@@ -173,3 +180,50 @@ def test_timeout_around_the_worker_raises_timeout_error(servers: Servers, loop_k
 
     run_app(loop_kind, main)
     _check_noted(flow, uuids, servers, before)
+
+
+class _WatchedOpenAI(OpenAICompatibleProvider):
+    """The real OpenAI-compatible provider, telling the test when a call of its is cut off."""
+
+    def __init__(self, base_url: str, cut_off: tools.Beats) -> None:
+        super().__init__(base_url, OPENAI_KEY, name="stalling", max_retries=0)
+        self.cut_off = cut_off
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        try:
+            return await super().complete(request)
+        except asyncio.CancelledError:
+            self.cut_off.beat()
+            raise
+
+
+def test_model_slower_than_step_timeout_fails_that_step_only(
+        servers: Servers, loop_kind: str, api: statek.StatekClientAPI) -> None:
+    """The model call itself outlives `step_timeout`: that job records the timeout (and would
+    retry later); the other jobs finish and the worker stops cleanly when cancelled."""
+    cut_off = tools.Beats()
+    add_provider("stalling", _WatchedOpenAI(servers.tools.url + "/stall", cut_off))
+    try:
+        flow, uuids, before = _note_jobs(servers, api, tools.e2e_note)
+        stalled_agent = statek.Agent("SCN-APP-STALL", "You wait.",
+                                     metadata={"MODEL": "stalling/e2e-stall-model"})
+        stalled = api.submit_new_job(stalled_agent, {"n": 1}, step_timeout=0.5).uuid
+
+        async def main() -> None:
+            worker = asyncio.create_task(start_statek_async(settings=servers.settings(False),
+                                                            max_concurrency=4))
+            await asyncio.wait_for(cut_off.reach(1), 60)
+            await asyncio.wait_for(tools.NOTED.reach(len(uuids)), 60)
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+
+        run_app(loop_kind, main)
+    finally:
+        remove_provider("stalling")
+    _check_noted(flow, uuids, servers, before)
+    job = fetch_job(stalled)
+    assert str(job.status) != "DONE" and job.provider_failures == 1
+    assert job.error == "provider timed out after 0.5s"
+    assert [(e["kind"], e["message"]) for e in job.chat_log] == [("error", job.error)]
+    assert servers.tools.counts()["/stall/chat/completions"] >= 1

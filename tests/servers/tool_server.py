@@ -6,6 +6,7 @@ prints `tool-server ready http://127.0.0.1:<port>` once it accepts connections.
     GET /echo?text=T      {"echo": "ECHO:T"}
     GET /slow?seconds=S   answers after S seconds (at most 60): a tool that outlives its step
     GET /stats            {"<path>": requests seen so far}
+    POST /stall/...       never answers in time (a model server slower than any step)
 
 Counts are per path and cumulative; tests compare before and after.
 """
@@ -36,6 +37,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # nobody reads a log; stdout only carries the readiness line
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        with self.server.lock:
+            self.server.counts[url.path] += 1
+        if url.path.startswith("/stall/"):
+            time.sleep(MAX_SLOW_SECONDS)
+            self._send(503, {"error": {"message": "stalled"}})
+        else:
+            self._send(404, {"error": f"no route {url.path!r}"})
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
