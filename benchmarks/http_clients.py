@@ -204,10 +204,10 @@ def compare(clients: Sequence[str], n: int, concurrency: int, repeats: int,
                 got["server_cpu_us_per_call"] = (after["cpu_s"] - before["cpu_s"]) / calls * 1e6
                 runs[client].append(got)
     rows = []
-    for client, got in runs.items():
+    for client, done in runs.items():
         rows.append({"client": client, "loop": "uvloop" if use_uvloop else "asyncio",
-                     "repeats": len(got), "runs": got, **{
-                         key: statistics.median(r[key] for r in got)
+                     "repeats": len(done), "runs": done, **{
+                         key: statistics.median(r[key] for r in done)
                          for key in ("calls_per_s", "cpu_us_per_call",
                                      "server_cpu_us_per_call")}})
     return rows

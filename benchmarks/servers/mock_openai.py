@@ -161,8 +161,6 @@ async def serve(port: int, replies: Sequence[str], delay: float) -> None:
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await stop.wait()
-    print(json.dumps({"requests": counters.requests, "connections": counters.connections,
-                      "cpu_s": time.process_time()}), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -188,11 +186,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 class MockServer:
-    """A running mock server subprocess: `url` (base URL, ending in /v1), `stats()`."""
+    """A running mock server subprocess: `url` (base URL, ending in /v1), its `delay`,
+    `stats()`."""
 
-    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+    def __init__(self, process: subprocess.Popen[str], port: int, delay: float) -> None:
         self.process = process
         self.port = port
+        self.delay = delay
         self.url = f"http://127.0.0.1:{port}/v1"
 
     def stats(self) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def running(delay: float = 0.0, replies: Sequence[str] = DEFAULT_REPLIES,
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         port = _read_port(process, startup_timeout)
-        yield MockServer(process, port)
+        yield MockServer(process, port, delay)
     finally:
         process.terminate()
         try:
