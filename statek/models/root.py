@@ -17,9 +17,11 @@ from statek.store import current_prefix, on_close
 class StatekRoot:
     def __init__(self, prefix: str | None = None) -> None:
         db0.set_prefix(self, prefix)
-        self.agents = db0.list()
-        self.jobdefs = db0.dict()
-        self.jobs = db0.list()
+        # plain containers: dbzero creates them in this object's prefix (db0.list() would be
+        # made in the current prefix, and its writes lost at the next commit when they differ)
+        self.agents: list[Any] = []
+        self.jobdefs: dict[str, Any] = {}
+        self.jobs: list[Any] = []
         self.schema_version = 1
 
 

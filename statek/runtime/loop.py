@@ -26,7 +26,12 @@ from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
 from statek.runtime.collector import tuned_collector
-from statek.runtime.queues import process_agent_events, process_push_notifications, queues_of
+from statek.runtime.queues import (
+    check_queue_prefixes,
+    process_agent_events,
+    process_push_notifications,
+    queues_of,
+)
 from statek.runtime.scheduler import Scheduler, current_scheduler
 from statek.runtime.stats import LoopStats
 
@@ -48,7 +53,7 @@ class JobsLoop:
             raise ValueError(f"max_concurrency must be >= 1, not {max_concurrency}")
         self.max_concurrency = max_concurrency
         self.provider = provider
-        self.queue_prefixes = [str(p) for p in queue_prefixes] or [store.current_prefix()]
+        self.queue_prefixes = check_queue_prefixes(queue_prefixes)
         self.start_jobs_func = start_jobs_func
         self.auto_terminate = auto_terminate
         self.job_prefix = job_prefix
@@ -98,6 +103,8 @@ class JobsLoop:
             _active.discard(self)
             self.sched.detach()
             self._commit()
+            self.stats.in_flight = len(self.tasks)
+            self.stats.ready = len(self.sched.ready)
             self.stats.suspended = len(db0.find(Job, JobStatus.SUSPENDED))
         return self.stats
 
