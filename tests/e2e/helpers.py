@@ -8,9 +8,11 @@ server never blocks on a full pipe). Nothing here sleeps to wait.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +30,14 @@ TOOL_SERVER_READY = re.compile(r"tool-server ready (http://127\.0\.0\.1:\d+)")
 OPENAI_KEY = "e2e-openai-key"
 ANTHROPIC_KEY = "e2e-anthropic-key"
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): be sent SIGTERM when the test process dies, so a
+    killed test run leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 class ServerProcess:
@@ -49,7 +59,7 @@ class ServerProcess:
     def start(self) -> str:
         self._proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL)
+            env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         self._reader = threading.Thread(target=self._drain, name=f"{self.name}-output",
                                         daemon=True)
         self._reader.start()
