@@ -107,10 +107,16 @@ class ToolFlow:
         assert f"{self.marker} tools ok" in log[1]["user"]
 
     def check_server(self, server: FakeLLM, jobs: int, before: Mapping[str, int]) -> None:
-        """The server answered exactly two requests per job, for the right model."""
-        counts = server.stats()["by_rule"]
-        for name in (f"{self.marker}-start", f"{self.marker}-finish"):
-            assert counts.get(name, 0) - before.get(name, 0) == jobs, (name, counts)
+        """The server answered exactly two requests per job, on the provider's endpoint, for
+        the model the agent named."""
+        stats = server.stats()
+        names = (f"{self.marker}-start", f"{self.marker}-finish")
+        for name in names:
+            count = stats["by_rule"].get(name, 0) - before.get(name, 0)
+            assert count == jobs, (name, stats["by_rule"])
+        seen = [(r["api"], r["model"], r["stream"]) for r in stats["recent"]
+                if r["matched_rule"] in names]
+        assert seen and set(seen) == {(self.provider.name, self.provider.model, False)}, seen
 
 
 def load(server: FakeLLM, *scripts: Sequence[dict[str, Any]]) -> dict[str, int]:
