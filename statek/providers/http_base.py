@@ -354,12 +354,12 @@ class HTTPProvider(ABC):
         """The decoded body, or ProviderError once it exceeds `max_response_bytes` (the rest
         is never read: the connection is closed instead of reused)."""
         coding = self._coding(response)
-        body = _BoundedBody(coding, self.max_response_bytes)
         try:
             if response.is_stream_consumed:  # a transport that read it (httpx.MockTransport)
                 body = _BoundedBody(None, self.max_response_bytes)
                 body.feed(response.content)  # already decoded
             else:
+                body = _BoundedBody(coding, self.max_response_bytes)
                 async for raw in response.aiter_raw():
                     body.feed(raw)
             return body.finish()
