@@ -10,6 +10,7 @@ import pytest
 
 import statek
 from statek import signals, store
+from statek.settings import reset_settings_cache
 
 
 @pytest.fixture
@@ -24,6 +25,7 @@ def statek_store(db_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("STATEK_DEFAULT_PROVIDER", "scripted")  # tests choose the offline provider
     db_root.mkdir(parents=True)
     db0.init(dbzero_root=str(db_root))
+    reset_settings_cache()  # read the environment as this test set it
     statek.init()
     statek.open_prefix("test", "rw")
     previous = signals.subscribe(None)

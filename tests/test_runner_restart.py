@@ -77,14 +77,16 @@ def _start_worker(root: Path, mode: str = "forever", grace: float = 1) -> subpro
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(proc: subprocess.Popen[str], line: str, count: int = 1) -> None:
-    """Read the worker's stdout until `line` has been printed `count` times."""
+def _wait_for(proc: subprocess.Popen[str], *lines: str, began: int = 0) -> None:
+    """Read the worker's stdout until each of `lines` and `began` "began" lines have been
+    printed, in whatever order they come."""
     assert proc.stdout is not None
-    seen = 0
-    while seen < count:
+    waiting, seen = set(lines), 0
+    while waiting or seen < began:
         got = proc.stdout.readline()
-        assert got, f"worker ended before printing {line!r} x{count}: {proc.stderr.read()}"  # type: ignore[union-attr]
-        seen += got.startswith(line)
+        assert got, f"worker ended early; still waiting for {waiting}, began {seen}/{began}"
+        seen += got.startswith("began")
+        waiting = {line for line in waiting if not got.startswith(line)}
 
 
 def _check_all_done_once(root: Path) -> None:
@@ -102,7 +104,7 @@ def _check_all_done_once(root: Path) -> None:
 def test_killed_worker_resumes_every_job_exactly_once(tmp_path: Path) -> None:
     _python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path)
-    _wait_for(proc, "began", 12)  # some jobs done, some asleep, some never started
+    _wait_for(proc, began=12)  # some jobs done, some asleep, some never started
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     out = _python(WORKER, str(tmp_path), "once")
@@ -113,8 +115,7 @@ def test_killed_worker_resumes_every_job_exactly_once(tmp_path: Path) -> None:
 def test_sigterm_stops_gracefully_and_next_start_resumes(tmp_path: Path) -> None:
     _python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path)
-    _wait_for(proc, "worker ready")
-    _wait_for(proc, "began", 4)
+    _wait_for(proc, "worker ready", began=4)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -126,9 +127,8 @@ def test_sigterm_stops_gracefully_and_next_start_resumes(tmp_path: Path) -> None
 def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
     _python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path, grace=600)  # only the second signal can end it in time
-    _wait_for(proc, "worker ready")
-    _wait_for(proc, "began", 4)
-    _wait_for(proc, "holding")  # one step stays in flight: the grace period must be cut
+    # one step stays in flight ("holding"): the grace period must be cut short
+    _wait_for(proc, "worker ready", "holding", began=4)
     proc.send_signal(signal.SIGINT)
     _wait_for(proc, "stopping")  # two signals sent at once may reach the process as one
     proc.send_signal(signal.SIGINT)
