@@ -25,7 +25,7 @@ import dbzero as db0
 
 from statek import _json, store
 from statek._eager import resume
-from statek.errors import ProviderError, SandboxViolation
+from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
 from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
 from statek.execution.interpreter import (
@@ -383,8 +383,6 @@ class _Step:
         """Record a failed model call: a configuration error (no provider for the job, no API
         key) ends the job at once; others retry the step with backoff, up to
         `harness.MAX_PROVIDER_FAILURES` in a row."""
-        from statek.errors import ConfigurationError
-
         job = self.job
         if isinstance(exc, TimeoutError):
             message = f"provider timed out after {self.limits.step_timeout}s"
