@@ -30,6 +30,16 @@ def demo(helpers: int, concurrency: int) -> None:
         click.echo(line)
 
 
+def _log_to_stderr() -> None:
+    """The worker's log (its "worker ready" line, shutdown, failures) at STATEK_LOG_LEVEL."""
+    import logging
+
+    from statek.store import settings
+
+    logging.basicConfig(level=settings().log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 @main.command()
 @click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
 @click.option("--provider", default=None,
@@ -51,6 +61,7 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
 
         provider = use_offline()
         click.echo("offline: every model call is answered by the scripted provider")
+    _log_to_stderr()
     statek.open_default_store()
     stats = statek.start_statek(max_concurrency=concurrency, provider=provider,
                                 auto_terminate=until_idle)
