@@ -49,9 +49,26 @@ def _log_to_stderr() -> None:
               help="Answer every model call with the offline scripted provider "
                    "(no network, no API key; jobs reply exit('ok')).")
 @click.option("--until-idle", is_flag=True, help="Exit once nothing can make progress.")
-def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bool) -> None:
+@click.option("--import", "modules", multiple=True, metavar="MODULE",
+              help="Import this module first (repeatable; the current folder is importable): "
+                   "where the application's @tool functions and providers are registered.")
+def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bool,
+           modules: tuple[str, ...]) -> None:
     """Run a worker over the embedded store (STATEK_DATA_DIR) until stopped."""
+    import importlib
+    import os
+    import sys
+
     import statek
+
+    if modules and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: the application's own folder
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise click.BadParameter(f"cannot import {name!r}: {exc}",
+                                     param_hint="--import") from exc
 
     if offline:
         if provider not in (None, "scripted"):

@@ -44,16 +44,6 @@ def opened_store(root: Path) -> Iterator[statek.StatekClientAPI]:
         store.close()
 
 
-def _worker_path(tmp_path: Path) -> str:
-    """PYTHONPATH for the worker: the application's tools module is imported at start-up by
-    a sitecustomize (`statek worker` has no option to import one)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import tests.e2e.tools  # registers the tools\n",
-                                           encoding="utf-8")
-    return f"{site}:{REPO}"
-
-
 def test_statek_worker_process_runs_real_provider_jobs(servers: Servers, loop_kind: str,
                                                        tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -72,11 +62,12 @@ def test_statek_worker_process_runs_real_provider_jobs(servers: Servers, loop_ki
         slow_uuid = api.submit_new_job(sloth.agent([tools.e2e_slow]), {"n": 1},
                                        step_timeout=2.0).uuid
     env = servers.environment(loop_kind == "uvloop", data)
-    env["PYTHONPATH"] = _worker_path(tmp_path)
+    env["PYTHONPATH"] = str(REPO)
     statek_cli = str(Path(sys.executable).with_name("statek"))
 
     done = subprocess.run(
-        [statek_cli, "worker", "--until-idle", "--provider", "openai", "--concurrency", "4"],
+        [statek_cli, "worker", "--until-idle", "--provider", "openai", "--concurrency", "4",
+         "--import", "tests.e2e.tools"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=WORKER_TIMEOUT,
         stdin=subprocess.DEVNULL)
 
@@ -86,6 +77,7 @@ def test_statek_worker_process_runs_real_provider_jobs(servers: Servers, loop_ki
     assert found, done.stdout + done.stderr
     assert int(found.group(2)) == jobs and int(found.group(1)) >= 2 * jobs
     assert "Traceback" not in done.stderr, done.stderr
+    assert "worker ready" in done.stderr, done.stderr
     with opened_store(data):
         for flow in (gpt, claude):
             for uuid, word in zip(uuids[flow.marker], words[flow.marker], strict=True):
