@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import fresh_store, print_table, run_isolated
+from benchmarks._harness import fresh_store, print_table
 from benchmarks.servers import mock_openai
 
 PREFIX = "bench"
@@ -202,8 +202,8 @@ def _lua_string(text: str) -> str:
 
 
 def measure(workload: str, server: mock_openai.MockServer, n: int, concurrency: int,
-            path: str, clients: Sequence[str], repeats: int,
-            pool: int | None = None) -> list[dict[str, Any]]:
+            path: str, clients: Sequence[str], repeats: int, pool: int | None = None,
+            timeout: float = 1800.0) -> list[dict[str, Any]]:
     """`repeats` fresh worker processes per client against `server` (clients alternate);
     one row per client with the medians and every run."""
     runs: dict[str, list[dict[str, Any]]] = {client: [] for client in clients}
@@ -211,16 +211,31 @@ def measure(workload: str, server: mock_openai.MockServer, n: int, concurrency: 
         for client in clients:
             print(f"[{workload} {repeat + 1}/{repeats}] {n} jobs, C={concurrency}, {path}, "
                   f"{client}", file=sys.stderr, flush=True)
-            runs[client].append(_one(server, n, concurrency, path, client, pool))
+            runs[client].append(_one(server, n, concurrency, path, client, pool, timeout))
     return [_row(workload, server, got) for got in runs.values()]
 
 
 def _one(server: mock_openai.MockServer, n: int, concurrency: int, path: str,
-         client: str, pool: int | None) -> dict[str, Any]:
+         client: str, pool: int | None, timeout: float) -> dict[str, Any]:
+    """One worker process; a run past `timeout` is killed and reported with the calls the
+    server answered until then (`timed_out`, no CPU figure)."""
     before = server.stats()
-    got = run_isolated("benchmarks.w9_http", "--one", "--url", server.url, "--n", str(n),
-                       "--concurrency", str(concurrency), "--path", path, "--clients", client,
-                       "--latency", repr(server.delay), *(["--pool", str(pool)] if pool else []))
+    began = time.perf_counter()
+    try:
+        got = _worker_process(["--url", server.url, "--n", str(n), "--concurrency",
+                               str(concurrency), "--path", path, "--clients", client,
+                               "--latency", repr(server.delay),
+                               *(["--pool", str(pool)] if pool else [])], timeout)
+    except subprocess.TimeoutExpired:
+        elapsed = time.perf_counter() - began
+        calls = server.stats()["requests"] - before["requests"]
+        print(f"    killed after {elapsed:.0f} s: {calls} calls answered", file=sys.stderr,
+              flush=True)
+        return {"n": n, "max_concurrency": concurrency, "path": path, "client": client,
+                "pool": pool or 100, "loop": "?", "timed_out": True, "loop_s": elapsed,
+                "jobs_ok": 0, "first_error": f"timed out after {elapsed:.0f} s",
+                "calls": calls, "calls_per_s": calls / elapsed,
+                "cpu_us_per_call": float("nan"), "server_cpu_us_per_call": float("nan")}
     after = server.stats()
     calls = after["requests"] - before["requests"]
     if client == "offline":
@@ -234,15 +249,25 @@ def _one(server: mock_openai.MockServer, n: int, concurrency: int, path: str,
     return got
 
 
+def _worker_process(args: list[str], timeout: float) -> dict[str, Any]:
+    """`python -m benchmarks.w9_http --one ARGS` and the JSON line it prints last."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.w9_http", "--one", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def _row(workload: str, server: mock_openai.MockServer,
          runs: list[dict[str, Any]]) -> dict[str, Any]:
-    first = runs[0]
+    first = next((r for r in runs if not r.get("timed_out")), runs[0])
     medians = {key: statistics.median(r[key] for r in runs)
                for key in ("calls_per_s", "cpu_us_per_call", "server_cpu_us_per_call")}
     return {"workload": workload, "n": first["n"], "max_concurrency": first["max_concurrency"],
             "path": first["path"], "client": first["client"], "loop": first["loop"],
             "pool": first["pool"],
             "repeats": len(runs), "latency_s": server.delay,
+            "timed_out": sum(1 for r in runs if r.get("timed_out")),
             "jobs_failed": sum(r["n"] - r["jobs_ok"] for r in runs), **medians, "runs": runs}
 
 
@@ -257,12 +282,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             out["ceiling"] = ceiling(server, args.ceiling_seconds, 1000)
         if "W9" in args.only:
             out["rows"] += measure("W9", server, args.n, args.concurrency, args.path,
-                                   args.clients, args.repeats, args.pool)
+                                   args.clients, args.repeats, args.pool, args.run_timeout)
     if "W6" in args.only:
         with mock_openai.running(delay=args.latency) as slow:
             out["rows"] += measure("W6-HTTP", slow, args.w6_n, args.w6_concurrency,
                                    args.path, args.clients, args.repeats,
-                                   args.w6_pool or args.pool)
+                                   args.w6_pool or args.pool, args.run_timeout)
     _derive(out, args.latency)
     out["load_avg_after"] = os.getloadavg()
     return out
@@ -302,7 +327,8 @@ def print_report(out: dict[str, Any]) -> None:
                      f"{r['calls_per_s']:,.0f}", f"{r['cpu_us_per_call']:.0f}",
                      f"{r['server_cpu_us_per_call']:.0f}",
                      "-" if share is None else f"{share:.1%} {share_of}",
-                     r["jobs_failed"], r["repeats"]])
+                     f"{r['jobs_failed']}" + (f" ({r['timed_out']} runs timed out)"
+                                              if r["timed_out"] else ""), r["repeats"]])
     print_table(["workload", "params", "worker", "client (pool)", "calls/s", "worker CPU µs/call",
                  "server CPU µs/call", "ratio", "failed jobs", "repeats"], rows)
     print(f"(medians; {out['cpus']} CPUs shared by server, worker and anything else; load "
@@ -332,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="connections per provider (default: 100, as the built-in ships)")
     parser.add_argument("--w6-pool", type=int, default=None,
                         help="connections per provider in W6-HTTP (default: --pool)")
+    parser.add_argument("--run-timeout", type=float, default=1800.0,
+                        help="seconds one worker process may take (then killed, reported)")
     parser.add_argument("--ceiling-seconds", type=float, default=5.0)
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--json", nargs="?", const=str(RESULTS), default=None,
@@ -343,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> None:
            args.pool or 1, args.w6_pool or 1) < 1:
         parser.error("--repeats, --n, --concurrency, --w6-n, --w6-concurrency, --pool, "
                      "--w6-pool must be >= 1")
-    if args.latency < 0 or args.ceiling_seconds <= 0:
-        parser.error("--latency must be >= 0 and --ceiling-seconds > 0")
+    if args.latency < 0 or args.ceiling_seconds <= 0 or args.run_timeout <= 0:
+        parser.error("--latency must be >= 0, --ceiling-seconds and --run-timeout > 0")
     args.only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     if not args.only or args.only - {"W9", "W6"}:
         parser.error(f"--only takes W9 and/or W6, got {sorted(args.only)}")
