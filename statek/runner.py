@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dbzero as db0
@@ -13,7 +14,7 @@ from statek import store
 from statek.models.agent import Agent, SupervisedAgent
 from statek.models.push_queue import StatekPushQueue
 from statek.runtime.agentic import AgentLoopDef, run_agentic_fleet, run_agentic_loop
-from statek.runtime.loop import active_loops, last_stats, run_jobs_loop
+from statek.runtime.loop import forget_early_stop, last_stats, run_jobs_loop, stop_loops
 from statek.runtime.os_signals import WorkerSignals
 from statek.runtime.stats import LoopStats
 from statek.settings import StatekSettings
@@ -55,13 +56,11 @@ def _no_external_tasks() -> int:
 
 
 def _press(count: int) -> None:
-    for worker in active_loops():
-        if count == 1:
-            log.warning("stopping: in-flight steps get their grace period (again: abort)")
-            worker.request_stop()
-        else:
-            log.warning("aborting in-flight steps")
-            worker.abort()
+    if count == 1:
+        log.warning("stopping: in-flight steps get their grace period (again: abort)")
+    else:
+        log.warning("aborting in-flight steps")
+    stop_loops(abort=count > 1)
 
 
 async def start_statek_async(agents: Sequence[Agent] | None = None,
@@ -82,6 +81,14 @@ async def start_statek_async(agents: Sequence[Agent] | None = None,
                              auto_terminate, WorkerSignals(), take_all_signals=False)
 
 
+@contextlib.contextmanager
+def _no_stop_left_behind() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        forget_early_stop()
+
+
 async def _run_worker(agents: Sequence[Agent] | None,
                       push_queues: Sequence[StatekPushQueue] | None,
                       settings: StatekSettings | None, max_concurrency: int,
@@ -95,7 +102,7 @@ async def _run_worker(agents: Sequence[Agent] | None,
     queues = _unique(list(push_queues)) if push_queues else [StatekPushQueue()]
     prefixes = [q.prefix_name for q in queues]
     _apply_definitions(active, cfg)
-    with signals.installed(_press, take_all=take_all_signals):
+    with signals.installed(_press, take_all=take_all_signals), _no_stop_left_behind():
         log.info("worker ready: %d agent(s), queues %s, max_concurrency %d",
                  len(active), prefixes, max_concurrency)
         if len(active) == 1:

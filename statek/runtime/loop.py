@@ -90,6 +90,9 @@ class JobsLoop:
     async def run(self) -> LoopStats:
         _active.add(self)
         _last_stats[:] = [self.stats]
+        if _stop_before_start[0]:
+            _stop_before_start[0] = False
+            self.request_stop()
         self.sched.notify = self.wakeup.set
         self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
         try:
@@ -292,6 +295,7 @@ class JobsLoop:
 
 
 _active: set[JobsLoop] = set()
+_stop_before_start = [False]
 _last_stats: list[LoopStats] = []
 
 
@@ -304,6 +308,23 @@ def last_stats() -> LoopStats | None:
 def active_loops() -> list[JobsLoop]:
     """Loops running in this process (signal handlers stop them)."""
     return list(_active)
+
+
+def stop_loops(abort: bool = False) -> None:
+    """Stop the loops of this process (gracefully, or cancelling in-flight steps); one that
+    has not started yet (the signal came during start-up) stops as soon as it starts."""
+    if not _active:
+        _stop_before_start[0] = True
+    for worker in list(_active):
+        if abort:
+            worker.abort()
+        else:
+            worker.request_stop()
+
+
+def forget_early_stop() -> None:
+    """Drop a stop that no loop took (its worker returned before starting one)."""
+    _stop_before_start[0] = False
 
 
 async def run_jobs_loop(max_concurrency: int = 100, provider: str | None = None, *,

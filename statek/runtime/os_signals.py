@@ -70,8 +70,8 @@ class WorkerSignals:
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # not the main thread, or a loop without signal support
             taken[sig] = current
-        for count in range(1, self.presses + 1):  # pressed during start-up
-            loop.call_soon(on_press, count)
+        for count in range(1, self.presses + 1):  # pressed during start-up: act before
+            on_press(count)                        # the worker's loop runs its first step
         try:
             yield
         finally:
