@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
 
 from statek.errors import ProviderError
 from statek.providers.http_base import _CODINGS, _BodyTooLarge, _BoundedBody, error_text
 from statek.providers.openai_compat import OpenAICompatibleProvider
 from statek.providers.retry import is_retryable_status
+
+if TYPE_CHECKING:  # aiohttp is imported on first use: BoundedHttpxProvider needs none
+    import aiohttp
 
 
 class BoundedHttpxProvider(OpenAICompatibleProvider):
@@ -54,6 +56,8 @@ class AiohttpOpenAIProvider(OpenAICompatibleProvider):
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         if self._session is None or self._session_loop is not loop or self._session.closed:
             self._session = aiohttp.ClientSession(
@@ -74,6 +78,8 @@ class AiohttpOpenAIProvider(OpenAICompatibleProvider):
         await super().aclose()
 
     async def _post(self, body: bytes) -> tuple[int, bytes]:
+        import aiohttp
+
         session = self._ensure_session()
         try:
             async with session.post(self.url, data=body, allow_redirects=False) as response:
