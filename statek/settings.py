@@ -65,6 +65,9 @@ class StatekSettings(BaseSettings):
     provider_max_retries: int = Field(4, ge=0)
     provider_backoff_base: float = Field(0.5, ge=0)
     provider_backoff_max: float = Field(30.0, ge=0)
+    provider_max_connections: int = Field(
+        100, gt=0, description="Connections each HTTP provider keeps open at most: calls beyond "
+        "it wait for one, so a provider answers at most this many / latency calls per second.")
     provider_max_response_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Largest reply body (after decompression) a "
         "provider call reads; a bigger one fails the call.")

@@ -100,3 +100,12 @@ def test_provider_max_response_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATEK_PROVIDER_MAX_RESPONSE_BYTES", "0")
     with pytest.raises(ConfigurationError, match="STATEK_PROVIDER_MAX_RESPONSE_BYTES"):
         StatekSettings.build()
+
+
+def test_provider_max_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert StatekSettings.build().provider_max_connections == 100
+    monkeypatch.setenv("STATEK_PROVIDER_MAX_CONNECTIONS", "5000")
+    assert StatekSettings.build().provider_max_connections == 5000
+    monkeypatch.setenv("STATEK_PROVIDER_MAX_CONNECTIONS", "0")
+    with pytest.raises(ConfigurationError, match="STATEK_PROVIDER_MAX_CONNECTIONS"):
+        StatekSettings.build()

@@ -69,6 +69,7 @@ def _http_options(settings: Any) -> dict[str, Any]:
         "max_retries": int(_setting(settings, "provider_max_retries", 4)),
         "backoff_base": float(_setting(settings, "provider_backoff_base", 0.5)),
         "backoff_max": float(_setting(settings, "provider_backoff_max", 30.0)),
+        "max_connections": int(_setting(settings, "provider_max_connections", 100)),
         "max_response_bytes": int(
             _setting(settings, "provider_max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
         ),
