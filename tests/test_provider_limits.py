@@ -12,8 +12,8 @@ import textwrap
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 import statek
@@ -44,18 +44,6 @@ def stub() -> Iterator[ProviderStub]:
         yield server
 
 
-class Recorder:
-    """An httpx transport that answers like the vendor and remembers what was sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        body = anthropic_reply() if request.url.path.endswith("/messages") else openai_reply()
-        return httpx.Response(200, json=body)
-
-
 def provider(kind: str, base_url: str | None, api_key: str | None = None,
              **options: Any) -> HTTPProvider:
     options.setdefault("max_retries", 3)
@@ -66,6 +54,16 @@ def provider(kind: str, base_url: str | None, api_key: str | None = None,
 
 # --- a hosted API with no key ----------------------------------------------------------------
 
+
+def hosted(kind: str, base_url: str | None, stub: ProviderStub, api_key: str | None = None,
+           **options: Any) -> HTTPProvider:
+    """A provider configured for the vendor's host whose requests go to the local stub instead
+    (same endpoint path): the key check sees the hosted URL, the stub sees what is sent."""
+    p = provider(kind, base_url, api_key, **options)
+    p._url = stub.url + urlsplit(p.url).path
+    return p
+
+
 HOSTED = [("openai", "https://api.openai.com/v1", "STATEK_OPENAI_API_KEY"),
           ("openai", "https://API.OpenAI.com/v1/", "STATEK_OPENAI_API_KEY"),
           ("anthropic", None, "STATEK_ANTHROPIC_API_KEY"),
@@ -74,35 +72,34 @@ HOSTED = [("openai", "https://api.openai.com/v1", "STATEK_OPENAI_API_KEY"),
 
 @pytest.mark.parametrize(("kind", "base_url", "setting"), HOSTED)
 async def test_hosted_api_without_key_fails_before_sending(kind: str, base_url: str | None,
-                                                           setting: str) -> None:
-    recorder = Recorder()
-    async with provider(kind, base_url, transport=httpx.MockTransport(recorder)) as p:
+                                                           setting: str,
+                                                           stub: ProviderStub) -> None:
+    async with hosted(kind, base_url, stub) as p:
         with pytest.raises(MissingAPIKeyError) as info:
             await p.complete(REQUEST)
-    assert recorder.requests == []
+    assert stub.requests == []
     assert setting in str(info.value) and "no API key" in str(info.value)
     assert info.value.retryable is False
     assert isinstance(info.value, ProviderError) and isinstance(info.value, ConfigurationError)
 
 
 @pytest.mark.parametrize(("kind", "base_url", "setting"), HOSTED)
-async def test_hosted_api_with_key_sends(kind: str, base_url: str | None, setting: str) -> None:
-    recorder = Recorder()
-    async with provider(kind, base_url, "k-1", transport=httpx.MockTransport(recorder)) as p:
+async def test_hosted_api_with_key_sends(kind: str, base_url: str | None, setting: str,
+                                         stub: ProviderStub) -> None:
+    async with hosted(kind, base_url, stub, "k-1") as p:
         assert (await p.complete(REQUEST)).content == "ok"
-    assert len(recorder.requests) == 1
+    assert len(stub.requests) == 1
 
 
 @pytest.mark.parametrize(("kind", "header"), [("openai", "Authorization"),
                                               ("anthropic", "X-Api-Key"),
                                               ("anthropic", "authorization")])
-async def test_auth_header_given_as_extra_header_counts_as_a_key(kind: str, header: str) -> None:
-    recorder = Recorder()
-    async with provider(kind, "https://api.openai.com/v1" if kind == "openai" else None,
-                        extra_headers={header: "secret"},
-                        transport=httpx.MockTransport(recorder)) as p:
+async def test_auth_header_given_as_extra_header_counts_as_a_key(kind: str, header: str,
+                                                                  stub: ProviderStub) -> None:
+    async with hosted(kind, "https://api.openai.com/v1" if kind == "openai" else None, stub,
+                      extra_headers={header: "secret"}) as p:
         await p.complete(REQUEST)
-    assert recorder.requests[0].headers[header] == "secret"
+    assert stub.requests[0].headers[header.lower()] == "secret"
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
@@ -206,15 +203,6 @@ async def test_undecodable_bodies_are_refused(stub: ProviderStub, coding: str, b
         with pytest.raises(ProviderError, match=why) as info:
             await p.complete(REQUEST)
     assert info.value.retryable is False and len(stub.requests) == 1
-
-
-async def test_body_read_by_the_transport_is_bounded_too() -> None:
-    """A transport may hand back a body it already read (httpx.MockTransport does)."""
-    recorder = Recorder()
-    async with provider("openai", "http://local.test/v1", max_response_bytes=100,
-                        transport=httpx.MockTransport(recorder)) as p:
-        with pytest.raises(ProviderError, match="max_response_bytes=100 "):
-            await p.complete(REQUEST)
 
 
 def test_limit_must_be_positive() -> None:
@@ -335,7 +323,8 @@ async def test_max_tokens_triggers_after_a_malformed_usage(api: statek.StatekCli
     reply is a recorded failure and the next honest count ends the job on its budget."""
     stub.script(StubReply(body=openai_reply("x = 1", prompt_tokens=-10**6)),
                 StubReply(body=openai_reply("x = 2", prompt_tokens=150)))
-    add_provider("metered", provider("openai", stub.url, max_retries=0))
+    metered = provider("openai", stub.url, max_retries=0)
+    add_provider("metered", metered)
     try:
         job = api.submit_new_job(agent, {}, provider="metered", max_tokens=100)
         assert await run_job_step(job) is False
@@ -345,5 +334,6 @@ async def test_max_tokens_triggers_after_a_malformed_usage(api: statek.StatekCli
         assert await run_job_step(job) is True
     finally:
         remove_provider("metered")
+        await metered.aclose()
     assert job.status == JobStatus.DONE
     assert job.error == "harness: 157 tokens reached max_tokens=100"

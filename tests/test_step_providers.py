@@ -145,13 +145,14 @@ async def test_openai_compatible_provider_drives_a_job(api: statek.StatekClientA
                                     prompt_tokens=100, completion_tokens=20)),
         StubReply(body=openai_reply("exit(answer)", prompt_tokens=130, completion_tokens=5)),
     )
-    add_provider("stubai", OpenAICompatibleProvider(stub.url, "sk-test", name="stubai",
-                                                    max_retries=0))
+    http = OpenAICompatibleProvider(stub.url, "sk-test", name="stubai", max_retries=0)
+    add_provider("stubai", http)
     try:
         job = api.submit_new_job(agent, {}, model="stubai/gpt-stub-1")
         assert await run_to_end(job) == 3
     finally:
         remove_provider("stubai")
+        await http.aclose()
     assert job.exit_status == 42 and job.console == ["42\n"]
     assert len(stub.requests) == 2
     body = stub.requests[1].json()
@@ -169,13 +170,14 @@ async def test_anthropic_provider_drives_a_job(api: statek.StatekClientAPI, agen
                                                stub: ProviderStub) -> None:
     stub.script(StubReply(body=anthropic_reply("exit('claude done')", input_tokens=50,
                                                output_tokens=4)))
-    add_provider("stubclaude", AnthropicProvider(stub.url, "key", name="stubclaude",
-                                                 max_retries=0))
+    http = AnthropicProvider(stub.url, "key", name="stubclaude", max_retries=0)
+    add_provider("stubclaude", http)
     try:
         job = api.submit_new_job(agent, {}, provider="stubclaude")
         assert await run_to_end(job) == 2
     finally:
         remove_provider("stubclaude")
+        await http.aclose()
     assert job.exit_status == "claude done"
     assert (job.input_tokens, job.output_tokens) == (50, 4)
 
@@ -186,8 +188,8 @@ async def test_anthropic_provider_drives_a_job(api: statek.StatekClientAPI, agen
 async def test_provider_failure_is_recorded_and_ends_the_job_after_three(
         api: statek.StatekClientAPI, agent: statek.Agent, stub: ProviderStub) -> None:
     stub.script(*[error_reply(503, "overloaded") for _ in range(6)])
-    add_provider("flaky", OpenAICompatibleProvider(stub.url, None, name="flaky", max_retries=1,
-                                                   sleep=no_sleep))
+    http = OpenAICompatibleProvider(stub.url, None, name="flaky", max_retries=1, sleep=no_sleep)
+    add_provider("flaky", http)
     try:
         job = api.submit_new_job(agent, {}, provider="flaky")
         for n in (1, 2):
@@ -200,6 +202,7 @@ async def test_provider_failure_is_recorded_and_ends_the_job_after_three(
         assert await run_job_step(job) is True
     finally:
         remove_provider("flaky")
+        await http.aclose()
     assert len(stub.requests) == 6  # two attempts per step
     assert job.status == JobStatus.DONE
     assert "overloaded" in (job.error or "") and "3 failures" in (job.error or "")
@@ -231,8 +234,8 @@ async def test_malformed_reply_is_recorded(api: statek.StatekClientAPI, agent: s
                                            stub: ProviderStub) -> None:
     stub.script(StubReply(body={"choices": []}), StubReply(body="not json at all"),
                 StubReply(body=openai_reply("exit('recovered')")))
-    add_provider("broken", OpenAICompatibleProvider(stub.url, None, name="broken",
-                                                    max_retries=0))
+    http = OpenAICompatibleProvider(stub.url, None, name="broken", max_retries=0)
+    add_provider("broken", http)
     try:
         job = api.submit_new_job(agent, {}, provider="broken")
         assert await run_job_step(job) is False
@@ -243,6 +246,7 @@ async def test_malformed_reply_is_recorded(api: statek.StatekClientAPI, agent: s
         assert await run_to_end(job) == 2
     finally:
         remove_provider("broken")
+        await http.aclose()
     assert job.exit_status == "recovered"
 
 
