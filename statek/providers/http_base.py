@@ -167,7 +167,8 @@ class HTTPProvider(ABC):
     A provider used from a new event loop (tests, `asyncio.run` twice) gets a fresh session,
     because a session cannot outlive the loop it was made on. aiohttp rather than httpx: with
     1000 calls queued on 100 connections httpcore's pool spent ~3.8 ms CPU per call
-    (benchmarks/http_clients.py), aiohttp ~0.15 ms. Proxies set in the environment are used.
+    (benchmarks/http_clients.py), aiohttp ~0.15 ms. HTTP(S)_PROXY is not read (trust_env
+    would re-read the environment and ~/.netrc on every request, ~0.4 ms of CPU each).
     `sleep` is what retries wait with; tests pass a fake to keep the suite fast.
 
     With no API key (and no auth header in `extra_headers`) a provider pointed at the
@@ -295,7 +296,6 @@ class HTTPProvider(ABC):
                 ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 auto_decompress=False,  # `_BoundedBody` inflates, within max_response_bytes
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as httpx honoured them
             )
             self._client_loop = loop
         return self._client
