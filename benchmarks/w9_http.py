@@ -49,17 +49,16 @@ from benchmarks.servers import mock_openai
 PREFIX = "bench"
 RESULTS = Path(__file__).resolve().parent / "results" / "w9_http.json"
 PATHS = ("start_statek", "jobs_loop")
-#: The provider: "httpx" is what statek ships; "httpx_bounded" the same with calls queued on
-#: a semaphore rather than in httpx's pool, "aiohttp" the provider on aiohttp (both from
-#: benchmarks/http_providers.py; aiohttp needs `pip install -e '.[bench]'`); "offline" answers
-#: the same replies in-process with the scripted provider (no HTTP: the worker's own cost).
-CLIENTS = ("httpx", "httpx_bounded", "aiohttp", "offline")
+#: The provider: "shipped" is statek's built-in one (aiohttp since it replaced httpx, whose
+#: pool cost ~3.8 ms CPU per call with 1000 calls queued); "offline" answers the same replies
+#: in-process with the scripted provider (no HTTP: the worker's own cost).
+CLIENTS = ("shipped", "offline")
 
 
 # ----------------------------------------------------------------------------- one run
 
 
-def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "httpx",
+def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "shipped",
              latency: float = 0.0, pool: int | None = None) -> dict[str, Any]:
     """N two-turn jobs against the mock at `url`, run to the end in this process."""
     import dbzero as db0
@@ -71,8 +70,8 @@ def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "httpx
         provider_timeout=120.0, use_uvloop=path == "start_statek")
     with fresh_store(PREFIX):
         statek.init(settings)
-        if client in ("aiohttp", "httpx_bounded") or (client == "httpx" and pool):
-            _use_variant(client, url, pool or 100)
+        if client == "shipped" and pool:
+            _use_pool(url, pool)
         elif client == "offline":
             _use_offline(latency)
         agent = statek.Agent("bench-w9", "", metadata={"MODEL": "openai/mock"})
@@ -100,17 +99,13 @@ def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "httpx
             "json": _json_backend(), "sniffio": _has("sniffio")}
 
 
-def _use_variant(client: str, url: str, pool: int) -> None:
-    """Register a provider as "openai" (the name the jobs' MODEL picks), configured as the
-    built-in one is in `run_jobs`, with a pool of `pool` connections."""
-    from benchmarks import http_providers
+def _use_pool(url: str, pool: int) -> None:
+    """Register the built-in provider as "openai" (the name the jobs' MODEL picks), configured
+    as in `run_jobs`, with a pool of `pool` connections."""
     from statek.providers import OpenAICompatibleProvider, add_provider
 
-    variant = {"aiohttp": http_providers.AiohttpOpenAIProvider,
-               "httpx_bounded": http_providers.BoundedHttpxProvider,
-               "httpx": OpenAICompatibleProvider}[client]
-    add_provider("openai", variant(url, None, name="openai", max_retries=0, timeout=120.0,
-                                   max_connections=pool))
+    add_provider("openai", OpenAICompatibleProvider(url, None, name="openai", max_retries=0,
+                                                    timeout=120.0, max_connections=pool))
 
 
 def _use_offline(latency: float) -> None:
@@ -352,8 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="W6-HTTP server delay (s)")
     parser.add_argument("--path", choices=PATHS, default="start_statek")
     parser.add_argument("--clients", default=None,
-                        help=f"any of {', '.join(CLIENTS)}, comma-separated (default: all; "
-                        "aiohttp only when installed)")
+                        help=f"any of {', '.join(CLIENTS)}, comma-separated (default: all)")
     parser.add_argument("--pool", type=int, default=None,
                         help="connections per provider (default: 100, as the built-in ships)")
     parser.add_argument("--w6-pool", type=int, default=None,
@@ -397,12 +391,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _clients(parser: argparse.ArgumentParser, asked: str | None) -> list[str]:
     if asked is None:
-        return [c for c in CLIENTS if c != "aiohttp" or _has("aiohttp")]
+        return list(CLIENTS)
     clients = [c.strip() for c in asked.split(",") if c.strip()]
     if not clients or set(clients) - set(CLIENTS):
         parser.error(f"--clients takes {', '.join(CLIENTS)}, got {asked!r}")
-    if "aiohttp" in clients and not _has("aiohttp"):
-        parser.error("--clients aiohttp needs aiohttp: pip install -e '.[bench]'")
     return clients
 
 
