@@ -25,6 +25,7 @@ from statek._eager import start_task
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
+from statek.providers.registry import aclose_all
 from statek.runtime.collector import tuned_collector
 from statek.runtime.queues import (
     check_queue_prefixes,
@@ -109,6 +110,8 @@ class JobsLoop:
             self.stats.in_flight = len(self.tasks)
             self.stats.ready = len(self.sched.ready)
             self.stats.suspended = len(db0.find(Job, JobStatus.SUSPENDED))
+            # HTTP sessions belong to this event loop: close them while it still runs
+            await asyncio.shield(aclose_all())
         return self.stats
 
     def _job_prefixes(self) -> list[str]:
