@@ -12,8 +12,8 @@ hits all alike. The server's CPU per call comes from its `/stats` before and aft
 
 Clients are KIND[-cN][-sM]: a pool of N connections (default 100, what the providers ship),
 at most M requests in flight through the client (a semaphore in front of it; default none):
-  statek          OpenAICompatibleProvider.complete: body encoding, aiohttp (as shipped), reply parsing
-  statek_aiohttp  the same encoding and parsing around a bare aiohttp session (what the provider adds on top)
+  statek          OpenAICompatibleProvider.complete: encoding, aiohttp (shipped), parsing
+  statek_aiohttp  the same encoding and parsing around a bare aiohttp session
   httpx           httpx.AsyncClient.post + .content, nothing else
   aiohttp         aiohttp.ClientSession.post + .read()
 (aiohttp ones only when aiohttp is installed: pip install -e '.[bench]').
