@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,3 +160,17 @@ def test_step_cost_cases_complete(case: str) -> None:
     from benchmarks import step_cost
 
     assert 0 < step_cost.measure(step_cost.CASES[case], 20) < 1e6
+
+
+def test_w9_runs_every_job_over_real_http(tmp_path: Path) -> None:
+    """W9 at a tiny size: a worker process, the shipped provider, the mock server process."""
+    out = tmp_path / "w9.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.w9_http", "--only", "W9", "--n", "40",
+         "--concurrency", "20", "--repeats", "1", "--no-ceiling", "--clients", "shipped",
+         "--run-timeout", "120", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and all(row["jobs_failed"] == 0 for row in rows), rows
+    assert all(row["calls_per_s"] > 0 for row in rows)
