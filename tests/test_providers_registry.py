@@ -103,6 +103,7 @@ def settings(**overrides: Any) -> SimpleNamespace:
         "provider_backoff_base": 0.1,
         "provider_backoff_max": 3.0,
         "provider_max_response_bytes": 4096,
+        "provider_max_connections": 7,
     }
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -125,6 +126,7 @@ def test_builtins_follow_settings() -> None:
     assert anthropic.url == "http://claude.local/v1/messages"
     assert anthropic._headers["x-api-key"] == "sk-ant"
     assert openai.max_response_bytes == anthropic.max_response_bytes == 4096
+    assert openai.max_connections == anthropic.max_connections == 7
 
 
 def test_reconfiguring_rebuilds_builtins_but_keeps_added_ones() -> None:
