@@ -308,11 +308,6 @@ def last_stats() -> LoopStats | None:
     return _last_stats[0] if _last_stats else None
 
 
-def active_loops() -> list[JobsLoop]:
-    """Loops running in this process (signal handlers stop them)."""
-    return list(_active)
-
-
 def stop_loops(abort: bool = False) -> None:
     """Stop the loops of this process (gracefully, or cancelling in-flight steps); one that
     has not started yet (the signal came during start-up) stops as soon as it starts."""
