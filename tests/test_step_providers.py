@@ -209,6 +209,25 @@ async def test_provider_failure_is_recorded_and_ends_the_job_after_three(
     assert job.turns == 0
 
 
+@pytest.mark.parametrize("status", [400, 401, 404])
+async def test_a_final_client_error_ends_the_job_at_once(api: statek.StatekClientAPI,
+                                                         agent: statek.Agent, stub: ProviderStub,
+                                                         status: int) -> None:
+    stub.script(*[error_reply(status, "no such route") for _ in range(3)])
+    http = OpenAICompatibleProvider(stub.url, None, name="refuser", max_retries=2,
+                                    sleep=no_sleep)
+    add_provider("refuser", http)
+    try:
+        job = api.submit_new_job(agent, {}, provider="refuser")
+        assert await run_job_step(job) is True
+    finally:
+        remove_provider("refuser")
+        await http.aclose()
+    assert len(stub.requests) == 1  # neither the provider nor the step asked again
+    assert job.status == JobStatus.DONE
+    assert f"HTTP {status}" in (job.error or "") and "no such route" in (job.error or "")
+
+
 async def test_a_success_resets_the_failure_count(api: statek.StatekClientAPI,
                                                   agent: statek.Agent) -> None:
     answers: list[Any] = [ProviderError("down"), ProviderError("down"), "x = 1",

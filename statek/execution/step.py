@@ -47,6 +47,7 @@ from statek.models.status import DONE, STARTED, WARMING_UP
 from statek.models.status import SUSPENDED as SUSPENDED_STATUS
 from statek.providers.registry import generation as provider_generation
 from statek.providers.registry import resolve_provider
+from statek.providers.retry import is_retryable_status
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest
 from statek.sandbox import SandboxPolicy, compile_block
 from statek.tools import find_tool
@@ -381,8 +382,8 @@ class _Step:
 
     def provider_failed(self, exc: BaseException) -> None:
         """Record a failed model call: a configuration error (no provider for the job, no API
-        key) ends the job at once; others retry the step with backoff, up to
-        `harness.MAX_PROVIDER_FAILURES` in a row."""
+        key) or a final client error (a 404, a 401) ends the job at once; others retry the
+        step with backoff, up to `harness.MAX_PROVIDER_FAILURES` in a row."""
         job = self.job
         if isinstance(exc, TimeoutError):
             message = f"provider timed out after {self.limits.step_timeout}s"
@@ -393,14 +394,21 @@ class _Step:
         with store.transition():
             self.log(chatlog.error(message))
             job.error = message
-            if isinstance(exc, ConfigurationError):  # no provider, no API key: waiting won't help
-                self.finish(error=message)
+            if isinstance(exc, ConfigurationError) or _refused_for_good(exc):
+                self.finish(error=message)  # no provider, no key, a 4xx: asking again won't help
                 return
             job.provider_failures = int(job.provider_failures) + 1
             if job.provider_failures >= harness.MAX_PROVIDER_FAILURES:
                 self.finish(error=f"{message} ({job.provider_failures} failures in a row)")
             else:
                 self.result.retry_after = min(60.0, 2.0 ** int(job.provider_failures))
+
+
+def _refused_for_good(exc: BaseException) -> bool:
+    """The server answered with a final client error (400, 401, 403, 404, 422...): the same
+    request will be refused again, so the step is not retried (408 and 429 are retried)."""
+    status = getattr(exc, "status", None) if isinstance(exc, ProviderError) else None
+    return status is not None and 400 <= status < 500 and not is_retryable_status(status)
 
 
 async def execute_step(job: Any, provider: str | None = None) -> StepResult:
