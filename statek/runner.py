@@ -102,7 +102,8 @@ async def _run_worker(agents: Sequence[Agent] | None,
     queues = _unique(list(push_queues)) if push_queues else [StatekPushQueue()]
     prefixes = [q.prefix_name for q in queues]
     _apply_definitions(active, cfg)
-    with signals.installed(_press, take_all=take_all_signals), _no_stop_left_behind():
+    # handlers go first on leaving, so no press can set a stop after it was forgotten
+    with _no_stop_left_behind(), signals.installed(_press, take_all=take_all_signals):
         log.info("worker ready: %d agent(s), queues %s, max_concurrency %d",
                  len(active), prefixes, max_concurrency)
         if len(active) == 1:
