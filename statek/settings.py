@@ -79,6 +79,23 @@ class StatekSettings(BaseSettings):
     max_tokens: int = Field(0, ge=0, description="Total tokens per job (0 = unlimited).")
     step_timeout: float = Field(300.0, ge=0, description="Seconds one step may await.")
     reply_max_tokens: int | None = Field(None, gt=0, description="max_tokens sent per request.")
+    step_code_budget: float = Field(
+        5.0, ge=0, description="Seconds of synchronous job code (statements, sync tools) one "
+        "step may run; past it the job ends with an error naming the budget (0 = unlimited). "
+        "Enforced in the worker's main thread; see README 'Guarantees'.")
+    step_kill_after: float = Field(
+        30.0, ge=0, description="Hard limit: an external watchdog process SIGKILLs the worker "
+        "when one run of job code lasts this long (C-level work the budget cannot interrupt, "
+        "e.g. a catastrophic regex); 0 = no watchdog process.")
+    max_job_crashes: int = Field(
+        2, ge=1, description="Times the worker may die while one job's code runs before the "
+        "next start ends that job (quarantine) instead of running it again.")
+    max_delegates_per_step: int = Field(
+        100, ge=1, description="Child jobs one run of a job's code may start with delegate(); "
+        "one more ends the job with an error naming this budget.")
+    max_delegates_per_tree: int = Field(
+        1000, ge=1, description="Child jobs a whole tree of delegated jobs (a submitted job and "
+        "all its descendants) may start; one more ends the delegating job with an error.")
 
     # Sandbox
     restricted: bool = True

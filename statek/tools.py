@@ -2,12 +2,20 @@
 
 Everything the model is told (name, signature, docstring, JSON schema) is computed once, at
 registration; a step only looks the tool up by name.
+
+A crash can make a step run again from its last committed statement (the group-commit
+window), and with it the tool calls made since. A tool with side effects outside statek
+(a payment, an e-mail) reads `idempotency_key()` during its call: the key names the job and
+the call's place in the job's code (code, statement, call order), so a re-run of the same
+step calls it with the same key and the tool (or the service behind it) can skip a repeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -114,3 +122,28 @@ def find_tool(name: str) -> ToolInfo | None:
 
 def registered_tools() -> dict[str, ToolInfo]:
     return dict(_registry)
+
+
+_call_key: ContextVar[str | None] = ContextVar("statek_tool_call_key", default=None)
+
+
+def idempotency_key() -> str:
+    """Inside a tool call made by a job: a key for this call, the same when a re-run of the
+    same step (after a crash) makes the call again, and different for every other call.
+
+    Raises StatekError outside a tool call."""
+    key = _call_key.get()
+    if key is None:
+        raise StatekError("idempotency_key() is only available while a job calls a tool")
+    return key
+
+
+@contextlib.contextmanager
+def tool_call_key(key: str) -> Iterator[None]:
+    """Make `key` the `idempotency_key()` of the tool call run inside this block (the
+    runtime wraps each call of a tool with it)."""
+    token = _call_key.set(key)
+    try:
+        yield
+    finally:
+        _call_key.reset(token)

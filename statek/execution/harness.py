@@ -1,8 +1,11 @@
-"""Harness limits: when a job has used up its turns, exceptions or tokens it is ended, with
-the reason recorded. Job params of the same names override the settings per job."""
+"""Harness limits: when a job has used up its turns, exceptions, tokens or its step's budget of
+synchronous code time it is ended, with the reason recorded. Job params of the same names
+override the settings per job."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,7 @@ class Limits:
     max_consecutive_exceptions: int
     max_tokens: int
     step_timeout: float
+    code_budget: float = 0.0  # seconds of synchronous job code per step (0: unlimited)
 
     @classmethod
     def of(cls, settings: Any, params: Any) -> Limits:
@@ -26,7 +30,7 @@ class Limits:
 
         return cls(int(pick("max_turns")), int(pick("max_exceptions")),
                    int(pick("max_consecutive_exceptions")), int(pick("max_tokens")),
-                   float(pick("step_timeout")))
+                   float(pick("step_timeout")), float(pick("step_code_budget")))
 
 
 def breach_after_code(job: Any, limits: Limits) -> str | None:
@@ -52,3 +56,51 @@ def breach_of_tokens(used: int, limits: Limits) -> str | None:
     if limits.max_tokens and used >= limits.max_tokens:
         return f"harness: {used} tokens reached max_tokens={limits.max_tokens}"
     return None
+
+
+# ---------------------------------------------------------------------- code budgets
+class StepBudgetExceeded(BaseException):
+    """Raised into job code (by the watchdog's signal) once its step used up its budget
+    for synchronous code. A BaseException, so `except Exception:` in job code passes it on."""
+
+
+@dataclass(slots=True)
+class CodeBudget:
+    """What one step has left of `step_code_budget` (seconds; 0: unlimited)."""
+
+    limit: float
+    left: float
+
+
+class CodeGuard:
+    """Where this process's job code is, for the watchdogs (`statek.runtime.watchdog`).
+
+    The interpreter sets these plain attributes as it enters and leaves job code (a few
+    attribute writes per statement, no system call); the watchdog thread reads them and,
+    past `deadline`, signals the main thread, whose handler raises `StepBudgetExceeded` only
+    while `active` (inside job code), so the exception never lands in statek's own code.
+    `beat` (set by the worker loop) writes the durable heartbeat the out-of-process watchdog
+    and the quarantine read: which job is running code, since when."""
+
+    __slots__ = ("active", "beat", "deadline", "fire_seq", "running", "seq", "tripped",
+                 "unbeat")
+
+    def __init__(self) -> None:
+        self.seq = 0  # one per run of job code (a run_block call)
+        self.running = False  # inside run_block (job code or its write-back)
+        self.active = False  # inside job code itself (exec/eval of a statement)
+        self.deadline = float("inf")  # time.monotonic() past which this run is over budget
+        self.fire_seq = -1  # the run the watchdog found over budget
+        self.tripped = False  # this run was found over budget
+        self.beat: Callable[[str], None] | None = None
+        self.unbeat: Callable[[], None] | None = None
+
+
+GUARD = CodeGuard()
+#: The running step's budget (each step is its own Task, hence its own context).
+step_budget: ContextVar[CodeBudget | None] = ContextVar("statek_step_budget", default=None)
+
+
+def budget_error(budget: CodeBudget) -> str:
+    return (f"budget: job code ran over its step_code_budget of {budget.limit:g} s of "
+            "synchronous time per step (STATEK_STEP_CODE_BUDGET); the job is ended")

@@ -14,6 +14,7 @@ would go on reading the values their globals had when they were defined.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -24,6 +25,13 @@ from typing import Any
 from statek import store
 from statek.errors import SandboxViolation
 from statek.execution.definitions import DefinitionInfo, definition_info
+from statek.execution.harness import (
+    GUARD,
+    CodeGuard,
+    StepBudgetExceeded,
+    budget_error,
+    step_budget,
+)
 from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
@@ -78,6 +86,7 @@ class Outcome:
     future: Any = None
     error: str | None = None
     tool: AwaitTool | None = None
+    fatal: bool = False  # the job ends (its step's code budget is used up)
 
 
 def forget_transient(job_uuid: str) -> None:
@@ -173,7 +182,7 @@ class JobNamespace:
         g = self.globals
         names = list(definitions.keys())
         pending = list(dict.fromkeys(definitions[name] for name in names))
-        errors: dict[str, Exception] = {}
+        errors: dict[str, BaseException] = {}
         while pending:
             retry: list[str] = []
             for source in pending:
@@ -184,7 +193,7 @@ class JobNamespace:
                 except NameError as exc:
                     retry.append(source)
                     errors[source] = exc
-                except Exception as exc:
+                except BaseException as exc:  # job code's, whatever it is
                     errors[source] = exc
                 else:
                     errors.pop(source, None)
@@ -283,6 +292,7 @@ class JobNamespace:
                 g.pop(name, None)
 
 
+_NEVER = float("inf")
 _DEFINITION_STARTS = ("def ", "async def ", "class ", "import ", "from ", "@")
 
 
@@ -297,15 +307,53 @@ def _needs_namespace(value: Any) -> bool:
 
 def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
               start: int) -> Outcome:
-    """Run statements `start...` of `block`; stop at exit, suspension, error or an async tool."""
+    """Run statements `start...` of `block`; stop at exit, suspension, error, an async tool
+    or the step's code budget (see `harness.CodeGuard`)."""
+    guard = GUARD
+    budget = step_budget.get()
+    guard.seq += 1
+    guard.tripped = False
+    began = 0.0
+    if budget is not None and budget.limit > 0:
+        if budget.left <= 0:
+            return Outcome(FAILED, start, error=budget_error(budget), fatal=True)
+        began = time.monotonic()
+        guard.deadline = began + budget.left
+    else:
+        guard.deadline = _NEVER
+    unbeat = guard.unbeat
+    if unbeat is not None:
+        guard.beat(ns.job_uuid)  # type: ignore[misc]
+    guard.running = True
+    try:
+        outcome = _run_statements(ns, functions, block, start, guard)
+    except StepBudgetExceeded:  # landed between statements: still this run's budget
+        outcome = Outcome(FAILED, start, error="", fatal=True)
+    finally:
+        guard.active = False
+        guard.running = False
+        if unbeat is not None:
+            unbeat()
+        if began:
+            budget.left -= time.monotonic() - began  # type: ignore[union-attr]
+    if outcome.fatal and budget is not None:
+        outcome.error = budget_error(budget)
+    return outcome
+
+
+def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
+                    start: int, guard: CodeGuard) -> Outcome:
     g = ns.globals
     job = ns.job
     statements = block.statements
     for index in range(start, len(statements)):
+        if guard.tripped:
+            return Outcome(FAILED, index, fatal=True)
         stmt = statements[index]
         functions.start_statement(index)
         ControlSignal.pending = None
         try:
+            guard.active = True  # from here to the end of the statement: job code
             if stmt.echo:
                 value = eval(stmt.code, g)
                 if isinstance(value, Future):
@@ -314,16 +362,26 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
                     job.write_console(repr(value) + "\n")
             else:
                 exec(stmt.code, g)
+            guard.active = False
         except ControlSignal:
+            guard.active = False
+            if guard.tripped:
+                return Outcome(FAILED, index, fatal=True)
             return _stopped(ns, stmt, index)
         except SandboxViolation as exc:
+            guard.active = False
             if ControlSignal.pending is not None:
                 return _stopped(ns, stmt, index)
             return Outcome(FAILED, index + 1, error=f"SandboxViolation: {exc}")
-        except Exception as exc:
+        except BaseException as exc:  # anything job code raises, BaseException included
+            guard.active = False
+            if guard.tripped or isinstance(exc, StepBudgetExceeded):
+                return Outcome(FAILED, index, fatal=True)
             if ControlSignal.pending is not None:
                 return _stopped(ns, stmt, index)
             return Outcome(FAILED, index + 1, error=_format_error(exc, stmt, block.source))
+        if guard.tripped:
+            return Outcome(FAILED, index, fatal=True)
         if ControlSignal.pending is not None:  # swallowed by job code: takes effect anyway
             return _stopped(ns, stmt, index)
         if stmt.assigned or stmt.deleted:
@@ -364,5 +422,8 @@ def _format_error(exc: BaseException, stmt: CompiledStatement, source: str) -> s
         lines.append(f"  {where}, in {frame.name}\n" + (f"    {text}\n" if text else ""))
     if not frames:
         lines.append(f"  line {stmt.lineno}\n")
-    lines.extend(traceback.format_exception_only(type(exc), exc))
+    try:
+        lines.extend(traceback.format_exception_only(type(exc), exc))
+    except BaseException:  # a job's exception whose str() itself fails
+        lines.append(f"{type(exc).__name__}: <its message could not be shown>\n")
     return "".join(lines)

@@ -28,6 +28,7 @@ from statek._eager import resume
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
 from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
+from statek.execution.harness import step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
     COMPLETED,
@@ -50,7 +51,7 @@ from statek.providers.registry import resolve_provider
 from statek.providers.retry import is_retryable_status
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest
 from statek.sandbox import SandboxPolicy, compile_block
-from statek.tools import find_tool
+from statek.tools import find_tool, tool_call_key
 
 T = TypeVar("T")
 
@@ -238,6 +239,13 @@ class _Step:
             return True
         if kind == FAILED:
             assert outcome.error is not None
+            if outcome.fatal:  # over the code budget: the job ends, whatever its limits
+                job.write_console(outcome.error + "\n")
+                job.exceptions = int(job.exceptions) + 1
+                if start:
+                    job.stmt = 0
+                self.finish(error=outcome.error)
+                return False
             return self.code_failed(outcome.error, warmup)
         # COMPLETED
         if job.consecutive_exceptions:
@@ -274,8 +282,10 @@ class _Step:
         call = outcome.tool
         assert call is not None
         try:
-            value: Any = await _bounded(call.awaitable, self.limits.step_timeout)
-        except Exception as exc:
+            with tool_call_key(f"{self.uuid}:{call.site}"):
+                value: Any = await _bounded(call.awaitable, self.limits.step_timeout)
+        except BaseException as exc:  # the tool's, BaseException included; not our own cancel
+            _reraise_if_cancelled(exc)
             value = exc
         functions.tool_results[call.site] = value
 
@@ -370,11 +380,13 @@ class _Step:
                 results.append((call.id, call.name, f"error: no tool named {call.name!r}"))
                 continue
             try:
-                value = info.func(**dict(call.arguments))
-                if info.is_async:
-                    value = await _bounded(value, self.limits.step_timeout)
+                with tool_call_key(f"{self.uuid}:{call.id}"):
+                    value = info.func(**dict(call.arguments))
+                    if info.is_async:
+                        value = await _bounded(value, self.limits.step_timeout)
                 results.append((call.id, call.name, repr(value)))
-            except Exception as exc:
+            except BaseException as exc:
+                _reraise_if_cancelled(exc)
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
@@ -417,8 +429,12 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
     if state == DONE:
         return StepResult(ran=False)
     step = _Step(job, provider)
+    budget_token = None
     try:
         step.load_limits()
+        limit = step.limits.code_budget
+        if limit > 0:
+            budget_token = step_budget.set(harness.CodeBudget(limit, limit))
         if state == SUSPENDED_STATUS:
             future = job.awaiting
             with store.transition():
@@ -428,12 +444,26 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
                 job.set_status(STARTED)
         if await step.run_code():
             await step.converse()
-    except Exception as exc:
+    except BaseException as exc:  # whatever a job or a tool raised; the worker's cancel goes on
+        _reraise_if_cancelled(exc)
         _internal_error(step, exc)
+    finally:
+        if budget_token is not None:
+            step_budget.reset(budget_token)
     return step.result
 
 
-def _internal_error(step: _Step, exc: Exception) -> None:
+def _reraise_if_cancelled(exc: BaseException) -> None:
+    """Re-raise `exc` when it is this step's own cancellation (the worker stopping, a
+    timeout around the step); any other exception, a CancelledError a tool raised itself
+    included, is the job's to record."""
+    if isinstance(exc, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise exc
+
+
+def _internal_error(step: _Step, exc: BaseException) -> None:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
