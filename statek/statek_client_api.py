@@ -56,7 +56,7 @@ class StatekClientAPI:
 
     def get_job(self, uuid: str) -> Job:
         """The job with this uuid; JobNotFoundError when there is none."""
-        if not isinstance(uuid, str) or not db0.exists(uuid):
+        if not _is_uuid_text(uuid) or not db0.exists(uuid):
             raise JobNotFoundError(f"no job with uuid {uuid!r}")
         obj = db0.fetch(uuid)
         if not isinstance(obj, Job):
@@ -88,3 +88,9 @@ class StatekClientAPI:
         cancelled = target.cancel()
         self._commit()
         return cancelled
+
+
+def _is_uuid_text(uuid: object) -> bool:
+    """Whether `uuid` may be a dbzero uuid (base-32 text): dbzero 0.7.0 crashes looking up
+    some other strings, such as one with a lone surrogate."""
+    return type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()

@@ -19,7 +19,7 @@ import dbzero as db0
 from statek import signals
 from statek._views import FrozenMapping
 from statek.errors import IllegalTransitionError
-from statek.models import chatlog, job_locals
+from statek.models import chatlog, job_locals, value_checks
 from statek.models.job_locals import StoredLocals
 from statek.models.root import root_for
 from statek.models.status import (
@@ -32,7 +32,6 @@ from statek.models.status import (
     state_of,
     status_value,
 )
-from statek.models.storable import utf8_encodable
 from statek.store import on_close, transition
 
 on_close(forget_status_values)
@@ -81,6 +80,7 @@ class Job:
     definitions: Any = None  # name -> source of def/class/import statements (re-run on load)
     console_seen = 0  # console lines already shown to the model
     provider_failures = 0
+    crashes = 0  # times a worker died while this job's code ran (see runtime.quarantine)
     done_at: float | None = None  # when it last finished (the one timestamped status change)
     cancelled = False  # set by `cancel`: a cancelled job never runs again
     past_results: Any = None  # outcomes it had before messages re-opened it (oldest first)
@@ -219,8 +219,9 @@ class Job:
         self.state = target
 
     def write_console(self, text: str) -> None:
-        if not utf8_encodable(text):  # dbzero cannot store lone surrogates: show them escaped
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        """Append one print's text (escaped where dbzero cannot store it). Over
+        `value_checks.MAX_CONSOLE_WRITE` characters raises ValueError: the print fails."""
+        text = value_checks.console_text(text)
         if self.console_lines is None:
             self.console_lines = [text]
         else:
@@ -261,10 +262,16 @@ class Job:
         """Move to DONE, record why, and tell whoever waits on this job."""
         self.set_status(DONE)
         self.done_at = time.time()
+        problem = value_checks.exit_status_problem(exit_status)
+        if problem is not None:  # a bounded preview and a clear error instead
+            if error is None:
+                error = (f"exit status of type {type(exit_status).__name__} could not be "
+                         f"stored: {problem}")
+            exit_status = value_checks.safe_repr(exit_status)
         if exit_status is not None or self.exit_status is not None:
             self.exit_status = exit_status
         if error is not None:
-            self.error = error
+            self.error = value_checks.error_text(error)
         if self.awaiting is not None:
             self.awaiting = None
         if self.sites is not None:

@@ -19,20 +19,24 @@ from typing import Any
 import dbzero as db0
 
 from statek import signals
-from statek.errors import UnstorableValueError
 from statek.models.fifo import Fifo
-from statek.models.storable import unstorable_reason
+from statek.models.storable import check_uuid, check_value
 from statek.store import current_prefix, open_prefix, transition
 
 MAX_DEAD_LETTERS = 10_000
 
 
 def _check(value: Any, what: str) -> None:
-    reason = unstorable_reason(value)
-    if reason is not None:
-        raise UnstorableValueError(
-            f"{what} of type {type(value).__name__} cannot be stored in dbzero: {reason}"
-        )
+    check_value(value, what)
+
+
+def _target_id(target: Any, what: str) -> str:
+    """The uuid of a job or agent given as itself or as its uuid (a uuid str is checked:
+    dbzero 0.7.0 crashes on some strings used as keys or inside tuples)."""
+    if isinstance(target, str):
+        check_uuid(target, what)
+        return target
+    return str(db0.uuid(target))
 
 
 @db0.memo(singleton=True, id="statek/PushQueue")
@@ -51,7 +55,7 @@ class StatekPushQueue:
     # ------------------------------------------------------------ producers
     def push_message(self, job: Any, message: Any) -> int:
         """Queue `message` for `job` (a Job or its uuid); returns the sequence number."""
-        job_id = job if isinstance(job, str) else db0.uuid(job)
+        job_id = _target_id(job, "job")
         _check(message, "message")
         with transition():
             seq = int(self.messages.push((job_id, message)))
@@ -63,7 +67,7 @@ class StatekPushQueue:
         items = []
         for job, message in pairs:
             _check(message, "message")
-            items.append((job if isinstance(job, str) else db0.uuid(job), message))
+            items.append((_target_id(job, "job"), message))
         with transition():
             seq = int(self.messages.push_many(items))
         signals.queue_pushed()
@@ -72,7 +76,7 @@ class StatekPushQueue:
     def push_event(self, agent: Any, event: Any) -> int:
         """Queue an event for a supervised agent; it becomes one new job."""
         _check(event, "event")
-        agent_id = agent if isinstance(agent, str) else db0.uuid(agent)
+        agent_id = _target_id(agent, "agent")
         with transition():
             fifo = self.events.get(agent_id)
             if fifo is None:

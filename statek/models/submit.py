@@ -8,10 +8,11 @@ from typing import Any
 import dbzero as db0
 
 from statek import signals
+from statek.errors import UnstorableValueError
 from statek.models.job import Job
 from statek.models.jobdef import get_or_create_jobdef
 from statek.models.root import root_for
-from statek.models.storable import check_storable_mapping
+from statek.models.storable import check_storable_mapping, check_value
 from statek.store import require_prefix, transition
 
 #: job_params keys that shape the job definition rather than being stored as parameters.
@@ -22,6 +23,7 @@ COMMIT_EVERY = 5000
 def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
     """The (shared) JobDef for `agent` with these job_params."""
     params = {k: v for k, v in job_params.items() if k not in DEFINITION_KEYS}
+    _check_definition_keys(job_params)
     metadata = dict(job_params.get("metadata") or {})
     if job_params.get("model") is not None:
         metadata["MODEL"] = job_params["model"]
@@ -30,14 +32,33 @@ def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
     return get_or_create_jobdef(agent, job_params.get("warmup_code"), metadata, params)
 
 
+def _check_definition_keys(job_params: Mapping[str, Any]) -> None:
+    """warmup_code, model and provider are str or None; metadata a mapping of storable values
+    (checked before any of them reaches dbzero)."""
+    for key in ("warmup_code", "model", "provider"):
+        value = job_params.get(key)
+        if value is not None:
+            if type(value) is not str:
+                raise UnstorableValueError(
+                    f"job_params[{key!r}] must be a str, not {type(value).__name__}")
+            check_value(value, f"job_params[{key!r}]")
+    metadata = job_params.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise UnstorableValueError(
+                f"job_params['metadata'] must be a mapping, not {type(metadata).__name__}")
+        check_storable_mapping(dict(metadata), "job_params['metadata']")
+
+
 def _checked_vars(shared_vars: Mapping[str, Any] | None, index: int | None) -> dict[str, Any]:
     if shared_vars is None:
         return {}
     if not isinstance(shared_vars, Mapping):
-        raise TypeError(f"shared_vars must be a mapping, not {type(shared_vars).__name__}")
+        raise UnstorableValueError(
+            f"shared_vars must be a mapping, not {type(shared_vars).__name__}")
     where = "shared_vars" if index is None else f"shared_vars_batch[{index}]"
     values = dict(shared_vars)
-    check_storable_mapping(values, where)
+    check_storable_mapping(values, where, names=True)
     return values
 
 

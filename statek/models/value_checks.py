@@ -1,7 +1,12 @@
 """Checks on values job code writes, made before dbzero sees them.
 
-Moved here from the interpreter so every write path (locals, persisted containers, exit
-status, console) shares one set of rules.
+Binding a local is checked by `can_persist` (a value it refuses stays in memory only, like
+a function). Restricted job code writes into its persisted containers (dbzero lists, dicts,
+sets) through the sandbox's hooks, so those are wrapped here: item assignment, augmented
+assignment and every method of a dbzero container that takes a value (append, extend,
+update, setdefault, add, get, index...) check their arguments first and fail the statement
+with an UnstorableValueError naming the problem. Some lookups crash dbzero 0.7.0 as surely
+as writes (`d.get(key)` with a key it cannot hash), hence the reads in the list too.
 """
 
 from __future__ import annotations
@@ -9,35 +14,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from statek.models.storable import is_storable, utf8_encodable
+from statek.errors import UnstorableValueError
+from statek.models.storable import key_reason, unstorable_reason, utf8_encodable
 
-#: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
-JOB_MODULE = "__statek_job__"
 #: Names of dbzero's container types (what persisted lists, dicts, bytearrays come back as).
 _DB0_WRITABLE = frozenset({"List", "Dict", "ByteArray"})
+_DB0_CHECKED = frozenset({"List", "Dict", "Set", "Tuple", "ByteArray"})
+#: Public methods of dbzero containers that pass an argument to dbzero.
+_VALUE_METHODS = frozenset({
+    "append", "extend", "index", "count", "remove", "insert",  # List, Tuple, ByteArray
+    "get", "pop", "setdefault", "update", "fromkeys",  # Dict
+    "add", "discard", "difference_update", "intersection_update",  # Set
+    "symmetric_difference_update", "union", "difference", "intersection",
+    "symmetric_difference", "issubset", "issuperset", "isdisjoint",
+})  # fmt: skip
+_WHAT = {"List": "list", "Dict": "dict", "Set": "set", "Tuple": "tuple",
+         "ByteArray": "bytearray"}
 
 
-def can_persist(value: Any, depth: int = 0) -> bool:
-    """Whether dbzero can store `value` so that it loads again in a new process: as
-    `is_storable`, except that a class the job defined (stored by reference to a module
-    that exists only in this process) is not."""
-    kind = type(value)
-    if kind is str:
-        return utf8_encodable(value)
-    if kind is float or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-(2**63) <= value < 2**63)
-    if depth > 64:
-        return False
-    if kind is list or kind is tuple or kind is set:
-        return all(can_persist(item, depth + 1) for item in value)
-    if kind is dict:
-        return all(can_persist(k, depth + 1) and can_persist(v, depth + 1)
-                   for k, v in value.items())
-    if isinstance(value, type) and value.__module__ == JOB_MODULE:
-        return False
-    return is_storable(value)
+def can_persist(value: Any) -> bool:
+    """Whether dbzero can store `value` so that it loads again in a new process (see
+    `statek.models.storable`; a class the job defined is not importable, so not stored)."""
+    return unstorable_reason(value) is None
 
 
 def is_persisted_container(obj: Any) -> bool:
@@ -45,30 +43,199 @@ def is_persisted_container(obj: Any) -> bool:
     return kind.__name__ in _DB0_WRITABLE and kind.__module__ == "builtins"
 
 
-_write_hooks: dict[int, tuple[Any, Callable[[Any], Any], Callable[..., None]]] = {}
+def _db0_kind(obj: Any) -> str | None:
+    """"List", "Dict", "Set", "Tuple" or "ByteArray" for a dbzero container (or its class)."""
+    kind = obj if isinstance(obj, type) else type(obj)
+    if kind.__module__ == "builtins" and kind.__name__ in _DB0_CHECKED:
+        return kind.__name__
+    return None
+
+
+def _refuse(reason: str, where: str) -> UnstorableValueError:
+    return UnstorableValueError(f"cannot pass this value to {where}: {reason}")
+
+
+def _checked(value: Any, hashed: bool, where: str) -> Any:
+    """`value`, or a list of its items when it is an iterator (read once, then checked)."""
+    reason = key_reason(value) if hashed else unstorable_reason(value)
+    if reason is not None and "is not storable" in reason and hasattr(value, "__iter__") \
+            and not isinstance(value, str | bytes):
+        value = list(value)  # a generator or view: checked as the list of what it yields
+        reason = key_reason(value) if hashed else unstorable_reason(value)
+    if reason is not None:
+        raise _refuse(reason, where)
+    return value
+
+
+def check_item(kind: str, key: Any, value: Any) -> Any:
+    """Check `container[key] = value` (returns the value to assign: a slice takes a list)."""
+    where = f"a persisted {_WHAT[kind]}"
+    if kind == "Dict":
+        _checked(key, True, where + " as a key")
+    if isinstance(key, slice):
+        return _checked(value, False, where)
+    reason = unstorable_reason(value)
+    if reason is not None:
+        raise _refuse(reason, where)
+    return value
+
+
+def _checking_method(kind: str, name: str, method: Callable[..., Any],
+                     unbound: bool) -> Callable[..., Any]:
+    """`method` of a dbzero container, checking its arguments first."""
+    where = f"{_WHAT[kind]}.{name}()"
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        first = 1 if unbound else 0  # List.append(xs, v): xs is not an argument to check
+        checked = list(args[:first])
+        for index, arg in enumerate(args[first:]):
+            if kind == "Dict" and name == "update" and index == 0:
+                checked.append(_checked(dict(arg), False, where))
+            else:
+                hashed = kind == "Set" or (kind == "Dict" and index == 0)
+                checked.append(_checked(arg, hashed, where))
+        for value in kwargs.values():
+            _checked(value, False, where)
+        return method(*checked, **kwargs)
+
+    return call
+
+
+_HOOKS = ("_write_", "_augitem_", "_inplacevar_", "_getattr_", "_getitem_")
+#: the sandbox's hooks (by their ids) -> (those hooks, the checking ones made for them)
+_write_hooks: dict[tuple[int, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 
 
 def allow_persisted_writes(g: dict[str, Any]) -> None:
     """Let restricted code assign items of dbzero containers (its persisted locals come back
-    as those) as it may of plain lists and dicts; anything else still meets the sandbox's
-    write guard."""
-    guarded_write = g.get("_write_")
-    if guarded_write is None:
+    as those) as it may of plain lists and dicts, checking every value first; anything else
+    still meets the sandbox's guards."""
+    if g.get("_write_") is None:
         return
-    found = _write_hooks.get(id(guarded_write))
-    if found is None or found[0] is not guarded_write:
-        augmented = g["_augitem_"]
-        inplace = g["_inplacevar_"]
+    originals = tuple(g[name] for name in _HOOKS)
+    key = tuple(map(id, originals))
+    found = _write_hooks.get(key)
+    if found is None or found[0] != originals:
+        if len(_write_hooks) >= 64:  # hooks made per namespace: keep the table bounded
+            _write_hooks.clear()
+        found = _write_hooks[key] = (originals, _make_hooks(g))
+    for name, hook in zip(_HOOKS, found[1], strict=True):
+        g[name] = hook
 
-        def write(obj: Any) -> Any:
-            return obj if is_persisted_container(obj) else guarded_write(obj)
 
-        def augmented_item(obj: Any, key: Any, op: str, value: Any) -> None:
-            if is_persisted_container(obj):
-                obj[key] = inplace(op, obj[key], value)
-            else:
-                augmented(obj, key, op, value)
+def _make_hooks(g: dict[str, Any]) -> tuple[Callable[..., Any], ...]:
+    guarded_write = g["_write_"]
+    augmented = g["_augitem_"]
+    inplace = g["_inplacevar_"]
+    guarded_getattr = g["_getattr_"]
+    plain_getitem = g["_getitem_"]
 
-        found = _write_hooks[id(guarded_write)] = (guarded_write, write, augmented_item)
-    g["_write_"] = found[1]
-    g["_augitem_"] = found[2]
+    def write(obj: Any) -> Any:
+        return _ItemWriter(obj) if is_persisted_container(obj) else guarded_write(obj)
+
+    def augmented_item(obj: Any, key: Any, op: str, value: Any) -> None:
+        kind = _db0_kind(obj)
+        if kind is not None:
+            if kind == "Dict":
+                _checked(key, True, "a persisted dict as a key")
+            result = inplace(op, obj[key], value)
+            obj[key] = check_item(kind, key, result)
+        else:
+            augmented(obj, key, op, value)
+
+    def inplacevar(op: str, target: Any, value: Any) -> Any:
+        kind = _db0_kind(target) if type(target) not in _FAST else None
+        if kind is not None:  # `xs += ys` extends a persisted list in place
+            value = _checked(value, kind == "Set", f"{op} on a persisted {_WHAT[kind]}")
+        return inplace(op, target, value)
+
+    def getattr_(obj: Any, name: str, *default: Any) -> Any:
+        value = guarded_getattr(obj, name, *default)
+        if name in _VALUE_METHODS:
+            kind = _db0_kind(obj)
+            if kind is not None and callable(value):
+                return _checking_method(kind, name, value, isinstance(obj, type))
+        return value
+
+    def getitem(obj: Any, key: Any) -> Any:
+        if type(key) not in _FAST and _db0_kind(obj) == "Dict":
+            _checked(key, True, "a persisted dict as a key")
+        return plain_getitem(obj, key)
+
+    return write, augmented_item, inplacevar, getattr_, getitem
+
+
+#: Types never a dbzero container nor a key dbzero fails on: the hooks skip them at once.
+_FAST = frozenset({int, float, bool, type(None)})
+
+
+class _ItemWriter:
+    """What `_write_` hands restricted code for a dbzero container: item assignment and
+    deletion, with the value (and a dict's key) checked before dbzero sees it."""
+
+    __slots__ = ("_kind", "_target")
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._kind = type(target).__name__
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._target[key] = check_item(self._kind, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if self._kind == "Dict":
+            _checked(key, True, "a persisted dict as a key")
+        del self._target[key]
+
+
+#: Longest text one console write (one print call) may add.
+MAX_CONSOLE_WRITE = 1_000_000
+#: Longest job error text kept; the rest is cut with a note.
+MAX_ERROR_CHARS = 65_536
+#: Longest repr kept of an exit status that could not be stored.
+EXIT_PREVIEW_CHARS = 1_000
+
+
+def console_text(text: str) -> str:
+    """`text` as the console stores it: lone surrogates and NULs escaped (dbzero cannot
+    store the first and cuts strings at the second). Over `MAX_CONSOLE_WRITE` characters
+    raises ValueError, so a huge print fails with a clear error instead of reaching dbzero."""
+    if len(text) > MAX_CONSOLE_WRITE:
+        raise ValueError(f"console output of {len(text):,} characters in one write is over "
+                         f"the limit of {MAX_CONSOLE_WRITE:,}; print less at a time")
+    return plain_text(text)
+
+
+def plain_text(text: str) -> str:
+    """`text` with what dbzero cannot store as a string escaped."""
+    if not text.isascii() and not utf8_encodable(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text
+
+
+def error_text(error: str) -> str:
+    """A job's error message as stored: plain text of at most `MAX_ERROR_CHARS`."""
+    if type(error) is not str:
+        error = safe_repr(error)
+    if len(error) > MAX_ERROR_CHARS:
+        cut = len(error) - MAX_ERROR_CHARS
+        error = error[:MAX_ERROR_CHARS] + f"\n[statek] {cut:,} more characters cut"
+    return plain_text(error)
+
+
+def safe_repr(value: Any, limit: int = EXIT_PREVIEW_CHARS) -> str:
+    """repr() of `value` cut to `limit` characters; never raises (a huge int's repr does)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # any failure of a __repr__
+        text = f"<{type(value).__name__} object: repr() failed: {type(exc).__name__}>"
+    if len(text) > limit:
+        text = text[:limit] + f"... [{len(text) - limit:,} more characters]"
+    return plain_text(text)
+
+
+def exit_status_problem(value: Any) -> str | None:
+    """Why `value` cannot be recorded as a job's exit status, or None."""
+    return None if value is None else unstorable_reason(value)

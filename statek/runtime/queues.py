@@ -92,6 +92,8 @@ def _prefix_of(obj: Any) -> str:
 
 
 def _job_or_none(job_uuid: str) -> Any:
+    if not (type(job_uuid) is str and job_uuid.isascii() and job_uuid.isalnum()):
+        return None  # not a uuid (dbzero 0.7.0 crashes looking up some strings)
     try:
         return db0.fetch(job_uuid)
     except Exception:  # dbzero raises several kinds for a missing object
