@@ -11,17 +11,36 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import random
+import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import dbzero as db0
 
-from statek import signals
+from statek import signals, store
 from statek._views import FrozenMapping
+from statek.errors import SandboxViolation
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
+from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
+from statek.sandbox.policy import JOB_MODULE_NAME, MODULE_DENIED_ATTRIBUTES
 from statek.tools import ToolInfo, find_tool
+
+#: job uuid -> its `random` generator (job code's module-level random functions use it).
+_generators: OrderedDict[str, random.Random] = OrderedDict()
+GENERATORS_KEPT = 4096
+
+
+class DelegateBudgetExceeded(JobExit):
+    """A job started more child jobs than its budget allows: it ends, with `job.error` naming
+    the budget. A control signal, so job code cannot catch it and go on delegating."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        ControlSignal.pending = self  # wins over any signal job code swallowed before
 
 
 class JobFunctions:
@@ -38,8 +57,10 @@ class JobFunctions:
         self.code_key = code_key
         self.stmt = 0
         self.calls = 0
+        self.delegated = 0  # child jobs started by this run (max_delegates_per_step)
         self.tool_results.clear()
         self._has_sites: bool | None = None  # whether job.sites is set (None: not read yet)
+        release_decimal_context(job)
 
     def start_statement(self, index: int) -> None:
         self.stmt = index
@@ -77,14 +98,49 @@ class JobFunctions:
         raise JobExit(status)
 
     def delegate(self, agent: Any, **shared_vars: Any) -> Any:
-        """Start a child job of `agent`; its future's value is the child's exit status."""
+        """Start a child job of `agent`; its future's value is the child's exit status.
+
+        The child gets copies of `shared_vars` (persisted containers included): neither job
+        can change the other's variables through them afterwards."""
+        from statek.models.agent import Agent
         from statek.models.submit import create_job, jobdef_for
 
+        if not isinstance(agent, Agent):
+            raise TypeError(f"delegate() needs an Agent, not {type(agent).__name__}")
+        values = {name: plain_copy(value) for name, value in shared_vars.items()}
+
         def make() -> Any:
-            child = create_job(jobdef_for(agent, {}), shared_vars, self.job.locale, self.job)
+            root = self._charge_delegation()
+            child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
+            root.tree_delegated = int(getattr(root, "tree_delegated", 0)) + 1
             return Future(JOB, self.job, target=child)
 
         return self._future(make)
+
+    def _charge_delegation(self) -> Any:
+        """Check both delegate budgets before a child is made; returns the tree's root job."""
+        cfg = store.settings()
+        limit = int(cfg.max_delegates_per_step)
+        if self.delegated >= limit:
+            self._over_budget(f"this step already started {self.delegated} child jobs "
+                              f"(max_delegates_per_step={limit})")
+        root = self.job
+        hops = 0
+        while root.parent is not None and hops <= int(cfg.max_delegates_per_tree):
+            root, hops = root.parent, hops + 1
+        tree_limit = int(cfg.max_delegates_per_tree)
+        used = int(getattr(root, "tree_delegated", 0))
+        if used >= tree_limit:
+            self._over_budget(f"its job tree already started {used} child jobs "
+                              f"(max_delegates_per_tree={tree_limit})")
+        self.delegated += 1
+        return root
+
+    def _over_budget(self, why: str) -> None:
+        message = f"delegate budget exceeded: {why}"
+        self.job.write_console(f"[statek] {message}\n")
+        self.job.error = message
+        raise DelegateBudgetExceeded()
 
     def sleep(self, seconds: float) -> Any:
         """A timer future ready `seconds` from the first time this call ran."""
@@ -127,7 +183,12 @@ class JobFunctions:
     def wait_for(self, condition: Callable[..., bool], *args: Any, poll: float = 1.0) -> Any:
         """Ready once `condition(*args)` is true; re-checked every `poll` seconds.
 
-        `condition` must be a module-level function (dbzero stores it by reference)."""
+        `condition` must be a module-level function (dbzero stores it by reference, and the
+        scheduler imports and calls it by that name): in restricted mode, one of an allowed
+        module whose module and name lead back to it."""
+        problem = stored_callable_problem(condition)
+        if problem is not None:
+            raise SandboxViolation(f"wait_for() cannot use {condition!r}: {problem}")
         return self._future(
             lambda: Future(CONDITION, self.job, condition=condition, args=args,
                            poll_interval=max(float(poll), 0.01))
@@ -146,8 +207,26 @@ class JobFunctions:
             return result
         raise AwaitTool(site, info.func(*args, **kwargs))
 
+    # ------------------------------------------------------------ per-job module state
+    def job_random(self) -> random.Random:
+        """This job's generator behind job code's `random.*` functions (kept per job)."""
+        key = db0.uuid(self.job)
+        generator = _generators.get(key)
+        if generator is None:
+            generator = _generators[key] = random.Random()
+            if len(_generators) > GENERATORS_KEPT:
+                _generators.popitem(last=False)
+        else:
+            _generators.move_to_end(key)
+        return generator
+
+    def owner(self) -> Any:
+        """Who a decimal context set up by job code belongs to (the running job)."""
+        return self.job
+
     def builtins(self, tool_names: tuple[str, ...], params: Params) -> dict[str, Any]:
         names: dict[str, Any] = {
+            JOB_STATE_KEY: self,
             "exit": self.exit,
             "delegate": self.delegate,
             "sleep": self.sleep,
@@ -163,6 +242,35 @@ class JobFunctions:
             if info is not None:
                 names[name] = _ToolCaller(self, info)
         return names
+
+
+# Host code job code calls: what it does (create jobs, log, run a tool) is not job code's.
+for _method in (JobFunctions.delegate, JobFunctions.sleep, JobFunctions.sleep_until,
+                JobFunctions.wait_message, JobFunctions.get_all, JobFunctions.get_any,
+                JobFunctions.wait_for, JobFunctions.call_tool):
+    trust_host_code(_method)
+
+
+def stored_callable_problem(func: Any) -> str | None:
+    """Why `func` cannot be stored by module and name for the scheduler to call, or None."""
+    module_name = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module_name, str) or not isinstance(qualname, str):
+        return "it has no module and name to be stored by"
+    if module_name == JOB_MODULE_NAME:
+        return "functions the job defines cannot be stored; use a function of an allowed module"
+    if store.restricted_mode():
+        allowed = set(store.settings().allowed_imports) | {"builtins"}
+        name = qualname.rpartition(".")[2]
+        if (module_name not in allowed or "_" in qualname[:1] or "._" in qualname
+                or name in MODULE_DENIED_ATTRIBUTES.get(module_name, {})):
+            return f"{module_name}.{qualname} is not a public function of an allowed module"
+    target: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is not func:
+        return f"its module and name ({module_name}.{qualname}) do not lead back to it"
+    return None
 
 
 class _ToolCaller:

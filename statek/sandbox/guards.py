@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import decimal
 import functools
 import importlib
 import operator
@@ -38,6 +39,15 @@ from types import (
 from typing import Any, NoReturn
 
 from statek.errors import SandboxViolation
+from statek.sandbox.audit import VIOLATION_HOOK_KEY, install_audit_hook, refuse, trust_host_code
+from statek.sandbox.isolation import (
+    MEMO_RULES,
+    is_random_function,
+    job_getcontext,
+    job_random_function,
+    memo_attribute,
+    memo_rule,
+)
 from statek.sandbox.policy import (
     DENIED_ATTRIBUTES,
     FORBIDDEN_BUILTINS,
@@ -48,27 +58,13 @@ from statek.sandbox.policy import (
     SandboxPolicy,
 )
 
-#: Key of the violation callback in a job namespace (starts with "_": job code cannot name it).
-VIOLATION_HOOK_KEY = "__statek_on_violation__"
+__all__ = ["VIOLATION_HOOK_KEY", "refuse", "trust_host_code"]
 
 ViolationHook = Callable[[SandboxViolation], None]
 
 
 def _ignore_violation(violation: SandboxViolation) -> None:
     """Stored when the caller passed no callback, so the stack walk stops at the job frame."""
-
-
-def refuse(message: str) -> NoReturn:
-    """Report a violation to the running job's callback, then raise it."""
-    violation = SandboxViolation(message)
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        hook = frame.f_globals.get(VIOLATION_HOOK_KEY)
-        if hook is not None:
-            hook(violation)
-            break
-        frame = frame.f_back
-    raise violation
 
 
 def is_internal_name(name: str) -> bool:
@@ -149,6 +145,8 @@ class ModuleView:
         substitute = _SUBSTITUTES.get((module_name, name))
         if substitute is not None:
             return substitute
+        if is_random_function(module_name, name):
+            return job_random_function(name)
         value = getattr(module, name)
         if isinstance(value, ModuleType):
             return view_module(value, self._allowed, via=f"{module_name}.{name}")
@@ -200,12 +198,23 @@ def _require_job_function(obj: object, what: str) -> None:
         refuse(f"{what} may only wrap functions defined by the job in restricted mode")
 
 
+def _require_job_wrapped(obj: object, what: str) -> None:
+    """The wrapped object's names are copied onto the wrapper: they must be the job's own, or
+    a wrapper could claim any module and name (and be imported by it when stored)."""
+    if not (_is_job_function(obj) or _is_job_class(obj)
+            or (callable(obj) and getattr(obj, "__module__", None) == JOB_MODULE_NAME)):
+        refuse(f"{what} may only copy the names of functions and classes the job defined")
+
+
 def _safe_update_wrapper(wrapper: Any, wrapped: Any) -> Any:
     _require_job_function(wrapper, "functools.update_wrapper()")
+    _require_job_wrapped(wrapped, "functools.update_wrapper()")
     return functools.update_wrapper(wrapper, wrapped)
 
 
 def _safe_wraps(wrapped: Any) -> Callable[[Any], Any]:
+    _require_job_wrapped(wrapped, "functools.wraps()")
+
     def decorate(wrapper: Any) -> Any:
         _require_job_function(wrapper, "functools.wraps()")
         return functools.update_wrapper(wrapper, wrapped)
@@ -219,10 +228,33 @@ def _safe_total_ordering(cls: Any) -> Any:
     return functools.total_ordering(cls)
 
 
+@trust_host_code  # namedtuple builds its __new__ from a string (of checked identifiers)
+def _safe_namedtuple(
+    typename: Any, field_names: Any, *, rename: bool = False, defaults: Any = None,
+    module: Any = None,
+) -> Any:
+    """``collections.namedtuple`` whose classes belong to the job: ``module=`` would let job
+    code name any module, and dbzero imports a stored class by its module and name."""
+    if module is not None:
+        refuse("collections.namedtuple(module=...) is not available in restricted mode: the "
+               "classes a job makes belong to the job")
+    if not isinstance(typename, str) or not (isinstance(field_names, str) or all(
+            isinstance(field, str) for field in list(field_names))):
+        raise TypeError("namedtuple() needs a str type name and str field names")
+    factory: Any = collections.namedtuple  # (mypy checks literal arguments only)
+    cls = factory(typename, field_names, rename=bool(rename),
+                                 defaults=None if defaults is None else tuple(defaults),
+                                 module=JOB_MODULE_NAME)
+    _job_classes.add(cls)
+    return cls
+
+
 _SUBSTITUTES: dict[tuple[str, str], Any] = {
     ("functools", "update_wrapper"): _safe_update_wrapper,
     ("functools", "wraps"): _safe_wraps,
     ("functools", "total_ordering"): _safe_total_ordering,
+    ("collections", "namedtuple"): _safe_namedtuple,
+    ("decimal", "getcontext"): job_getcontext,
 }
 
 
@@ -239,6 +271,9 @@ _WRITABLE_TYPES = frozenset(
     {
         dict, list, bytearray, collections.OrderedDict, collections.defaultdict,
         collections.Counter, collections.deque,
+        # decimal contexts job code can reach are its own: decimal.getcontext() hands out
+        # one private to the step, Context() and localcontext() make new ones
+        decimal.Context, type(decimal.Context().traps),
     }
 )  # fmt: skip
 
@@ -262,6 +297,11 @@ def _make_getattr(allowed: frozenset[str]) -> Callable[[object, str], Any]:
             )
         if isinstance(obj, ModuleType):  # a real module handed over by the caller
             obj = view_module(obj, allowed)
+        rule = MEMO_RULES.get(cls, False)
+        if rule is False:
+            rule = memo_rule(obj)
+        if rule is not None:  # a persisted object: a read-only view of it
+            return memo_attribute(obj, name, rule)
         value = getattr(obj, name)
         if isinstance(value, ModuleType):
             return view_module(value, allowed, via=f"attribute {name!r}")
@@ -363,6 +403,10 @@ class ForbiddenBuiltin:
 _FORBIDDEN = {name: ForbiddenBuiltin(name, reason) for name, reason in FORBIDDEN_BUILTINS.items()}
 
 
+#: Private modules the C code of allowed modules imports lazily through the job's __import__.
+_C_HELPER_IMPORTS = frozenset({"_strptime"})
+
+
 def _make_import(allowed: frozenset[str]) -> Callable[..., ModuleView]:
     allowed_text = _allowed_text(allowed)
 
@@ -375,6 +419,10 @@ def _make_import(allowed: frozenset[str]) -> Callable[..., ModuleView]:
     ) -> ModuleView:
         if level:
             refuse(f"relative import of {name!r} is not allowed in restricted mode")
+        if name in _C_HELPER_IMPORTS and not fromlist:
+            # asked for by an allowed module's C code (datetime.strptime imports _strptime
+            # through the caller's __import__); job code cannot name it (compile-time check)
+            return importlib.import_module(name)  # type: ignore[return-value]
         if name not in allowed and name != "__future__":
             refuse(f"import of {name!r} is not allowed (allowed: {allowed_text})")
         module = importlib.import_module(name)
@@ -441,6 +489,7 @@ class _JobPrint:
 
 
 def _restricted_template(policy: SandboxPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
+    install_audit_hook()
     allowed = policy.allowed_imports
     guarded_getattr = _make_getattr(allowed)
     safe = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}

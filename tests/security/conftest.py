@@ -1,0 +1,93 @@
+"""Fixtures of the escape suite: every case runs hostile job code through a real step.
+
+`execution_mode` names how job code is executed. Only "in-process" exists today; the
+process-isolated executor (statek/isolation/) will add its own mode: give `runner` a branch
+that builds an equivalent runner for it (same `run` signature and `Attempt` result) and add
+the name to `EXECUTION_MODES`; every case then runs against both modes unchanged.
+
+A case passes when the attack failed with a clear error (the text it names appears in the
+job's console or error) and left no effect: the canary file the payload tries to write does
+not exist (checked after every case), and whatever the case attacked (another job, the agent,
+the job's own bookkeeping) is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statek
+from statek.executors.utils import run_job_step
+
+EXECUTION_MODES = ("in-process",)
+
+
+@dataclass
+class Attempt:
+    """What one hostile job left behind."""
+
+    job: Any
+    console: str
+    error: str | None
+    exit_status: Any
+
+    @property
+    def text(self) -> str:
+        return f"{self.console}\n{self.error or ''}"
+
+    def refused(self, *fragments: str) -> None:
+        """Assert the attack failed and the record says why (any fragment, case-insensitive)."""
+        assert self.exit_status != "ESCAPED", f"attack got through: {self.text}"
+        low = self.text.lower()
+        assert any(f.lower() in low for f in fragments), (
+            f"none of {fragments} in the job's record:\n{self.text}"
+        )
+
+
+class InProcessRunner:
+    """Runs job code as the worker does: a submitted job, stepped by `run_job_step`."""
+
+    def __init__(self, api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+        self.api = api
+        self.agent = agent
+
+    def submit(self, source: str, shared: Mapping[str, Any] | None = None,
+               agent: Any = None) -> Any:
+        return self.api.submit_new_job(agent or self.agent, dict(shared or {}),
+                                       warmup_code=source)
+
+    async def step(self, job: Any, steps: int = 1) -> Attempt:
+        for _ in range(steps):
+            if await run_job_step(job):
+                break
+        return Attempt(job, "".join(job.console), job.error, job.exit_status)
+
+    async def run(self, source: str, shared: Mapping[str, Any] | None = None,
+                  agent: Any = None, steps: int = 1) -> Attempt:
+        """Submit `source` as a job's warmup and run up to `steps` steps of it."""
+        return await self.step(self.submit(source, shared, agent), steps)
+
+
+@pytest.fixture(params=EXECUTION_MODES)
+def execution_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Iterator[Path]:
+    """A path payloads try to create; it must not exist after the case."""
+    path = tmp_path / "escaped.txt"
+    yield path
+    assert not path.exists(), "the attack wrote a file on the host"
+
+
+@pytest.fixture
+def runner(execution_mode: str, api: statek.StatekClientAPI,
+           agent: statek.Agent) -> InProcessRunner:
+    if execution_mode == "in-process":
+        return InProcessRunner(api, agent)
+    raise AssertionError(f"no runner for execution mode {execution_mode!r}")
