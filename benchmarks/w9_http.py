@@ -12,7 +12,8 @@ two model calls over HTTP and exits with 1. Each measurement is a fresh worker p
 (`--one`): it creates the jobs (untimed), runs them through `start_statek(...,
 auto_terminate=True)` (the real worker path; `--path jobs_loop` for `run_jobs_loop` under
 plain asyncio), checks every job exited with 1, and reports model calls/s (calls counted by
-the server) and the worker's process CPU time per call.
+the server), the worker's process CPU time per call, and the part of it spent on the event
+loop's thread (a client such as pyreqwest does its HTTP work on threads of its own).
 
   W9      zero-latency server, max_concurrency 1000 (target >= 3,000 calls/s on 2 cores)
   W6-HTTP the server answers after 100 ms, max_concurrency 5000: calls/s against the ideal
@@ -49,16 +50,18 @@ from benchmarks.servers import mock_openai
 PREFIX = "bench"
 RESULTS = Path(__file__).resolve().parent / "results" / "w9_http.json"
 PATHS = ("start_statek", "jobs_loop")
-#: The provider: "shipped" is statek's built-in one (aiohttp since it replaced httpx, whose
-#: pool cost ~3.8 ms CPU per call with 1000 calls queued); "offline" answers the same replies
+#: The provider: statek's built-in OpenAI-compatible one over each HTTP transport it ships
+#: ("aiohttp", always installed; "pyreqwest", with statek[fast]; httpx was replaced: its pool
+#: cost ~3.8 ms CPU per call with 1000 calls queued); "offline" answers the same replies
 #: in-process with the scripted provider (no HTTP: the worker's own cost).
-CLIENTS = ("shipped", "offline")
+HTTP_CLIENTS = ("aiohttp", "pyreqwest")
+CLIENTS = (*HTTP_CLIENTS, "offline")
 
 
 # ----------------------------------------------------------------------------- one run
 
 
-def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "shipped",
+def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "aiohttp",
              latency: float = 0.0, pool: int | None = None) -> dict[str, Any]:
     """N two-turn jobs against the mock at `url`, run to the end in this process."""
     import dbzero as db0
@@ -67,18 +70,19 @@ def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "shipp
 
     settings = statek.StatekSettings.build(
         openai_base_url=url, openai_api_key=None, provider_max_retries=0,
-        provider_timeout=120.0, use_uvloop=path == "start_statek")
+        provider_timeout=120.0, use_uvloop=path == "start_statek",
+        provider_http_client=client if client in HTTP_CLIENTS else "auto")
     with fresh_store(PREFIX):
         statek.init(settings)
-        if client == "shipped" and pool:
-            _use_pool(url, pool)
+        if client in HTTP_CLIENTS and pool:
+            _use_pool(url, pool, client)
         elif client == "offline":
             _use_offline(latency)
         agent = statek.Agent("bench-w9", "", metadata={"MODEL": "openai/mock"})
         ids = statek.StatekClientAPI().submit_new_job_ids(agent, [{"i": i} for i in range(n)])
         db0.commit()
         gc.collect()
-        cpu, began = time.process_time(), time.perf_counter()
+        cpu, thread_cpu, began = time.process_time(), time.thread_time(), time.perf_counter()
         if path == "start_statek":
             stats = statek.start_statek([agent], max_concurrency=concurrency,
                                         settings=settings, auto_terminate=True)
@@ -88,24 +92,27 @@ def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "shipp
             stats = asyncio.run(run_jobs_loop(concurrency, queue_prefixes=[PREFIX],
                                               auto_terminate=True))
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+        thread_cpu = time.thread_time() - thread_cpu
         outcome = _outcomes(ids)
     return {"n": n, "max_concurrency": concurrency, "path": path, "client": client,
             "pool": pool or 100,
             "loop_s": elapsed,
-            "cpu_s": cpu, "loop": _loop_kind(path, settings), "jobs_ok": outcome["ok"],
+            "cpu_s": cpu, "loop_thread_cpu_s": thread_cpu, "loop": _loop_kind(path, settings),
+            "jobs_ok": outcome["ok"],
             "first_error": outcome["first_error"], "steps_done": stats.steps_done,
             "steps_failed": stats.steps_failed, "max_in_flight": stats.max_in_flight,
             "commits": stats.commits, "python": sys.version.split()[0],
             "json": _json_backend(), "sniffio": _has("sniffio")}
 
 
-def _use_pool(url: str, pool: int) -> None:
+def _use_pool(url: str, pool: int, http_client: str) -> None:
     """Register the built-in provider as "openai" (the name the jobs' MODEL picks), configured
     as in `run_jobs`, with a pool of `pool` connections."""
     from statek.providers import OpenAICompatibleProvider, add_provider
 
     add_provider("openai", OpenAICompatibleProvider(url, None, name="openai", max_retries=0,
-                                                    timeout=120.0, max_connections=pool))
+                                                    timeout=120.0, max_connections=pool,
+                                                    http_client=http_client))
 
 
 def _use_offline(latency: float) -> None:
@@ -230,13 +237,15 @@ def _one(server: mock_openai.MockServer, n: int, concurrency: int, path: str,
                 "pool": pool or 100, "loop": "?", "timed_out": True, "loop_s": elapsed,
                 "jobs_ok": 0, "first_error": f"timed out after {elapsed:.0f} s",
                 "calls": calls, "calls_per_s": calls / elapsed,
-                "cpu_us_per_call": float("nan"), "server_cpu_us_per_call": float("nan")}
+                "cpu_us_per_call": float("nan"), "loop_cpu_us_per_call": float("nan"),
+                "server_cpu_us_per_call": float("nan")}
     after = server.stats()
     calls = after["requests"] - before["requests"]
     if client == "offline":
         calls = 2 * got["jobs_ok"]  # the server saw none
     got.update(calls=calls, calls_per_s=calls / got["loop_s"],
                cpu_us_per_call=got["cpu_s"] / max(calls, 1) * 1e6,
+               loop_cpu_us_per_call=got["loop_thread_cpu_s"] / max(calls, 1) * 1e6,
                server_cpu_us_per_call=(after["cpu_s"] - before["cpu_s"]) / max(calls, 1) * 1e6)
     if got["jobs_ok"] != n:
         print(f"    {n - got['jobs_ok']} jobs failed; first: {got['first_error']}",
@@ -257,7 +266,8 @@ def _row(workload: str, server: mock_openai.MockServer,
          runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = next((r for r in runs if not r.get("timed_out")), runs[0])
     medians = {key: statistics.median(r[key] for r in runs)
-               for key in ("calls_per_s", "cpu_us_per_call", "server_cpu_us_per_call")}
+               for key in ("calls_per_s", "cpu_us_per_call", "loop_cpu_us_per_call",
+                           "server_cpu_us_per_call")}
     return {"workload": workload, "n": first["n"], "max_concurrency": first["max_concurrency"],
             "path": first["path"], "client": first["client"], "loop": first["loop"],
             "pool": first["pool"],
@@ -319,12 +329,14 @@ def print_report(out: dict[str, Any]) -> None:
         rows.append([r["workload"], f"{r['n']} jobs C={r['max_concurrency']} "
                      f"latency={r['latency_s']:g}s", f"{r['path']} ({r['loop']})",
                      r["client"] if r["client"] == "offline" else f"{r['client']} ({r['pool']})",
-                     f"{r['calls_per_s']:,.0f}", f"{r['cpu_us_per_call']:.0f}",
+                     f"{r['calls_per_s']:,.0f}",
+                     f"{r['cpu_us_per_call']:.0f} ({r['loop_cpu_us_per_call']:.0f})",
                      f"{r['server_cpu_us_per_call']:.0f}",
                      "-" if share is None else f"{share:.1%} {share_of}",
                      f"{r['jobs_failed']}" + (f" ({r['timed_out']} runs timed out)"
                                               if r["timed_out"] else ""), r["repeats"]])
-    print_table(["workload", "params", "worker", "client (pool)", "calls/s", "worker CPU µs/call",
+    print_table(["workload", "params", "worker", "client (pool)", "calls/s",
+                 "worker CPU µs/call (loop thread)",
                  "server CPU µs/call", "ratio", "failed jobs", "repeats"], rows)
     print(f"(medians; {out['cpus']} CPUs shared by server, worker and anything else; load "
           f"average {out['load_avg_before'][0]:.2f} before, {out['load_avg_after'][0]:.2f} "
@@ -391,7 +403,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _clients(parser: argparse.ArgumentParser, asked: str | None) -> list[str]:
     if asked is None:
-        return list(CLIENTS)
+        from statek.providers.transports import available_clients
+
+        return [c for c in CLIENTS if c == "offline" or c in available_clients()]
     clients = [c.strip() for c in asked.split(",") if c.strip()]
     if not clients or set(clients) - set(CLIENTS):
         parser.error(f"--clients takes {', '.join(CLIENTS)}, got {asked!r}")

@@ -71,6 +71,10 @@ class StatekSettings(BaseSettings):
     provider_max_response_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Largest reply body (after decompression) a "
         "provider call reads; a bigger one fails the call.")
+    provider_http_client: Literal["auto", "aiohttp", "pyreqwest"] = Field(
+        "auto", description="HTTP client of the OpenAI and Anthropic providers: 'auto' takes "
+        "pyreqwest when installed (statek[fast]; about half the event loop's CPU per call), "
+        "else aiohttp.")
 
     # Harness limits (0 disables a limit)
     max_turns: int = Field(50, ge=0, description="Model requests per job.")
@@ -102,6 +106,24 @@ class StatekSettings(BaseSettings):
     allowed_imports: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_IMPORTS
     max_source_chars: int = Field(100_000, gt=0)
     max_ast_nodes: int = Field(20_000, gt=0)
+
+    # Process-isolated execution (statek.isolation)
+    isolation: Literal["in-process", "process"] = Field(
+        "in-process", description="Where job code runs: 'in-process' (trusted code, fastest) "
+        "or 'process' (a pool of executor processes with OS limits; the worker keeps storage "
+        "and never runs job code).")
+    executor_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1,
+        description="Executor processes of isolation='process' (default: CPU count).")
+    executor_step_timeout: float = Field(
+        10.0, gt=0, description="Wall seconds one run of job code may take in an executor "
+        "when step_code_budget is 0; past it the executor is killed and replaced.")
+    executor_cpu_seconds: int = Field(
+        10, ge=1, description="CPU seconds one run may use in an executor (RLIMIT_CPU).")
+    executor_memory_mb: int = Field(
+        1024, ge=128, description="Address space of an executor process (RLIMIT_AS), MB.")
+    executor_open_files: int = Field(
+        64, ge=16, description="Open files of an executor process (RLIMIT_NOFILE).")
 
     # Worker
     use_uvloop: bool = True

@@ -44,3 +44,49 @@ def api(statek_store: str) -> statek.StatekClientAPI:
 @pytest.fixture
 def agent(statek_store: str) -> statek.Agent:
     return statek.Agent("worker", "You are a worker.")
+
+
+@pytest.fixture(params=["aiohttp", "pyreqwest"])
+def each_http_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per HTTP transport (as the kernel twins run on both): providers built
+    with the default `http_client="auto"` and the registry's (STATEK_PROVIDER_HTTP_CLIENT) get
+    this one. pyreqwest comes with statek[fast]; without it that half is skipped."""
+    from statek.providers import http_base, transports
+
+    name = str(request.param)
+    if name not in transports.available_clients():
+        pytest.skip(f"{name} is not installed (statek[fast])")
+    real = transports.resolve_client
+    monkeypatch.setattr(http_base, "resolve_client",
+                        lambda asked: real(name if asked == "auto" else asked))
+    monkeypatch.setenv("STATEK_PROVIDER_HTTP_CLIENT", name)
+    reset_settings_cache()
+    return name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "in_process_only(reason): skipped under the "
+                            "execution_mode fixture's 'process' mode (tests in-process internals)")
+    config.addinivalue_line("markers", "in_process_xfail(reason): a strict xfail under the "
+                            "execution_mode fixture's 'in-process' mode only")
+
+
+@pytest.fixture(params=["in-process", "process"])
+def execution_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per execution mode (settings.isolation): job code in the worker
+    process, or in executor processes (two here). Use it before `statek_store` (e.g.
+    `pytestmark = pytest.mark.usefixtures("execution_mode")`) so the store binds it."""
+    mode = str(request.param)
+    if mode == "process":
+        only = request.node.get_closest_marker("in_process_only")
+        if only is not None:
+            pytest.skip(f"in-process only: {only.kwargs.get('reason', '')}")
+    else:
+        gap = request.node.get_closest_marker("in_process_xfail")
+        if gap is not None:
+            request.applymarker(pytest.mark.xfail(reason=gap.kwargs.get("reason", ""),
+                                                  strict=True))
+    monkeypatch.setenv("STATEK_ISOLATION", mode)
+    monkeypatch.setenv("STATEK_EXECUTOR_PROCESSES", "2")
+    reset_settings_cache()
+    return mode

@@ -163,14 +163,19 @@ def test_step_cost_cases_complete(case: str) -> None:
 
 
 def test_w9_runs_every_job_over_real_http(tmp_path: Path) -> None:
-    """W9 at a tiny size: a worker process, the shipped provider, the mock server process."""
+    """W9 at a tiny size: a worker process, the built-in provider over each installed HTTP
+    transport, the mock server process."""
+    from statek.providers.transports import available_clients
+
+    clients = sorted(available_clients())
     out = tmp_path / "w9.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.w9_http", "--only", "W9", "--n", "40",
-         "--concurrency", "20", "--repeats", "1", "--no-ceiling", "--clients", "shipped",
+         "--concurrency", "20", "--repeats", "1", "--no-ceiling", "--clients", ",".join(clients),
          "--run-timeout", "120", "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(row["jobs_failed"] == 0 for row in rows), rows
     assert all(row["calls_per_s"] > 0 for row in rows)
+    assert sorted(row["client"] for row in rows) == clients

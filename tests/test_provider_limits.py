@@ -35,6 +35,8 @@ from statek.providers import (
 from statek.providers.http_base import HTTPProvider
 from tests.provider_stub import ProviderStub, StubReply, anthropic_reply, openai_reply
 
+pytestmark = pytest.mark.usefixtures("each_http_client")
+
 REQUEST = ChatRequest(model="m", system="", messages=(ChatMessage("user", "hi"),))
 
 

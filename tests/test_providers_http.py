@@ -43,6 +43,8 @@ except ImportError:  # tests/ itself on sys.path (pytest rootdir-less import)
         openai_reply,
     )
 
+pytestmark = pytest.mark.usefixtures("each_http_client")
+
 
 class SleepRecorder:
     """Stands in for asyncio.sleep so retry waits are checked, not spent."""
@@ -540,11 +542,13 @@ async def test_tool_message_needs_call_id(kind: str, stub: ProviderStub) -> None
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
-async def test_one_pooled_connection_reused(kind: str, stub: ProviderStub) -> None:
+async def test_one_pooled_connection_reused(kind: str, stub: ProviderStub,
+                                            each_http_client: str) -> None:
     async with make(kind, stub.url) as provider:
         assert provider.client is None  # lazy: nothing opened before the first call
         await provider.complete(simple_request())
         client = provider.client
+        assert client is not None and client.name == each_http_client
         for _ in range(4):
             await provider.complete(simple_request())
         assert provider.client is client
@@ -652,3 +656,24 @@ def test_retry_policy_bounds() -> None:
 )
 def test_error_text(body: bytes, expected: str) -> None:
     assert error_text(body) == expected
+
+
+def test_http_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from statek.errors import ConfigurationError
+    from statek.providers import transports
+
+    with pytest.raises(ConfigurationError, match="unknown HTTP client 'curl'"):
+        OpenAICompatibleProvider("http://x", http_client="curl")
+    monkeypatch.setattr(transports, "available_clients", lambda: ["aiohttp"])
+    with pytest.raises(ConfigurationError, match=r"'pyreqwest' is not installed.*statek\[fast\]"):
+        transports.resolve_client("pyreqwest")
+    assert transports.resolve_client("auto") == "aiohttp"
+
+
+def test_registry_passes_the_http_client_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from statek.providers import registry
+    from statek.settings import StatekSettings
+
+    settings = StatekSettings(provider_http_client="aiohttp")
+    provider = registry._make_openai(settings)
+    assert isinstance(provider, HTTPProvider) and provider.http_client == "aiohttp"

@@ -23,6 +23,8 @@ from statek.providers import (
 )
 from tests.provider_stub import ProviderStub, StubReply, anthropic_reply, error_reply, openai_reply
 
+pytestmark = pytest.mark.usefixtures("each_http_client")
+
 
 async def no_sleep(seconds: float) -> None:
     return None

@@ -21,6 +21,8 @@ from statek.models.status import JobStatus
 from statek.providers import OpenAICompatibleProvider, add_provider, remove_provider
 from tests.provider_stub import ProviderStub, RecordedRequest, StubReply, openai_reply
 
+pytestmark = pytest.mark.usefixtures("each_http_client")
+
 SEEN: dict[str, Any] = {}
 
 

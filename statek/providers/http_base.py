@@ -1,4 +1,4 @@
-"""Shared plumbing for HTTP chat providers: one pooled aiohttp session, retries, error mapping.
+"""Shared plumbing for HTTP chat providers: one pooled transport, retries, error mapping.
 
 Subclasses only translate between `ChatRequest`/`ChatReply` and their API's JSON; everything
 that can go wrong on the wire is turned into `ProviderError` here, once, for all of them:
@@ -12,18 +12,25 @@ import asyncio
 import functools
 import logging
 import ssl
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from statek import _json
 from statek._version import __version__
 from statek.errors import ConfigurationError, MissingAPIKeyError, ProviderError
 from statek.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from statek.providers.transports import make_transport, resolve_client
+from statek.providers.transports.base import (
+    BodyRefused,
+    ConnectionFailed,
+    ReplyTimeout,
+    RequestFailed,
+    Transport,
+    TransportConfig,
+)
+from statek.providers.transports.body import ACCEPT_ENCODING
 from statek.providers.types import ChatReply, ChatRequest
 
 __all__ = [
@@ -98,85 +105,23 @@ def error_text(body: bytes) -> str:
     return _truncate(body.decode("utf-8", "replace"))
 
 
-_ACCEPT = "gzip, deflate"  # the codings `_BoundedBody` inflates itself, within its bound
-_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-class _BodyTooLarge(Exception):
-    """The decoded body passed its bound."""
-
-
-class _BoundedBody:
-    """A reply body collected up to `limit` decoded bytes.
-
-    gzip and deflate are inflated here (the session has `auto_decompress=False`) rather than by
-    the HTTP client, which would inflate a whole network read at once (64 KiB of a gzip bomb is
-    ~64 MiB): each call asks zlib for at most the room left plus one byte, so memory stays near
-    the bound however far a body would expand.
-    """
-
-    __slots__ = ("_inflater", "_maybe_raw", "limit", "parts", "size")
-
-    def __init__(self, coding: str | None, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.parts: list[bytes] = []
-        self._inflater = None if coding is None else zlib.decompressobj(_WBITS[coding])
-        self._maybe_raw = coding == "deflate"  # some servers send deflate without its header
-
-    def _keep(self, piece: bytes) -> None:
-        self.size += len(piece)
-        if self.size > self.limit:
-            raise _BodyTooLarge
-        if piece:
-            self.parts.append(piece)
-
-    def feed(self, raw: bytes) -> None:
-        """Take the next raw bytes off the wire (zlib.error if they cannot be inflated)."""
-        inflater = self._inflater
-        if inflater is None:
-            self._keep(raw)
-            return
-        while raw and not inflater.eof:
-            try:
-                piece = inflater.decompress(raw, self.limit - self.size + 1)
-            except zlib.error:
-                if not self._maybe_raw:
-                    raise
-                inflater = self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                self._maybe_raw = False
-                continue
-            self._maybe_raw = False
-            self._keep(piece)
-            raw = inflater.unconsumed_tail
-
-    def finish(self) -> bytes:
-        """The whole decoded body."""
-        if self._inflater is not None and not self._inflater.eof:
-            self._keep(self._inflater.flush())
-        parts = self.parts
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
 class HTTPProvider(ABC):
-    """Base of the HTTP providers: lazy pooled `aiohttp.ClientSession`, retries, error mapping.
+    """Base of the HTTP providers: a lazy pooled transport, retries, error mapping.
 
-    The session is created on first use inside the running loop and reused for every call, so
-    connections stay warm; at most `max_connections` are open, further calls wait for one.
-    A provider used from a new event loop (tests, `asyncio.run` twice) gets a fresh session,
-    because a session cannot outlive the loop it was made on. aiohttp rather than httpx: with
-    1000 calls queued on 100 connections httpcore's pool spent ~3.8 ms CPU per call
-    (benchmarks/http_clients.py), aiohttp ~0.15 ms. HTTP(S)_PROXY is not read (trust_env
-    would re-read the environment and ~/.netrc on every request, ~0.4 ms of CPU each).
+    The transport (statek/providers/transports: aiohttp, or pyreqwest with `statek[fast]`) is
+    created on first use inside the running loop and reused for every call, so connections
+    stay warm; at most `max_connections` are open, further calls wait for one. A provider
+    used from a new event loop (tests, `asyncio.run` twice) gets a fresh transport, because a
+    pooled client cannot outlive the loop it was made on. `http_client` picks the client
+    ("auto": pyreqwest when installed, else aiohttp). HTTP(S)_PROXY is not read.
     `sleep` is what retries wait with; tests pass a fake to keep the suite fast.
 
     With no API key (and no auth header in `extra_headers`) a provider pointed at the
     vendor's own host (`HOSTED_HOST`) raises `MissingAPIKeyError` on its first call instead of
     sending a request bound to fail; any other base URL (a local server) may need no key.
     A reply body is read up to `max_response_bytes` after decompression, and the call fails
-    beyond that without inflating further (`_BoundedBody`); bodies compressed twice or in a
-    coding other than gzip/deflate are refused.
+    beyond that without inflating further (`transports.body.BoundedBody`); bodies
+    compressed twice or in a coding other than gzip/deflate are refused.
     """
 
     #: What a subclass declares: its registry name, model, base URL (None: must be given),
@@ -205,6 +150,7 @@ class HTTPProvider(ABC):
         sleep: Sleep | None = None,
         max_connections: int = 100,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http_client: str = "auto",
     ) -> None:
         name = name or self.DEFAULT_NAME
         base_url = base_url or self.DEFAULT_BASE_URL
@@ -218,6 +164,7 @@ class HTTPProvider(ABC):
             raise ConfigurationError(
                 f"{name}: max_response_bytes must be >= 1, got {max_response_bytes}"
             )
+        self.http_client = resolve_client(http_client)
         self.name = name
         self.default_model = default_model or self.DEFAULT_MODEL
         self.base_url = base_url.rstrip("/")
@@ -228,14 +175,14 @@ class HTTPProvider(ABC):
         self._headers = {
             "content-type": "application/json",
             "accept": "application/json",
-            "accept-encoding": _ACCEPT,
+            "accept-encoding": ACCEPT_ENCODING,
             "user-agent": f"statek/{__version__}",
             **self._auth_headers(api_key),
             **dict(extra_headers or {}),
         }
         self._sleep: Sleep = sleep or asyncio.sleep
         self.max_connections = max_connections
-        self._client: aiohttp.ClientSession | None = None
+        self._client: Transport | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._key_problem = self._missing_key(api_key)
 
@@ -281,22 +228,21 @@ class HTTPProvider(ABC):
     # -- client lifecycle ----------------------------------------------------------------------
 
     @property
-    def client(self) -> aiohttp.ClientSession | None:
-        """The pooled session, or None before the first call / after `aclose`."""
+    def client(self) -> Transport | None:
+        """The pooled transport, or None before the first call / after `aclose`."""
         return self._client
 
-    def _ensure_client(self) -> aiohttp.ClientSession:
+    def _ensure_client(self) -> Transport:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop or self._client.closed:
-            # A session from a previous loop is dropped, not closed: its loop may be gone.
-            self._client = aiohttp.ClientSession(
+            # A transport from a previous loop is dropped, not closed: its loop may be gone.
+            self._client = make_transport(self.http_client, TransportConfig(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, ssl=_ssl_context()
-                ),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                auto_decompress=False,  # `_BoundedBody` inflates, within max_response_bytes
-            )
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                max_response_bytes=self.max_response_bytes,
+                ssl_context=_ssl_context(),
+            ))
             self._client_loop = loop
         return self._client
 
@@ -311,7 +257,7 @@ class HTTPProvider(ABC):
         client, loop = self._client, self._client_loop
         self._client = self._client_loop = None
         if client is not None and loop is asyncio.get_running_loop():
-            await client.close()
+            await client.aclose()
 
     # -- the call ------------------------------------------------------------------------------
 
@@ -349,67 +295,6 @@ class HTTPProvider(ABC):
             retryable=False,
         )
 
-    async def _exchange(
-        self, client: aiohttp.ClientSession, body: bytes
-    ) -> tuple[int, bytes, str | None]:
-        """One POST: (status, decoded body, Retry-After header), the body read in bounds."""
-        async with client.post(self.url, data=body, allow_redirects=False) as response:
-            try:
-                content = await self._read_bounded(response)
-            except ProviderError:
-                response.close()  # the unread rest is dropped with its connection
-                raise
-            return response.status, content, response.headers.get("retry-after")
-
-    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
-        """The decoded body, or ProviderError once it exceeds `max_response_bytes` (the rest
-        is never read: the connection is closed instead of reused)."""
-        coding = self._coding(response)
-        try:
-            body = _BoundedBody(coding, self.max_response_bytes)
-            async for raw in response.content.iter_any():
-                body.feed(raw)
-            return body.finish()
-        except _BodyTooLarge:
-            raise self._refused(
-                response,
-                f"body exceeds max_response_bytes={self.max_response_bytes:,} bytes "
-                f"(content-encoding {coding or 'identity'!r}; "
-                "STATEK_PROVIDER_MAX_RESPONSE_BYTES raises the limit)",
-            ) from None
-        except zlib.error as exc:
-            raise self._refused(response, f"body is not valid {coding} data ({exc})") from None
-
-    def _coding(self, response: aiohttp.ClientResponse) -> str | None:
-        """The body's one compression ("gzip", "deflate") or None; ProviderError for a body
-        compressed more than once or in a coding statek did not ask for."""
-        header = response.headers.get("content-encoding")
-        if header is None:
-            return None
-        layers = [c for c in (c.strip().lower() for c in header.split(",")) if c != "identity"]
-        layers = [c for c in layers if c]
-        if not layers:
-            return None
-        if len(layers) > 1:
-            raise self._refused(
-                response,
-                f"compressed {len(layers)} times (content-encoding {header!r}): only one layer "
-                "is accepted, as each can inflate ~1000x",
-            )
-        coding = _CODINGS.get(layers[0])
-        if coding is None:
-            raise self._refused(
-                response, f"content-encoding {header!r} is not supported (asked for {_ACCEPT!r})"
-            )
-        return coding
-
-    def _refused(self, response: aiohttp.ClientResponse, why: str) -> ProviderError:
-        return ProviderError(
-            f"{self.name}: reply refused: {why} (HTTP {response.status})",
-            status=response.status,
-            retryable=False,
-        )
-
     async def _post(self, body: bytes) -> tuple[int, bytes]:
         """POST with retries; returns the first 2xx (status, body) or raises ProviderError."""
         client = self._ensure_client()
@@ -418,21 +303,25 @@ class HTTPProvider(ABC):
             cause: BaseException | None = None
             retry_after: float | None = None
             try:
-                status, content, retry_header = await self._exchange(client, body)
-            except TimeoutError as exc:  # aiohttp.ServerTimeoutError is one too
+                status, content, retry_header = await client.post(self.url, body)
+            except ReplyTimeout as exc:
                 failure = ProviderError(
-                    f"{self.name}: no reply within {self.timeout:g}s ({type(exc).__name__})",
-                    retryable=True,
+                    f"{self.name}: no reply within {self.timeout:g}s ({exc})", retryable=True
                 )
                 cause = exc
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            except ConnectionFailed as exc:
                 failure = ProviderError(
-                    f"{self.name}: connection to {self.url} failed: {exc!s} ({type(exc).__name__})",
-                    retryable=True,
+                    f"{self.name}: connection to {self.url} failed: {exc}", retryable=True
                 )
                 cause = exc
-            except aiohttp.ClientError as exc:  # bad URL, unsupported protocol, ...: final
-                raise ProviderError(f"{self.name}: request failed: {exc!r}") from exc
+            except RequestFailed as exc:
+                raise ProviderError(f"{self.name}: request failed: {exc}") from exc
+            except BodyRefused as exc:
+                raise ProviderError(
+                    f"{self.name}: reply refused: {exc.why} (HTTP {exc.status})",
+                    status=exc.status,
+                    retryable=False,
+                ) from None
             else:
                 if 200 <= status < 300:
                     return status, content

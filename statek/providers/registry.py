@@ -73,6 +73,7 @@ def _http_options(settings: Any) -> dict[str, Any]:
         "max_response_bytes": int(
             _setting(settings, "provider_max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
         ),
+        "http_client": str(_setting(settings, "provider_http_client", "auto")),
     }
 
 

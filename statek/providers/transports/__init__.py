@@ -1,0 +1,57 @@
+"""HTTP transports for the providers, and the choice between them.
+
+`aiohttp` is always installed; `pyreqwest` comes with `statek[fast]` and is preferred when
+present ("auto"), because it halves the event loop's CPU per model call. Both pass the same
+provider tests (tests/test_providers_http.py runs every test on each).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+from statek.errors import ConfigurationError
+from statek.providers.transports.base import Transport, TransportConfig
+
+__all__ = ["HTTP_CLIENTS", "HTTPClientName", "available_clients", "make_transport",
+           "resolve_client"]
+
+HTTPClientName = Literal["auto", "aiohttp", "pyreqwest"]
+HTTP_CLIENTS: tuple[str, ...] = ("auto", "aiohttp", "pyreqwest")
+
+
+def available_clients() -> list[str]:
+    """The clients that can be used here, preferred first."""
+    found = ["aiohttp"]
+    if importlib.util.find_spec("pyreqwest") is not None:
+        found.insert(0, "pyreqwest")
+    return found
+
+
+def resolve_client(name: str) -> str:
+    """The concrete client for `name` ("auto": the preferred one installed);
+    ConfigurationError for an unknown or uninstalled one."""
+    if name not in HTTP_CLIENTS:
+        raise ConfigurationError(
+            f"unknown HTTP client {name!r}: choose one of {', '.join(HTTP_CLIENTS)}"
+        )
+    available = available_clients()
+    if name == "auto":
+        return available[0]
+    if name not in available:
+        raise ConfigurationError(
+            f"HTTP client {name!r} is not installed: pip install 'statek[fast]' "
+            "(or set STATEK_PROVIDER_HTTP_CLIENT=auto)"
+        )
+    return name
+
+
+def make_transport(name: str, config: TransportConfig) -> Transport:
+    """A new transport of client `name` (already resolved), bound to the running loop."""
+    if name == "pyreqwest":
+        from statek.providers.transports.reqwest_client import ReqwestTransport
+
+        return ReqwestTransport(config)
+    from statek.providers.transports.aiohttp_client import AiohttpTransport
+
+    return AiohttpTransport(config)
