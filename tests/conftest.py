@@ -89,4 +89,9 @@ def execution_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STATEK_ISOLATION", mode)
     monkeypatch.setenv("STATEK_EXECUTOR_PROCESSES", "2")
     reset_settings_cache()
+    if mode == "process":  # started before the test: its timings never include a start-up
+        from statek.isolation.pool import pool_for
+        from statek.isolation.runner import pool_config
+
+        pool_for(pool_config()).prestart()
     return mode

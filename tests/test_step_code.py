@@ -18,6 +18,8 @@ from statek.executors.utils import run_job_step
 from statek.models.status import JobStatus
 from statek.providers import ChatReply, ScriptedProvider, add_provider, remove_provider
 
+pytestmark = pytest.mark.usefixtures("execution_mode")  # both modes
+
 PROVIDER = "step-code"
 
 Install = Callable[..., ScriptedProvider]
@@ -252,6 +254,7 @@ async def test_a_reopened_job_never_reruns_its_last_reply(
     assert job.turns == 2 and provider.calls == 2
 
 
+@pytest.mark.in_process_only(reason="checks the in-process namespace cache")
 async def test_a_kept_namespace_never_shows_what_storage_does_not_have(
         api: statek.StatekClientAPI, agent: statek.Agent, script: Install) -> None:
     """A job whose locals are all scalars keeps its namespace between steps; it must behave
@@ -409,6 +412,7 @@ async def test_violation_swallowed_by_job_code_is_still_recorded(
     assert any("refused" in line and "type()" in line for line in job.console), job.console
 
 
+@pytest.mark.in_process_only(reason="os.getpid() in job code is the executor's pid")
 async def test_unrestricted_mode_allows_os(api: statek.StatekClientAPI,
                                            agent: statek.Agent) -> None:
     try:

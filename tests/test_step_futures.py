@@ -19,6 +19,8 @@ from statek.models.status import JobStatus
 from tests.speedups_fixture import sched_impl  # noqa: F401
 from tests.test_queue_cross_prefix import kernels  # noqa: F401
 
+pytestmark = pytest.mark.usefixtures("execution_mode")  # both modes
+
 
 @pytest.fixture
 def helper(statek_store: str) -> statek.SupervisedAgent:

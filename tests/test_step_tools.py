@@ -23,6 +23,8 @@ from statek.providers import (
     remove_provider,
 )
 
+pytestmark = pytest.mark.usefixtures("execution_mode")  # both modes
+
 PROVIDER = "step-tools"
 CALLS: list[tuple[str, Any]] = []
 

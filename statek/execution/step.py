@@ -89,6 +89,11 @@ def sandbox_policy() -> SandboxPolicy:
     return policy
 
 
+def _isolated() -> bool:
+    """Whether job code runs in executor processes (settings.isolation == "process")."""
+    return store.settings().isolation == "process"
+
+
 async def _bounded(awaitable: Awaitable[T], seconds: float) -> T:
     """Await with a timeout; a coroutine that completes without waiting (an offline
     provider, a cached tool) skips the cost of arming one (about 9 µs)."""
@@ -184,6 +189,10 @@ class _Step:
         """Phase 1; True when the step goes on to the model."""
         namespace: JobNamespace | None = None
         policy = sandbox_policy()
+        if _isolated():
+            from statek.isolation.runner import run_code_isolated
+
+            return await run_code_isolated(self, policy)
         while True:
             with store.transition():
                 found = self.code_to_run()
