@@ -1,4 +1,4 @@
-"""Run every DESIGN.md workload (W1-W7) in fresh processes and print one table.
+"""Run workloads W1-W7 (docs/workloads.md) in fresh processes and print one table.
 
     python -m benchmarks.run_all                       # full sizes, compiled, median of 3
     python -m benchmarks.run_all --quick               # smaller sizes, 1 repeat (~2-3 min)

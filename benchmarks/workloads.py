@@ -1,4 +1,4 @@
-"""The DESIGN.md workloads W1-W7, one data point per call, in the current process.
+"""Workloads W1-W7 (docs/workloads.md), one data point per call, in the current process.
 
     python -m benchmarks.workloads --one W1 --n 10000     # prints one JSON line
     python -m benchmarks.run_all                          # every workload, fresh processes
@@ -9,8 +9,8 @@ Each `wN(...)` function opens a fresh store, sets up (untimed), measures, and re
 The main size parameter (N, S or M) is the first argument of every function and `--n` on the
 command line. Job creation and other setup never count in a figure.
 
-Memory rule (notes/dbzero.md §0, §11): no Python references to many memo objects are held
-across commits; setup keeps uuids and lets objects go.
+Memory rule (docs/storage.md#s3-commit-cost-grows-with-live-references): no Python
+references to many memo objects are held across commits; setup keeps uuids and lets objects go.
 """
 
 from __future__ import annotations

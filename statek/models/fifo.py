@@ -1,9 +1,10 @@
 """A persisted FIFO that never pops from a dbzero list.
 
-`List.pop()` leaks in dbzero 0.7.0 (notes/dbzero.md §7) and `del L[0]` is O(n), so items live
-in fixed-size chunks keyed by number; the head only moves forward, and a chunk is dropped as a
-whole once every item in it was consumed. Every item has a sequence number (its position
-since the queue was created), which consumers use to de-duplicate across prefixes.
+`List.pop()` leaks in dbzero 0.7.0 (docs/storage.md#s7-list-pop-leaks) and `del L[0]` is
+O(n), so items live in fixed-size chunks keyed by number; the head only moves forward, and a
+chunk is dropped as a whole once every item in it was consumed. Every item has a sequence
+number (its position since the queue was created), which consumers use to de-duplicate across
+prefixes.
 
 Containers are assigned as plain Python values, which dbzero converts into the object's own
 prefix: a `db0.dict()` made in `__init__` of an object placed in another prefix than the

@@ -1,7 +1,8 @@
 """Jobs: one persisted Python session of an agent, with its status, locals, console and log.
 
-Storage rules (notes/dbzero.md §0) shape this class: every job is anchored in its prefix's
-root list, its status is an int plus an explicit JobStatus enum tag kept in step by
+Storage rules (docs/storage.md#s4-creating-objects-and-tags-on-fresh-objects and
+docs/storage.md#s6-anchoring-and-garbage-collection) shape this class: every job is anchored in
+its prefix's root list, its status is an int plus an explicit JobStatus enum tag kept in step by
 `set_status` (status queries are index lookups; an explicit tag moves for about 40% less than
 a `tag_fields` field), and the per-job collections (locals, console, chat log, inbox) are
 created only when first written, which keeps submitting a job to a handful of writes.
