@@ -38,6 +38,7 @@ _LAZY = {
     "add_provider": "statek.providers",
     "get_provider": "statek.providers",
     "speedups_enabled": "statek._speedups",
+    "connect": "statek.remote",
 }
 
 
@@ -56,7 +57,7 @@ __all__ = [
     "Agent", "Future", "IllegalTransitionError", "Job", "JobDef", "JobNotFoundError",
     "JobStatus", "NotInitializedError", "ProviderError", "SandboxViolation", "StatekClientAPI",
     "StatekError", "StatekPushQueue", "StatekSettings", "SupervisedAgent",
-    "UnstorableValueError", "__version__", "add_provider", "close", "commit_all",
+    "UnstorableValueError", "__version__", "add_provider", "close", "commit_all", "connect",
     "get_provider", "get_statek_settings", "init", "open_default_store", "open_prefix",
     "speedups_enabled", "start_statek", "start_statek_async", "tool",
 ]  # fmt: skip

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import click
 
 from statek._version import __version__
@@ -52,8 +56,14 @@ def _log_to_stderr() -> None:
 @click.option("--import", "modules", multiple=True, metavar="MODULE",
               help="Import this module first (repeatable; the current folder is importable): "
                    "where the application's @tool functions and providers are registered.")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the HTTP API on this port (0: one the OS picks; the log line "
+                   "'http api on URL' names it). Default: STATEK_HTTP_PORT, else none.")
+@click.option("--http-host", default=None,
+              help="Address of the HTTP API (default 127.0.0.1; another needs "
+                   "STATEK_HTTP_TOKEN).")
 def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bool,
-           modules: tuple[str, ...]) -> None:
+           modules: tuple[str, ...], http_port: int | None, http_host: str | None) -> None:
     """Run a worker over the embedded store (STATEK_DATA_DIR) until stopped."""
     import importlib
     import os
@@ -79,11 +89,342 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
         provider = use_offline()
         click.echo("offline: every model call is answered by the scripted provider")
     _log_to_stderr()
-    statek.open_default_store()
-    stats = statek.start_statek(max_concurrency=concurrency, provider=provider,
-                                auto_terminate=until_idle)
+    overrides: dict[str, object] = {}
+    if http_port is not None:
+        overrides["http_port"] = http_port
+    if http_host is not None:
+        overrides["http_host"] = http_host
+    cfg = statek.get_statek_settings(**overrides)
+    statek.init(cfg)
+    _open_store("rw")
+    try:
+        stats = statek.start_statek(settings=cfg, max_concurrency=concurrency,
+                                    provider=provider, auto_terminate=until_idle)
+    except statek.StatekError as exc:  # e.g. the HTTP API cannot bind
+        statek.close()
+        raise click.ClickException(str(exc)) from None
     click.echo(f"worker stopped: {stats.steps_done} steps, {stats.jobs_completed} jobs done")
     statek.close()
+
+
+def _open_store(mode: str) -> None:
+    """The embedded store in `mode`; a held store or a missing one is one clear line."""
+    from statek.store import StoreLockedError, open_default_store, open_prefix, settings
+
+    cfg = settings()
+    try:
+        if mode == "rw":
+            open_default_store()
+            return
+        import dbzero as db0
+
+        if not (cfg.data_dir / f"{cfg.default_prefix.lstrip('/')}.db0").exists():
+            raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
+                                       "(STATEK_DATA_DIR): nothing was submitted there yet")
+        db0.init(dbzero_root=str(cfg.data_dir))
+        open_prefix(cfg.default_prefix, "r")
+    except StoreLockedError as exc:
+        where = f"--url {exc.url}" if exc.url else (
+            "--url URL (start the worker with --http-port to give it one)")
+        who = f"a worker (pid {exc.pid})" if exc.pid else "another process"
+        raise click.ClickException(
+            f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}: use {where}"
+        ) from None
+
+
+def _store_closed() -> None:
+    import statek
+
+    statek.close()
+
+
+url_option = click.option("--url", envvar="STATEK_URL", default=None,
+                          help="A worker's HTTP API (env STATEK_URL); default: the embedded "
+                               "store (STATEK_DATA_DIR).")
+token_option = click.option("--token", envvar="STATEK_HTTP_TOKEN", default=None,
+                            help="Bearer token of that API (env STATEK_HTTP_TOKEN).")
+
+
+def _remote(url: str, token: str | None) -> Any:
+    from statek.remote import connect
+
+    try:
+        return connect(url, token, retries=2)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(call: Callable[[], Any]) -> Any:
+    """Run a client call; statek's errors become one line and exit status 1."""
+    from statek.errors import StatekError
+
+    try:
+        return call()
+    except StatekError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _parse_vars(pairs: tuple[str, ...], raw: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if raw is not None:
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise click.ClickException(f"--json is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise click.ClickException(f"--json must be a JSON object, not "
+                                       f"{type(parsed).__name__}")
+        values.update(parsed)
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"--var {pair!r}: expected NAME=VALUE")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text  # not JSON: the text itself
+    return values
+
+
+def _api_error_line(call: Callable[[], Any]) -> Any:
+    """Local lookups raise the API's errors (statek.server.errors.ApiError): one line."""
+    from statek.server.errors import ApiError
+
+    try:
+        return _run(call)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.command()
+@click.argument("agent")
+@click.option("--var", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A shared variable (VALUE read as JSON when it parses, else text).")
+@click.option("--json", "raw", default=None, help="Shared variables as one JSON object.")
+@click.option("--model", default=None, help="The job's MODEL (provider/model).")
+@click.option("--key", default=None, help="Idempotency key (with --url).")
+@url_option
+@token_option
+def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | None,
+           key: str | None, url: str | None, token: str | None) -> None:
+    """Submit a job of AGENT (a role or uuid); prints its uuid."""
+    values = _parse_vars(pairs, raw)
+    params = {} if model is None else {"model": model}
+    if url:
+        client = _remote(url, token)
+        body = {"agent": agent, "vars": values, **({"params": params} if params else {})}
+        answer = _run(lambda: client.request("POST", "/v1/jobs", body, key=key))
+        click.echo(answer["job"])
+        return
+    from statek.server.views import find_agent
+    from statek.statek_client_api import StatekClientAPI
+
+    _open_store("rw")
+    try:
+        target = _api_error_line(lambda: find_agent(agent))
+        job = _run(lambda: StatekClientAPI().submit_new_job(target, values, **params))
+        click.echo(job.uuid)
+    finally:
+        _store_closed()
+
+
+@main.command()
+@click.argument("job")
+@click.argument("message")
+@click.option("--json", "as_json", is_flag=True, help="MESSAGE is JSON.")
+@url_option
+@token_option
+def push(job: str, message: str, as_json: bool, url: str | None, token: str | None) -> None:
+    """Queue MESSAGE for JOB (the worker delivers it)."""
+    value: Any = message
+    if as_json:
+        try:
+            value = json.loads(message)
+        except ValueError as exc:
+            raise click.ClickException(f"MESSAGE is not valid JSON: {exc}") from None
+    if url:
+        seq = _run(lambda: _remote(url, token).push_message(job, value))
+    else:
+        from statek.statek_client_api import StatekClientAPI
+
+        _open_store("rw")
+        try:
+            seq = _run(lambda: StatekClientAPI().push_message(job, value))
+        finally:
+            _store_closed()
+    click.echo(f"queued message #{seq} for {job}")
+
+
+@main.command()
+@click.argument("job")
+@url_option
+@token_option
+def cancel(job: str, url: str | None, token: str | None) -> None:
+    """Cancel JOB."""
+    if url:
+        done = _run(lambda: _remote(url, token).cancel_job(job))
+    else:
+        from statek.statek_client_api import StatekClientAPI
+
+        _open_store("rw")
+        try:
+            done = _run(lambda: StatekClientAPI().cancel_job(job))
+        finally:
+            _store_closed()
+    click.echo(f"cancelled {job}" if done else f"{job} had already finished")
+
+
+def _local_read(read: Callable[[], Any]) -> Any:
+    """`read()` over the embedded store opened read-only (works while a worker runs)."""
+    _open_store("r")
+    try:
+        return _api_error_line(read)
+    finally:
+        _store_closed()
+
+
+@main.command()
+@click.option("--status", default=None, help="Only these statuses (comma-separated).")
+@click.option("--agent", default=None, help="Only this agent (role or uuid).")
+@click.option("--limit", default=20, show_default=True, help="Jobs listed (newest first).")
+@url_option
+@token_option
+def jobs(status: str | None, agent: str | None, limit: int, url: str | None,
+         token: str | None) -> None:
+    """Jobs by agent and status, then the newest jobs."""
+    if url:
+        client = _remote(url, token)
+        counts = _run(client.counts)
+        page = _run(lambda: client.list_jobs(status, agent, limit, order="desc"))
+    else:
+        counts, page = _local_read(lambda: _local_jobs(status, agent, limit))
+    _print_counts(counts)
+    click.echo("")
+    rows = [(j["uuid"], j["agent"], j["status"], (j["error"] or "")[:60]) for j in page["jobs"]]
+    _print_rows(("job", "agent", "status", "error"), rows)
+
+
+def _local_jobs(status: str | None, agent: str | None,
+                limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    from statek.models.root import root_for
+    from statek.server import views
+
+    anchor = root_for().jobs
+    by_agent: dict[str, dict[str, int]] = {}
+    views.count_by_agent(anchor, 0, len(anchor), {}, by_agent)
+    counts = {"by_status": views.status_counts(), "by_agent": by_agent, "total": len(anchor)}
+    target = None if agent is None else views.find_agent(agent)
+    page = views.list_jobs(views.parse_status(status), target, limit, None, True)
+    return counts, page
+
+
+def _print_counts(counts: dict[str, Any]) -> None:
+    from statek.models.status import STATUS_NAMES
+
+    rows = [(role, *(str(row.get(s, 0)) for s in STATUS_NAMES))
+            for role, row in sorted(counts["by_agent"].items())]
+    rows.append(("(all)", *(str(counts["by_status"].get(s, 0)) for s in STATUS_NAMES)))
+    _print_rows(("agent", *STATUS_NAMES), rows)
+
+
+def _print_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = [list(headers), *rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(headers))]
+    for row in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@url_option
+@token_option
+def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
+    """A job: status, error, exit, usage, locals, console, chat log."""
+    if url:
+        data = _run(lambda: _remote(url, token).get_job(job)).data
+    else:
+        from statek.server import views
+
+        data = _local_read(lambda: views.job_detail(views.fetch_job(job)))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    usage = data["usage"]
+    click.echo(f"job {data['uuid']}  agent {data['agent']}  status {data['status']}"
+               + ("  (cancelled)" if data.get("cancelled") else ""))
+    click.echo(f"turns {usage['turns']}  tokens in {usage['input_tokens']} "
+               f"out {usage['output_tokens']}")
+    if data["status"] == "DONE":
+        click.echo(f"exit_status: {json.dumps(data['exit_status'], default=str)}")
+    if data["error"]:
+        click.echo(f"error: {data['error']}")
+    click.echo("locals:")
+    for name, value in sorted(data["locals"].items()):
+        click.echo(f"  {name} = {json.dumps(value, default=str)[:200]}")
+    click.echo("console:")
+    for line in data["console"]:
+        click.echo("  " + line.rstrip("\n"))
+    click.echo("chat log:")
+    for entry in data["chat_log"]:
+        click.echo("  " + json.dumps(entry, default=str)[:300])
+
+
+@main.command()
+@click.argument("job")
+@url_option
+@token_option
+def tail(job: str, url: str | None, token: str | None) -> None:
+    """Print JOB's console and status changes as they happen, until it is DONE."""
+    if url:
+        client = _remote(url, token)
+        for event in _run(lambda: client.events(job)):
+            if _show_event(event.kind, event.data):
+                return
+        return
+    _tail_local(job)
+
+
+def _show_event(kind: str, data: dict[str, Any]) -> bool:
+    """Print one event; True once the job is DONE."""
+    if kind == "console":
+        click.echo(str(data["text"]).rstrip("\n"))
+    elif kind == "status":
+        extra = ""
+        if data["status"] == "DONE":
+            extra = (f" error: {data['error']}" if data.get("error")
+                     else f" exit_status: {json.dumps(data.get('exit_status'), default=str)}")
+        click.echo(f"[{data['status']}]{extra}", err=True)
+        return bool(data["status"] == "DONE")
+    elif kind == "gap":
+        click.echo(f"[gap: {data.get('reason')}]", err=True)
+    return False
+
+
+def _tail_local(job: str) -> None:
+    """Follow a job in the embedded store read-only: wait for each commit (db0.wait)."""
+    import dbzero as db0
+
+    from statek.server import views
+    from statek.store import current_prefix
+
+    _open_store("r")
+    try:
+        prefix = current_prefix()
+        shown, status = 0, None
+        while True:
+            state = db0.get_state_num(prefix)
+            data = _api_error_line(lambda: views.job_detail(views.fetch_job(job)))
+            for index in range(shown, len(data["console"])):
+                _show_event("console", {"text": data["console"][index]})
+            shown = len(data["console"])
+            if data["status"] != status:
+                status = data["status"]
+                if _show_event("status", data):
+                    return
+            db0.wait(prefix, state + 1, 1000)
+    finally:
+        _store_closed()
 
 
 if __name__ == "__main__":

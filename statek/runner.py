@@ -102,19 +102,39 @@ async def _run_worker(agents: Sequence[Agent] | None,
     queues = _unique(list(push_queues)) if push_queues else [StatekPushQueue()]
     prefixes = [q.prefix_name for q in queues]
     _apply_definitions(active, cfg)
-    # handlers go first on leaving, so no press can set a stop after it was forgotten
-    with _no_stop_left_behind(), signals.installed(_press, take_all=take_all_signals):
-        log.info("worker ready: %d agent(s), queues %s, max_concurrency %d",
-                 len(active), prefixes, max_concurrency)
-        if len(active) == 1:
-            return await run_agentic_loop(active[0], None, _no_external_tasks, prefixes,
-                                          max_concurrency, provider, auto_terminate)
-        if not active:
-            return await run_jobs_loop(max_concurrency, provider, queue_prefixes=prefixes,
-                                       auto_terminate=auto_terminate)
-        defs = [AgentLoopDef(a, None, _no_external_tasks) for a in active]
-        return await run_agentic_fleet(defs, prefixes, max_concurrency, provider,
-                                       auto_terminate)
+    server = await _start_http(cfg)
+    try:
+        # handlers go first on leaving, so no press can set a stop after it was forgotten
+        with _no_stop_left_behind(), signals.installed(_press, take_all=take_all_signals):
+            log.info("worker ready: %d agent(s), queues %s, max_concurrency %d%s",
+                     len(active), prefixes, max_concurrency,
+                     f", http api on {server.url}" if server is not None else "")
+            return await _run_loops(active, prefixes, max_concurrency, provider,
+                                    auto_terminate)
+    finally:
+        if server is not None:
+            await asyncio.shield(server.close())
+
+
+async def _start_http(cfg: StatekSettings) -> Any:
+    """The worker's HTTP API (statek.server) when `http_port` is set, on this loop."""
+    if cfg.http_port is None:
+        return None
+    from statek.server import start_server
+
+    return await start_server(cfg)
+
+
+async def _run_loops(active: list[Any], prefixes: list[Any], max_concurrency: int,
+                     provider: str | None, auto_terminate: bool) -> LoopStats:
+    if len(active) == 1:
+        return await run_agentic_loop(active[0], None, _no_external_tasks, prefixes,
+                                      max_concurrency, provider, auto_terminate)
+    if not active:
+        return await run_jobs_loop(max_concurrency, provider, queue_prefixes=prefixes,
+                                   auto_terminate=auto_terminate)
+    defs = [AgentLoopDef(a, None, _no_external_tasks) for a in active]
+    return await run_agentic_fleet(defs, prefixes, max_concurrency, provider, auto_terminate)
 
 
 def _loop_factory(settings: StatekSettings | None) -> Any:

@@ -125,6 +125,24 @@ class StatekSettings(BaseSettings):
     executor_open_files: int = Field(
         64, ge=16, description="Open files of an executor process (RLIMIT_NOFILE).")
 
+    # HTTP API served by the worker (statek.server)
+    http_host: str = Field(
+        "127.0.0.1", description="Address the worker's HTTP API binds; anything but a loopback "
+        "address needs http_token.")
+    http_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the worker's HTTP API (0: one the OS picks; "
+        "unset: no HTTP API).")
+    http_token: SecretStr | None = Field(
+        None, description="Bearer token every HTTP API request must carry (compared in "
+        "constant time); required to bind a non-loopback address.")
+    http_max_body: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest HTTP request body in bytes (413 beyond).")
+    http_max_batch: int = Field(
+        10_000, gt=0, description="Most jobs one HTTP batch submission may create.")
+    http_event_buffer: int = Field(
+        100_000, gt=0, description="Status/console events kept for SSE clients resuming "
+        "with Last-Event-ID; older ones are reported as a gap.")
+
     # Worker
     use_uvloop: bool = True
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight steps get to finish.")

@@ -3,11 +3,20 @@
 The model (jobs, queues, futures) never imports the runner. When something makes a job
 runnable it calls one of these functions; a running scheduler subscribes and turns the call
 into an O(1) update of its in-memory ready set. With no listener they cost one attribute read.
+
+Besides that one listener, observers (`observe`) hear `job_changed(uuid, job)` whenever a job
+may have changed status or console: when it becomes runnable, finishes, or a step of it ends
+(the scheduler's `step_ended`). The worker's HTTP API uses it for its event stream; with no
+observer it costs one list check.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: callback(job_uuid, job or None): the job may have a new status or console lines.
+Observer = Callable[[str, Any], None]
 
 
 class ReadinessListener(Protocol):
@@ -41,11 +50,15 @@ def subscribe(listener: ReadinessListener | None) -> ReadinessListener | None:
 def job_runnable(job_uuid: str) -> None:
     if _listener is not None:
         _listener.job_runnable(job_uuid)
+    if observers:
+        job_changed(job_uuid)
 
 
 def job_finished(job_uuid: str) -> None:
     if _listener is not None:
         _listener.job_finished(job_uuid)
+    if observers:
+        job_changed(job_uuid)
 
 
 def job_messaged(job_uuid: str) -> None:
@@ -61,3 +74,24 @@ def timer_set(job_uuid: str, deadline: float) -> None:
 def queue_pushed() -> None:
     if _listener is not None:
         _listener.queue_pushed()
+
+
+observers: list[Observer] = []
+
+
+def observe(callback: Observer) -> Callable[[], None]:
+    """Add an observer of job changes; returns the function that removes it."""
+    observers.append(callback)
+
+    def remove() -> None:
+        if callback in observers:
+            observers.remove(callback)
+
+    return remove
+
+
+def job_changed(job_uuid: str, job: Any = None) -> None:
+    """Tell the observers a job may have changed (`job` when the caller holds it). Observers
+    only read: they run inside the caller's transition."""
+    for callback in observers:
+        callback(job_uuid, job)

@@ -15,6 +15,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import json
+import os
+import re
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import dbzero as db0
 
-from statek.errors import NotInitializedError
+from statek.errors import NotInitializedError, StatekError
 
 if TYPE_CHECKING:
     from statek.settings import StatekSettings
@@ -35,6 +40,7 @@ class _Runtime:
     restricted: bool = True
     opened: list[str] = field(default_factory=list)
     autocommitting: set[str] = field(default_factory=set)  # opened with autocommit on
+    holders: dict[str, Path] = field(default_factory=dict)  # prefix -> holder file we wrote
 
 
 _runtime = _Runtime()
@@ -185,7 +191,15 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
         )
     if mode not in ("rw", "r"):
         raise ValueError(f"open mode must be 'rw' or 'r', not {mode!r}")
-    db0.open(name, mode, autocommit=autocommit, **kwargs)
+    try:
+        db0.open(name, mode, autocommit=autocommit, **kwargs)
+    except RuntimeError as exc:
+        locked = _locked_error(exc)
+        if locked is None:
+            raise
+        raise locked from None
+    if mode == "rw":
+        _write_holder(name)
     if name not in _runtime.opened:
         _runtime.opened.append(name)
     if autocommit:
@@ -223,6 +237,7 @@ def close() -> None:
         with contextlib.suppress(RuntimeError):
             commit_all()
         db0.close()
+    _remove_holders()
     _runtime.opened.clear()
     _runtime.autocommitting.clear()
     _runtime.settings = None
@@ -230,6 +245,106 @@ def close() -> None:
 
 
 _close_hooks: list[Callable[[], None]] = []
+
+
+class StoreLockedError(StatekError, RuntimeError):
+    """Another process has the prefix open for writing (dbzero allows one writer)."""
+
+    def __init__(self, message: str, *, pid: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.url = url
+
+
+_LOCK_FAILED = re.compile(r"Failed to aquire lock of:?\s*(\S+\.db0\.lock)")
+
+
+def _holder_path(lock_path: str) -> Path:
+    return Path(lock_path[: -len(".lock")] + ".holder")
+
+
+def _write_holder(name: str) -> None:
+    """Beside the prefix's lock file dbzero holds, note who holds it (pid, command line,
+    worker URL) so a second writer's error can name that process. Linux only: the lock
+    file is found among this process's open files."""
+    suffix = "/" + name.lstrip("/") + ".db0.lock"
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.endswith(suffix):
+                _runtime.holders[name] = _holder_path(target)
+                note_holder_url(None, only=name)
+                return
+
+
+def note_holder_url(url: str | None, *, only: str | None = None) -> None:
+    """(Re)write the holder files of the prefixes this process holds, with `url`: the
+    address of this worker's HTTP API, which a second writer is told to use."""
+    for name, path in _runtime.holders.items():
+        if only is not None and name != only:
+            continue
+        info = {"pid": os.getpid(), "cmdline": _command_line(), "since": time.time(),
+                "url": url}
+        with contextlib.suppress(OSError):
+            temporary = path.with_name(path.name + f".{os.getpid()}")
+            temporary.write_text(json.dumps(info), encoding="utf-8")
+            temporary.replace(path)
+
+
+def _command_line() -> str:
+    try:
+        with open("/proc/self/cmdline", "rb") as raw:
+            return raw.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return " ".join([sys.executable, *sys.argv])
+
+
+def _remove_holders() -> None:
+    for path in _runtime.holders.values():
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                path.unlink()
+    _runtime.holders.clear()
+
+
+def read_holder(lock_path: str) -> dict[str, Any] | None:
+    """What the holder file beside `lock_path` says, if its process still lives."""
+    try:
+        info = json.loads(_holder_path(lock_path).read_text(encoding="utf-8"))
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+    except PermissionError:
+        return info if isinstance(info, dict) else None  # alive, another user's
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _locked_error(exc: RuntimeError) -> StoreLockedError | None:
+    """dbzero's "Failed to aquire lock" as an error naming the holder and what to do."""
+    found = _LOCK_FAILED.search(str(exc))
+    if found is None:
+        return None
+    lock_path = found.group(1)
+    store = lock_path[: -len(".db0.lock")]
+    info = read_holder(lock_path)
+    if info is None:
+        who, pid, url = "another process", None, None
+    else:
+        pid, url = info.get("pid"), info.get("url")
+        who = f"process {pid} ({str(info.get('cmdline', '?'))[:200]})"
+    how = (f"submit through its HTTP API: statek.connect({url!r}) or `statek ... --url {url}`"
+           if url else "start that worker with an HTTP API (`statek worker --http-port PORT`) "
+           "and use statek.connect(URL) or `statek ... --url URL`")
+    return StoreLockedError(
+        f"the store {store} is open for writing by {who}; dbzero allows one writer per "
+        f"prefix. To feed that worker, {how}; to read, open the prefix with mode 'r'; or "
+        "stop that process first.", pid=pid if isinstance(pid, int) else None,
+        url=url if isinstance(url, str) else None)
 
 
 def on_close(hook: Callable[[], None]) -> Callable[[], None]:

@@ -137,7 +137,9 @@ class Scheduler:
         return self.jobs.key(number)
 
     def step_ended(self, number: int, job: Any, retry_after: float) -> None:
-        """Route a job by the status its step left it in."""
+        """Route a job by the status its step left it in (and tell observers, if any)."""
+        if signals.observers:
+            signals.job_changed(self.jobs.key(number), job)
         self.in_flight.discard(number)
         state = job.state
         if state in RUNNABLE:

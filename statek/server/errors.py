@@ -1,0 +1,34 @@
+"""HTTP errors with a JSON body that names the problem (and the field, when there is one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from statek import _json
+
+
+class ApiError(Exception):
+    """A request the API refuses: `status` and a message a user can act on."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return web.Response(status=self.status, body=_json.dumps({"error": error}),
+                            content_type="application/json", headers=self.headers)
+
+
+def bad_field(field: str, message: str) -> ApiError:
+    """400 naming the field of the request body (or query) that is wrong."""
+    return ApiError(400, "invalid_field", f"{field}: {message}", field)

@@ -1,0 +1,101 @@
+"""The OpenAPI 3.1 document the API serves at /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statek._version import __version__
+from statek.settings import StatekSettings
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/Error"}}}}
+_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "A retried request with the same key and body gets the first answer "
+                       "(header Idempotent-Replayed: true); 1-200 of A-Z a-z 0-9 . _ : -",
+        "schema": {"type": "string", "maxLength": 200}}
+_UUID = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
+_SSE = {"200": {"description": "text/event-stream of `status` and `console` events (ids "
+                               "resume with Last-Event-ID), `gap` when events were lost",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _ok(description: str, code: str = "200") -> dict[str, Any]:
+    return {code: {"description": description, "content": {"application/json": {}}},
+            "4XX": _ERROR}
+
+
+def openapi_document(settings: StatekSettings) -> dict[str, Any]:
+    submission = {"agent": {"type": "string", "description": "agent role or uuid"},
+                  "locale": {"type": ["string", "null"]},
+                  "params": {"type": "object", "description": "job params: model, provider, "
+                             "metadata, warmup_code, others stored with the job definition"}}
+    paths: dict[str, Any] = {
+        "/v1/health": {"get": {"summary": "liveness (no token needed)", "responses": _ok("ok")}},
+        "/v1/agents": {"get": {"summary": "agents", "responses": _ok("agents")}},
+        "/v1/agents/{agent}/events": {"post": {
+            "summary": "queue an event for a supervised agent (it becomes a job)",
+            "parameters": [{"name": "agent", "in": "path", "required": True,
+                            "schema": {"type": "string"}}, _KEY],
+            "requestBody": _body({"type": "object", "required": ["event"],
+                                  "properties": {"event": {}}}),
+            "responses": _ok("queued: {seq}", "202")}},
+        "/v1/jobs": {
+            "post": {"summary": "submit one job", "parameters": [_KEY],
+                     "requestBody": _body({"type": "object", "required": ["agent"],
+                                           "additionalProperties": False, "properties": {
+                                               **submission, "vars": {"type": "object"}}}),
+                     "responses": _ok("created: {job, status}", "201")},
+            "get": {"summary": "list jobs (paged; a page may hold fewer than limit)",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string"},
+                         "description": "status names, comma-separated"},
+                        {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}}],
+                    "responses": _ok("{jobs, next_cursor, total}")}},
+        "/v1/jobs/batch": {"post": {
+            "summary": f"submit up to {settings.http_max_batch} jobs, all or none",
+            "parameters": [_KEY],
+            "requestBody": _body({"type": "object", "required": ["agent", "vars_batch"],
+                                  "additionalProperties": False, "properties": {
+                                      **submission, "vars_batch": {
+                                          "type": "array", "items": {"type": ["object", "null"]},
+                                          "maxItems": settings.http_max_batch}}}),
+            "responses": _ok("created: {jobs}", "201")}},
+        "/v1/counts": {"get": {"summary": "jobs by status and by agent",
+                               "responses": _ok("{by_status, by_agent, total}")}},
+        "/v1/jobs/{uuid}": {"get": {
+            "summary": "a job: status, exit_status, error, console, chat_log, usage, locals",
+            "parameters": [_UUID], "responses": _ok("the job")}},
+        "/v1/jobs/{uuid}/messages": {"post": {
+            "summary": "queue a message for a job", "parameters": [_UUID, _KEY],
+            "requestBody": _body({"type": "object", "required": ["message"],
+                                  "properties": {"message": {}}}),
+            "responses": _ok("queued: {seq}", "202")}},
+        "/v1/jobs/{uuid}/cancel": {"post": {
+            "summary": "cancel a job", "parameters": [_UUID, _KEY],
+            "responses": _ok("{cancelled, status}")}},
+        "/v1/jobs/{uuid}/events": {"get": {
+            "summary": "SSE: the job's console so far and status, then changes",
+            "parameters": [_UUID], "responses": _SSE}},
+        "/v1/events": {"get": {"summary": "SSE: every job's status changes and console lines",
+                               "responses": _SSE}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "statek worker API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": {"type": "object", "properties": {"error": {
+                "type": "object", "properties": {"code": {"type": "string"},
+                                                 "message": {"type": "string"},
+                                                 "field": {"type": "string"}}}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}] if settings.http_token is not None else [],
+    }

@@ -1,0 +1,87 @@
+"""Reading request bodies and queries: types checked, unknown fields refused, by name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from statek import _json
+from statek.server.errors import ApiError, bad_field
+
+_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_UUID = re.compile(r"[A-Za-z0-9]{1,64}")
+_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
+
+
+async def json_body(request: web.Request, allowed: tuple[str, ...],
+                    required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The body as a JSON object holding only `allowed` fields and every `required` one."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"send the body as application/json, not {request.content_type!r}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise too_large(request.app["max_body"]) from exc
+    try:
+        body = _json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json",
+                       f"the body must be a JSON object, not {type(body).__name__}")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise bad_field(unknown[0], f"unknown field (allowed: {', '.join(allowed)})")
+    for name in required:
+        if name not in body:
+            raise bad_field(name, "required")
+    return body
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large",
+                    f"the body exceeds the limit of {limit} bytes (setting http_max_body)")
+
+
+def typed(body: Mapping[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    """body[name] if of `kind` (None or absent gives `default`)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if type(value) is not kind:
+        raise bad_field(name, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
+                              f"not {type(value).__name__}")
+    return value
+
+
+def uuid_text(value: str, field: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise bad_field(field, f"{value[:80]!r} is not a statek uuid")
+    return value
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The Idempotency-Key header, checked (a retried request with it creates nothing new)."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise bad_field("Idempotency-Key", "1-200 characters of A-Z a-z 0-9 . _ : -")
+    return key
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_field(name, f"must be an integer, not {text[:40]!r}") from None
+    if not low <= value <= high:
+        raise bad_field(name, f"must be between {low} and {high}, not {value}")
+    return value
