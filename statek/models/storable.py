@@ -48,6 +48,7 @@ _PLAIN_SCALARS = frozenset({float, bool, type(None), bytes, datetime.date, datet
 _DICT_TYPES = frozenset({dict, collections.OrderedDict, collections.defaultdict,
                          collections.Counter})  # stdlib subclasses: stored as dicts
 _DB0_CONTAINERS = frozenset({"List", "Dict", "Set", "Tuple", "ByteArray", "Index"})
+_DB0_UNHASHABLE = frozenset({"List", "Dict", "Set", "ByteArray", "Index"})
 _INT_HINT = "stored ints range from -2**63 to 2**63-1"
 
 
@@ -104,9 +105,13 @@ def _reason(value: Any, depth: int, budget: list[int], hashed: bool) -> str | No
     if kind is decimal.Decimal:
         return _decimal_reason(value)
     if kind is list or kind is tuple or kind is set or kind in _DICT_TYPES:
+        if hashed and kind is not tuple:
+            return f"unhashable type {kind.__name__} in a set element or dict key"
         if depth >= MAX_DEPTH:
             return f"value too deeply nested (limit {MAX_DEPTH} levels of containers)"
         return _container_reason(value, kind, depth + 1, budget, hashed)
+    if hashed and kind.__name__ in _DB0_UNHASHABLE and kind.__module__ == "builtins":
+        return f"unhashable type {kind.__name__} in a set element or dict key"
     return _other_reason(value, kind)
 
 
