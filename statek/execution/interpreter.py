@@ -370,6 +370,8 @@ def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBl
             return _stopped(ns, stmt, index)
         except SandboxViolation as exc:
             guard.active = False
+            if guard.tripped:
+                return Outcome(FAILED, index, fatal=True)
             if ControlSignal.pending is not None:
                 return _stopped(ns, stmt, index)
             return Outcome(FAILED, index + 1, error=f"SandboxViolation: {exc}")

@@ -27,6 +27,7 @@ from statek.models.job import Job
 from statek.models.status import JobStatus
 from statek.providers.registry import aclose_all
 from statek.runtime.collector import tuned_collector
+from statek.runtime.quarantine import settle_crash
 from statek.runtime.queues import (
     check_queue_prefixes,
     process_agent_events,
@@ -35,6 +36,7 @@ from statek.runtime.queues import (
 )
 from statek.runtime.scheduler import Scheduler, current_scheduler
 from statek.runtime.stats import LoopStats
+from statek.runtime.watchdog import Guards, heartbeat_path
 
 log = logging.getLogger("statek.loop")
 
@@ -43,6 +45,10 @@ StartJobsFunc = Callable[[int], Any]
 IDLE_CHECK_S = 1.0
 QUEUE_STEP = 500
 QUEUE_MAX_PER_ITERATION = 5000
+#: Longest stretch an iteration spends starting steps before it yields to the event loop
+#: (timers, I/O, signal handlers, other steps' model replies).
+ITERATION_SLICE_S = 0.004
+LAUNCH_CHUNK = 8  # steps started between two looks at the clock
 
 
 class JobsLoop:
@@ -94,9 +100,14 @@ class JobsLoop:
         if _stop_before_start[0]:
             _stop_before_start[0] = False
             self.request_stop()
-        self.sched.notify = self.wakeup.set
-        self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
         try:
+            guards = self._start_guards()
+        except BaseException:
+            _active.discard(self)
+            raise
+        self.sched.notify = self.wakeup.set
+        try:
+            self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
             with tuned_collector(self.gc_young_threshold):
                 await self._iterate()
         except asyncio.CancelledError:
@@ -106,6 +117,7 @@ class JobsLoop:
         finally:
             _active.discard(self)
             self.sched.detach()
+            guards.close()
             self._commit()
             self.stats.in_flight = len(self.tasks)
             self.stats.ready = len(self.sched.ready)
@@ -113,6 +125,33 @@ class JobsLoop:
             # HTTP sessions belong to this event loop: close them while it still runs
             await asyncio.shield(aclose_all())
         return self.stats
+
+    def _start_guards(self) -> Guards:
+        """The heartbeat (after settling a crash it records), the budget thread and the
+        hard-limit process (see statek.runtime.watchdog)."""
+        cfg = store.settings()
+        guards = Guards()
+        try:
+            prefix = db0.get_current_prefix()
+            if self.job_prefix:
+                prefix = db0.get_prefix_stats(self.job_prefix)
+                name, number = prefix["name"], prefix["uuid"]
+            else:
+                name, number = prefix.name, prefix.uuid
+            beat = guards.start_heartbeat(heartbeat_path(name, number))
+            if beat is not None:
+                found = beat.previous()
+                if found is not None:
+                    settle_crash(found[0], found[1], cfg.max_job_crashes, cfg.step_kill_after)
+                    beat.unbeat()
+                if cfg.step_kill_after > 0:
+                    guards.start_hard_limit(cfg.step_kill_after)
+            if cfg.step_code_budget > 0:
+                guards.start_budget()
+        except BaseException:
+            guards.close()
+            raise
+        return guards
 
     def _job_prefixes(self) -> list[str]:
         return [self.job_prefix] if self.job_prefix else []
@@ -215,21 +254,30 @@ class JobsLoop:
         return count
 
     def _launch(self) -> None:
-        capacity = self.max_concurrency - len(self.tasks)
-        batch = self.sched.take(capacity)
+        """Start ready steps in free slots, a few at a time, until the slots or the
+        iteration's time slice run out (steps that finish inline free their slots at once:
+        without the slice a chain of them would keep the event loop waiting)."""
         ended_inline = 0
-        for number in batch:
-            try:
-                task = start_task(self._step(number))
-            except Exception:
-                log.exception("step of job #%d failed", number)
-                ended_inline += 1
-                continue
-            if task is None:  # finished without waiting (eager start)
-                ended_inline += 1
-            else:
-                self.tasks.add(task)
-                task.add_done_callback(self._step_done)
+        until = time.perf_counter() + ITERATION_SLICE_S
+        while True:
+            capacity = min(LAUNCH_CHUNK, self.max_concurrency - len(self.tasks))
+            batch = self.sched.take(capacity)
+            if not batch:
+                break
+            for number in batch:
+                try:
+                    task = start_task(self._step(number))
+                except Exception:
+                    log.exception("step of job #%d failed", number)
+                    ended_inline += 1
+                    continue
+                if task is None:  # finished without waiting (eager start)
+                    ended_inline += 1
+                else:
+                    self.tasks.add(task)
+                    task.add_done_callback(self._step_done)
+            if time.perf_counter() >= until:
+                break
         self.ended_inline = ended_inline
         self.stats.in_flight = len(self.tasks)
 
@@ -270,6 +318,7 @@ class JobsLoop:
                 stats.steps_failed += 1
         stats.step_latency.append(time.perf_counter() - began)
         self.pending_commits += 1
+        self._maybe_commit()  # within the window even when an iteration runs many steps
 
     # ------------------------------------------------------------------ commits
     def _maybe_commit(self) -> None:

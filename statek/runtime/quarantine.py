@@ -1,0 +1,44 @@
+"""Poison-job quarantine: a job whose code was running when the worker died is counted, and
+ended instead of run again once it has taken down `max_job_crashes` workers.
+
+Only that job is blamed: the heartbeat (`statek.runtime.watchdog.Heartbeat`) names the one
+job whose code the worker was executing, not the others in flight. A crash while no job code
+ran (a commit, the loop's own work) blames nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dbzero as db0
+
+from statek import store
+from statek.models.status import DONE
+
+log = logging.getLogger("statek.quarantine")
+
+
+def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: float) -> bool:
+    """Count a crash against `job_uuid` (committed before anything runs again); True when
+    the job was ended for it."""
+    try:
+        job: Any = db0.fetch(job_uuid)
+    except Exception:  # gone, or in a prefix this worker did not open
+        log.warning("the worker died while job %s ran code; that job is not found", job_uuid)
+        return False
+    why = (f"killed by the watchdog after step_kill_after={kill_after:g} s of job code"
+           if killed else "the worker process died")
+    ended = False
+    with store.transition():
+        crashes = job.crashes = int(job.crashes) + 1
+        job.write_console(f"[statek] {why} while this job's code ran (crash {crashes} of "
+                          f"max_job_crashes={max_crashes})\n")
+        if crashes >= max_crashes and job.state != DONE:
+            job.finish(error=f"quarantined: {why} while this job's code ran, {crashes} "
+                       f"time(s) (max_job_crashes={max_crashes}); it is not run again")
+            ended = True
+    db0.commit()
+    log.warning("job %s: %s while its code ran (crash %d)%s", job_uuid, why, crashes,
+                "; quarantined (ended)" if ended else "")
+    return ended
