@@ -14,13 +14,15 @@ def jsonable(value: Any, depth: int = 0) -> Any:
     cannot carry (tuples aside, which become arrays) are given as {"repr": ...}."""
     if value is None or type(value) in (str, bool, int):
         return value
+    if isinstance(value, str):
+        return str(value)
     if type(value) is float:
         return value if math.isfinite(value) else {"repr": repr(value)}
     if depth >= _MAX_DEPTH:
         return {"repr": "..."}
-    if isinstance(value, Mapping):
-        if all(type(k) is str for k in value):
-            return {k: jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, Mapping) or type(value).__name__ == "Dict":  # dbzero's Dict
+        if all(isinstance(k, str) for k in value):
+            return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
         return {"repr": repr(dict(value))[:10_000]}
     if isinstance(value, list | tuple) or type(value).__name__ in ("List", "Tuple"):
         return [jsonable(v, depth + 1) for v in value]
