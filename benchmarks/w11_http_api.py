@@ -71,7 +71,7 @@ async def _completion_rate(url: str, jobs: int, with_producer: bool) -> float:
     a producer submitting more at full speed meanwhile."""
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         ids: list[str] = []
-        for start in range(0, jobs, 1000):
+        for _ in range(0, jobs, 1000):
             answer = await client.post("/v1/jobs/batch", json={
                 "agent": "helper", "vars_batch": [{"i": i} for i in range(1000)],
                 "params": {"warmup_code": "exit(i)"}})
