@@ -200,10 +200,15 @@ class Guards:
     def start_hard_limit(self, limit: float) -> None:
         """Start the watchdog process over the heartbeat (start_heartbeat first)."""
         assert self.heartbeat is not None
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_HARDWATCH), str(self.heartbeat.path),
-             str(os.getpid()), repr(limit)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(_HARDWATCH), str(self.heartbeat.path),
+                 str(os.getpid()), repr(limit)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        except OSError as exc:  # e.g. an interpreter this user may not execute again
+            log.warning("step hard limit is off: the watchdog process did not start "
+                           "(%s); a job stuck in C code can stall this worker", exc)
+            return
         self._closers.append(self._stop_hard_limit)
         assert self.process.stdout is not None
         self.process.stdout.readline()  # "watching": it has the file mapped
