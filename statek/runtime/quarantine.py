@@ -31,9 +31,7 @@ def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: floa
            if killed else "the worker process died")
     ended = False
     with store.transition():
-        crashes = job.crashes = int(job.crashes) + 1
-        job.write_console(f"[statek] {why} while this job's code ran (crash {crashes} of "
-                          f"max_job_crashes={max_crashes})\n")
+        crashes = job.crashes = int(job.crashes) + 1  # the log says it; the console is the job's
         if crashes >= max_crashes and job.state != DONE:
             job.finish(error=f"quarantined: {why} while this job's code ran, {crashes} "
                        f"time(s) (max_job_crashes={max_crashes}); it is not run again")
