@@ -101,29 +101,34 @@ def _checking_method(kind: str, name: str, method: Callable[..., Any],
     return call
 
 
-_HOOKS = ("_write_", "_augitem_", "_inplacevar_", "_getattr_", "_getitem_")
-#: the sandbox's hooks (by their ids) -> (those hooks, the checking ones made for them)
-_write_hooks: dict[tuple[int, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+#: id(the sandbox's `_write_`) -> (its five hooks, the checking ones made for them)
+_write_hooks: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
 
 def allow_persisted_writes(g: dict[str, Any]) -> None:
     """Let restricted code assign items of dbzero containers (its persisted locals come back
     as those) as it may of plain lists and dicts, checking every value first; anything else
-    still meets the sandbox's guards."""
-    if g.get("_write_") is None:
+    still meets the sandbox's guards. Runs for every namespace built: the checking hooks are
+    made once per set of sandbox hooks."""
+    write = g.get("_write_")
+    if write is None:
         return
-    originals = tuple(g[name] for name in _HOOKS)
-    key = tuple(map(id, originals))
-    found = _write_hooks.get(key)
-    if found is None or found[0] != originals:
+    found = _write_hooks.get(id(write))
+    if found is None or not _same_hooks(found[0], g):
         if len(_write_hooks) >= 64:  # hooks made per namespace: keep the table bounded
             _write_hooks.clear()
-        found = _write_hooks[key] = (originals, _make_hooks(g))
-    for name, hook in zip(_HOOKS, found[1], strict=True):
-        g[name] = hook
+        originals = (write, g["_augitem_"], g["_inplacevar_"], g["_getattr_"], g["_getitem_"])
+        found = _write_hooks[id(write)] = (originals, _make_hooks(g))
+    g.update(found[1])
 
 
-def _make_hooks(g: dict[str, Any]) -> tuple[Callable[..., Any], ...]:
+def _same_hooks(originals: tuple[Any, ...], g: dict[str, Any]) -> bool:
+    write, augitem, inplacevar, getattr_, getitem = originals
+    return (g["_write_"] is write and g["_getattr_"] is getattr_ and g["_getitem_"] is getitem
+            and g["_augitem_"] is augitem and g["_inplacevar_"] is inplacevar)
+
+
+def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
     guarded_write = g["_write_"]
     augmented = g["_augitem_"]
     inplace = g["_inplacevar_"]
@@ -162,7 +167,8 @@ def _make_hooks(g: dict[str, Any]) -> tuple[Callable[..., Any], ...]:
             _checked(key, True, "a persisted dict as a key")
         return plain_getitem(obj, key)
 
-    return write, augmented_item, inplacevar, getattr_, getitem
+    return {"_write_": write, "_augitem_": augmented_item, "_inplacevar_": inplacevar,
+            "_getattr_": getattr_, "_getitem_": getitem}
 
 
 #: Types never a dbzero container nor a key dbzero fails on: the hooks skip them at once.
