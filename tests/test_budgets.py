@@ -111,6 +111,14 @@ SWALLOWERS = {
     "in a function": "def spin():\n    while True:\n        pass\nspin()",
     "sleeping sync tool": "sleepy(600)",
     "generator": "def g():\n    while True:\n        yield 1\nfor _ in g():\n    pass",
+    # an `except` clause re-raises the budget before its body: no loop can keep it
+    "caught in a loop": ("while True:\n    try:\n        while True:\n            pass\n"
+                         "    except BaseException:\n        pass"),
+    "bare except in a function": ("def spin():\n    while True:\n        try:\n"
+                                  "            pass\n        except:\n            pass\nspin()"),
+    "caught by a tuple": ("kinds = (ValueError, BaseException)\nwhile True:\n    try:\n"
+                          "        while True:\n            pass\n    except kinds:\n"
+                          "        pass"),
 }
 
 

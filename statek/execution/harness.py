@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from statek.sandbox import make_uncatchable
+
 LIMIT_NAMES = ("max_turns", "max_exceptions", "max_consecutive_exceptions", "max_tokens")
 MAX_PROVIDER_FAILURES = 3
 
@@ -62,6 +64,9 @@ def breach_of_tokens(used: int, limits: Limits) -> str | None:
 class StepBudgetExceeded(BaseException):
     """Raised into job code (by the watchdog's signal) once its step used up its budget
     for synchronous code. A BaseException, so `except Exception:` in job code passes it on."""
+
+
+make_uncatchable(StepBudgetExceeded)  # no `except` clause in job code keeps it
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from statek.sandbox.guards import (
     ModuleView,
     exec_globals,
     is_internal_name,
+    make_uncatchable,
     module_view_name,
     rebind_exec_globals,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "exec_globals",
     "install_audit_hook",
     "is_internal_name",
+    "make_uncatchable",
     "module_view_name",
     "plain_copy",
     "rebind_exec_globals",

@@ -527,6 +527,17 @@ class _Transformer(RestrictingNodeTransformer):
         call = ast.Call(ast.Name(hook, ast.Load()), [obj, key, op, self.visit(node.value)], [])
         return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), node))
 
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
+        """Every handler first re-raises what job code may not swallow (the step budget),
+        whatever it names: `except:`, `except BaseException:`, a tuple or a variable."""
+        new = super().visit_ExceptHandler(node)
+        if isinstance(new, ast.ExceptHandler):
+            call = ast.Call(ast.Name("_reraise_uncatchable_", ast.Load()), [], [])
+            first = new.body[0] if new.body else new
+            new.body.insert(0, ast.copy_location(ast.Expr(call), first))
+            ast.fix_missing_locations(new)
+        return new
+
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         # RestrictedPython rebuilds the class node from a template parsed at line 1.
         new = super().visit_ClassDef(node)

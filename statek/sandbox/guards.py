@@ -511,12 +511,31 @@ def _restricted_template(policy: SandboxPolicy) -> tuple[dict[str, Any], dict[st
         "_augattr_": augmented_attribute,
         "_augitem_": augmented_item,
         "_apply_": _apply,
+        "_reraise_uncatchable_": _reraise_uncatchable,
     }
     return namespace, safe
 
 
 def _unrestricted_template() -> tuple[dict[str, Any], dict[str, Any]]:
     return {"__name__": JOB_MODULE_NAME}, dict(vars(builtins))
+
+
+#: Exceptions job code may not keep: an `except` clause in restricted code re-raises them
+#: before its own body runs (the runtime registers its step-budget exception here).
+_UNCATCHABLE: list[type[BaseException]] = []
+
+
+def make_uncatchable(kind: type[BaseException]) -> None:
+    """Let no `except` clause in restricted job code swallow `kind`."""
+    if kind not in _UNCATCHABLE:
+        _UNCATCHABLE.append(kind)
+
+
+def _reraise_uncatchable() -> None:
+    """First statement of every `except` clause of restricted code (see the compiler)."""
+    caught = sys.exc_info()[1]
+    if caught is not None and _UNCATCHABLE and isinstance(caught, tuple(_UNCATCHABLE)):
+        raise caught
 
 
 _Template = tuple[dict[str, Any], dict[str, Any]]
