@@ -22,11 +22,13 @@ ends, as in-process); jobs queued behind it run in the replacement.
 Same job semantics as in-process, with these differences, all from job code living in
 another process: functions, classes, generators and modules job code made live in its
 executor (lost when that executor is replaced, as in a worker restart; `def`/`class`/
-`import` statements are replayed); stored objects (futures, agents, jobs) are handles there
-(`.value`, `.done`, `.winner`, repr, and passing them back to delegate/get_all...);
-`wait_for` takes only host functions given to the job; values a sync tool returns must be
-plain data (others become opaque handles); `os.getpid()` in unrestricted code is the
-executor's. A job always runs in the same executor (its namespace is there).
+`import` statements are replayed); stored objects (futures, agents, jobs) are handles there,
+read through the same allow-lists and refusals as in-process (the attributes are fetched from
+the worker, containers as copies); `wait_for` sends a function by module and name (the worker
+resolves and checks it as in-process) or a host function given to the job; values a sync tool
+returns must be plain data (others become opaque handles); `os.getpid()` in unrestricted code
+is the executor's. A job always runs in the same executor (its namespace is there); each step
+runs in a fresh context there, as in-process (a decimal context set up by a step ends with it).
 
 Modules: `protocol` (frames of plain data; the worker refuses any class from an executor),
 `child` (the executor), `limits`, `pool` (spawn, feed, watch, replace), `runner` (phase 1 of

@@ -15,6 +15,7 @@ the source of its definitions.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import pickle
@@ -96,7 +97,10 @@ _channel: Channel | None = None
 
 class RemoteObject:
     """A stored object the scheduler handed over: job code may pass it back (to delegate,
-    get_all...) and print it; its contents stay in the scheduler process."""
+    get_all...) and print it; its contents stay in the scheduler process. Job code reads it
+    as in-process: the sandbox's attribute hook applies the allow-list of the host class
+    (`MEMO_RULES`, registered per handle class) and asks for an allowed attribute here, which
+    fetches it from the scheduler (it checks the allow-list again)."""
 
     __slots__ = ("_ref",)
 
@@ -115,6 +119,11 @@ class RemoteObject:
     def __repr__(self) -> str:
         return str(_Run.current().call("repr", (self,), {}))
 
+    def __getattr__(self, name: str) -> Any:
+        if name[:1] == "_":  # protocols Python looks up (copy, pickle...): none here
+            raise AttributeError(name)
+        return _Run.current().call("attr", (self, name), {})
+
 
 class RemoteFuture(RemoteObject):
     """A future: reading `.value` asks the scheduler, and suspends the job if not ready."""
@@ -129,24 +138,65 @@ class RemoteFuture(RemoteObject):
     def done(self) -> bool:
         return bool(_Run.current().call("future_done", (self,), {}))
 
-    def is_ready(self) -> bool:
-        return self.done
-
     @property
     def winner(self) -> int:
         return int(_Run.current().call("future_winner", (self,), {}))
 
 
+#: The scheduler's name of a future's class (a Ref's kind is "module.qualname").
+FUTURE_CLASS = "statek.models.future.Future"
+#: Handle classes by the host class they stand for; past the cap, new kinds share one.
+_handles: dict[str, type[RemoteObject]] = {}
+_MAX_HANDLE_CLASSES = 1000
+
+
+def handle_class(kind: str) -> type[RemoteObject]:
+    """The handle class for a stored object of host class `kind`: named after it (refusals
+    read as in-process: "attribute 'owner' of Future objects...") and registered with the
+    sandbox with the host class's allow-list."""
+    found = _handles.get(kind)
+    if found is not None:
+        return found
+    from statek.sandbox.isolation import MEMO_ALLOWED, MEMO_RULES
+
+    if len(_handles) >= _MAX_HANDLE_CLASSES:
+        kind = "builtins.object"
+        if kind in _handles:
+            return _handles[kind]
+    short = kind.rpartition(".")[2] or "object"
+    base = RemoteFuture if kind == FUTURE_CLASS else RemoteObject
+    cls = type(short, (base,), {"__slots__": (), "__qualname__": short})
+    rule: frozenset[str] | bool = MEMO_ALLOWED.get(kind, True)
+    if rule is True and kind.partition(".")[0] == "statek":
+        rule = frozenset()  # statek's other classes expose nothing, as in-process
+    MEMO_RULES[cls] = rule
+    _handles[kind] = cls
+    return cls
+
+
 def _make_ref(token: str, kind: str) -> RemoteObject:
     ref = Ref(token, kind)
-    return RemoteFuture(ref) if kind == "future" else RemoteObject(ref)
+    return handle_class(kind)(ref)
 
 
 class _Opaque(RemoteObject):
+    """A host value job code may hold and hand back; printing it shows the host's text."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return f"<host {self._ref.kind}>"
+        return self._text("repr")
+
+    def __str__(self) -> str:
+        return self._text("str")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+    def _text(self, how: str) -> str:
+        if _Run._current is None:
+            return f"<host {self._ref.kind}>"
+        return str(_Run.current().call(how, (self,), {}))
 
 
 def _make_opaque(token: str, kind: str) -> _Opaque:
@@ -243,10 +293,16 @@ class _Functions:
         return self._call("get_any", tuple(_flatten(futures)), {})
 
     def wait_for(self, condition: Any, *args: Any, poll: float = 1.0) -> Any:
-        if not isinstance(condition, _Opaque):
-            raise TypeError("wait_for() needs a host function given to the job: functions "
-                            "job code defines stay in the isolated executor")
-        return self._call("wait_for", (condition, *args), {"poll": poll})
+        """A host function given to the job goes back as itself; any other callable by its
+        module and name, which the scheduler resolves in its own modules and checks as
+        in-process (`stored_callable_problem`): this process's objects never cross."""
+        if isinstance(condition, _Opaque):
+            return self._call("wait_for", (condition, *args), {"poll": poll})
+        module, qualname = _names_of(condition)
+        shown = _safe_repr(condition)[:200]
+        return self._call("wait_for_named",
+                          (module, qualname, shown, _leads_back(condition, module, qualname),
+                           *args), {"poll": poll})
 
     def tool(self, name: str, is_async: bool, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
@@ -273,6 +329,24 @@ class _Functions:
         for name, (is_async, signature) in tools.items():
             names[name] = _ToolCaller(self, name, bool(is_async), str(signature))
         return names
+
+
+def _names_of(func: Any) -> tuple[str | None, str | None]:
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    return (module if type(module) is str else None,
+            qualname if type(qualname) is str else None)
+
+
+def _leads_back(func: Any, module: str | None, qualname: str | None) -> bool:
+    """Whether `func` is what its module and name lead to here (a job's private object,
+    e.g. a bound method of its own random generator, is not)."""
+    if module is None or qualname is None:
+        return False
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target is func
 
 
 def _flatten(futures: tuple[Any, ...]) -> list[Any]:
@@ -321,13 +395,14 @@ def _unwrap(result: Any) -> Any:
 
 
 class _JobState:
-    __slots__ = ("functions", "globals", "policy", "transient")
+    __slots__ = ("context", "functions", "globals", "policy", "transient")
 
     def __init__(self, policy: Any, g: dict[str, Any], functions: _Functions) -> None:
         self.policy = policy
         self.globals = g
         self.functions = functions
         self.transient: dict[str, Any] = {}
+        self.context: contextvars.Context | None = None  # the running step's
 
 
 _jobs: OrderedDict[str, _JobState] = OrderedDict()
@@ -518,11 +593,25 @@ def execute(run_id: int, request: dict[str, Any]) -> dict[str, Any]:
     except SandboxViolation as exc:
         return {"kind": "failed", "next": 0, "upto": request["start"], "console": run.console,
                 "error": f"SandboxViolation: {exc}"}
-    g = state.globals
     done: dict[str, Any] = {}  # name -> value after the last completed statement (or _MISSING)
-    outcome: dict[str, Any] = {}
-    start = int(request["start"])
+    if request.get("fresh", True) or state.context is None:
+        state.context = contextvars.Context()  # as each in-process step runs in a task
+    outcome = state.context.run(_statements, run, state, block, int(request["start"]), done)
+    _delta(state, done, snapshots, outcome)
+    outcome["console"] = run.console
+    return outcome
+
+
+def _statements(run: _Run, state: _JobState, block: Any, start: int,
+                done: dict[str, Any]) -> dict[str, Any]:
+    """Run the block's statements from `start` until one stops (exit, suspension, a tool to
+    await, an error) or all completed; `done` gets the completed statements' bindings. Runs
+    in the step's own context: process-global state kept in context variables (the decimal
+    context) stays the step's."""
+    g = state.globals
+    functions = state.functions
     statements = block.statements
+    outcome: dict[str, Any] = {}
     _Run._current = run
     try:
         index = start
@@ -549,8 +638,6 @@ def execute(run_id: int, request: dict[str, Any]) -> dict[str, Any]:
     finally:
         _Run._current = None
         Signal.pending = None
-    _delta(state, done, snapshots, outcome)
-    outcome["console"] = run.console
     return outcome
 
 

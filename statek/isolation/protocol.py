@@ -157,12 +157,17 @@ _made: dict[str, type[Exception]] = {}
 
 
 def exception_class(name: str) -> type[Exception]:
-    """The builtin exception class of that name, or an Exception subclass named after it
-    (a host exception type the executor does not have)."""
+    """The builtin exception class of that name, statek's SandboxViolation (a refusal reads
+    and is handled as in-process), or an Exception subclass named after it (a host exception
+    type the executor does not have)."""
     import builtins
+
+    from statek.errors import SandboxViolation
 
     if type(name) is not str or not _NAME.match(name):
         name = "RuntimeError"
+    if name == "SandboxViolation":
+        return SandboxViolation
     found = getattr(builtins, name, None)
     if isinstance(found, type) and issubclass(found, Exception):
         return found

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from statek.execution.interpreter import (
     Outcome,
     can_persist,
 )
-from statek.execution.job_functions import JobFunctions
+from statek.execution.job_functions import JobFunctions, stored_callable_problem
 from statek.execution.signals import JobExit
 from statek.isolation.pool import ExecutorLost, PoolConfig, pool_for
 from statek.isolation.protocol import Opaque, ProtocolError, Ref, encode_exception
@@ -41,6 +42,8 @@ from statek.models.future import ControlSignal, Future
 from statek.models.job_locals import StoredLocals
 from statek.models.status import DONE
 from statek.sandbox import CompiledBlock, SandboxPolicy, compile_block
+from statek.sandbox.isolation import memo_attribute, memo_rule
+from statek.sandbox.policy import DENIED_ATTRIBUTES
 from statek.tools import find_tool
 
 if TYPE_CHECKING:
@@ -93,7 +96,7 @@ class RefTable:
         if db0.is_memo(value):
             token = db0.uuid(value)
             self.memos.add(token)
-            return Ref(token, "future" if isinstance(value, Future) else kind.__name__.lower())
+            return Ref(token, f"{kind.__module__}.{kind.__qualname__}")
         return self._opaque(value)
 
     def _opaque(self, value: Any) -> Opaque:
@@ -300,8 +303,35 @@ class _Calls:
     def do_future_winner(self, future: Any) -> Any:
         return self.ok(int(self._future(future).winner))
 
+    def do_wait_for_named(self, module: Any, qualname: Any, shown: Any, leads_back: Any,
+                          *args: Any, poll: float = 1.0) -> Any:
+        """wait_for() with a callable the executor named: the function of that name here,
+        checked as in-process; refused with the same text when it is not one."""
+        condition: Any = _NamedCallable(module, qualname)
+        if leads_back is True and type(module) is str and type(qualname) is str:
+            found = _resolve(module, qualname)
+            if _names_of(found) == (module, qualname):
+                condition = found
+        problem = stored_callable_problem(condition)
+        if problem is not None:
+            raise SandboxViolation(f"wait_for() cannot use {str(shown)[:200]}: {problem}")
+        return self.ok(self.functions.wait_for(condition, *args, poll=poll))
+
+    def do_attr(self, obj: Any, name: Any) -> Any:
+        """An attribute of a stored object, through the same allow-list as in-process
+        (`memo_attribute`: refused names raise SandboxViolation, containers are copied)."""
+        rule = memo_rule(obj)
+        if rule is None or type(name) is not str:
+            raise ProtocolError("attributes are read on stored objects only, by str name")
+        if name[:1] == "_" or name in DENIED_ATTRIBUTES:
+            raise SandboxViolation(f"attribute {name!r} is not accessible in restricted mode")
+        return self.ok(memo_attribute(obj, name, rule))
+
     def do_repr(self, value: Any) -> Any:
         return self.ok(repr(value))
+
+    def do_str(self, value: Any) -> Any:
+        return self.ok(str(value))
 
     def do_tool(self, name: Any, args: Any, kwargs: Any) -> Any:
         info = self._tool(name)
@@ -318,6 +348,33 @@ class _Calls:
         return info
 
 
+class _NamedCallable:
+    """What the executor named for wait_for() when nothing here answers to that name: the
+    names alone, so `stored_callable_problem` says why (and never lets it through)."""
+
+    def __init__(self, module: Any, qualname: Any) -> None:
+        vars(self).update(__module__=module if type(module) is str else None,
+                          __qualname__=qualname if type(qualname) is str else None)
+
+    def __repr__(self) -> str:
+        module, qualname = _names_of(self)
+        return f"<{module}.{qualname}>"
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    """The object `module.qualname` names among the modules already loaded (none imported)."""
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        if target is None:
+            return None
+        target = getattr(target, part, None)
+    return target
+
+
+def _names_of(func: Any) -> tuple[Any, Any]:
+    return getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+
+
 # --- the phase ------------------------------------------------------------------------------------
 
 
@@ -331,6 +388,7 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
     functions: JobFunctions | None = None
     job = step.job
     budget = step_budget.get()
+    fresh = True
     while True:
         with store.transition():
             found = step.code_to_run()
@@ -345,6 +403,8 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
                 return step.code_failed(f"SandboxViolation: {exc}", warmup)
             start = int(job.stmt)
             request = _request(step, source, key, start, policy, table, results)
+            request["fresh"] = fresh  # a new step: a new context (decimal) in the executor
+            fresh = False
         outcome = await _run(pool, step, request, _Calls(step, functions, table), budget, start)
         with store.transition():
             if job.state == DONE:  # cancelled while the executor ran: nothing to record

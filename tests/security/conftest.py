@@ -1,9 +1,10 @@
 """Fixtures of the escape suite: every case runs hostile job code through a real step.
 
-`execution_mode` names how job code is executed. Only "in-process" exists today; the
-process-isolated executor (statek/isolation/) will add its own mode: give `runner` a branch
-that builds an equivalent runner for it (same `run` signature and `Attempt` result) and add
-the name to `EXECUTION_MODES`; every case then runs against both modes unchanged.
+`execution_mode` names how job code is executed: "in-process" (the worker runs it) or
+"process" (settings.isolation="process": two executor processes run it, statek/isolation/).
+Every case runs against both modes unchanged: the mode is set before the store opens, and
+`run_job_step` picks the executor from the settings. A case that cannot hold in one mode says
+so with the markers of tests/conftest.py (`in_process_only`, `in_process_xfail`).
 
 A case passes when the attack failed with a clear error (the text it names appears in the
 job's console or error) and left no effect: the canary file the payload tries to write does
@@ -22,8 +23,9 @@ import pytest
 
 import statek
 from statek.executors.utils import run_job_step
+from statek.settings import reset_settings_cache
 
-EXECUTION_MODES = ("in-process",)
+EXECUTION_MODES = ("in-process", "process")
 
 
 @dataclass
@@ -73,8 +75,35 @@ class InProcessRunner:
 
 
 @pytest.fixture(params=EXECUTION_MODES)
-def execution_mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def execution_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The mode of this run of a case, in the environment before the store opens (as the
+    `execution_mode` fixture of tests/conftest.py, whose markers it honours)."""
+    mode = str(request.param)
+    if mode == "process":
+        only = request.node.get_closest_marker("in_process_only")
+        if only is not None:
+            pytest.skip(f"in-process only: {only.kwargs.get('reason', '')}")
+    else:
+        gap = request.node.get_closest_marker("in_process_xfail")
+        if gap is not None:
+            request.applymarker(pytest.mark.xfail(reason=gap.kwargs.get("reason", ""),
+                                                  strict=True))
+    monkeypatch.setenv("STATEK_ISOLATION", mode)
+    monkeypatch.setenv("STATEK_EXECUTOR_PROCESSES", "2")
+    reset_settings_cache()
+    if mode == "process":  # started before the case: no case waits for a start-up
+        from statek.isolation.pool import pool_for
+        from statek.isolation.runner import pool_config
+
+        pool_for(pool_config()).prestart()
+    return mode
+
+
+@pytest.fixture
+def statek_store(execution_mode: str, statek_store: str) -> str:
+    """The store of tests/conftest.py, opened after the mode is set (whichever fixture a
+    case names first)."""
+    return statek_store
 
 
 @pytest.fixture
@@ -88,6 +117,6 @@ def canary(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def runner(execution_mode: str, api: statek.StatekClientAPI,
            agent: statek.Agent) -> InProcessRunner:
-    if execution_mode == "in-process":
+    if execution_mode in EXECUTION_MODES:  # the step picks the executor from the settings
         return InProcessRunner(api, agent)
     raise AssertionError(f"no runner for execution mode {execution_mode!r}")
