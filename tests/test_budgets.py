@@ -230,3 +230,20 @@ async def test_async_tools_get_a_stable_idempotency_key(api: statek.StatekClient
     # the key names the call's place in the code, so a re-run computes the same one
     assert _seen_keys == [f"{job.uuid}:w0:0:1", f"{job.uuid}:w0:1:1"]
 
+
+
+async def test_sync_tools_get_a_stable_idempotency_key(api: statek.StatekClientAPI) -> None:
+    """Two sync calls in one statement, one in the next: a key each, named by the place of
+    the call, so a re-run of the step (after a crash) makes the same calls with the same keys."""
+    agent = statek.SupervisedAgent("sync-payer", tools=["charge"])
+    agent.update_warmup_def("a = charge(1) + charge(2)\nb = charge(4)\nexit(a + b)")
+    _seen_keys.clear()
+    job = api.submit_new_job(agent, {})
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.exit_status == 7
+    assert _seen_keys == [f"{job.uuid}:w0:0:t1", f"{job.uuid}:w0:0:t2", f"{job.uuid}:w0:1:t1"]
+    first = list(_seen_keys)
+    _seen_keys.clear()
+    again = api.submit_new_job(agent, {})
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert [k.replace(again.uuid, job.uuid) for k in _seen_keys] == first

@@ -310,6 +310,23 @@ async def test_unstorable_exit_status_keeps_its_repr(api: statek.StatekClientAPI
     assert "cannot be stored" in "".join(job.console)
 
 
+async def test_an_unstorable_exit_status_is_described_without_running_job_code(
+        api: statek.StatekClientAPI, agent: statek.Agent, execution_mode: str) -> None:
+    """The worker's preview of an exit status never calls the job's own __repr__ (it would
+    run outside the step's budget: a loop there would stall the worker). An isolated
+    executor makes its preview in the executor, under the run's wall limit."""
+    code = ("class K:\n    def __repr__(self):\n        while True:\n            pass\n"
+            "exit({'k': K(), 'n': [1, 'two']})")
+    job = api.submit_new_job(agent, {}, warmup_code=code, step_code_budget=1)
+    assert await run_job_step(job) is True
+    assert job.status == JobStatus.DONE
+    if execution_mode == "in-process":
+        assert job.error is None
+        assert job.exit_status == "{'k': <K object>, 'n': [1, 'two']}"
+    else:
+        assert "step_code_budget" in (job.error or "")
+
+
 async def test_bad_job_param_does_not_break_the_step(api: statek.StatekClientAPI,
                                                      agent: statek.Agent) -> None:
     job = api.submit_new_job(agent, {}, max_turns="lots")

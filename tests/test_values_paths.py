@@ -135,6 +135,16 @@ def test_a_huge_exit_value_gets_a_bounded_preview_and_a_clear_error(
     assert len(job.exit_status) <= value_checks.EXIT_PREVIEW_CHARS + 40
 
 
+def test_an_exit_int_too_long_for_repr_is_kept_as_a_bounded_preview(
+        api: statek.StatekClientAPI, agent: statek.Agent, provider: str) -> None:
+    """repr() itself raises for ints over 4,300 digits: the preview must not."""
+    job = run_code(api, agent, "exit(10 ** 5000)")
+    assert job.is_done and "internal error" not in (job.error or "")
+    assert "could not be stored" in job.error and "64 bits" in job.error
+    assert isinstance(job.exit_status, str)
+    assert len(job.exit_status) <= value_checks.EXIT_PREVIEW_CHARS + 40
+
+
 def test_a_huge_error_is_cut(api: statek.StatekClientAPI, agent: statek.Agent,
                              provider: str) -> None:
     job = run_code(api, agent, "raise ValueError('z' * 200_000)")

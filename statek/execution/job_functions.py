@@ -27,7 +27,7 @@ from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
 from statek.sandbox.policy import JOB_MODULE_NAME, MODULE_DENIED_ATTRIBUTES
-from statek.tools import ToolInfo, find_tool
+from statek.tools import ToolInfo, find_tool, tool_call_key
 
 #: job uuid -> its `random` generator (job code's module-level random functions use it).
 _generators: OrderedDict[str, random.Random] = OrderedDict()
@@ -58,6 +58,8 @@ class JobFunctions:
         self.stmt = 0
         self.calls = 0
         self.delegated = 0  # child jobs started by this run (max_delegates_per_step)
+        self._tool_stmt = -1  # the statement `_tool_calls` counts sync tool calls of
+        self._tool_calls = 0
         self.tool_results.clear()
         self._has_sites: bool | None = None  # whether job.sites is set (None: not read yet)
         release_decimal_context(job)
@@ -73,6 +75,15 @@ class JobFunctions:
             self.job.sites = None
             self._has_sites = False
         self.tool_results.clear()
+
+    def _sync_tool_key(self) -> str:
+        """`idempotency_key()` of a sync tool call: the job, the code, the statement and the
+        call's rank among the statement's sync tool calls (a count of its own, so the sites
+        of futures and async tools stay what they were)."""
+        if self._tool_stmt != self.stmt:
+            self._tool_stmt, self._tool_calls = self.stmt, 0
+        self._tool_calls += 1
+        return f"{db0.uuid(self.job)}:{self.code_key}:{self.stmt}:t{self._tool_calls}"
 
     def _site(self) -> str:
         self.calls += 1
@@ -112,7 +123,7 @@ class JobFunctions:
         def make() -> Any:
             root = self._charge_delegation()
             child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
-            root.tree_delegated = int(getattr(root, "tree_delegated", 0)) + 1
+            root.tree_delegated = int(root.tree_delegated) + 1
             return Future(JOB, self.job, target=child)
 
         return self._future(make)
@@ -129,7 +140,7 @@ class JobFunctions:
         while root.parent is not None and hops <= int(cfg.max_delegates_per_tree):
             root, hops = root.parent, hops + 1
         tree_limit = int(cfg.max_delegates_per_tree)
-        used = int(getattr(root, "tree_delegated", 0))
+        used = int(root.tree_delegated)
         if used >= tree_limit:
             self._over_budget(f"its job tree already started {used} child jobs "
                               f"(max_delegates_per_tree={tree_limit})")
@@ -196,7 +207,8 @@ class JobFunctions:
 
     def call_tool(self, info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not info.is_async:
-            return info.func(*args, **kwargs)
+            with tool_call_key(self._sync_tool_key()):
+                return info.func(*args, **kwargs)
         if ControlSignal.pending is not None:  # the statement is stopping already
             raise ControlSignal.pending
         site = self._site()

@@ -46,6 +46,7 @@ from statek.execution.replies import extract_code
 from statek.models import chatlog
 from statek.models.status import DONE, STARTED, WARMING_UP
 from statek.models.status import SUSPENDED as SUSPENDED_STATUS
+from statek.models.value_checks import EXIT_PREVIEW_CHARS
 from statek.providers.registry import generation as provider_generation
 from statek.providers.registry import resolve_provider
 from statek.providers.retry import is_retryable_status
@@ -148,9 +149,13 @@ class _Step:
     # ------------------------------------------------------------------ helpers
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
         if exit_status is not None and not can_persist(exit_status):
-            self.job.write_console(f"[statek] exit status of type {type(exit_status).__name__} "
-                                   "cannot be stored; its repr() is kept instead\n")
-            exit_status = repr(exit_status)
+            text = _short_repr(exit_status)
+            if text is not None:  # e.g. an instance of a class the job defined
+                self.job.write_console(f"[statek] exit status of type {type(exit_status).__name__} "
+                                       "cannot be stored; its repr() is kept instead\n")
+                exit_status = text
+        # a status still unstorable (too large, an int repr() refuses): Job.finish records a
+        # bounded preview and an error naming the problem
         self.job.finish(exit_status, error)
         forget_transient(self.uuid)
         conversation.forget(self.uuid)
@@ -423,6 +428,54 @@ class _Step:
                 self.finish(error=f"{message} ({job.provider_failures} failures in a row)")
             else:
                 self.result.retry_after = min(60.0, 2.0 ** int(job.provider_failures))
+
+
+_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _short_repr(value: Any) -> str | None:
+    """A preview of an exit status dbzero cannot store, written without calling any code of
+    the job (its classes' __repr__ would run outside the step's budget), or None when the
+    value is plain data (too large or out of range: Job.finish records that as an error)."""
+    parts: list[str] = []
+    size = [0]
+    foreign = [False]
+
+    def walk(item: Any, depth: int) -> None:
+        if size[0] > EXIT_PREVIEW_CHARS:
+            return
+        kind = type(item)
+        if kind in _PLAIN_SCALARS:
+            text = "<int>" if kind is int and item.bit_length() > 4000 else repr(item)
+        elif kind in (list, tuple, set, frozenset, dict) and depth < 32:
+            brackets = "[]" if kind is list else "()" if kind is tuple else "{}"
+            opening, closing = brackets[0], brackets[1]
+            parts.append(opening)
+            items = item.items() if kind is dict else item
+            for index, entry in enumerate(items):
+                if index:
+                    parts.append(", ")
+                if kind is dict:
+                    walk(entry[0], depth + 1)
+                    parts.append(": ")
+                    walk(entry[1], depth + 1)
+                else:
+                    walk(entry, depth + 1)
+                if size[0] > EXIT_PREVIEW_CHARS:
+                    break
+            parts.append(closing)
+            return
+        else:
+            foreign[0] = True
+            text = f"<{kind.__qualname__} object>"
+        parts.append(text)
+        size[0] += len(text)
+
+    walk(value, 0)
+    if not foreign[0]:
+        return None
+    text = "".join(parts)
+    return text if len(text) <= EXIT_PREVIEW_CHARS else text[:EXIT_PREVIEW_CHARS] + "..."
 
 
 def _refused_for_good(exc: BaseException) -> bool:

@@ -82,6 +82,7 @@ class Job:
     console_seen = 0  # console lines already shown to the model
     provider_failures = 0
     crashes = 0  # times a worker died while this job's code ran (see runtime.quarantine)
+    tree_delegated = 0  # on a tree's root job: jobs delegated in the tree (max_delegates_per_tree)
     done_at: float | None = None  # when it last finished (the one timestamped status change)
     cancelled = False  # set by `cancel`: a cancelled job never runs again
     past_results: Any = None  # outcomes it had before messages re-opened it (oldest first)
