@@ -16,6 +16,7 @@ from typing import Any
 
 from statek.errors import UnstorableValueError
 from statek.models.storable import key_reason, unstorable_reason, utf8_encodable
+from statek.sandbox.guards import BINARY_OPERATORS, COMPARE_OPERATORS, make_chain
 
 #: Names of dbzero's container types (what persisted lists, dicts, bytearrays come back as).
 _DB0_WRITABLE = frozenset({"List", "Dict", "ByteArray"})
@@ -117,15 +118,22 @@ def allow_persisted_writes(g: dict[str, Any]) -> None:
     if found is None or not _same_hooks(found[0], g):
         if len(_write_hooks) >= 64:  # hooks made per namespace: keep the table bounded
             _write_hooks.clear()
-        originals = (write, g["_augitem_"], g["_inplacevar_"], g["_getattr_"], g["_getitem_"])
+        originals = tuple(g[name] for name in _HOOK_NAMES)
         found = _write_hooks[id(write)] = (originals, _make_hooks(g))
     g.update(found[1])
 
 
+#: The sandbox hooks replaced by checking versions (all in every restricted namespace).
+_HOOK_NAMES = ("_write_", "_augitem_", "_inplacevar_", "_getattr_", "_getitem_", "_in_",
+               "_binop_", "_compare_", "_chain_")
+
+
 def _same_hooks(originals: tuple[Any, ...], g: dict[str, Any]) -> bool:
-    write, augitem, inplacevar, getattr_, getitem = originals
+    write, augitem, inplacevar, getattr_, getitem, in_, binop, compare, chain = originals
     return (g["_write_"] is write and g["_getattr_"] is getattr_ and g["_getitem_"] is getitem
-            and g["_augitem_"] is augitem and g["_inplacevar_"] is inplacevar)
+            and g["_augitem_"] is augitem and g["_inplacevar_"] is inplacevar
+            and g["_in_"] is in_ and g["_binop_"] is binop and g["_compare_"] is compare
+            and g["_chain_"] is chain)
 
 
 def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
@@ -149,9 +157,16 @@ def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
             augmented(obj, key, op, value)
 
     def inplacevar(op: str, target: Any, value: Any) -> Any:
-        kind = _db0_kind(target) if type(target) not in _FAST else None
-        if kind is not None:  # `xs += ys` extends a persisted list in place
-            value = _checked(value, kind == "Set", f"{op} on a persisted {_WHAT[kind]}")
+        if type(target) in _FAST and type(value) in _FAST:
+            return inplace(op, target, value)
+        kind = _db0_kind(target)
+        if kind is None:  # dbzero's reflected operators crash: `xs &= s` uses a plain copy
+            other = _db0_kind(value)
+            return inplace(op, target, value if other is None else _plain(value, other))
+        if kind == "Set" and _db0_kind(value) is None:  # `s |= x` adds x's items
+            return _set_inplace(inplace, op, target, value)
+        if kind != "Set":  # `xs += ys` extends a persisted list in place
+            value = _checked(value, False, f"{op} on a persisted {_WHAT[kind]}")
         return inplace(op, target, value)
 
     def getattr_(obj: Any, name: str, *default: Any) -> Any:
@@ -168,11 +183,114 @@ def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
         return plain_getitem(obj, key)
 
     return {"_write_": write, "_augitem_": augmented_item, "_inplacevar_": inplacevar,
-            "_getattr_": getattr_, "_getitem_": getitem}
+            "_getattr_": getattr_, "_getitem_": getitem, "_in_": contains,
+            "_binop_": binop, "_compare_": compare, "_chain_": make_chain(compare)}
+
+
+# --- operators on dbzero containers -----------------------------------------------------------
+# dbzero 0.7.0 crashes the process when an operator hands it a value it cannot hash or store
+# (`"\ud800" in s`, `s | {"\ud800"}`, `x <= s`), and on some reflected operators with any value
+# (`[1] + xs`, `2 * xs`, `x & s`). The checking hooks below keep such calls away from it: a
+# value that cannot be an element is not one, and otherwise the answer is computed on a plain
+# copy of the container, without dbzero.
+
+#: Plain types: an operator on two of them never reaches dbzero, so the hooks skip all checks.
+_PLAIN = frozenset({int, float, bool, type(None), str, bytes, list, tuple, dict, set,
+                    frozenset})
+_HASHED = frozenset({"Set", "Dict"})
+_PLAIN_KIND: dict[str, Callable[[Any], Any]] = {
+    "List": list, "Tuple": tuple, "Set": set, "Dict": dict, "ByteArray": bytearray}
+
+
+def _plain(obj: Any, kind: str) -> Any:
+    """A plain copy of dbzero container `obj` (iterating it is safe)."""
+    return _PLAIN_KIND[kind](obj)
+
+
+def contains(item: Any, container: Any) -> bool:
+    """`item in container`: False without asking dbzero when `item` cannot be stored in it."""
+    if type(container) in _PLAIN:
+        return item in container
+    kind = _db0_kind(container)
+    if kind is not None and type(item) not in _FAST_ITEMS:
+        reason = key_reason(item) if kind in _HASHED else unstorable_reason(item)
+        if reason is not None:
+            return False
+    return item in container
+
+
+def _fits(kind: str, other: Any) -> bool:
+    """Whether dbzero container kind `kind` may take `other` as an operand: a scalar, another
+    dbzero container, or a plain container of items it can store (hash, for a set or dict)."""
+    other_type = type(other)
+    if other_type in _FAST or _db0_kind(other) is not None:
+        return True
+    if kind in _HASHED:
+        if other_type is dict:
+            return all(key_reason(key) is None and unstorable_reason(value) is None
+                       for key, value in dict.items(other))
+        if other_type in _ITERABLES:
+            return all(key_reason(item) is None for item in other)
+        return False
+    return other_type in _ITERABLES and unstorable_reason(list(other)) is None
+
+
+_ITERABLES = frozenset({list, tuple, set, frozenset})
+
+
+def _operands(left: Any, right: Any, reflected_safe: bool) -> tuple[Any, Any]:
+    """`left` and `right`, with a dbzero container replaced by a plain copy wherever dbzero
+    could meet a value it cannot take (or, for binary operators, be called reflected)."""
+    left_kind, right_kind = _db0_kind(left), _db0_kind(right)
+    if left_kind is not None:
+        if right_kind is None and not _fits(left_kind, right):
+            left = _plain(left, left_kind)
+    elif right_kind is not None and (not reflected_safe or not _fits(right_kind, left)):
+        right = _plain(right, right_kind)
+    return left, right
+
+
+def binop(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` for `_binop_` (see the compiler), safe on dbzero containers."""
+    if type(left) not in _PLAIN or type(right) not in _PLAIN:
+        left, right = _operands(left, right, False)
+    return BINARY_OPERATORS[op](left, right)
+
+
+def compare(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` for `_compare_` and `_chain_`, safe on dbzero containers."""
+    if type(left) in _PLAIN and type(right) in _PLAIN:
+        return COMPARE_OPERATORS[op](left, right)
+    if op == "in":
+        return contains(left, right)
+    if op == "not in":
+        return not contains(left, right)
+    if op in _ORDERED:  # rich comparisons are reflected with dbzero's object as `self`
+        left, right = _operands(left, right, True)
+    return COMPARE_OPERATORS[op](left, right)
+
+
+_ORDERED = frozenset({"<", "<=", ">", ">="})
+
+
+def _set_inplace(apply: Callable[[str, Any, Any], Any], op: str, target: Any,
+                 value: Any) -> Any:
+    """``s op= value`` on a persisted set: items it cannot hold are never in it, so removing
+    or keeping them needs no dbzero call; adding one is refused."""
+    if type(value) is not set and type(value) is not frozenset:
+        return apply(op, set(target), value)  # Python's own answer or error, on a copy
+    bad = [item for item in value if key_reason(item) is not None]
+    if not bad:
+        return apply(op, target, value)
+    if op in ("|=", "^="):
+        raise _refuse(str(key_reason(bad[0])), f"'{op}' on a persisted set")
+    return apply(op, target, set(value).difference(bad))
 
 
 #: Types never a dbzero container nor a key dbzero fails on: the hooks skip them at once.
 _FAST = frozenset({int, float, bool, type(None)})
+#: Items `in` asks dbzero about without a check (ints are not: -5 and 2**70 fail as keys).
+_FAST_ITEMS = frozenset({float, bool, type(None)})
 
 
 class _ItemWriter:

@@ -17,6 +17,7 @@ import ast
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Literal, NoReturn
@@ -485,8 +486,22 @@ class _Transformer(RestrictingNodeTransformer):
       checker above makes sure they are in one);
     - ``nonlocal`` and annotated assignments are allowed: both only bind checked names and
       evaluate ordinary, rewritten expressions;
-    - augmented assignment to attributes and items is allowed, through guarded hooks.
+    - augmented assignment to attributes and items is allowed, through guarded hooks;
+    - the operators dbzero's containers implement go through hooks, so the checking versions
+      (statek.models.value_checks) keep values dbzero cannot take away from it: ``a in b``
+      becomes ``_in_(a, b)`` (``not in``: ``not _in_(a, b)``), ``a < b`` (and ``<=``, ``>``,
+      ``>=``) ``_compare_("<", a, b)``, and ``a | b`` (and ``^``, ``&``, ``-``, ``+``, ``*``)
+      ``_binop_("|", a, b)``; ``==``, ``!=``, ``is`` stay plain (dbzero handles any value there).
+      Augmented assignment to names already goes through ``_inplacevar_``.
+    - a chained comparison with any hooked operator, ``a < b in c < d``, becomes
+      ``_chain_(a, ("<", "in", "<"), b, lambda: c, lambda: d)``: operands are evaluated once,
+      left to right, and the hook stops at the first false comparison, as Python does (a and b
+      are always evaluated, so only later operands need a thunk). A thunk is its own scope, so
+      a later operand may not contain ``:=`` or ``yield``, nor, directly in a class body, names
+      (a lambda there cannot see the class's names): those are refused with a clear message.
     """
+
+    _in_class_body = False
 
     def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
         if allow_magic_methods and name in ALLOWED_DUNDER_METHODS:
@@ -538,15 +553,84 @@ class _Transformer(RestrictingNodeTransformer):
             ast.fix_missing_locations(new)
         return new
 
+    def _in_scope(self, in_class: bool, visit: Callable[[], Any]) -> Any:
+        outer, self._in_class_body = self._in_class_body, in_class
+        try:
+            return visit()
+        finally:
+            self._in_class_body = outer
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        return self._in_scope(False, lambda: super(_Transformer, self).visit_FunctionDef(node))
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        return self._in_scope(False, lambda: super(_Transformer, self).visit_Lambda(node))
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        node = self.node_contents_visit(node)
+        op = _BINARY_OPERATORS.get(type(node.op))
+        if op is None:
+            return node
+        return _hook_call("_binop_", [ast.Constant(op), node.left, node.right], node)
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        node = self.node_contents_visit(node)
+        if not any(type(op) in _HOOKED_COMPARISONS for op in node.ops):
+            return node
+        left, right, later = node.left, node.comparators[0], node.comparators[1:]
+        if not later:
+            kind = type(node.ops[0])
+            if kind is ast.In or kind is ast.NotIn:
+                call = _hook_call("_in_", [left, right], node)
+                return call if kind is ast.In else ast.copy_location(
+                    ast.UnaryOp(ast.Not(), call), node)
+            return _hook_call("_compare_", [ast.Constant(_COMPARISONS[kind]), left, right],
+                              node)
+        self._check_chain_operands(later)
+        ops = ast.Tuple([ast.Constant(_COMPARISONS[type(op)]) for op in node.ops], ast.Load())
+        no_args = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
+                                kw_defaults=[], kwarg=None, defaults=[])
+        thunks = [ast.copy_location(ast.Lambda(no_args, operand), operand) for operand in later]
+        return _hook_call("_chain_", [left, ops, right, *thunks], node)
+
+    def _check_chain_operands(self, later: list[ast.expr]) -> None:
+        """Refuse what a thunk would change the meaning of (see the class docstring)."""
+        for operand in later:
+            for part in ast.walk(operand):
+                if isinstance(part, ast.NamedExpr | ast.Yield | ast.YieldFrom | ast.Await):
+                    _fail(part, "':=' or 'yield' after the second operand of a chained "
+                          "comparison is not supported in restricted mode; split the chain "
+                          "(a < b and b < c)")
+                if self._in_class_body and isinstance(part, ast.Name):
+                    _fail(part, "a chained comparison directly in a class body may not use "
+                          "names after its second operand in restricted mode; split the "
+                          "chain (a < b and b < c)")
+
     def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         # RestrictedPython rebuilds the class node from a template parsed at line 1.
-        new = super().visit_ClassDef(node)
+        new = self._in_scope(True, lambda: super(_Transformer, self).visit_ClassDef(node))
         if isinstance(new, ast.ClassDef):
             ast.copy_location(new, node)
             for keyword in new.keywords:
                 for part in ast.walk(keyword):
                     ast.copy_location(part, node)
         return new
+
+
+#: Source text of the operators routed through hooks (see _Transformer).
+_BINARY_OPERATORS: dict[type[ast.operator], str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&",
+}  # fmt: skip
+_COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in",
+    ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not",
+}  # fmt: skip
+_HOOKED_COMPARISONS = frozenset({ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn})
+
+
+def _hook_call(hook: str, args: list[ast.expr], node: ast.AST) -> ast.Call:
+    call = ast.Call(ast.Name(hook, ast.Load()), args, [])
+    return ast.copy_location(call, node)
 
 
 def _restrict(tree: ast.Module | ast.Expression) -> ast.Module | ast.Expression:

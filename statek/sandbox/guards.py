@@ -370,6 +370,63 @@ def _make_augmented(
     return augmented_attribute, augmented_item
 
 
+#: Binary operators restricted code calls through `_binop_` (those dbzero 0.7.0 containers
+#: implement; see the compiler): plain here, value-checking in statek.models.value_checks.
+BINARY_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "|": operator.or_,
+    "^": operator.xor, "&": operator.and_,
+}  # fmt: skip
+
+
+def _contains(item: Any, container: Any) -> bool:
+    return item in container
+
+
+def _not_contains(item: Any, container: Any) -> bool:
+    return item not in container
+
+
+#: Comparison operators by their source text: `_compare_` and `_chain_` take these names.
+COMPARE_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne, "is": operator.is_, "is not": operator.is_not,
+    "in": _contains, "not in": _not_contains,
+}  # fmt: skip
+
+
+def _binop(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` for the operators in BINARY_OPERATORS."""
+    return BINARY_OPERATORS[op](left, right)
+
+
+def _compare(op: str, left: Any, right: Any) -> Any:
+    """``left op right`` for any operator in COMPARE_OPERATORS (the compiler routes the
+    ordered ones here; `_chain_` all of a chain's)."""
+    return COMPARE_OPERATORS[op](left, right)
+
+
+def make_chain(
+    compare: Callable[[str, Any, Any], Any],
+) -> Callable[..., Any]:
+    """The ``_chain_`` hook over a `compare` hook: ``a < b <= c`` compiles to
+    ``_chain_(a, ("<", "<="), b, lambda: c)``. Like Python, each operand is evaluated once,
+    in order, and the chain stops at the first false comparison, returning its result."""
+
+    def chain(left: Any, ops: tuple[str, ...], right: Any, *later: Callable[[], Any]) -> Any:
+        result = compare(ops[0], left, right)
+        for op, operand in zip(ops[1:], later, strict=True):
+            if not result:
+                return result
+            left, right = right, operand()
+            result = compare(op, left, right)
+        return result
+
+    return chain
+
+
+_chain = make_chain(_compare)
+
+
 def _apply(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
@@ -512,6 +569,10 @@ def _restricted_template(policy: SandboxPolicy) -> tuple[dict[str, Any], dict[st
         "_augitem_": augmented_item,
         "_apply_": _apply,
         "_reraise_uncatchable_": _reraise_uncatchable,
+        "_in_": _contains,
+        "_binop_": _binop,
+        "_compare_": _compare,
+        "_chain_": _chain,
     }
     return namespace, safe
 
