@@ -465,6 +465,9 @@ def _short_repr(value: Any) -> str | None:
                     break
             parts.append(closing)
             return
+        elif isinstance(item, type):  # read from the type's slots, not by running its code
+            foreign[0] = True
+            text = f"<class '{item.__module__}.{item.__qualname__}'>"
         else:
             foreign[0] = True
             text = f"<{kind.__qualname__} object>"

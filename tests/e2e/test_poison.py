@@ -40,9 +40,9 @@ WORKER = textwrap.dedent('''
         jobs = {
             "segv": api.submit_new_job(agent("segv", "die('segv')", ["die"]), {}).uuid,
             "kill": api.submit_new_job(agent("kill", "die('kill')", ["die"]), {}).uuid,
-            "catcher": api.submit_new_job(agent("catcher", (
-                "while True:\\n    try:\\n        while True:\\n            pass\\n"
-                "    except BaseException:\\n        pass")), {}).uuid,
+            # C-level work holding the GIL: no budget signal reaches it, the hard limit must
+            "regex": api.submit_new_job(agent("regex", (
+                "import re\\nre.match('(a+)+$', 'a' * 64 + 'b')")), {}).uuid,
             "good": [api.submit_new_job(good, {"n": i}).uuid for i in range(30)],
         }
         statek.close()
@@ -82,7 +82,7 @@ def test_poison_jobs_are_quarantined_and_the_fleet_goes_on(tmp_path: Path) -> No
     assert codes.count(-signal.SIGSEGV) == 2, codes
     assert codes.count(-signal.SIGKILL) == 4, codes
     assert codes[-1] == 0 and len(codes) == 7, codes
-    poison = [jobs["segv"], jobs["kill"], jobs["catcher"]]
+    poison = [jobs["segv"], jobs["kill"], jobs["regex"]]
     check = _run(script, root, "check", *poison, *jobs["good"])
     assert check.returncode == 0, check.stderr
     found = json.loads(check.stdout.strip().splitlines()[-1])
@@ -90,7 +90,7 @@ def test_poison_jobs_are_quarantined_and_the_fleet_goes_on(tmp_path: Path) -> No
         done, _status, error, crashes, _console = found[uuid]
         assert done and crashes == 2
         assert error.startswith("quarantined:") and "max_job_crashes=2" in error
-    assert "killed by the watchdog after step_kill_after=1 s" in found[jobs["catcher"]][2]
+    assert "killed by the watchdog after step_kill_after=1 s" in found[jobs["regex"]][2]
     assert "the worker process died" in found[jobs["segv"]][2]
     for i, uuid in enumerate(jobs["good"]):
         done, status, error, crashes, _console = found[uuid]
