@@ -59,6 +59,10 @@ CASES: dict[str, tuple[str, Any]] = {
     "list_add_plain": ("exit(list(xs + [3]))", [1, 2, 3]),
     "chain_in": ("exit(['\\ud800' in s in [s], 1 in s in [s], 0 < len(s) <= 2 < 3])",
                  [False, True, True]),
+    "literal_lookups": ("exit(['a' in d, 1 in s, 'z' not in d, s in (1,), xs < 3 if False "
+                        "else 0 < len(xs) < 3])", [True, True, True, False, True]),
+    "number_left_of_list": ("exit(1 + xs)", "TypeError"),
+    "string_left_of_list": ("exit('a' * xs)", "TypeError"),
     "ior_surrogate": ("s |= x", "UnstorableValueError"),
     "ixor_surrogate": ("s ^= x", "UnstorableValueError"),
     "isub_surrogate": ("s -= x\nexit(sorted(s))", [1, 2]),
@@ -121,6 +125,8 @@ def test_operator_on_persisted_container(driven: dict[str, dict[str, Any]], name
     if expected == "UnstorableValueError":
         assert "UnstorableValueError" in result["error"], result
         assert "cannot pass this value" in result["error"], result
+    elif expected == "TypeError":
+        assert "TypeError" in result["error"], result
     else:
         assert result["error"] == "", result
         assert result["exit"] == expected, result
@@ -139,8 +145,9 @@ def _namespace(checking: bool) -> dict[str, Any]:
     return namespace
 
 
-def run(source: str, checking: bool) -> dict[str, Any]:
+def run(source: str, checking: bool, **values: Any) -> dict[str, Any]:
     namespace = _namespace(checking)
+    namespace.update(values)
     for statement in compile_block(textwrap.dedent(source), RESTRICTED).statements:
         exec(statement.code, namespace)
     return namespace
@@ -173,7 +180,7 @@ def test_chain_returns_the_first_false_result_or_the_last(checking: bool) -> Non
                 return 0 if other == 1 else 'yes'
         r1 = Odd() < 1 < 2
         r2 = Odd() < 2 < 3 < 4
-        r3 = 1 < 2 == 2 is not None
+        r3 = [] < [1] == [1] is not Odd
     """, checking)
     assert (ns["r1"], ns["r2"], ns["r3"]) == (0, True, True)
 
@@ -249,9 +256,21 @@ def test_comparison_hooks_in_lambdas_and_comprehensions() -> None:
                                                          [False, True, True])
 
 
+@pytest.mark.parametrize(("source", "hooks"), [
+    ("x + 1", set()), ("1 - x", set()), ("1 + x", {"_binop_"}), ("x * -2", set()),
+    ("x | y", {"_binop_"}), ("x ** y", set()), ("0 < x < 10", set()), ("x < y", {"_compare_"}),
+    ("'k' in x", set()), ("x in ('a', 'b')", set()), ("x in y", {"_in_"}),
+    ("'\\ud800' in x", {"_in_"}), ("-1 in x", {"_in_"}), ("x not in [y]", set()),
+    ("0 < x < y", {"_chain_"}), ("x == y != z", set()), ("x is not y", set()),
+])
+def test_only_operations_that_can_reach_dbzero_are_hooked(source: str, hooks: set[str]) -> None:
+    names = set(compile_block(source, RESTRICTED).statements[0].code.co_names)
+    assert names & {"_binop_", "_compare_", "_in_", "_chain_"} == hooks
+
+
 @pytest.mark.parametrize("source", [
-    "r = 0 < 1 < (y := 5)",
-    "def g():\n    r = 0 < 1 < (yield 2)\n",
+    "r = a < b < (y := 5)",
+    "def g():\n    r = a < b < (yield 2)\n",
 ])
 def test_chain_operands_a_thunk_cannot_hold_are_refused(source: str) -> None:
     with pytest.raises(SandboxViolation, match="chained comparison"):
@@ -259,7 +278,7 @@ def test_chain_operands_a_thunk_cannot_hold_are_refused(source: str) -> None:
 
 
 def test_walrus_in_second_operand_of_chain_still_binds() -> None:
-    ns = run("r = 0 < (y := 5) < 10", True)
+    ns = run("r = a < (y := 5) < b", True, a=0, b=10)
     assert (ns["r"], ns["y"]) == (True, 5)
 
 
@@ -269,10 +288,11 @@ def test_chain_in_class_body() -> None:
             k = 5
             ok = 0 < k < 10
             inner = 0 < k in [5]
+            other = k < k + 1 < 10
     """, True)
-    assert (ns["A"].ok, ns["A"].inner) == (True, True)
+    assert (ns["A"].ok, ns["A"].inner, ns["A"].other) == (True, True, True)
     with pytest.raises(SandboxViolation, match="class body"):
-        compile_block("class B:\n    k = 5\n    bad = 0 < 1 < k\n", RESTRICTED)
+        compile_block("class B:\n    k = 5\n    bad = k < k < k\n", RESTRICTED)
 
 
 def test_chain_in_method_sees_locals() -> None:

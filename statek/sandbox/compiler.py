@@ -491,7 +491,10 @@ class _Transformer(RestrictingNodeTransformer):
       (statek.models.value_checks) keep values dbzero cannot take away from it: ``a in b``
       becomes ``_in_(a, b)`` (``not in``: ``not _in_(a, b)``), ``a < b`` (and ``<=``, ``>``,
       ``>=``) ``_compare_("<", a, b)``, and ``a | b`` (and ``^``, ``&``, ``-``, ``+``, ``*``)
-      ``_binop_("|", a, b)``; ``==``, ``!=``, ``is`` stay plain (dbzero handles any value there).
+      ``_binop_("|", a, b)``; ``==``, ``!=``, ``is`` stay plain (dbzero handles any value there),
+      and so do operations dbzero only answers with a TypeError or a lookup of a storable
+      literal (``x + 1``, ``i < 10``, ``"k" in d``, ``x in ("a", "b")``), keeping the
+      common cases as cheap as before;
       Augmented assignment to names already goes through ``_inplacevar_``.
     - a chained comparison with any hooked operator, ``a < b in c < d``, becomes
       ``_chain_(a, ("<", "in", "<"), b, lambda: c, lambda: d)``: operands are evaluated once,
@@ -569,13 +572,15 @@ class _Transformer(RestrictingNodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         node = self.node_contents_visit(node)
         op = _BINARY_OPERATORS.get(type(node.op))
-        if op is None:
+        if op is None or _is_number(node.right) or (
+                _is_number(node.left) and op not in ("+", "*")):  # `1 + xs` crashed dbzero
             return node
         return _hook_call("_binop_", [ast.Constant(op), node.left, node.right], node)
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         node = self.node_contents_visit(node)
-        if not any(type(op) in _HOOKED_COMPARISONS for op in node.ops):
+        pairs = zip(node.ops, [node.left, *node.comparators[:-1]], node.comparators, strict=True)
+        if not any(_needs_hook(op, a, b) for op, a, b in pairs):
             return node
         left, right, later = node.left, node.comparators[0], node.comparators[1:]
         if not later:
@@ -626,6 +631,43 @@ _COMPARISONS: dict[type[ast.cmpop], str] = {
     ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not",
 }  # fmt: skip
 _HOOKED_COMPARISONS = frozenset({ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn})
+
+
+def _is_number(node: ast.expr) -> bool:
+    """A number literal (``-1`` included): dbzero's containers only raise TypeError against
+    one, except as the left operand of ``+`` and ``*`` (see visit_BinOp)."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
+
+
+def _is_plain_key(node: ast.expr) -> bool:
+    """A literal every dbzero container can look up (a 64-bit non-negative int, a short
+    ASCII str without NUL, a float, a bool, None)."""
+    if not isinstance(node, ast.Constant):
+        return False
+    value = node.value
+    if type(value) is int:
+        return 0 <= value < 2**63
+    if type(value) is str:
+        return len(value) <= 4096 and value.isascii() and "\x00" not in value
+    return type(value) in (float, bool) or value is None
+
+
+_DISPLAYS = (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.ListComp, ast.SetComp,
+             ast.DictComp, ast.JoinedStr)
+
+
+def _needs_hook(op: ast.cmpop, left: ast.expr, right: ast.expr) -> bool:
+    """Whether `left op right` could hand a dbzero container a value it cannot take: not for
+    unhooked operators, nor a membership test of a literal key or in a literal container (a
+    plain one), nor an ordered comparison with a number literal (dbzero raises TypeError)."""
+    kind = type(op)
+    if kind not in _HOOKED_COMPARISONS:
+        return False
+    if kind is ast.In or kind is ast.NotIn:
+        return not (_is_plain_key(left) or isinstance(right, _DISPLAYS))
+    return not (_is_number(left) or _is_number(right))
 
 
 def _hook_call(hook: str, args: list[ast.expr], node: ast.AST) -> ast.Call:
