@@ -33,6 +33,11 @@ SETUP = "s = {1, 2}\nd = {'a': 1}\nxs = [1, 2]\nt = (1, 'a')"
 #: name -> (code run after SETUP with `x = {'\\ud800'}` bound, the exit status expected).
 CASES: dict[str, tuple[str, Any]] = {
     "surrogate_in_set": ("exit('\\ud800' in s)", False),
+    # a persisted dict's own keys()/values()/items() views crash the process once their
+    # type's name is read (binding one to a local did): job code gets plain views instead
+    "dict_items_bound": ("v = d.items()\nexit(sorted(v))", [["a", 1]]),
+    "dict_values_bound": ("v = d.values()\nexit(list(v))", [1]),
+    "dict_keys_printed": ("v = d.keys()\nprint(v)\nexit([len(v), 'a' in v])", [1, True]),
     "surrogate_in_dict": ("exit('\\ud800' in d)", False),
     "surrogate_tuple_in_dict": ("exit((1, '\\ud800') in d)", False),
     "surrogate_tuple_in_set": ("exit((1, '\\ud800') in s)", False),

@@ -171,6 +171,8 @@ def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
 
     def getattr_(obj: Any, name: str, *default: Any) -> Any:
         value = guarded_getattr(obj, name, *default)
+        if name in _VIEW_METHODS and _db0_kind(obj) == "Dict" and not isinstance(obj, type):
+            return _plain_view(obj, name)
         if name in _VALUE_METHODS:
             kind = _db0_kind(obj)
             if kind is not None and callable(value):
@@ -285,6 +287,21 @@ def _set_inplace(apply: Callable[[str, Any, Any], Any], op: str, target: Any,
     if op in ("|=", "^="):
         raise _refuse(str(key_reason(bad[0])), f"'{op}' on a persisted set")
     return apply(op, target, set(value).difference(bad))
+
+
+#: Dict methods whose dbzero results are views of a type that crashes the process when its
+#: name is read (`type(d.items()).__name__`, repr, the checks of a binding), in dbzero 0.7.0.
+_VIEW_METHODS = frozenset({"keys", "values", "items"})
+
+
+def _plain_view(mapping: Any, name: str) -> Callable[[], Any]:
+    """`mapping.keys`/`values`/`items` for job code: the view of a plain copy (a snapshot,
+    where a dict's own view would follow later changes)."""
+
+    def view() -> Any:
+        return getattr({key: mapping[key] for key in mapping}, name)()
+
+    return view
 
 
 #: Types never a dbzero container nor a key dbzero fails on: the hooks skip them at once.
