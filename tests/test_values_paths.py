@@ -145,6 +145,14 @@ def test_an_exit_int_too_long_for_repr_is_kept_as_a_bounded_preview(
     assert len(job.exit_status) <= value_checks.EXIT_PREVIEW_CHARS + 40
 
 
+def test_a_local_dbzero_cannot_hold_is_kept_in_memory_and_the_job_is_told(
+        api: statek.StatekClientAPI, agent: statek.Agent, provider: str) -> None:
+    job = run_code(api, agent, "n = 2 ** 100\nf = len\nexit(n % 7)")
+    assert job.exit_status == 2 ** 100 % 7 and job.error is None
+    notes = [line for line in job.console if "kept in memory only" in line]
+    assert len(notes) == 1 and notes[0].startswith("[statek] n ") and "64 bits" in notes[0]
+
+
 def test_a_huge_error_is_cut(api: statek.StatekClientAPI, agent: statek.Agent,
                              provider: str) -> None:
     job = run_code(api, agent, "raise ValueError('z' * 200_000)")

@@ -14,6 +14,7 @@ would go on reading the values their globals had when they were defined.
 
 from __future__ import annotations
 
+import decimal
 import time
 import traceback
 from collections import OrderedDict
@@ -36,6 +37,7 @@ from statek.execution.job_functions import JobFunctions
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
 from statek.models.job_locals import StoredLocals, on_external_bind
+from statek.models.storable import unstorable_reason
 from statek.models.value_checks import allow_persisted_writes as _allow_persisted_writes
 from statek.models.value_checks import can_persist as can_persist
 from statek.sandbox import (
@@ -262,6 +264,11 @@ class JobNamespace:
         if side is None:
             side = _transient[self.job_uuid] = {}
         side.update(held)
+        for name, value in held.items():
+            if type(value) in _PLAIN_DATA:  # data the job may expect to keep: say it won't
+                self.job.write_console(
+                    f"[statek] {name} is kept in memory only (lost if the worker restarts): "
+                    f"{unstorable_reason(value)}\n")
         if any(_needs_namespace(value) for value in held.values()):
             _namespaces[self.job_uuid] = (self.policy, self.globals)
         # an older stored value of the name must not come back after a restart
@@ -293,6 +300,10 @@ class JobNamespace:
 
 
 _NEVER = float("inf")
+#: Types of plain data: held in memory only when dbzero cannot store the value (an int past
+#: 64 bits, text with a NUL...), which the job is told; functions, modules and the job's own
+#: objects are held silently (their statements are replayed).
+_PLAIN_DATA = frozenset({int, str, bytes, list, tuple, dict, set, frozenset, decimal.Decimal})
 _DEFINITION_STARTS = ("def ", "async def ", "class ", "import ", "from ", "@")
 
 
