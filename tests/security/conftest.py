@@ -23,8 +23,8 @@ import pytest
 
 import statek
 from statek.executors.utils import run_job_step
-from statek.settings import reset_settings_cache
 
+#: The modes of tests/conftest.py's `execution_mode` fixture, every case runs in each.
 EXECUTION_MODES = ("in-process", "process")
 
 
@@ -74,35 +74,10 @@ class InProcessRunner:
         return await self.step(self.submit(source, shared, agent), steps)
 
 
-@pytest.fixture(params=EXECUTION_MODES)
-def execution_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The mode of this run of a case, in the environment before the store opens (as the
-    `execution_mode` fixture of tests/conftest.py, whose markers it honours)."""
-    mode = str(request.param)
-    if mode == "process":
-        only = request.node.get_closest_marker("in_process_only")
-        if only is not None:
-            pytest.skip(f"in-process only: {only.kwargs.get('reason', '')}")
-    else:
-        gap = request.node.get_closest_marker("in_process_xfail")
-        if gap is not None:
-            request.applymarker(pytest.mark.xfail(reason=gap.kwargs.get("reason", ""),
-                                                  strict=True))
-    monkeypatch.setenv("STATEK_ISOLATION", mode)
-    monkeypatch.setenv("STATEK_EXECUTOR_PROCESSES", "2")
-    reset_settings_cache()
-    if mode == "process":  # started before the case: no case waits for a start-up
-        from statek.isolation.pool import pool_for
-        from statek.isolation.runner import pool_config
-
-        pool_for(pool_config()).prestart()
-    return mode
-
-
 @pytest.fixture
 def statek_store(execution_mode: str, statek_store: str) -> str:
-    """The store of tests/conftest.py, opened after the mode is set (whichever fixture a
-    case names first)."""
+    """The store of tests/conftest.py, opened after its `execution_mode` fixture set the mode
+    (whichever fixture a case names first)."""
     return statek_store
 
 
