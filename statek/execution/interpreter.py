@@ -176,33 +176,11 @@ class JobNamespace:
                 _scalar_namespaces.popitem(last=False)
 
     def _replay_definitions(self, definitions: Any) -> None:
-        """Re-run remembered def/class/import statements (new process or new policy).
-
-        dbzero dicts are not insertion-ordered, so a definition that needs another one (a
-        decorator, a base class) may come first: those failing with NameError are retried
-        for as long as others succeed."""
+        """Re-run remembered def/class/import statements (new process or new policy)."""
         g = self.globals
         names = list(definitions.keys())
-        pending = list(dict.fromkeys(definitions[name] for name in names))
-        errors: dict[str, BaseException] = {}
-        while pending:
-            retry: list[str] = []
-            for source in pending:
-                try:
-                    block = compile_block(source, self.policy)
-                    for stmt in block.statements:
-                        exec(stmt.code, g)
-                except NameError as exc:
-                    retry.append(source)
-                    errors[source] = exc
-                except BaseException as exc:  # job code's, whatever it is
-                    errors[source] = exc
-                else:
-                    errors.pop(source, None)
-            if len(retry) == len(pending):
-                break
-            pending = retry
-        for error in errors.values():
+        errors, _ = replay_sources([definitions[name] for name in names], self.policy, g)
+        for error in errors:
             self.job.write_console(f"[statek] could not restore definition: {error}\n")
         held = {name: g[name] for name in names if name in g and not can_persist(g[name])}
         if held:
@@ -314,6 +292,36 @@ def _needs_namespace(value: Any) -> bool:
     if isinstance(value, type):
         return value.__module__ == _JOB_MODULE
     return type(value).__module__ == _JOB_MODULE  # an instance of a class the job defined
+
+
+def replay_sources(sources: Any, policy: SandboxPolicy,
+                   g: dict[str, Any]) -> tuple[list[BaseException], set[str]]:
+    """Run remembered def/class/import statements in `g`: (the errors of those that failed,
+    the names every statement bound). dbzero dicts are not insertion-ordered, so a
+    definition that needs another one (a decorator, a base class) may come first: those
+    failing with NameError are retried for as long as others succeed."""
+    pending = [source for source in dict.fromkeys(sources) if type(source) is str]
+    errors: dict[str, BaseException] = {}
+    names: set[str] = set()
+    while pending:
+        retry: list[str] = []
+        for source in pending:
+            try:
+                block = compile_block(source, policy)
+                for stmt in block.statements:
+                    names.update(stmt.assigned)
+                    exec(stmt.code, g)
+            except NameError as exc:
+                retry.append(source)
+                errors[source] = exc
+            except BaseException as exc:  # job code's, whatever it is
+                errors[source] = exc
+            else:
+                errors.pop(source, None)
+        if len(retry) == len(pending):
+            break
+        pending = retry
+    return list(errors.values()), names
 
 
 def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,

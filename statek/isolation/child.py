@@ -527,33 +527,12 @@ def _frozen(value: Any) -> Any:
 
 
 def _replay(state: _JobState, sources: Any, run: _Run) -> None:
-    """Re-run remembered def/class/import statements (as `JobNamespace._replay_definitions`:
-    those failing with NameError are retried while others succeed)."""
-    from statek.sandbox import compile_block
+    """Re-run remembered def/class/import statements (as `JobNamespace._replay_definitions`)."""
+    from statek.execution.interpreter import replay_sources
 
     g = state.globals
-    pending = [s for s in dict.fromkeys(sources) if type(s) is str]
-    errors: dict[str, Exception] = {}
-    names: set[str] = set()
-    while pending:
-        retry: list[str] = []
-        for source in pending:
-            try:
-                block = compile_block(source, state.policy)
-                for stmt in block.statements:
-                    names.update(stmt.assigned)
-                    exec(stmt.code, g)
-            except NameError as exc:
-                retry.append(source)
-                errors[source] = exc
-            except Exception as exc:
-                errors[source] = exc
-            else:
-                errors.pop(source, None)
-        if len(retry) == len(pending):
-            break
-        pending = retry
-    for error in errors.values():
+    errors, names = replay_sources(sources, state.policy, g)
+    for error in errors:
         run.console.append(f"[statek] could not restore definition: {error}\n")
     for name in names:
         if name in g and not storable(g[name]):
