@@ -23,6 +23,7 @@ import dbzero as db0
 from statek import signals, store
 from statek._views import FrozenMapping
 from statek.errors import SandboxViolation
+from statek.execution.harness import GUARD
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
@@ -122,9 +123,16 @@ class JobFunctions:
 
         def make() -> Any:
             root = self._charge_delegation()
-            child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
-            root.tree_delegated = int(root.tree_delegated) + 1
-            return Future(JOB, self.job, target=child)
+            # no step-budget exception inside the creation (it would leave half a child):
+            # one due now is raised before the job's next statement instead
+            guard, inside = GUARD, GUARD.active
+            guard.active = False
+            try:
+                child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
+                root.tree_delegated = int(root.tree_delegated) + 1
+                return Future(JOB, self.job, target=child)
+            finally:
+                guard.active = inside
 
         return self._future(make)
 
