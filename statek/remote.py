@@ -26,6 +26,7 @@ from statek.errors import (
     StatekError,
     UnstorableValueError,
 )
+from statek.models.storable import check_storable_mapping
 
 #: Jobs per batch request (the server's default http_max_batch); each is all or nothing.
 BATCH_CHUNK = 10_000
@@ -185,7 +186,10 @@ class StatekRemoteClient:
             headers["Idempotency-Key"] = key or _uuid.uuid4().hex
         content = None
         if body is not None:
-            content = _json.dumps(body)
+            try:
+                content = _json.dumps(body)
+            except (TypeError, ValueError, OverflowError) as exc:  # what no job could store
+                raise UnstorableValueError(f"request body cannot be sent: {exc}") from None
             headers["Content-Type"] = "application/json"
         return content, headers
 
@@ -252,14 +256,14 @@ class StatekRemoteClient:
 
     @staticmethod
     def _chunks(batch: Iterable[Mapping[str, Any] | None]) -> list[list[Any]]:
-        items = [None if v is None else dict(v) for v in batch]
+        items = [None if v is None else _checked_vars(v, i) for i, v in enumerate(batch)]
         return [items[i:i + BATCH_CHUNK] for i in range(0, len(items), BATCH_CHUNK)] or [[]]
 
     # ------------------------------------------------------------ StatekClientAPI
     def submit_new_job(self, agent: Any, shared_vars: Mapping[str, Any] | None = None,
                        locale: str | None = None, **job_params: Any) -> RemoteJob:
         body = self._submission(agent, locale, job_params)
-        body["vars"] = dict(shared_vars or {})
+        body["vars"] = _checked_vars(shared_vars)
         answer = self.request("POST", "/v1/jobs", body)
         return RemoteJob(self, {"uuid": answer["job"], "status": answer["status"]})
 
@@ -267,7 +271,7 @@ class StatekRemoteClient:
                                    shared_vars: Mapping[str, Any] | None = None,
                                    locale: str | None = None, **job_params: Any) -> RemoteJob:
         body = self._submission(agent, locale, job_params)
-        body["vars"] = dict(shared_vars or {})
+        body["vars"] = _checked_vars(shared_vars)
         answer = await self.request_async("POST", "/v1/jobs", body)
         return RemoteJob(self, {"uuid": answer["job"], "status": answer["status"]})
 
@@ -419,6 +423,16 @@ class StatekRemoteClient:
 
     def _stream_timeout(self) -> Any:
         return self._httpx.Timeout(self._timeout.connect or 30.0, read=60.0)
+
+
+def _checked_vars(shared_vars: Mapping[str, Any] | None,
+                  index: int | None = None) -> dict[str, Any]:
+    """The shared vars as sent, checked here as the worker would check them, so a value no
+    job can store fails with the same error, naming the key, before any request."""
+    values = dict(shared_vars or {})
+    check_storable_mapping(values, "shared variables" if index is None
+                           else f"shared variables #{index}", names=True)
+    return values
 
 
 def _page(status: str | None, agent: str | None, limit: int, cursor: int | None,

@@ -95,10 +95,10 @@ class StatekSettings(BaseSettings):
         2, ge=1, description="Times the worker may die while one job's code runs before the "
         "next start ends that job (quarantine) instead of running it again.")
     max_delegates_per_step: int = Field(
-        100, ge=1, description="Child jobs one run of a job's code may start with delegate(); "
+        1000, ge=1, description="Child jobs one run of a job's code may start with delegate(); "
         "one more ends the job with an error naming this budget.")
     max_delegates_per_tree: int = Field(
-        1000, ge=1, description="Child jobs a whole tree of delegated jobs (a submitted job and "
+        10_000, ge=1, description="Child jobs a whole tree of delegated jobs (a submitted job and "
         "all its descendants) may start; one more ends the delegating job with an error.")
 
     # Sandbox

@@ -34,3 +34,12 @@ def test_demo_runs_twice_on_the_same_store(data_dir: Path) -> None:
     assert "store now holds 48 jobs" in second.output
     assert "error" not in first.output + second.output
     assert (data_dir / "statek.db0").exists()
+
+
+def test_the_default_demo_runs_without_an_error(data_dir: Path) -> None:
+    """`statek demo` as the README's first command runs it: its dispatcher delegates 200
+    helpers in one statement, within the default delegate budgets."""
+    done = CliRunner().invoke(main, ["demo"])
+    assert done.exit_code == 0, done.output
+    assert "dispatcher -> 2646700" in done.output  # sum of squares 0..199
+    assert "error" not in done.output

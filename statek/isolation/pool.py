@@ -374,7 +374,8 @@ class ExecutorPool:
             self.protections.add(protection)
             if protection != "seccomp":
                 log.warning("isolated executors run without a seccomp filter: %s (resource "
-                            "limits still apply; pip install pyseccomp to add one)", protection)
+                            "limits still apply; pip install 'statek[isolation]' to add one)",
+                            protection)
 
     def executor_for(self, job_uuid: str) -> Executor:
         return self.executors[hash(job_uuid) % len(self.executors)]

@@ -90,6 +90,22 @@ def test_a_retry_after_a_lost_answer_creates_no_second_job(worker: Worker) -> No
     client.close()
 
 
+def test_values_no_job_can_store_fail_in_the_client_naming_the_key(worker: Worker) -> None:
+    """The same error as in-process, before any request: a 2**70 made orjson raise a bare
+    TypeError (found by a new-user trial)."""
+    from statek.errors import UnstorableValueError
+
+    with statek.connect(worker.url) as client:
+        before = client.counts()
+        with pytest.raises(UnstorableValueError, match=r"shared variables\['n'\].*64 bits"):
+            client.submit_new_job("helper", {"n": 2**70})
+        with pytest.raises(UnstorableValueError, match=r"#1.*name '_x'"):
+            client.submit_new_job_ids("helper", [{"a": 1}, {"_x": 2}])
+        with pytest.raises(UnstorableValueError, match="request body cannot be sent"):
+            client.push_message(client.submit_new_job("helper", {"a": 1}), 2**70)
+        assert client.counts()["total"] == before["total"] + 1
+
+
 def test_unreachable_worker_is_one_clear_error() -> None:
     with statek.connect("http://127.0.0.1:9", retries=1, backoff=0.0) as client, \
             pytest.raises(ConnectionError, match="cannot reach the statek worker"):
