@@ -186,6 +186,31 @@ FORGED_NAMES = [
      "g = functools.lru_cache(f)\nwait_for(g).value", "wait_for() cannot use"),
     ("wait-for-print", "wait_for(print, 'x').value", "wait_for() cannot use"),
 ]
+
+#: Escapes published against similar in-process sandboxes, each named by where it was
+#: reported (public issue and pull-request threads), re-played here against statek.
+PUBLISHED = [
+    # simpleeval issue 138: a generator method's frame leads to the host's builtins
+    ("simpleeval-138-generator-frame",
+     "def bar():\n    yield 'x'\nbar().gi_frame.f_globals['__builtins__']", "'gi_frame'"),
+    ("simpleeval-138-coroutine-frame",
+     "async def bar():\n    return 1\nbar().cr_frame", "async"),
+    # smolagents PR 2271: str.format field paths walk dunders in C, past attribute guards
+    ("smolagents-2271-format-field-path",
+     "'{0.__class__.__bases__[0].__subclasses__}'.format('a')", "attribute 'format'"),
+    ("smolagents-2271-format-map",
+     "'{x.__class__}'.format_map({'x': 1})", "attribute 'format_map'"),
+    # crewAI PR 4643: type.__dict__ with a name built by chr() reaches __subclasses__
+    ("crewai-4643-type-dict-chr",
+     "type.__dict__[chr(95) * 2 + 'subclasses' + chr(95) * 2](object)", "'__dict__'"),
+    ("crewai-4643-vars-type", "vars(type)", "vars"),
+    # RestrictedPython: `except*` handlers were not checked like `except` ones
+    ("restrictedpython-except-star",
+     "try:\n    pass\nexcept* ValueError as group:\n    group.exceptions", "except*"),
+    # grist-core PR 2353: reflection through type() and getattr() to the class hierarchy
+    ("grist-2353-type-bases", "type(1).mro()", "'mro'"),
+    ("grist-2353-getattr-string", "getattr(1, '__cla' + 'ss__')", "getattr() is not available"),
+]
 # fmt: on
 
 CASES = [
@@ -195,6 +220,7 @@ CASES = [
     *(pytest.param(s, e, id=f"imports-{i}") for i, s, e in IMPORTS),
     *(pytest.param(s, e, id=f"string-eval-{i}") for i, s, e in STRING_EVALUATION),
     *(pytest.param(s, e, id=f"forged-{i}") for i, s, e in FORGED_NAMES),
+    *(pytest.param(s, e, id=f"published-{i}") for i, s, e in PUBLISHED),
 ]
 
 
