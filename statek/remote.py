@@ -26,7 +26,7 @@ from statek.errors import (
     StatekError,
     UnstorableValueError,
 )
-from statek.models.storable import check_storable_mapping
+from statek.models.storable import check_storable_mapping, check_value
 
 #: Jobs per batch request (the server's default http_max_batch); each is all or nothing.
 BATCH_CHUNK = 10_000
@@ -315,19 +315,23 @@ class StatekRemoteClient:
         return RemoteJob(self, await self.request_async("GET", f"/v1/jobs/{_ref(uuid)}"))
 
     def push_message(self, job: Any, message: Any) -> int:
+        check_value(message, "message")
         answer = self.request("POST", f"/v1/jobs/{_ref(job)}/messages", {"message": message})
         return int(answer["seq"])
 
     async def push_message_async(self, job: Any, message: Any) -> int:
+        check_value(message, "message")
         answer = await self.request_async("POST", f"/v1/jobs/{_ref(job)}/messages",
                                           {"message": message})
         return int(answer["seq"])
 
     def push_event(self, agent: Any, event: Any) -> int:
+        check_value(event, "event")
         answer = self.request("POST", f"/v1/agents/{_ref(agent)}/events", {"event": event})
         return int(answer["seq"])
 
     async def push_event_async(self, agent: Any, event: Any) -> int:
+        check_value(event, "event")
         answer = await self.request_async("POST", f"/v1/agents/{_ref(agent)}/events",
                                           {"event": event})
         return int(answer["seq"])

@@ -101,8 +101,10 @@ def test_values_no_job_can_store_fail_in_the_client_naming_the_key(worker: Worke
             client.submit_new_job("helper", {"n": 2**70})
         with pytest.raises(UnstorableValueError, match=r"#1.*name '_x'"):
             client.submit_new_job_ids("helper", [{"a": 1}, {"_x": 2}])
-        with pytest.raises(UnstorableValueError, match="request body cannot be sent"):
+        with pytest.raises(UnstorableValueError, match=r"message.*64 bits"):
             client.push_message(client.submit_new_job("helper", {"a": 1}), 2**70)
+        with pytest.raises(UnstorableValueError, match=r"event.*64 bits"):
+            client.push_event("helper", {"n": 2**70})
         assert client.counts()["total"] == before["total"] + 1
 
 
