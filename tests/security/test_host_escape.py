@@ -154,7 +154,9 @@ STRING_EVALUATION = [
      "import functools\nfunctools.reduce(exec, ['x=1'], None)", "exec() is not available"),
     ("make-dataclass", "from dataclasses import make_dataclass", "import of 'dataclasses'"),
     ("typing-hints", "import typing\ntyping.get_type_hints(len)", "import of 'typing'"),
-    ("enum-functional-api", "import re\nre.RegexFlag('X', 'a b', module='os')", "cannot extend"),
+    # Python 3.11 refuses to extend the enum, 3.12+ to look the value up: no class either way
+    ("enum-functional-api", "import re\nre.RegexFlag('X', 'a b', module='os')",
+     ("cannot extend", "is not a valid RegexFlag")),
     ("eval-builtin", "eval('1')", "eval() is not available"),
     ("exec-alias", "e = exec\ne('x = 1')", "exec() is not available"),
 ]
@@ -226,10 +228,10 @@ CASES = [
 
 @pytest.mark.parametrize(("source", "expected"), CASES)
 async def test_host_escape_is_refused(runner: InProcessRunner, canary: Path, source: str,
-                                      expected: str) -> None:
+                                      expected: str | tuple[str, ...]) -> None:
     code = f"CANARY = {str(canary)!r}\n{source}\nexit('ESCAPED')"
     attempt = await runner.run(code)
-    attempt.refused(expected)
+    attempt.refused(*((expected,) if isinstance(expected, str) else expected))
 
 
 async def test_refused_even_when_job_code_catches_it(runner: InProcessRunner,
