@@ -314,27 +314,29 @@ class StatekRemoteClient:
     async def get_job_async(self, uuid: str) -> RemoteJob:
         return RemoteJob(self, await self.request_async("GET", f"/v1/jobs/{_ref(uuid)}"))
 
-    def push_message(self, job: Any, message: Any) -> int:
+    @staticmethod
+    def _message(job: Any, message: Any) -> tuple[str, dict[str, Any]]:
+        """Path and body of a message, checked as the worker would check it."""
         check_value(message, "message")
-        answer = self.request("POST", f"/v1/jobs/{_ref(job)}/messages", {"message": message})
-        return int(answer["seq"])
+        return f"/v1/jobs/{_ref(job)}/messages", {"message": message}
+
+    @staticmethod
+    def _event(agent: Any, event: Any) -> tuple[str, dict[str, Any]]:
+        """Path and body of an agent event, checked as the worker would check it."""
+        check_value(event, "event")
+        return f"/v1/agents/{_ref(agent)}/events", {"event": event}
+
+    def push_message(self, job: Any, message: Any) -> int:
+        return int(self.request("POST", *self._message(job, message))["seq"])
 
     async def push_message_async(self, job: Any, message: Any) -> int:
-        check_value(message, "message")
-        answer = await self.request_async("POST", f"/v1/jobs/{_ref(job)}/messages",
-                                          {"message": message})
-        return int(answer["seq"])
+        return int((await self.request_async("POST", *self._message(job, message)))["seq"])
 
     def push_event(self, agent: Any, event: Any) -> int:
-        check_value(event, "event")
-        answer = self.request("POST", f"/v1/agents/{_ref(agent)}/events", {"event": event})
-        return int(answer["seq"])
+        return int(self.request("POST", *self._event(agent, event))["seq"])
 
     async def push_event_async(self, agent: Any, event: Any) -> int:
-        check_value(event, "event")
-        answer = await self.request_async("POST", f"/v1/agents/{_ref(agent)}/events",
-                                          {"event": event})
-        return int(answer["seq"])
+        return int((await self.request_async("POST", *self._event(agent, event)))["seq"])
 
     def cancel_job(self, job: Any) -> bool:
         return bool(self.request("POST", f"/v1/jobs/{_ref(job)}/cancel")["cancelled"])
