@@ -9,7 +9,9 @@ after decompression, while streaming), and token counts no real reply carries.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
 import logging
 import ssl
 from abc import ABC, abstractmethod
@@ -20,6 +22,12 @@ from urllib.parse import urlsplit
 from statek import _json
 from statek._version import __version__
 from statek.errors import ConfigurationError, MissingAPIKeyError, ProviderError
+from statek.providers.ratelimit import (
+    DEFER_RATE_LIMITS,
+    RateLimitedError,
+    RateLimitInfo,
+    parse_rate_limits,
+)
 from statek.providers.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from statek.providers.transports import make_transport, resolve_client
 from statek.providers.transports.base import (
@@ -185,6 +193,9 @@ class HTTPProvider(ABC):
         self._client: Transport | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._key_problem = self._missing_key(api_key)
+        #: which account this provider's calls are metered against (admission control keys
+        #: its limits by it): a short digest of the key, never the key; "" without one
+        self.account = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
 
     def _missing_key(self, api_key: str | None) -> str | None:
         """Why calls cannot succeed for want of a key, or None (a key, an auth header given
@@ -275,13 +286,16 @@ class HTTPProvider(ABC):
             body = _json.dumps(self.build_body(request))
         except (TypeError, ValueError) as exc:
             raise ProviderError(f"{self.name}: request cannot be encoded: {exc}") from exc
-        status, content = await self._post(body)
+        status, content, rate_headers = await self._post(body)
         try:
             data = _json.loads(content)
         except ValueError as exc:
             raise self._malformed(status, content, f"invalid JSON ({exc})") from exc
         try:
-            return self.parse_reply(data)
+            reply = self.parse_reply(data)
+            if rate_headers is None:
+                return reply
+            return dataclasses.replace(reply, rate_limits=parse_rate_limits(rate_headers))
         except MalformedReply as exc:
             raise self._malformed(status, content, str(exc)) from exc
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -295,15 +309,17 @@ class HTTPProvider(ABC):
             retryable=False,
         )
 
-    async def _post(self, body: bytes) -> tuple[int, bytes]:
-        """POST with retries; returns the first 2xx (status, body) or raises ProviderError."""
+    async def _post(self, body: bytes) -> tuple[int, bytes, dict[str, str] | None]:
+        """POST with retries; returns the first 2xx (status, body, rate-limit headers) or
+        raises ProviderError (RateLimitedError for a 429: at once under DEFER_RATE_LIMITS)."""
         client = self._ensure_client()
         attempt = 0
         while True:
             cause: BaseException | None = None
             retry_after: float | None = None
+            limits: RateLimitInfo | None = None
             try:
-                status, content, retry_header = await client.post(self.url, body)
+                status, content, retry_header, rate_headers = await client.post(self.url, body)
             except ReplyTimeout as exc:
                 failure = ProviderError(
                     f"{self.name}: no reply within {self.timeout:g}s ({exc})", retryable=True
@@ -324,7 +340,7 @@ class HTTPProvider(ABC):
                 ) from None
             else:
                 if 200 <= status < 300:
-                    return status, content
+                    return status, content, rate_headers
                 failure = ProviderError(
                     f"{self.name}: HTTP {status}: {error_text(content)}",
                     status=status,
@@ -333,7 +349,15 @@ class HTTPProvider(ABC):
                 if not failure.retryable:
                     raise failure
                 retry_after = parse_retry_after(retry_header)
+                if status == 429:
+                    limits = parse_rate_limits(rate_headers)
+                    if DEFER_RATE_LIMITS.get():
+                        raise RateLimitedError(str(failure), rate_limits=limits)
             if attempt >= self.retry.max_retries:
+                if failure.status == 429:
+                    raise RateLimitedError(
+                        f"{failure} (gave up after {attempt + 1} attempts)", rate_limits=limits
+                    ) from cause
                 raise ProviderError(
                     f"{failure} (gave up after {attempt + 1} attempts)",
                     status=failure.status,

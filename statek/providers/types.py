@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from statek.providers.ratelimit import RateLimitInfo
+
 __all__ = [
     "ChatMessage",
     "ChatReply",
@@ -90,6 +92,8 @@ class ChatReply:
     usage: Usage | None = None
     finish_reason: str | None = None
     raw_model: str | None = None
+    #: what the reply's rate-limit headers said (HTTP providers), for admission control
+    rate_limits: RateLimitInfo | None = None
 
 
 @runtime_checkable

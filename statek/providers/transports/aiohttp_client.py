@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from statek.providers.ratelimit import rate_limit_headers
 from statek.providers.transports.base import (
     BodyRefused,
     ConnectionFailed,
@@ -53,7 +54,9 @@ class AiohttpTransport:
                 except BodyRefused:
                     response.close()  # the unread rest is dropped with its connection
                     raise
-                return WireReply(response.status, content, response.headers.get("retry-after"))
+                retry_after = response.headers.get("retry-after")
+                return WireReply(response.status, content, retry_after,
+                                 rate_limit_headers(response.headers.items(), retry_after))
         except TimeoutError as exc:  # aiohttp.ServerTimeoutError is one too
             raise ReplyTimeout(type(exc).__name__) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:

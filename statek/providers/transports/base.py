@@ -31,11 +31,13 @@ class TransportConfig:
 
 
 class WireReply(NamedTuple):
-    """A reply as the transport read it: status, decoded body, Retry-After header."""
+    """A reply as the transport read it: status, decoded body, Retry-After header, and the
+    rate-limit headers (lower-cased; None when the server sent none) for admission control."""
 
     status: int
     body: bytes
     retry_after: str | None
+    rate_headers: dict[str, str] | None = None
 
 
 class ReplyTimeout(Exception):

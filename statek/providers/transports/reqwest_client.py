@@ -21,6 +21,7 @@ from pyreqwest.exceptions import (
     RequestTimeoutError,
 )
 
+from statek.providers.ratelimit import rate_limit_headers
 from statek.providers.transports.base import (
     BodyRefused,
     ConnectionFailed,
@@ -77,7 +78,9 @@ class ReqwestTransport:
 
                 content = await read_bounded(status, headers.get("content-encoding"),
                                              next_chunk, self._limit)
-                return WireReply(status, content, headers.get("retry-after"))
+                retry_after = headers.get("retry-after")
+                return WireReply(status, content, retry_after,
+                                 rate_limit_headers(headers.items(), retry_after))
         except BodyRefused:
             raise
         except RequestTimeoutError as exc:
