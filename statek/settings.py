@@ -22,6 +22,8 @@ DEFAULT_ALLOWED_IMPORTS = (
     "statistics", "decimal", "fractions", "time", "textwrap", "uuid", "heapq", "bisect",
 )  # fmt: skip
 
+_Price = Annotated[float, Field(ge=0)]  # per million tokens (model_prices)
+
 
 class StatekSettings(BaseSettings):
     """Everything a worker can be configured with.
@@ -100,6 +102,15 @@ class StatekSettings(BaseSettings):
     max_delegates_per_tree: int = Field(
         10_000, ge=1, description="Child jobs a whole tree of delegated jobs (a submitted job and "
         "all its descendants) may start; one more ends the delegating job with an error.")
+
+    # Budgets (statek.admission.budgets, statek.models.budget): durable per-job/tree budgets
+    model_prices: dict[str, tuple[_Price, _Price]] = Field(
+        default_factory=dict, description="Price per million input and output tokens by model "
+        "name ('*': any other model) for cost budgets, e.g. "
+        "STATEK_MODEL_PRICES='{\"gpt-4o\": [2.5, 10]}'; a model priced nowhere costs 0.")
+    budget_policy: Literal["suspend", "fail"] = Field(
+        "suspend", description="What a job does when a budget runs out and its budget names "
+        "no policy: 'suspend' (resumes when the budget is raised) or 'fail' (ends with an error).")
 
     # Sandbox
     restricted: bool = True

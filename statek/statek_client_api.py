@@ -89,6 +89,42 @@ class StatekClientAPI:
         self._commit()
         return cancelled
 
+    # ------------------------------------------------------------ budgets
+    def set_budget(self, job: Job | str, *, tokens: int | None = None, cost: float | None = None,
+                   steps: int | None = None, seconds: float | None = None,
+                   policy: str | None = None) -> dict[str, Any]:
+        """Give a job a budget of its own (absolute limits; 0 is no limit; None leaves one as
+        it is) and a policy ("suspend" or "fail"); jobs it delegates afterwards run under it.
+        Held jobs now within budget resume. Returns the budget (limits, spent, exhausted)."""
+        from statek.admission.budgets import set_budget
+
+        target = self.get_job(job) if isinstance(job, str) else job
+        limits = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds,
+                  "policy": policy}
+        data = set_budget(target, {k: v for k, v in limits.items() if v is not None})
+        self._commit()
+        return data
+
+    def raise_budget(self, job: Job | str, *, tokens: int = 0, cost: float = 0.0,
+                     steps: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+        """Add to the limits of the budget a job runs under (its own, else its tree's) and
+        resume the jobs it held that are now within every budget. ValueError for a job with
+        no budget or a kind without a limit."""
+        from statek.admission.budgets import raise_budget
+
+        target = self.get_job(job) if isinstance(job, str) else job
+        data = raise_budget(target, {"tokens": tokens, "cost": cost, "steps": steps,
+                                     "seconds": seconds})
+        self._commit()
+        return data
+
+    def get_budget(self, job: Job | str) -> dict[str, Any] | None:
+        """The budget a job runs under (limits, spent, policy; `held` while a budget that
+        ran out holds it: a BudgetExhausted as data), or None."""
+        from statek.admission.budgets import budget_info
+
+        return budget_info(self.get_job(job) if isinstance(job, str) else job)
+
 
 def _is_uuid_text(uuid: object) -> bool:
     """Whether `uuid` may be a dbzero uuid (base-32 text): dbzero 0.7.0 crashes looking up

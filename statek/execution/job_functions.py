@@ -130,11 +130,23 @@ class JobFunctions:
             try:
                 child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
                 root.tree_delegated = int(root.tree_delegated) + 1
+                budget = self.job.budget
+                if budget is not None:  # the child shares what is left of the parent's budget
+                    child.budget = budget
                 return Future(JOB, self.job, target=child)
             finally:
                 guard.active = inside
 
         return self._future(make)
+
+    def set_budget(self, child: Any, **limits: Any) -> dict[str, Any]:
+        """Give a delegated child (the future `delegate()` returned) a budget of its own:
+        tokens, cost, steps, seconds (absolute; 0 is no limit) and policy. Its spending still
+        counts against this job's budgets; a child held on its budget resumes if now within.
+        Setting the same limits again (a replayed statement) changes nothing."""
+        from statek.admission.budgets import set_child_budget
+
+        return set_child_budget(self.job, child, limits)
 
     def _charge_delegation(self) -> Any:
         """Check both delegate budgets before a child is made; returns the tree's root job."""
@@ -249,6 +261,7 @@ class JobFunctions:
             JOB_STATE_KEY: self,
             "exit": self.exit,
             "delegate": self.delegate,
+            "set_budget": self.set_budget,
             "sleep": self.sleep,
             "sleep_until": self.sleep_until,
             "wait_message": self.wait_message,
@@ -265,9 +278,9 @@ class JobFunctions:
 
 
 # Host code job code calls: what it does (create jobs, log, run a tool) is not job code's.
-for _method in (JobFunctions.delegate, JobFunctions.sleep, JobFunctions.sleep_until,
-                JobFunctions.wait_message, JobFunctions.get_all, JobFunctions.get_any,
-                JobFunctions.wait_for, JobFunctions.call_tool):
+for _method in (JobFunctions.delegate, JobFunctions.set_budget, JobFunctions.sleep,
+                JobFunctions.sleep_until, JobFunctions.wait_message, JobFunctions.get_all,
+                JobFunctions.get_any, JobFunctions.wait_for, JobFunctions.call_tool):
     trust_host_code(_method)
 
 

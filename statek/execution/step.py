@@ -25,6 +25,7 @@ import dbzero as db0
 
 from statek import _json, store
 from statek._eager import resume
+from statek.admission import budgets
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
 from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
@@ -372,6 +373,9 @@ class _Step:
         if pending.messages_read:
             job.inbox_read = int(job.inbox_read) + pending.messages_read
         tokens += in_tok + out_tok  # the log has the counts: nothing else to store
+        budget = job.budget  # durable budgets: charged up the tree now, checked at the end
+        if budget is not None:
+            budgets.charge_reply(self, budget, in_tok, out_tok)
         if job.provider_failures:
             job.provider_failures = 0
         reason = harness.breach_of_tokens(tokens, self.limits)
@@ -385,6 +389,8 @@ class _Step:
                 job.stmt = 0
         elif not reply.tool_calls and self.defn.metadata.get("DIALOG"):
             self.finish(exit_status=reply.content)
+        if budget is not None and not self.result.completed:
+            budgets.check_after_reply(self, budget)
 
     async def run_native_tools(self, reply: ChatReply) -> None:
         results: list[tuple[str, str, str]] = []
@@ -507,7 +513,7 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
                     return StepResult(suspended=True, ran=False)
                 job.awaiting = None
                 job.set_status(STARTED)
-        if await step.run_code():
+        if budgets.may_run(step) and await step.run_code():
             await step.converse()
     except BaseException as exc:  # whatever a job or a tool raised; the worker's cancel goes on
         _reraise_if_cancelled(exc)

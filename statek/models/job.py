@@ -86,6 +86,10 @@ class Job:
     done_at: float | None = None  # when it last finished (the one timestamped status change)
     cancelled = False  # set by `cancel`: a cancelled job never runs again
     past_results: Any = None  # outcomes it had before messages re-opened it (oldest first)
+    # budgets (statek.models.budget): the node this job spends against (its own or its
+    # parent's), and the node that ran out while the job is suspended on it
+    budget: Any = None
+    budget_hold: Any = None
 
     def __init__(
         self,
@@ -201,6 +205,15 @@ class Job:
     @property
     def in_warmup(self) -> bool:
         return int(self.block) < len(self.jobdef.warmup_blocks)
+
+    @property
+    def budget_exhausted(self) -> Any:
+        """A `BudgetExhausted` (which budget, spent vs limit, whose) while the job is
+        suspended because a budget ran out; None otherwise."""
+        hold = self.budget_hold
+        if hold is None or self.state != SUSPENDED:
+            return None
+        return hold.exhausted(time.time())
 
     def __repr__(self) -> str:
         return f"<Job {db0.uuid(self)} {self.status} of {self.jobdef.agent.role!r}>"
