@@ -35,13 +35,12 @@ def demo(helpers: int, concurrency: int) -> None:
 
 
 def _log_to_stderr() -> None:
-    """The worker's log (its "worker ready" line, shutdown, failures) at STATEK_LOG_LEVEL."""
-    import logging
-
+    """The worker's log (its "worker ready" line, shutdown, failures) on stderr at
+    STATEK_LOG_LEVEL, as text or JSON lines (STATEK_LOG_FORMAT)."""
+    from statek.observability.logs import configure_logging
     from statek.store import settings
 
-    logging.basicConfig(level=settings().log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings(), own_process=True)
 
 
 @main.command()

@@ -159,10 +159,29 @@ class StatekSettings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight steps get to finish.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
+    # Observability (statek.observability: metrics, health, traces, structured logs)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Worker log lines as text or one JSON object per line (job id, "
+        "agent and step are on every record emitted within a step).")
+    metrics_enabled: bool = Field(
+        True, description="Keep step/model/commit counters for /metrics (statek[metrics]) and "
+        "job context on log records; off skips every per-step hook.")
+    trace_enabled: bool | None = Field(
+        None, description="OpenTelemetry spans per step, model call and tool call "
+        "(statek[otel]); unset: on when OTEL_EXPORTER_OTLP_ENDPOINT is set.")
+    ready_deadline: float = Field(
+        10.0, gt=1.0, description="/readyz answers 503 once the worker loop has not started "
+        "an iteration for this many seconds (idle iterations come at least every second).")
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("default_provider", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from statek.errors import SandboxViolation
 from statek.execution.harness import GUARD
 from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
+from statek.observability import hooks
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
 from statek.sandbox.policy import JOB_MODULE_NAME, MODULE_DENIED_ATTRIBUTES
 from statek.tools import ToolInfo, find_tool, tool_call_key
@@ -129,6 +130,8 @@ class JobFunctions:
             guard.active = False
             try:
                 child = create_job(jobdef_for(agent, {}), values, self.job.locale, self.job)
+                if hooks.ON:  # the child's step spans link to this delegation (statek[otel])
+                    hooks.delegated(child)
                 root.tree_delegated = int(root.tree_delegated) + 1
                 budget = self.job.budget
                 if budget is not None:  # the child shares what is left of the parent's budget

@@ -48,6 +48,7 @@ from statek.models import chatlog
 from statek.models.status import DONE, STARTED, WARMING_UP
 from statek.models.status import SUSPENDED as SUSPENDED_STATUS
 from statek.models.value_checks import EXIT_PREVIEW_CHARS
+from statek.observability import hooks
 from statek.providers.registry import generation as provider_generation
 from statek.providers.registry import resolve_provider
 from statek.providers.retry import is_retryable_status
@@ -130,6 +131,8 @@ class _Step:
         not a number)."""
         self.info = definition_of(self.job, self.uuid)
         self.limits = self.info.limits
+        if hooks.ON:
+            hooks.step_defined(self.info)
 
     def transcript(self) -> conversation.Transcript:
         """The job's transcript, looked up once per step (`conversation.record` updates it
@@ -297,7 +300,7 @@ class _Step:
         call = outcome.tool
         assert call is not None
         try:
-            with tool_call_key(f"{self.uuid}:{call.site}"):
+            with tool_call_key(f"{self.uuid}:{call.site}"), _observed_tool(call):
                 value: Any = await _bounded(call.awaitable, self.limits.step_timeout)
         except BaseException as exc:  # the tool's, BaseException included; not our own cancel
             _reraise_if_cancelled(exc)
@@ -350,7 +353,7 @@ class _Step:
             if len(_resolved) >= 1024:
                 _resolved.clear()
             _resolved[key] = found
-        return found
+        return hooks.observe_provider(found) if hooks.ON else found
 
     def build_request(self, user_text: str, model: str) -> ChatRequest:
         system, tools = conversation.system_prompt(self.defn.agent, self.defn.uuid)
@@ -400,7 +403,7 @@ class _Step:
                 results.append((call.id, call.name, f"error: no tool named {call.name!r}"))
                 continue
             try:
-                with tool_call_key(f"{self.uuid}:{call.id}"):
+                with tool_call_key(f"{self.uuid}:{call.id}"), _observed_tool(call):
                     value = info.func(**dict(call.arguments))
                     if info.is_async:
                         value = await _bounded(value, self.limits.step_timeout)
@@ -434,6 +437,15 @@ class _Step:
                 self.finish(error=f"{message} ({job.provider_failures} failures in a row)")
             else:
                 self.result.retry_after = min(60.0, 2.0 ** int(job.provider_failures))
+
+
+def _observed_tool(call: Any) -> contextlib.AbstractContextManager[None]:
+    """A tool call's span and counters when observability is on (statek.observability)."""
+    if not hooks.ON:
+        return contextlib.nullcontext()
+    name = getattr(call, "name", None) or getattr(getattr(call, "awaitable", None), "__name__",
+                                                  None)
+    return hooks.tool_call(str(name or "tool"))
 
 
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)

@@ -25,6 +25,8 @@ from statek._eager import start_task
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
+from statek.observability import hooks
+from statek.observability.logs import configure_logging
 from statek.providers.registry import aclose_all
 from statek.runtime.collector import tuned_collector
 from statek.runtime.quarantine import settle_crash
@@ -79,6 +81,7 @@ class JobsLoop:
         self.running = 0
         self.ended_inline = 0  # steps of this iteration that finished without waiting
         self.events_waiting = False  # agent events left queued for want of a free slot
+        self.iterated_at = time.perf_counter()  # when the last iteration began (/readyz)
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -101,6 +104,8 @@ class JobsLoop:
             _stop_before_start[0] = False
             self.request_stop()
         try:
+            configure_logging(store.settings())
+            probe = hooks.loop_started(store.settings())
             guards = self._start_guards()
         except BaseException:
             _active.discard(self)
@@ -118,6 +123,8 @@ class JobsLoop:
             _active.discard(self)
             self.sched.detach()
             guards.close()
+            if probe is not None:
+                probe.close()
             self._commit()
             self.stats.in_flight = len(self.tasks)
             self.stats.ready = len(self.sched.ready)
@@ -159,7 +166,7 @@ class JobsLoop:
     async def _iterate(self) -> None:
         stats = self.stats
         while True:
-            began = time.perf_counter()
+            began = self.iterated_at = time.perf_counter()
             self.wakeup.clear()
             started = 0
             if not self.stopping:
@@ -171,7 +178,9 @@ class JobsLoop:
             stats.iterations += 1
             stats.ready = len(self.sched.ready)
             stats.in_flight = len(self.tasks)
-            stats.iteration_time.append(time.perf_counter() - began)
+            stats.iteration_time.append(spent := time.perf_counter() - began)
+            if hooks.ON:
+                hooks.iteration_done(spent)
             if self.stopping:
                 await self._drain()
                 return
@@ -305,7 +314,9 @@ class JobsLoop:
             sched.in_flight.discard(number)
             return
         try:
-            result = await execute_step(job, self.provider)
+            result = await (hooks.observed_step(execute_step, job, sched.uuid_of(number),
+                                                self.provider)
+                            if hooks.ON else execute_step(job, self.provider))
         except BaseException:  # cancelled at shutdown: the job resumes on the next start
             sched.in_flight.discard(number)
             raise
@@ -330,8 +341,11 @@ class JobsLoop:
 
     def _commit(self) -> None:
         if store.db_initialized():
+            began = time.perf_counter()
             db0.commit()
             self.stats.commits += 1
+            if hooks.ON:
+                hooks.commit_done(time.perf_counter() - began, self.pending_commits)
         self.pending_commits = 0
         self.last_commit = time.monotonic()
 
@@ -349,6 +363,11 @@ class JobsLoop:
 _active: set[JobsLoop] = set()
 _stop_before_start = [False]
 _last_stats: list[LoopStats] = []
+
+
+def active_loops() -> list[JobsLoop]:
+    """The loops running in this process (what /metrics and /readyz look at)."""
+    return list(_active)
 
 
 def last_stats() -> LoopStats | None:

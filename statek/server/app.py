@@ -28,6 +28,7 @@ from statek.errors import (
     UnstorableValueError,
 )
 from statek.models.status import STATUS_NAMES
+from statek.observability.http import add_routes as add_observability_routes
 from statek.server import validate
 from statek.server.errors import ApiError, bad_field
 from statek.server.events import EventHub, console_data, status_data
@@ -51,7 +52,7 @@ log = logging.getLogger("statek.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEEPALIVE_S = 15.0
-_OPEN_PATHS = frozenset({"/v1/health"})
+_OPEN_PATHS = frozenset({"/v1/health", "/healthz", "/readyz"})  # probes need no token
 _SUBMIT_FIELDS = ("agent", "vars", "locale", "params")
 _BATCH_FIELDS = ("agent", "vars_batch", "locale", "params")
 
@@ -398,6 +399,7 @@ def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
     app.router.add_post("/v1/jobs/{uuid}/messages", api.push_message)
     app.router.add_post("/v1/jobs/{uuid}/cancel", api.cancel)
     app.router.add_get("/v1/jobs/{uuid}/events", api.job_events)
+    add_observability_routes(app, settings)  # /metrics, /healthz, /readyz
     return app
 
 
