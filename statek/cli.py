@@ -299,8 +299,15 @@ def jobs(status: str | None, agent: str | None, limit: int, url: str | None,
         counts, page = _local_read(lambda: _local_jobs(status, agent, limit))
     _print_counts(counts)
     click.echo("")
-    rows = [(j["uuid"], j["agent"], j["status"], (j["error"] or "")[:60]) for j in page["jobs"]]
+    rows = [(j["uuid"], j["agent"], _status_text(j), (j["error"] or "")[:60])
+            for j in page["jobs"]]
     _print_rows(("job", "agent", "status", "error"), rows)
+
+def _status_text(row: dict[str, Any]) -> str:
+    """A listed job's status; `SUSPENDED (BudgetExhausted: tokens)` while a budget holds it."""
+    held = row.get("budget_exhausted")
+    return f"{row['status']} (BudgetExhausted: {held['budget']})" if held else row["status"]
+
 
 
 def _local_jobs(status: str | None, agent: str | None,
@@ -314,6 +321,9 @@ def _local_jobs(status: str | None, agent: str | None,
     counts = {"by_status": views.status_counts(), "by_agent": by_agent, "total": len(anchor)}
     target = None if agent is None else views.find_agent(agent)
     page = views.list_jobs(views.parse_status(status), target, limit, None, True)
+    from statek.admission.budgets import mark_held
+
+    mark_held(page["jobs"])
     return counts, page
 
 
@@ -343,9 +353,7 @@ def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
     if url:
         data = _run(lambda: _remote(url, token).get_job(job)).data
     else:
-        from statek.server import views
-
-        data = _local_read(lambda: views.job_detail(views.fetch_job(job)))
+        data = _local_read(lambda: _local_job(job))
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -354,6 +362,8 @@ def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
                + ("  (cancelled)" if data.get("cancelled") else ""))
     click.echo(f"turns {usage['turns']}  tokens in {usage['input_tokens']} "
                f"out {usage['output_tokens']}")
+    for line in _budget_lines(data.get("budget"), data.get("budget_exhausted")):
+        click.echo(line)
     if data["status"] == "DONE":
         click.echo(f"exit_status: {json.dumps(data['exit_status'], default=str)}")
     if data["error"]:
@@ -367,6 +377,91 @@ def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
     click.echo("chat log:")
     for entry in data["chat_log"]:
         click.echo("  " + json.dumps(entry, default=str)[:300])
+
+
+def _local_job(job: str) -> dict[str, Any]:
+    from statek.admission.budgets import budget_fields
+    from statek.server import views
+
+    found = views.fetch_job(job)
+    return {**views.job_detail(found), **budget_fields(found)}
+
+
+def _budget_lines(budget: dict[str, Any] | None,
+                  held: dict[str, Any] | None) -> list[str]:
+    """What `show` and `budget` print about a job's budget."""
+    if budget is None:
+        return []
+    limits, spent = budget["limits"], budget["spent"]
+    parts = [f"{kind} {spent[kind]:g}/{limits[kind]:g}" for kind in limits if limits[kind]]
+    lines = [f"budget of job {budget['owner']} ({budget['policy']}): "
+             + (", ".join(parts) or "no limits")]
+    if held:
+        lines.append(f"BudgetExhausted: {held['budget']} {held['spent']:g} of {held['limit']:g} "
+                     f"(budget of job {held['owner']}); raise it with: statek budget "
+                     f"{held['owner']} --{held['budget']} N")
+    return lines
+
+
+@main.command()
+@click.argument("job")
+@click.option("--tokens", type=click.IntRange(0), default=None, help="Tokens (input+output).")
+@click.option("--cost", type=click.FloatRange(0), default=None, help="Cost (model_prices).")
+@click.option("--steps", type=click.IntRange(0), default=None, help="Steps.")
+@click.option("--seconds", type=click.FloatRange(0), default=None, help="Wall seconds.")
+@click.option("--set", "absolute", is_flag=True,
+              help="Set these limits on JOB's own budget (0: no limit) instead of adding them "
+                   "to the budget JOB runs under.")
+@click.option("--policy", type=click.Choice(["suspend", "fail"]), default=None,
+              help="With --set: what a job does when the budget runs out.")
+@url_option
+@token_option
+def budget(job: str, tokens: int | None, cost: float | None, steps: int | None,
+           seconds: float | None, absolute: bool, policy: str | None, url: str | None,
+           token: str | None) -> None:
+    """Show JOB's budget, raise it (add --tokens/--cost/--steps/--seconds; held jobs resume)
+    or --set it."""
+    given: dict[str, Any] = {k: v for k, v in {"tokens": tokens, "cost": cost, "steps": steps,
+                                               "seconds": seconds}.items() if v is not None}
+    if policy is not None and not absolute:
+        raise click.UsageError("--policy goes with --set")
+    if not given and not absolute:
+        data = _show_budget(job, url, token)
+    else:
+        if absolute:
+            given["policy"] = policy
+        data = _change_budget(job, given, absolute, url, token)
+    lines = _budget_lines(data, data.get("held") if data else None)
+    click.echo("\n".join(lines) if lines else f"{job} has no budget")
+
+
+def _show_budget(job: str, url: str | None, token: str | None) -> Any:
+    if url:
+        return _run(lambda: _remote(url, token).get_budget(job))
+    from statek.admission.budgets import budget_info
+    from statek.server import views
+
+    return _local_read(lambda: budget_info(views.fetch_job(job)))
+
+
+def _change_budget(job: str, given: dict[str, Any], absolute: bool, url: str | None,
+                   token: str | None) -> Any:
+    client: Any
+    if url:
+        client = _remote(url, token)
+        return _run(lambda: (client.set_budget if absolute else client.raise_budget)(
+            job, **given))
+    from statek.statek_client_api import StatekClientAPI
+
+    _open_store("rw")
+    try:
+        client = StatekClientAPI()
+        return _run(lambda: (client.set_budget if absolute else client.raise_budget)(
+            job, **given))
+    except ValueError as exc:  # a bad limit, nothing to raise: one line
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _store_closed()
 
 
 @main.command()

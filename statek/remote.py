@@ -1,9 +1,9 @@
 """`statek.connect(url, token=...)`: the client API of a worker's HTTP API (statek.server).
 
 `StatekRemoteClient` has `StatekClientAPI`'s methods (submit_new_job, submit_new_jobs_batch,
-submit_new_job_ids, get_job, push_message, push_event, cancel_job), each also as an
-`..._async` coroutine, plus listing, counts and the event stream. Jobs come back as
-`RemoteJob` snapshots (`refresh()` reads the job again).
+submit_new_job_ids, get_job, push_message, push_event, cancel_job, set_budget, raise_budget,
+get_budget), each also as an `..._async` coroutine, plus listing, counts and the event
+stream. Jobs come back as `RemoteJob` snapshots (`refresh()` reads the job again).
 
 Every write carries an Idempotency-Key (one per call, kept across its retries), so a request
 retried after a connection error never submits or pushes twice. Needs httpx
@@ -59,10 +59,15 @@ class RemoteUnstorableValueError(RemoteError, UnstorableValueError):
     pass
 
 
+class RemoteBudgetError(RemoteError, ValueError):
+    """The worker refused a budget (a bad limit, a job without a budget to raise)."""
+
+
 _ERRORS: dict[str, type[RemoteError]] = {
     "job_not_found": RemoteJobNotFoundError,
     "illegal_transition": RemoteIllegalTransitionError,
     "unstorable_value": RemoteUnstorableValueError,
+    "invalid_budget": RemoteBudgetError,
 }
 
 
@@ -97,7 +102,7 @@ class RemoteJob:
     def __getattr__(self, name: str) -> Any:
         if name in ("agent", "exit_status", "error", "console", "chat_log", "usage",
                     "locals", "messages", "previous_results", "cancelled", "created_at",
-                    "finished_at", "parent"):
+                    "finished_at", "parent", "budget", "budget_exhausted"):
             return self.data.get(name)
         raise AttributeError(name)
 
@@ -344,6 +349,50 @@ class StatekRemoteClient:
     async def cancel_job_async(self, job: Any) -> bool:
         answer = await self.request_async("POST", f"/v1/jobs/{_ref(job)}/cancel")
         return bool(answer["cancelled"])
+
+    # ------------------------------------------------------------ budgets
+    @staticmethod
+    def _budget(job: Any, path: str, limits: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return (f"/v1/jobs/{_ref(job)}/budget{path}",
+                {k: v for k, v in limits.items() if v is not None})
+
+    def set_budget(self, job: Any, *, tokens: int | None = None, cost: float | None = None,
+                   steps: int | None = None, seconds: float | None = None,
+                   policy: str | None = None) -> dict[str, Any]:
+        """As `StatekClientAPI.set_budget`: the job's own budget, absolute limits."""
+        limits = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds,
+                  "policy": policy}
+        return dict(self.request("POST", *self._budget(job, "", limits))["budget"])
+
+    async def set_budget_async(self, job: Any, *, tokens: int | None = None,
+                               cost: float | None = None, steps: int | None = None,
+                               seconds: float | None = None,
+                               policy: str | None = None) -> dict[str, Any]:
+        limits = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds,
+                  "policy": policy}
+        answer = await self.request_async("POST", *self._budget(job, "", limits))
+        return dict(answer["budget"])
+
+    def raise_budget(self, job: Any, *, tokens: int = 0, cost: float = 0.0, steps: int = 0,
+                     seconds: float = 0.0) -> dict[str, Any]:
+        """As `StatekClientAPI.raise_budget`: add to the limits; held jobs resume."""
+        amounts = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds}
+        return dict(self.request("POST", *self._budget(job, "/raise", amounts))["budget"])
+
+    async def raise_budget_async(self, job: Any, *, tokens: int = 0, cost: float = 0.0,
+                                 steps: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+        amounts = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds}
+        answer = await self.request_async("POST", *self._budget(job, "/raise", amounts))
+        return dict(answer["budget"])
+
+    def get_budget(self, job: Any) -> dict[str, Any] | None:
+        """The budget the job runs under (None without one); `held` while one holds it."""
+        found = self.request("GET", f"/v1/jobs/{_ref(job)}/budget")["budget"]
+        return None if found is None else dict(found)
+
+    async def get_budget_async(self, job: Any) -> dict[str, Any] | None:
+        found = (await self.request_async("GET", f"/v1/jobs/{_ref(job)}/budget"))["budget"]
+        return None if found is None else dict(found)
 
     # ------------------------------------------------------------ reading
     def list_jobs(self, status: str | None = None, agent: str | None = None,

@@ -238,3 +238,21 @@ def budget_info(job: Any) -> dict[str, Any] | None:
     held = job.budget_exhausted
     data["held"] = None if held is None else held.as_dict()
     return data
+
+
+def budget_fields(job: Any) -> dict[str, Any]:
+    """What a job's JSON says about budgets: `budget` (see `budget_info`) and, while a budget
+    holds it, `budget_exhausted` (a BudgetExhausted as data; else None)."""
+    held = job.budget_exhausted
+    return {"budget": budget_info(job),
+            "budget_exhausted": None if held is None else held.as_dict()}
+
+
+def mark_held(rows: Any) -> None:
+    """Give listing rows (job summaries) of jobs a budget holds their `budget_exhausted`; only
+    SUSPENDED rows are looked up."""
+    for row in rows:
+        if row.get("status") == "SUSPENDED":
+            held = db0.fetch(row["uuid"]).budget_exhausted
+            if held is not None:
+                row["budget_exhausted"] = held.as_dict()

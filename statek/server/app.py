@@ -21,12 +21,14 @@ from aiohttp import web
 
 from statek import _json, signals, store
 from statek._version import __version__
+from statek.admission.budgets import budget_fields, budget_info, mark_held
 from statek.errors import (
     ConfigurationError,
     IllegalTransitionError,
     JobNotFoundError,
     UnstorableValueError,
 )
+from statek.models.budget import KINDS
 from statek.models.status import STATUS_NAMES
 from statek.observability.http import add_routes as add_observability_routes
 from statek.server import validate
@@ -217,7 +219,8 @@ class Api:
         return await self._write(request, 201, act)
 
     async def get_job(self, request: web.Request) -> web.Response:
-        return _json_response(job_detail(fetch_job(request.match_info["uuid"])))
+        job = fetch_job(request.match_info["uuid"])
+        return _json_response({**job_detail(job), **budget_fields(job)})
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         unknown = sorted(set(request.query) - {"status", "agent", "limit", "cursor", "order"})
@@ -233,7 +236,9 @@ class Api:
         order = request.query.get("order", "asc")
         if order not in ("asc", "desc"):
             raise bad_field("order", f"must be 'asc' or 'desc', not {order[:40]!r}")
-        return _json_response(list_jobs(states, agent, limit, cursor, order == "desc"))
+        page = list_jobs(states, agent, limit, cursor, order == "desc")
+        mark_held(page.get("jobs", ()))
+        return _json_response(page)
 
     async def counts(self, request: web.Request) -> web.Response:
         """Jobs by status, and by agent and status (the latter reads every job: it yields
@@ -278,6 +283,32 @@ class Api:
         def act() -> dict[str, Any]:
             return {"cancelled": self.client.cancel_job(job),
                     "status": STATUS_NAMES[job.state]}
+
+        return await self._write(request, 200, act)
+
+    # ------------------------------------------------------------ budgets
+    async def get_budget(self, request: web.Request) -> web.Response:
+        job = fetch_job(request.match_info["uuid"])
+        return _json_response({"budget": budget_info(job)})
+
+    async def set_budget(self, request: web.Request) -> web.Response:
+        """Give the job a budget of its own: absolute limits and a policy."""
+        return await self._budget_write(request, (*KINDS, "policy"), self.client.set_budget)
+
+    async def raise_budget(self, request: web.Request) -> web.Response:
+        """Add to the limits of the budget the job runs under; held jobs within it resume."""
+        return await self._budget_write(request, KINDS, self.client.raise_budget)
+
+    async def _budget_write(self, request: web.Request, fields: tuple[str, ...],
+                            call: Callable[..., dict[str, Any]]) -> web.Response:
+        job = fetch_job(request.match_info["uuid"])
+        body = await validate.json_body(request, fields)
+
+        def act() -> dict[str, Any]:
+            try:
+                return {"budget": call(job, **{k: v for k, v in body.items() if v is not None})}
+            except (TypeError, ValueError) as exc:
+                raise ApiError(422, "invalid_budget", str(exc)) from None
 
         return await self._write(request, 200, act)
 
@@ -399,6 +430,9 @@ def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
     app.router.add_post("/v1/jobs/{uuid}/messages", api.push_message)
     app.router.add_post("/v1/jobs/{uuid}/cancel", api.cancel)
     app.router.add_get("/v1/jobs/{uuid}/events", api.job_events)
+    app.router.add_get("/v1/jobs/{uuid}/budget", api.get_budget)
+    app.router.add_post("/v1/jobs/{uuid}/budget", api.set_budget)
+    app.router.add_post("/v1/jobs/{uuid}/budget/raise", api.raise_budget)
     add_observability_routes(app, settings)  # /metrics, /healthz, /readyz
     return app
 
