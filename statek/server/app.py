@@ -434,6 +434,8 @@ def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
     app.router.add_post("/v1/jobs/{uuid}/budget", api.set_budget)
     app.router.add_post("/v1/jobs/{uuid}/budget/raise", api.raise_budget)
     add_observability_routes(app, settings)  # /metrics, /healthz, /readyz
+    from statek.dashboard import mount  # the web dashboard under /dashboard
+    mount(app, api)
     return app
 
 
