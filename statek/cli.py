@@ -17,21 +17,115 @@ def main() -> None:
     """statek: durable LLM agents in dbzero."""
 
 
+token_option_dashboard = click.option(
+    "--token", envvar="STATEK_HTTP_TOKEN", default=None,
+    help="A token browsers must sign in with (env STATEK_HTTP_TOKEN); none: open to anyone "
+         "who reaches the address.")
+FIXED_DEMO_JOBS = 4  # statek.demo.FIXED_JOBS (kept here so `--help` imports nothing heavy)
+
+
 @main.command()
-@click.option("--helpers", default=200, show_default=True,
-              help="Helper jobs the dispatcher delegates to.")
+@click.option("--helpers", default=None, type=click.IntRange(0),
+              help="Helper jobs the dispatcher delegates to  [default: 200].")
+@click.option("--jobs", "jobs_", default=None, type=click.IntRange(FIXED_DEMO_JOBS),
+              help=f"Jobs in the round: the {FIXED_DEMO_JOBS} fixed ones plus N-"
+                   f"{FIXED_DEMO_JOBS} helpers (scales the fleet; instead of --helpers).")
 @click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
-def demo(helpers: int, concurrency: int) -> None:
+@click.option("--dashboard", is_flag=True,
+              help="Serve the HTTP API and web dashboard while the round runs, print its URL, "
+                   "and keep serving after it until Ctrl-C.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of --dashboard (0: one the OS picks).")
+def demo(helpers: int | None, jobs_: int | None, concurrency: int, dashboard: bool,
+         port: int) -> None:
     """Run a small fleet end to end over the embedded store with the offline provider."""
+    from rich.console import Console
+    from rich.live import Live
+
     from statek._speedups import IMPLEMENTATION
-    from statek.demo import describe, run_demo
+    from statek.demo import describe, progress_table, run_demo, summary_table
     from statek.store import settings
 
+    if helpers is not None and jobs_ is not None:
+        raise click.UsageError("give --helpers or --jobs, not both")
+    count = 200 if helpers is None else helpers
+    if jobs_ is not None:
+        count = jobs_ - FIXED_DEMO_JOBS
     cfg = settings()
     click.echo(f"statek {__version__}: store {cfg.data_dir}/{cfg.default_prefix}, "
                f"provider scripted (offline), scheduler kernels: {IMPLEMENTATION}")
-    for line in describe(run_demo(helpers, concurrency)):
-        click.echo(line)
+    console = Console()
+    live = Live(console=console, refresh_per_second=4, transient=True) \
+        if console.is_terminal else None
+
+    def watch(progress: Any) -> None:
+        if live is not None:
+            live.update(progress_table(progress))
+
+    def finished(report: Any) -> None:
+        if live is not None:
+            live.stop()
+        console.print(progress_table(report_progress(report)))
+        console.print(summary_table(report))
+        for line in describe(report):
+            click.echo(line)
+        if dashboard:
+            click.echo("still serving the dashboard; Ctrl-C to stop")
+
+    def serving(url: str) -> None:
+        click.echo(f"dashboard on {url}")
+
+    if live is not None:
+        live.start()
+    try:
+        run_demo(count, concurrency, watch, port if dashboard else None, serving, finished)
+    except Exception as exc:
+        from statek.errors import StatekError
+
+        if isinstance(exc, StatekError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def report_progress(report: Any) -> Any:
+    """The last frame of the live display, from the finished round's report."""
+    from statek.demo import Progress
+
+    return Progress([], 0.0, report.by_status, report.stats.steps_done,
+                    report.stats.in_flight, report.seconds)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on (another than loopback needs --token).")
+@click.option("--port", default=8377, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: one the OS picks; the printed URL names it).")
+@token_option_dashboard
+def dashboard(host: str, port: int, token: str | None) -> None:
+    """Serve the web dashboard over the embedded store, read-only (works while a worker
+    holds the store; cancel and push need the worker's own dashboard)."""
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from statek.dashboard.readonly import serve
+    from statek.errors import StatekError
+    from statek.store import current_prefix
+
+    _open_store("r")
+    try:
+        secret = None if not token else SecretStr(token)
+        asyncio.run(serve(str(current_prefix()), host, port, secret,
+                          lambda url: click.echo(f"dashboard on {url}  (Ctrl-C to stop)")))
+    except KeyboardInterrupt:
+        pass
+    except StatekError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _store_closed()
 
 
 def _log_to_stderr() -> None:
@@ -303,11 +397,11 @@ def jobs(status: str | None, agent: str | None, limit: int, url: str | None,
             for j in page["jobs"]]
     _print_rows(("job", "agent", "status", "error"), rows)
 
+
 def _status_text(row: dict[str, Any]) -> str:
     """A listed job's status; `SUSPENDED (BudgetExhausted: tokens)` while a budget holds it."""
     held = row.get("budget_exhausted")
     return f"{row['status']} (BudgetExhausted: {held['budget']})" if held else row["status"]
-
 
 
 def _local_jobs(status: str | None, agent: str | None,
