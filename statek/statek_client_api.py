@@ -2,6 +2,8 @@
 
 Every call is durable when it returns (it commits), so a worker in another process, or this
 one after a crash, sees the work. Use the batch call for throughput: it commits in chunks.
+In a process that opened the prefix in mode "feed" (a worker holds it), the writes go through
+the prefix's outbox instead (statek.outbox): submits return ids before the worker applies them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from statek.errors import JobNotFoundError
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import submit_job_ids, submit_jobs
-from statek.store import current_prefix, require_prefix
+from statek.outbox import OutboxClient, PendingJob
+from statek.outbox.state import is_outbox_id, lookup
+from statek.store import current_prefix, feeding, require_prefix
 
 
 class StatekClientAPI:
@@ -25,6 +29,7 @@ class StatekClientAPI:
         require_prefix()
         self.prefix = prefix or current_prefix()
         self.commit = commit
+        self.outbox = OutboxClient(self.prefix) if feeding(self.prefix) else None
 
     def _commit(self) -> None:
         if self.commit:
@@ -35,16 +40,24 @@ class StatekClientAPI:
         return open_queue(self.prefix)
 
     def submit_new_job(self, agent: Any, shared_vars: Mapping[str, Any] | None = None,
-                       locale: str | None = None, **job_params: Any) -> Job:
+                       locale: str | None = None, **job_params: Any) -> Job | PendingJob:
         """Create one READY job of `agent` whose locals start as `shared_vars`."""
+        if self.outbox is not None:
+            (job_id,) = self.outbox.submit(agent, [shared_vars], locale, job_params)
+            return PendingJob(self.outbox, job_id)
         (job,) = submit_jobs(agent, [shared_vars], locale, job_params, commit=False)
         self._commit()
         return job  # type: ignore[no-any-return]
 
     def submit_new_jobs_batch(self, agent: Any,
                               shared_vars_batch: Iterable[Mapping[str, Any] | None],
-                              locale: str | None = None, **job_params: Any) -> list[Job]:
+                              locale: str | None = None,
+                              **job_params: Any) -> list[Job] | list[PendingJob]:
         """Create one job per mapping; all are validated before the first is created."""
+        if self.outbox is not None:
+            outbox = self.outbox
+            ids = outbox.submit(agent, shared_vars_batch, locale, job_params)
+            return [PendingJob(outbox, job_id) for job_id in ids]
         return submit_jobs(agent, shared_vars_batch, locale, job_params, commit=self.commit)
 
     def submit_new_job_ids(self, agent: Any,
@@ -52,10 +65,19 @@ class StatekClientAPI:
                            locale: str | None = None, **job_params: Any) -> list[str]:
         """As `submit_new_jobs_batch`, returning uuids: for batches of 10k+ jobs, where holding
         that many Job objects would slow every later dbzero write in the process."""
+        if self.outbox is not None:
+            return self.outbox.submit(agent, shared_vars_batch, locale, job_params)
         return submit_job_ids(agent, shared_vars_batch, locale, job_params, commit=self.commit)
 
     def get_job(self, uuid: str) -> Job:
-        """The job with this uuid; JobNotFoundError when there is none."""
+        """The job with this uuid (or outbox id); JobNotFoundError when there is none
+        (JobPendingError, a kind of it, for an outbox id the worker has not applied yet)."""
+        if self.outbox is not None:
+            return self.outbox.get_job(uuid)
+        if is_outbox_id(uuid):
+            found = lookup(self.prefix, uuid)
+            if isinstance(found, Job):
+                return found
         if not _is_uuid_text(uuid) or not db0.exists(uuid):
             raise JobNotFoundError(f"no job with uuid {uuid!r}")
         obj = db0.fetch(uuid)
@@ -63,14 +85,16 @@ class StatekClientAPI:
             raise JobNotFoundError(f"{uuid!r} is a {type(obj).__name__}, not a Job")
         return obj
 
-    def push_message(self, job: Job | str, message: Any) -> int:
+    def push_message(self, job: Job | PendingJob | str, message: Any) -> int:
         """Queue a message for a job; the worker delivers it. Returns its sequence number.
 
         Delivery follows `Job.push_user_message`: a suspended job waiting for a message wakes,
         a DONE job re-opens with its earlier result kept in `job.previous_results`. A
         cancelled job takes no messages: IllegalTransitionError here, and a message queued
         before the cancel becomes a dead letter of the queue when the worker meets it."""
-        target = self.get_job(job) if isinstance(job, str) else job
+        if self.outbox is not None:
+            return self.outbox.push_message(job, message)
+        target = self._target(job)
         target.check_takes_messages()
         seq = self.queue.push_message(target, message)
         self._commit()
@@ -78,16 +102,26 @@ class StatekClientAPI:
 
     def push_event(self, agent: Any, event: Any) -> int:
         """Queue an event for a supervised agent; the worker turns it into a job."""
+        if self.outbox is not None:
+            return self.outbox.push_event(agent, event)
         seq = self.queue.push_event(agent, event)
         self._commit()
         return seq
 
-    def cancel_job(self, job: Job | str) -> bool:
-        """End a job now; False if it had already finished."""
-        target = self.get_job(job) if isinstance(job, str) else job
+    def cancel_job(self, job: Job | PendingJob | str) -> bool:
+        """End a job now; False if it had already finished. Through the outbox: True once
+        the cancel is queued, False when the job was DONE as this process last read it."""
+        if self.outbox is not None:
+            return self.outbox.cancel(job)
+        target = self._target(job)
         cancelled = target.cancel()
         self._commit()
         return cancelled
+
+    def _target(self, job: Job | PendingJob | str) -> Job:
+        if isinstance(job, PendingJob):
+            return self.get_job(job.uuid)
+        return self.get_job(job) if isinstance(job, str) else job
 
     # ------------------------------------------------------------ budgets
     def set_budget(self, job: Job | str, *, tokens: int | None = None, cost: float | None = None,

@@ -41,6 +41,7 @@ class _Runtime:
     opened: list[str] = field(default_factory=list)
     autocommitting: set[str] = field(default_factory=set)  # opened with autocommit on
     holders: dict[str, Path] = field(default_factory=dict)  # prefix -> holder file we wrote
+    feeding: set[str] = field(default_factory=set)  # opened "feed": writes go to the outbox
 
 
 _runtime = _Runtime()
@@ -183,14 +184,20 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
     statek commits its prefixes itself (every client call, the worker's group commits), so
     dbzero's autocommit is off unless asked for: then transitions must hold `db0.locked()`,
     which can deadlock against dbzero 0.7.0's autocommit thread (it waits for the GIL while
-    holding the lock `locked()` waits for)."""
+    holding the lock `locked()` waits for).
+
+    Mode "feed" opens the prefix read-only and sends this process's writes through the
+    prefix's outbox (`statek.outbox`): the worker holding the prefix applies them."""
     if not db_initialized():
         raise NotInitializedError(
             f"cannot open prefix {name!r}: dbzero is not initialised; call "
             "db0.init(dbzero_root=DIR) first, or statek.open_default_store()"
         )
-    if mode not in ("rw", "r"):
-        raise ValueError(f"open mode must be 'rw' or 'r', not {mode!r}")
+    if mode not in ("rw", "r", "feed"):
+        raise ValueError(f"open mode must be 'rw', 'r' or 'feed', not {mode!r}")
+    feed = mode == "feed"  # read-only, writes go through the prefix's outbox (statek.outbox)
+    if feed:
+        mode = "r"
     try:
         db0.open(name, mode, autocommit=autocommit, **kwargs)
     except RuntimeError as exc:
@@ -200,6 +207,10 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
         raise locked from None
     if mode == "rw":
         _write_holder(name)
+    if feed:
+        _runtime.feeding.add(name)
+    else:
+        _runtime.feeding.discard(name)
     if name not in _runtime.opened:
         _runtime.opened.append(name)
     if autocommit:
@@ -209,9 +220,15 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
 
 
 def open_default_store(
-    data_dir: str | Path | None = None, prefix: str | None = None
+    data_dir: str | Path | None = None, prefix: str | None = None, *,
+    when_held: str = "raise",
 ) -> tuple[Path, str]:
-    """The embedded store: init dbzero over the data dir and open the default prefix."""
+    """The embedded store: init dbzero over the data dir and open the default prefix.
+
+    When a worker holds the prefix, `when_held="feed"` opens it read-only and sends writes
+    through its outbox (see `open_prefix`); the default raises StoreLockedError."""
+    if when_held not in ("raise", "feed"):
+        raise ValueError(f"when_held must be 'raise' or 'feed', not {when_held!r}")
     cfg = settings()
     root = Path(data_dir) if data_dir is not None else cfg.data_dir
     name = prefix or cfg.default_prefix
@@ -220,8 +237,35 @@ def open_default_store(
     if not db_initialized():
         root.mkdir(parents=True, exist_ok=True)
         db0.init(dbzero_root=str(root))
-    open_prefix(name, "rw")
+    try:
+        open_prefix(name, "rw")
+    except StoreLockedError:
+        if when_held != "feed":
+            raise
+        open_prefix(name, "feed")
     return root, name
+
+
+def feeding(name: str) -> bool:
+    """Whether this process opened prefix `name` in mode "feed" (writes via the outbox)."""
+    return name in _runtime.feeding
+
+
+def prefix_stem(name: str) -> Path | None:
+    """`<dbzero root>/<name>` for an open prefix (its file is that plus ".db0"), found
+    among this process's open files (Linux); None when it cannot be found."""
+    suffixes = ("/" + name.lstrip("/") + ".db0", "/" + name.lstrip("/") + ".db0.lock")
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            for suffix in suffixes:
+                if target.endswith(suffix):
+                    return Path(target[: -len(suffix) + len("/" + name.lstrip("/"))])
+    return None
 
 
 def close() -> None:
@@ -240,6 +284,7 @@ def close() -> None:
     _remove_holders()
     _runtime.opened.clear()
     _runtime.autocommitting.clear()
+    _runtime.feeding.clear()
     _runtime.settings = None
     _runtime.settings_given = False
 

@@ -27,6 +27,7 @@ from statek.models.job import Job
 from statek.models.status import JobStatus
 from statek.observability import hooks
 from statek.observability.logs import configure_logging
+from statek.outbox import drain as outbox
 from statek.providers.registry import aclose_all
 from statek.runtime.collector import tuned_collector
 from statek.runtime.quarantine import settle_crash
@@ -82,6 +83,7 @@ class JobsLoop:
         self.ended_inline = 0  # steps of this iteration that finished without waiting
         self.events_waiting = False  # agent events left queued for want of a free slot
         self.iterated_at = time.perf_counter()  # when the last iteration began (/readyz)
+        self.outbox: outbox.OutboxDrain | None = None  # other processes' writes (statek.outbox)
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -112,6 +114,8 @@ class JobsLoop:
             raise
         self.sched.notify = self.wakeup.set
         try:
+            self.outbox = outbox.start(self.job_prefix or store.current_prefix(),
+                                       self.wakeup.set)
             self.sched.rebuild(dict.fromkeys([None, *self._job_prefixes()]))
             with tuned_collector(self.gc_young_threshold):
                 await self._iterate()
@@ -123,6 +127,8 @@ class JobsLoop:
             _active.discard(self)
             self.sched.detach()
             guards.close()
+            if self.outbox is not None:
+                self.outbox.close()
             if probe is not None:
                 probe.close()
             self._commit()
@@ -172,6 +178,7 @@ class JobsLoop:
             if not self.stopping:
                 self.sched.unsuspend()
                 self._drain_queues()
+                self._drain_outbox()
                 started = self._start_jobs()
                 self._launch()
             self._maybe_commit()
@@ -217,12 +224,20 @@ class JobsLoop:
         sched = self.sched
         if self.tasks or len(sched.ready) or sched.pending_wakes or len(sched.timers):
             return False
+        if self.outbox is not None and self.outbox.has_pending():
+            return False
         return all(len(q) == 0 for q in queues_of(self.queue_prefixes))
 
     # ------------------------------------------------------------------ work
     def free_slots(self) -> int:
         """Slots not taken by a running step or a job already waiting for one."""
         return max(0, self.max_concurrency - len(self.tasks) - len(self.sched.ready))
+
+    def _drain_outbox(self) -> None:
+        """Apply what other processes appended to the outbox (woken by them, see
+        statek.outbox.wake); committed with the loop's group commit."""
+        if self.outbox is not None and self.outbox.due():
+            self.pending_commits += self.outbox.drain(QUEUE_MAX_PER_ITERATION)
 
     def _drain_queues(self) -> None:
         if not self.sched.queue_dirty and not (self.events_waiting and self.free_slots()):

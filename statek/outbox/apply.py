@@ -1,0 +1,132 @@
+"""Applying one outbox record in the worker (inside the drain's transition).
+
+Each kind is checked before it writes anything, so a record that cannot be applied becomes a
+dead letter with the reason and writes nothing else. Values were checked by the producer
+and are checked again here: the worker trusts no file for what dbzero may crash on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import dbzero as db0
+
+from statek.errors import StatekError
+from statek.models.agent import Agent
+from statek.models.job import Job
+from statek.models.root import root_for
+from statek.models.storable import check_value
+from statek.models.submit import _checked_vars, create_job, jobdef_for
+from statek.outbox.state import MAX_DEAD_LETTERS, is_outbox_id
+from statek.runtime.queues import event_problem, refusal_of
+
+log = logging.getLogger("statek.outbox")
+
+
+class Applier:
+    """Applies records to the prefix whose outbox state is `state`; `created` collects the
+    uuids of new jobs (the scheduler hears of them after the transition)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.ids = state.ids
+        self.created: list[str] = []
+        self.applied = 0
+
+    def apply(self, item: Any) -> None:
+        kind = item[0] if type(item) is tuple and item else None
+        try:
+            if kind == "jobs":
+                self._jobs(*item[1:])
+            elif kind == "msg":
+                self._message(*item[1:])
+            elif kind == "event":
+                self._event(*item[1:])
+            elif kind == "cancel":
+                self._cancel(*item[1:])
+            elif kind == "bad":
+                self.dead_letter("record", "", None, str(item[1]))
+            elif kind != "end":
+                self.dead_letter("record", "", None, f"unknown record kind {kind!r:.40}")
+        except (StatekError, TypeError, ValueError) as exc:
+            self.dead_letter(str(kind), "", None, f"{type(exc).__name__}: {exc}")
+
+    def _jobs(self, agent_id: str, locale: Any, params: Any, pairs: Any) -> None:
+        agent = _fetch(agent_id)
+        if not isinstance(agent, Agent):
+            for job_id, _values in pairs:
+                self.dead_letter("job", job_id, None, f"no agent with uuid {agent_id}")
+            return
+        if locale is not None and type(locale) is not str:
+            raise TypeError("locale must be a str")
+        jobdef = jobdef_for(agent, dict(params))
+        anchor = root_for().jobs
+        ids = self.ids
+        for job_id, values in pairs:
+            try:
+                checked = _checked_vars(values, None)
+            except StatekError as exc:
+                self.dead_letter("job", job_id, None, str(exc))
+                continue
+            job = Job(jobdef, checked, locale)
+            anchor.append(job)
+            job.tag_new()
+            ids[job_id] = job
+            self.created.append(str(db0.uuid(job)))
+            self.applied += 1
+
+    def target(self, job_id: str) -> Any:
+        if is_outbox_id(job_id):
+            return self.ids.get(job_id)
+        return _fetch(job_id)
+
+    def _message(self, job_id: str, message: Any) -> None:
+        check_value(message, "message")
+        job = self.target(job_id)
+        refusal = refusal_of(job)
+        if refusal is not None:
+            self.dead_letter("message", job_id, message, refusal)
+            return
+        job.apply_messages([message])
+        self.applied += 1
+
+    def _event(self, agent_id: str, event: Any) -> None:
+        check_value(event, "event")
+        agent = _fetch(agent_id)
+        problem = "agent does not exist" if agent is None else event_problem(agent)
+        if problem is not None:
+            self.dead_letter("event", agent_id, event, problem)
+            return
+        create_job(jobdef_for(agent, {}), {agent.warmup_externals[0]: event}, None)
+        self.applied += 1
+
+    def _cancel(self, job_id: str) -> None:
+        job = self.target(job_id)
+        if not isinstance(job, Job):
+            self.dead_letter("cancel", job_id, None, "no job with this id")
+            return
+        job.cancel()
+        self.applied += 1
+
+    def dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
+        letters = self.state.dead_letters
+        if len(letters) >= MAX_DEAD_LETTERS:
+            del letters[0]
+        try:
+            check_value(item, "item")
+        except StatekError:
+            item = None
+        letters.append({"at": time.time(), "kind": kind, "target": str(target)[:80],
+                        "item": item, "reason": reason[:2000]})
+        log.warning("outbox %s for %s kept as a dead letter: %s", kind, target, reason)
+
+
+def _fetch(uuid: Any) -> Any:
+    if not (type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()):
+        return None  # not a uuid (dbzero 0.7.0 crashes looking up some strings)
+    try:
+        return db0.fetch(uuid)
+    except Exception:  # dbzero raises several kinds for a missing object
+        return None

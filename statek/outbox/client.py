@@ -1,0 +1,174 @@
+"""The producer's side of `StatekClientAPI` when a worker holds the store (mode "feed").
+
+Every call checks its input as the in-process call does, appends a record to this process's
+outbox segment and returns once it is on disk: accepted means durable. The worker applies it
+within milliseconds (it is woken) and exactly once.
+
+Job ids: a submit cannot wait for the worker to make the job, so the producer chooses each
+job's id ("ob" + this producer's id + a counter) and returns it at once (as a `PendingJob`). The
+worker records which job it made for that id; `get_job`, `push_message` and `cancel_job` take
+either that id or the job's dbzero uuid, here and in the worker. Until the worker has applied
+(and committed) the submit, `get_job` raises JobPendingError (a JobNotFoundError) in the
+process that submitted it and JobNotFoundError elsewhere; `PendingJob.applied()` returns the
+job once it exists. Messages and cancels for a pending id are accepted: the worker applies
+them after the submit (one producer's records are applied in order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dbzero as db0
+
+from statek.errors import JobNotFoundError, UnstorableValueError
+from statek.models.agent import Agent
+from statek.models.job import Job
+from statek.models.status import DONE
+from statek.models.storable import check_storable_mapping, check_uuid, check_value
+from statek.models.submit import DEFINITION_KEYS, _check_definition_keys, _checked_vars
+from statek.outbox import records, state
+from statek.outbox.writer import OutboxWriter, writer_for
+from statek.runtime.queues import plain_copy
+
+#: Jobs per record (a batch call writes all its records with one write and one fsync).
+JOBS_PER_RECORD = 1000
+
+
+class JobPendingError(JobNotFoundError):
+    """The job was submitted through the outbox and the worker has not applied it yet."""
+
+
+class PendingJob:
+    """A job submitted through the outbox that the worker had not applied when last read."""
+
+    status = "PENDING"
+    is_done = False
+    cancelled = False
+    exit_status: Any = None
+    error: str | None = None
+
+    def __init__(self, client: OutboxClient, uuid: str) -> None:
+        self._client = client
+        self.uuid = uuid
+
+    def applied(self) -> Job | None:
+        """The job the worker made for this id, once it has (and committed it)."""
+        found = self._client.applied(self.uuid)
+        return found if isinstance(found, Job) else None
+
+    def __repr__(self) -> str:
+        return f"<PendingJob {self.uuid} (not applied by the worker yet)>"
+
+
+class OutboxClient:
+    """Writes through the outbox of `prefix` (open read-only in this process)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.writer: OutboxWriter = writer_for(prefix)
+
+    # ------------------------------------------------------------ writes
+    def submit(self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+               locale: str | None, job_params: Mapping[str, Any]) -> list[str]:
+        """Append jobs (all checked first); returns their ids."""
+        agent_id = _agent_id(agent)
+        if locale is not None and type(locale) is not str:
+            raise UnstorableValueError(f"locale must be a str, not {type(locale).__name__}")
+        _check_definition_keys(job_params)
+        params = dict(job_params)
+        check_storable_mapping({k: v for k, v in params.items() if k not in DEFINITION_KEYS},
+                               "job_params")
+        given = list(shared_vars_batch)
+        batch = [_plain(_checked_vars(v, None if len(given) == 1 else i))
+                 for i, v in enumerate(given)]
+        ids = self.writer.new_ids(len(batch))
+        frames = [records.dumps(("jobs", agent_id, locale, params,
+                                 list(zip(ids[at:at + JOBS_PER_RECORD],
+                                          batch[at:at + JOBS_PER_RECORD], strict=True))))
+                  for at in range(0, len(batch), JOBS_PER_RECORD)]
+        if frames:
+            self.writer.append(frames)
+        return ids
+
+    def push_message(self, job: Any, message: Any) -> int:
+        job_id = self._job_id(job)
+        check_value(message, "message")
+        found = self.applied(job_id)
+        if isinstance(found, Job):
+            found.check_takes_messages()
+        return self.writer.append([records.dumps(("msg", job_id, plain_copy(message)))])
+
+    def push_event(self, agent: Any, event: Any) -> int:
+        agent_id = _agent_id(agent)
+        check_value(event, "event")
+        return self.writer.append([records.dumps(("event", agent_id, plain_copy(event)))])
+
+    def cancel(self, job: Any) -> bool:
+        """Queue the cancel; False (and nothing queued) when the job is already DONE as this
+        process last read it."""
+        job_id = self._job_id(job)
+        found = self.applied(job_id)
+        if isinstance(found, Job) and found.state == DONE:
+            return False
+        self.writer.append([records.dumps(("cancel", job_id))])
+        return True
+
+    # ------------------------------------------------------------ reads
+    def applied(self, job_id: str) -> Any:
+        """The job the store has for `job_id` (an outbox id or a dbzero uuid), or None."""
+        db0.refresh()
+        if state.is_outbox_id(job_id):
+            return state.lookup(self.prefix, job_id)
+        if not (job_id.isascii() and job_id.isalnum()) or not db0.exists(job_id):
+            return None
+        return db0.fetch(job_id)
+
+    def get_job(self, uuid: str) -> Job:
+        found = self.applied(uuid) if type(uuid) is str and uuid.isascii() else None
+        if isinstance(found, Job):
+            return found
+        if state.is_outbox_id(uuid) and self.writer.issued(uuid):
+            raise JobPendingError(f"job {uuid} is accepted (on disk) and waits for the worker "
+                                  "to apply it; read it again shortly")
+        hint = (" (a job submitted through the outbox is found once the worker has applied "
+                "it)" if state.is_outbox_id(uuid) else "")
+        raise JobNotFoundError(f"no job with uuid {uuid!r}{hint}")
+
+    def _job_id(self, job: Any) -> str:
+        if isinstance(job, PendingJob):
+            return job.uuid
+        if isinstance(job, str):
+            if state.is_outbox_id(job):
+                return job
+            check_uuid(job, "job")
+            if not db0.exists(job) or not isinstance(db0.fetch(job), Job):
+                raise JobNotFoundError(f"no job with uuid {job!r}")
+            return job
+        if isinstance(job, Job):
+            return str(db0.uuid(job))
+        raise TypeError(f"a job is a Job, a PendingJob or an id, not {type(job).__name__}")
+
+
+def _agent_id(agent: Any) -> str:
+    """The uuid of an agent given as itself or as its uuid (it must exist in the store)."""
+    if isinstance(agent, str):
+        check_uuid(agent, "agent")
+        found = db0.fetch(agent) if db0.exists(agent) else None
+    else:
+        found = agent
+    if not isinstance(found, Agent):
+        raise TypeError(f"agent must be an Agent of the store or its uuid, not "
+                        f"{type(agent).__name__} {agent!r:.80}")
+    return str(db0.uuid(found))
+
+
+_SCALARS = (int, float, str, bool, bytes, type(None))
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Values with any container read from dbzero copied into plain ones (for pickling)."""
+    for value in values.values():
+        if not isinstance(value, _SCALARS):
+            return {name: plain_copy(v) for name, v in values.items()}
+    return values
