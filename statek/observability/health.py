@@ -19,16 +19,17 @@ def health() -> dict[str, Any]:
 
 
 def _store_problem() -> str | None:
+    """Why the store cannot take the worker's writes, or None: it must be open, have a current
+    prefix, and (when this process holds the prefix's lock) its folder must be writable."""
     if not store.db_initialized():
         return "the store is not open"
     try:
-        import dbzero as db0
-
-        mode = db0.get_prefix_stats(store.current_prefix()).get("access_mode")
-    except Exception as exc:  # closed while we looked, or no current prefix
-        return f"the store cannot be read: {type(exc).__name__}: {exc}"
-    if mode is not None and "w" not in str(mode).lower():
-        return f"the store is open read-only ({mode})"
+        name = store.current_prefix()
+    except Exception as exc:  # closed while we looked
+        return f"the store has no current prefix: {exc}"
+    holder = store._runtime.holders.get(name)
+    if holder is not None and not os.access(holder.parent, os.W_OK):
+        return f"the store's folder {holder.parent} is not writable"
     return None
 
 
