@@ -78,6 +78,44 @@ class StatekSettings(BaseSettings):
         "pyreqwest when installed (statek[fast]; about half the event loop's CPU per call), "
         "else aiohttp.")
 
+    # Rate limits (statek.admission): shared admission control for model calls
+    rate_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Limits per 'provider/model' ('provider/*' or "
+        "'provider': any model of it; '*': any provider), each {'rpm': requests, 'tpm': input+"
+        "output tokens per rate_limit_window, 'concurrency': calls in flight}, shared by every "
+        "job of the worker, e.g. STATEK_RATE_LIMITS='{\"openai/gpt-4o\": {\"rpm\": 500, "
+        "\"tpm\": 30000}}'. Unset: calls are not queued (unless rate_limit_learn).")
+    rate_limit_window: float = Field(
+        60.0, gt=0, description="Seconds the rpm/tpm limits count over (providers meter per "
+        "minute; tests scale it down).")
+    rate_limit_headroom: float = Field(
+        0.02, ge=0, lt=1, description="Share of each rpm/tpm limit kept out of bursts, for the "
+        "time between admitting a call and the server counting it (the steady rate keeps the "
+        "whole limit).")
+    rate_limit_learn: bool = Field(
+        False, description="Queue every HTTP provider's calls and learn its limits from the "
+        "replies' x-ratelimit-*/anthropic-ratelimit-* headers and 429s, even with no "
+        "rate_limits entry.")
+    rate_limit_max_refusals: int = Field(
+        8, ge=0, description="429s one call may meet (each pauses its key and queues the call "
+        "again) before it fails.")
+    rate_limit_estimator: str | None = Field(
+        None, description="'module:function' taking a ChatRequest and returning the tokens "
+        "to reserve; unset: characters/4 plus max_tokens (statek.admission.estimate).")
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for target, spec in value.items():
+            unknown = set(spec) - {"rpm", "tpm", "concurrency"}
+            if unknown:
+                raise ValueError(f"rate_limits[{target!r}]: unknown keys {sorted(unknown)} "
+                                 "(use rpm, tpm, concurrency)")
+            for key, number in spec.items():
+                if not number > 0:
+                    raise ValueError(f"rate_limits[{target!r}][{key!r}] must be > 0, got {number}")
+        return value
+
     # Harness limits (0 disables a limit)
     max_turns: int = Field(50, ge=0, description="Model requests per job.")
     max_exceptions: int = Field(20, ge=0, description="Exceptions in job code per job.")

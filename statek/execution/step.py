@@ -26,6 +26,8 @@ import dbzero as db0
 from statek import _json, store
 from statek._eager import resume
 from statek.admission import budgets
+from statek.admission.call import admitted_call
+from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
 from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
@@ -331,7 +333,12 @@ class _Step:
             return
         request = self.build_request(pending.text, model)
         try:
-            reply = await _bounded(prov.complete(request), self.limits.step_timeout)
+            gate = limiter_for(prov, model)  # None (one check) unless rate limits are set
+            if gate is None:
+                reply = await _bounded(prov.complete(request), self.limits.step_timeout)
+            else:  # queued (outside the step timeout) until the shared limits admit it
+                reply = await admitted_call(gate, request, self.defn.metadata, lambda: _bounded(
+                    prov.complete(request), self.limits.step_timeout))
             if not isinstance(reply, ChatReply):
                 raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
         except Exception as exc:  # ProviderError by contract; anything else is the same to us

@@ -1,0 +1,258 @@
+"""One account's limits for one model: requests and tokens per window, calls in flight.
+
+A call reserves one request and its estimated tokens before it is sent and settles against
+the usage its reply reports. Calls that find no capacity wait on a future in a `WaitQueue`;
+whoever frees capacity (a settled call, a learned limit, the one timer set for the earliest
+refill the head of the queue needs) admits the waiters that now fit, in queue order. No
+waiter polls: a worker with 100k suspended calls spends nothing on them until one can go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from statek.admission.bucket import TokenBucket
+from statek.admission.waitqueue import Waiter, WaitQueue
+from statek.providers.ratelimit import RateLimitInfo
+
+__all__ = ["Limiter", "Limits", "Reservation"]
+
+DEFAULT_PAUSE_SHARE = 1 / 60  # a 429 without any hint pauses the key for this share of a window
+
+
+class _Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+Clock = Callable[[], float]
+CallAt = Callable[[float, Callable[[], None]], _Handle]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Configured limits (None: not limited, unless a reply's headers say otherwise).
+    `requests` and `tokens` are per `window` seconds (60 for the providers' "per minute")."""
+
+    requests: float | None = None
+    tokens: float | None = None
+    concurrency: int | None = None
+    window: float = 60.0
+    headroom: float = 0.0  # share of a limit kept out of bursts (see TokenBucket)
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "tokens", "concurrency"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"rate limit {name} must be > 0 (or unset), got {value!r}")
+        if not self.window > 0:
+            raise ValueError(f"rate limit window must be > 0 seconds, got {self.window!r}")
+        if not 0 <= self.headroom < 1:
+            raise ValueError(f"rate limit headroom must be in [0, 1), got {self.headroom!r}")
+
+
+class Reservation:
+    """What one admitted call holds until it settles or is released."""
+
+    __slots__ = ("key", "tokens")
+
+    def __init__(self, tokens: float, key: tuple[int, int] | None) -> None:
+        self.tokens = tokens
+        self.key = key
+
+
+class Limiter:
+    """Admission for one (provider, model, account); one per worker event loop."""
+
+    def __init__(self, name: str, limits: Limits, *, loop: asyncio.AbstractEventLoop,
+                 probe: bool = False, clock: Clock | None = None,
+                 call_at: CallAt | None = None) -> None:
+        self.name = name
+        self.limits = limits
+        self.loop = loop
+        self._clock: Clock = clock or loop.time
+        self._call_at: CallAt = call_at or loop.call_at
+        now = self._clock()
+        self.requests = self._bucket(limits.requests, now)
+        self.tokens = self._bucket(limits.tokens, now)
+        self.concurrency = limits.concurrency or math.inf
+        # `probe` (limits unknown, to be learned): one call goes first, and its reply's
+        # headers set the limits before the rest follow, instead of a burst the server refuses
+        self.probing = probe
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.queue = WaitQueue()
+        self._timer: _Handle | None = None
+        self._timer_at = math.inf
+        self.admitted = 0
+        self.refused = 0
+
+    def _bucket(self, limit: float | None, now: float) -> TokenBucket | None:
+        if limit is None:
+            return None
+        return TokenBucket.full(limit, self.limits.window, now, self.limits.headroom)
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def try_acquire(self, tokens: float) -> Reservation | None:
+        """Admit at once when nobody waits and the capacity is there; else None."""
+        if len(self.queue) and self.queue.peek() is not None:
+            return None
+        if self._blocked_for(tokens, self._clock()) > 0.0:
+            return None
+        return self._grant(tokens, None)
+
+    async def acquire(self, tokens: float, priority: int = 0, fairness: Hashable = "",
+                      key: tuple[int, int] | None = None) -> Reservation:
+        """Wait (suspended, no CPU) until the call may be sent. `key` re-queues a refused
+        call at the place it had, ahead of calls that came after it."""
+        if key is None:
+            found = self.try_acquire(tokens)
+            if found is not None:
+                return found
+            key = self.queue.next_key(priority, fairness)
+        future: asyncio.Future[Reservation] = self.loop.create_future()
+        self.queue.push(Waiter(future, tokens, priority, key))
+        self._drain()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # admitted, then cancelled
+                self.release(future.result())
+            raise
+
+    def _blocked_for(self, tokens: float, now: float) -> float:
+        """0 when a call of `tokens` may go now; else seconds until it may (inf: until a
+        call in flight ends)."""
+        if self.in_flight >= self.concurrency or (self.probing and self.in_flight):
+            return math.inf
+        wait = self.paused_until - now
+        if self.requests is not None:
+            wait = max(wait, self.requests.wait(1, now))
+        if self.tokens is not None:
+            wait = max(wait, self.tokens.wait(tokens, now))
+        return wait if wait > 0.0 else 0.0
+
+    def _grant(self, tokens: float, key: tuple[int, int] | None) -> Reservation:
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.tokens is not None:
+            self.tokens.take(self.tokens.need(tokens))
+        self.in_flight += 1
+        self.admitted += 1
+        return Reservation(tokens, key)
+
+    def _drain(self) -> None:
+        """Admit waiters from the head while they fit; arm one timer for the head's refill."""
+        queue = self.queue
+        now = self._clock()
+        while True:
+            waiter = queue.peek()
+            if waiter is None:
+                return
+            wait = self._blocked_for(waiter.tokens, now)
+            if wait > 0.0:
+                if wait != math.inf:
+                    self._wake_at(now + wait)
+                return
+            queue.pop()
+            waiter.future.set_result(self._grant(waiter.tokens, waiter.key))
+
+    def _wake_at(self, when: float) -> None:
+        """One timer per limiter, for the earliest moment the head may fit."""
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._call_at(when + 1e-6, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        self._drain()
+
+    # -- ending a call -------------------------------------------------------------------------
+
+    def settle(self, reservation: Reservation, used_tokens: int | None,
+               info: RateLimitInfo | None = None) -> None:
+        """The call was answered: charge what it used instead of what it reserved."""
+        now = self._clock()
+        if self.tokens is not None and used_tokens is not None:
+            self.tokens.give(self.tokens.need(reservation.tokens) - used_tokens, now)
+        self.in_flight -= 1
+        self.probing = False
+        if info is not None:
+            self._learn(info, now)
+        self._drain()
+
+    def release(self, reservation: Reservation) -> None:
+        """The call failed: give its tokens back (a later reply's headers correct the level
+        if the server charged them anyway) and its slot."""
+        now = self._clock()
+        if self.tokens is not None:
+            self.tokens.give(self.tokens.need(reservation.tokens), now)
+        self.in_flight -= 1
+        self._drain()
+
+    def refuse(self, reservation: Reservation, info: RateLimitInfo | None) -> None:
+        """HTTP 429: the server did not count the call; learn what it said and pause the key
+        until the reset it gave, so every waiting call waits once instead of retrying."""
+        now = self._clock()
+        self.refused += 1
+        self.probing = False
+        if self.requests is not None:
+            self.requests.give(1, now)
+        if info is not None:
+            self._learn(info, now)
+        pause = info.pause() if info is not None else None
+        if pause is None:
+            pause = self.limits.window * DEFAULT_PAUSE_SHARE
+        self.paused_until = max(self.paused_until, now + pause)
+        self.release(reservation)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def learn(self, info: RateLimitInfo) -> None:
+        """Take in what a reply's headers said, then admit whoever now fits."""
+        self._learn(info, self._clock())
+        self._drain()
+
+    def _learn(self, info: RateLimitInfo, now: float) -> None:
+        """A limit below the configured one (or none configured) becomes the limit; the
+        remaining count caps the level (other workers may share the account)."""
+        self.requests = self._learn_dimension(
+            self.requests, self.limits.requests, info.requests_limit, info.requests_remaining,
+            now)
+        self.tokens = self._learn_dimension(
+            self.tokens, self.limits.tokens, info.tokens_limit, info.tokens_remaining, now)
+
+    def _learn_dimension(self, bucket: TokenBucket | None, configured: float | None,
+                         limit: int | None, remaining: int | None,
+                         now: float) -> TokenBucket | None:
+        if limit is not None and limit > 0:
+            wanted = float(limit) if configured is None else min(configured, float(limit))
+            if bucket is None:
+                bucket = self._bucket(wanted, now)
+            elif abs(bucket.rate * self.limits.window - wanted) > 1e-9 * wanted:
+                bucket.resize(wanted, self.limits.window, now, self.limits.headroom)
+        if bucket is not None and remaining is not None:
+            bucket.cap(float(remaining), now)
+        return bucket
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and levels, for tests, benchmarks and logs."""
+        now = self._clock()
+        return {
+            "name": self.name,
+            "admitted": self.admitted,
+            "refused": self.refused,
+            "in_flight": self.in_flight,
+            "queued": len(self.queue),
+            "requests_level": None if self.requests is None else self.requests.refill(now),
+            "tokens_level": None if self.tokens is None else self.tokens.refill(now),
+            "paused_for": max(0.0, self.paused_until - now),
+        }
