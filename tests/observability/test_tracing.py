@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,3 +104,54 @@ def test_explicit_on_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch)
         tracing.configure(True)
     tracing.configure(None)
     assert tracing.ENABLED is False
+
+
+def test_otlp_export_when_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT set: spans reach that collector through the standard
+    OTLP/HTTP exporter (here a collector stand-in on 127.0.0.1 that decodes the request)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "statek-test")
+    monkeypatch.setattr(tracing, "_own_provider", None)
+    try:
+        tracing.configure(None)
+        assert tracing.ENABLED
+        tracing.start_tool("exported").end()
+        tracing.flush()  # returns once the batch was posted
+    finally:
+        if tracing._own_provider is not None:
+            tracing._own_provider.shutdown()
+        server.shutdown()
+        server.server_close()
+    assert received, "nothing was exported"
+    path, body = received[0]
+    assert path == "/v1/traces"
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    (resource,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert service["service.name"] == "statek-test"
+    names = [s.name for scope in resource.scope_spans for s in scope.spans]
+    assert names == ["execute_tool exported"]
