@@ -29,6 +29,8 @@ waiter = statek.SupervisedAgent("dash-waiter", metadata={{"MODEL": "scripted/any
 waiter.update_warmup_def({WAITER_CODE!r})
 chatty = statek.SupervisedAgent("dash-chatty", metadata={{"MODEL": "scripted/any"}})
 chatty.update_warmup_def({CHATTY_CODE!r})
+square = statek.SupervisedAgent("dash-square", metadata={{"MODEL": "scripted/any"}})
+square.update_warmup_def("exit(n * n)")
 statek.commit_all()
 statek.close()
 """
