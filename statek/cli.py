@@ -201,13 +201,14 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
 
 
 def _open_store(mode: str) -> None:
-    """The embedded store in `mode`; a held store or a missing one is one clear line."""
+    """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
+    it, see statek.outbox); a held store or a missing one is one clear line."""
     from statek.store import StoreLockedError, open_default_store, open_prefix, settings
 
     cfg = settings()
     try:
-        if mode == "rw":
-            open_default_store()
+        if mode in ("rw", "feed"):
+            open_default_store(when_held="feed" if mode == "feed" else "raise")
             return
         import dbzero as db0
 
@@ -312,7 +313,7 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
     from statek.server.views import find_agent
     from statek.statek_client_api import StatekClientAPI
 
-    _open_store("rw")
+    _open_store("feed")
     try:
         target = _api_error_line(lambda: find_agent(agent))
         job = _run(lambda: StatekClientAPI().submit_new_job(target, values, **params))
@@ -340,7 +341,7 @@ def push(job: str, message: str, as_json: bool, url: str | None, token: str | No
     else:
         from statek.statek_client_api import StatekClientAPI
 
-        _open_store("rw")
+        _open_store("feed")
         try:
             seq = _run(lambda: StatekClientAPI().push_message(job, value))
         finally:
@@ -354,17 +355,21 @@ def push(job: str, message: str, as_json: bool, url: str | None, token: str | No
 @token_option
 def cancel(job: str, url: str | None, token: str | None) -> None:
     """Cancel JOB."""
+    queued = False  # through the outbox: the running worker applies it
     if url:
         done = _run(lambda: _remote(url, token).cancel_job(job))
     else:
         from statek.statek_client_api import StatekClientAPI
 
-        _open_store("rw")
+        _open_store("feed")
         try:
-            done = _run(lambda: StatekClientAPI().cancel_job(job))
+            client = StatekClientAPI()
+            queued = client.outbox is not None
+            done = _run(lambda: client.cancel_job(job))
         finally:
             _store_closed()
-    click.echo(f"cancelled {job}" if done else f"{job} had already finished")
+    click.echo((f"cancel of {job} queued for the worker" if queued else f"cancelled {job}")
+               if done else f"{job} had already finished")
 
 
 def _local_read(read: Callable[[], Any]) -> Any:
