@@ -111,12 +111,12 @@ def _queue_families(loops: list[Any]) -> Iterator[Any]:
     now = time.monotonic()
     for queue in queues_of(prefixes):
         name = str(queue.prefix_name)
-        fifos = [("messages", queue.messages), *(("events", f) for f in queue.events.values())]
+        fifos = [("messages", "", queue.messages),
+                 *(("events", str(agent), fifo) for agent, fifo in queue.events.items())]
         totals: dict[str, tuple[int, float]] = {}
-        for kind, fifo in fifos:
+        for kind, agent, fifo in fifos:
             head, tail = int(fifo.head), int(fifo.tail)
-            oldest = _ages.age((name, f"{kind}:{id(fifo) if kind == 'events' else ''}"),
-                               head, tail - head, now)
+            oldest = _ages.age((name, f"{kind}:{agent}"), head, tail - head, now)
             count, worst = totals.get(kind, (0, 0.0))
             totals[kind] = (count + tail - head, max(worst, oldest))
         for kind in ("messages", "events"):
