@@ -8,6 +8,7 @@ most, so a store of a million jobs costs a page the same as one of twenty thousa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -28,6 +29,11 @@ SCAN_LIMIT = 20_000
 CHILDREN_SHOWN = 200
 #: Characters of one value shown (locals, exit status) before "…".
 VALUE_CHARS = 2_000
+#: Jobs read between two yields to the event loop (a page never stalls the worker's steps).
+CHUNK = 1_000
+#: The newest console lines and chat entries a job page shows.
+CONSOLE_SHOWN = 5_000
+CHAT_SHOWN = 300
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 
 
@@ -47,21 +53,24 @@ def when(stamp: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- overview
-def counts_by_agent(limit: int = SCAN_LIMIT) -> tuple[dict[str, dict[str, int]], bool]:
-    """role -> status -> jobs, over the newest `limit` jobs; and whether that was all."""
+async def counts_by_agent(limit: int = SCAN_LIMIT) -> tuple[dict[str, dict[str, int]], bool]:
+    """role -> status -> jobs, over the newest `limit` jobs; and whether that was all.
+    Yields to the event loop every CHUNK jobs."""
     anchor = root_for().jobs
     total = len(anchor)
     role_of: dict[str, str] = {}
     by_agent: dict[str, dict[str, int]] = {}
     for index in range(total - 1, max(total - limit, 0) - 1, -1):
+        if index % CHUNK == 0:
+            await asyncio.sleep(0)
         summary = job_summary(anchor[index], role_of)
         row = by_agent.setdefault(summary["agent"], {})
         row[summary["status"]] = row.get(summary["status"], 0) + 1
     return by_agent, total <= limit
 
 
-def overview() -> dict[str, Any]:
-    by_agent, complete = counts_by_agent()
+async def overview() -> dict[str, Any]:
+    by_agent, complete = await counts_by_agent()
     rows = [{"agent": role, "counts": [row.get(s, 0) for s in STATUS_NAMES],
              "total": sum(row.values())} for role, row in sorted(by_agent.items())]
     return {"by_status": status_counts(), "by_agent": rows, "complete": complete,
@@ -116,8 +125,9 @@ def parse_filter(query: dict[str, str]) -> tuple[JobFilter, list[str]]:
     return wanted, problems
 
 
-def job_page(wanted: JobFilter) -> dict[str, Any]:
-    """Newest first: up to `limit` matching jobs; `next_cursor` continues after them."""
+async def job_page(wanted: JobFilter) -> dict[str, Any]:
+    """Newest first: up to `limit` matching jobs; `next_cursor` continues after them.
+    Yields to the event loop every CHUNK jobs."""
     anchor = root_for().jobs
     total = len(anchor)
     start = total - 1 if wanted.cursor is None else min(wanted.cursor, total - 1)
@@ -130,6 +140,8 @@ def job_page(wanted: JobFilter) -> dict[str, Any]:
             next_cursor = index
             break
         scanned += 1
+        if scanned % CHUNK == 0:
+            await asyncio.sleep(0)
         job = anchor[index]
         summary = job_summary(job, role_of)
         if wanted.matches(job, summary):
@@ -298,6 +310,7 @@ def job_view(job: Any) -> dict[str, Any]:
     """Everything the job page shows."""
     summary = job_summary(job)
     chat_log = job.chat_log
+    console = job.console
     kids, kid_count = children(job)
     return {
         **summary,
@@ -307,8 +320,10 @@ def job_view(job: Any) -> dict[str, Any]:
         "exit_status": preview(job.exit_status) if job.state == DONE else None,
         "error": job.error,
         "timeline": timeline(job, chat_log),
-        "conversation": conversation(chat_log),
-        "console": list(job.console),
+        "conversation": conversation(chat_log[-CHAT_SHOWN:]),
+        "chat_hidden": max(len(chat_log) - CHAT_SHOWN, 0),
+        "console": list(console[-CONSOLE_SHOWN:]),
+        "console_first": max(len(console) - CONSOLE_SHOWN, 0),
         "locals": sorted((name, preview(value)) for name, value in job.locals.items()),
         "waits": waits_on(job.awaiting) if job.state != DONE else None,
         "ancestors": ancestors(job),

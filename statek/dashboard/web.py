@@ -133,14 +133,14 @@ class Pages:
         unit = self.sampler.unit
         charts = [chart(done, f"{unit} per second", "/s"),
                   chart(failed, "failures per minute", "/min")]
-        return self.render(request, "overview.html", page="overview", data=data.overview(),
+        return self.render(request, "overview.html", page="overview", data=await data.overview(),
                            charts=charts, latest=latest, unit=unit)
 
     async def jobs(self, request: web.Request) -> web.Response:
         query = dict(request.query)
         query["status"] = ",".join(request.query.getall("status", []))
         wanted, problems = data.parse_filter(query)
-        page = data.job_page(wanted)
+        page = await data.job_page(wanted)
         more = None
         if page["next_cursor"] is not None:
             query = {k: v for k, v in request.query.items() if k != "cursor"}

@@ -64,6 +64,21 @@ def worker(fleet_dir: Path) -> Iterator[Worker]:
         running.stop()
 
 
+TOKEN = "dash-secret-token"
+
+
+@pytest.fixture(scope="package")
+def token_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker whose server has a token (its own store: one worker per store)."""
+    folder = tmp_path_factory.mktemp("token") / "data"
+    make_fleet(folder)
+    running = Worker(folder, STATEK_HTTP_TOKEN=TOKEN)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def http(worker: Worker) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=worker.url, timeout=60) as client:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard.conftest import ARTIFACTS, jobs_of, submit, wait_status
+from tests.dashboard.conftest import ARTIFACTS, TOKEN, jobs_of, submit, wait_status
 from tests.service.conftest import Worker
 
 CHROMIUM = "/usr/bin/chromium"
@@ -154,3 +154,27 @@ def test_a_status_changes_live_and_hostile_text_stays_text(
     assert "now DONE" in text_of(browser, "#timeline")
     assert browser.execute_script("return window.__xss === undefined")
     shot(browser, "job-live.png")
+
+
+def test_signed_in_the_job_page_pushes_a_message(browser: Any, token_worker: Worker) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=token_worker.url, headers=headers, timeout=60) as http:
+        waiter = submit(http, "dash-waiter")
+        wait_status(http, waiter, "SUSPENDED")
+    browser.get(f"{token_worker.url}/dashboard/jobs/{waiter}")
+    wait_for(browser, lambda d: "/dashboard/login" in d.current_url, "the sign-in page")
+    assert not browser.find_elements(By.ID, "push-form")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="token"]').send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait_for(browser, lambda d: d.current_url.endswith(f"/dashboard/jobs/{waiter}"),
+             "the job page again after signing in")
+    live(browser)
+    assert text_of(browser, "#job-status") == "SUSPENDED"
+    browser.find_element(By.ID, "push-text").send_keys("pushed from the browser")
+    browser.find_element(By.CSS_SELECTOR, "#push-form button").click()
+    wait_for(browser, lambda d: text_of(d, "#job-status") == "DONE",
+             "the pushed message to finish the job")
+    assert "done:" in text_of(browser, "#action-result")
+    wait_for(browser, lambda d: "pushed from the browser" in text_of(d, "#job-result"),
+             "the exit status the message gave")
+    shot(browser, "job-signed-in.png")

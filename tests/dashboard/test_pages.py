@@ -8,16 +8,14 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.dashboard.conftest import (
     HOSTILE,
+    TOKEN,
     jobs_of,
-    make_fleet,
     submit,
     until_status,
     wait_status,
@@ -123,20 +121,6 @@ def test_unknown_pages_and_static_files(http: httpx.Client) -> None:
 
 
 # ---------------------------------------------------------------------------- with a token
-TOKEN = "dash-secret-token"
-
-
-@pytest.fixture(scope="module")
-def token_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    folder = tmp_path_factory.mktemp("token") / "data"
-    make_fleet(folder)  # its own store: one worker per store
-    running = Worker(folder, STATEK_HTTP_TOKEN=TOKEN)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def test_a_token_server_asks_for_sign_in_then_allows_writes(token_worker: Worker) -> None:
     with httpx.Client(base_url=token_worker.url, timeout=60) as http:
         first = http.get("/dashboard/jobs")
