@@ -30,7 +30,14 @@ from typing import Any
 import dbzero as db0
 
 from statek import store
-from statek.models.budget import KINDS, Budget, BudgetExhausted, checked_limits, first_exhausted
+from statek.models.budget import (
+    KINDS,
+    Budget,
+    BudgetExhausted,
+    checked_limits,
+    first_exhausted,
+    is_held,
+)
 from statek.models.future import JOB, Future
 from statek.models.status import SUSPENDED
 
@@ -197,7 +204,7 @@ def release(node: Any) -> int:
     now = time.time()
     resumed = 0
     for job_uuid, job in held:
-        if job.state != SUSPENDED or job.budget_hold is None:
+        if not is_held(job, job.budget_hold):
             continue  # ended (cancelled) or resumed another way meanwhile
         found = first_exhausted(job.budget, now)
         if found is not None:

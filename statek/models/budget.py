@@ -147,3 +147,18 @@ def first_exhausted(node: Any, now: float) -> tuple[Any, BudgetExhausted] | None
             return node, held
         node = node.parent
     return None
+
+
+def is_held(job: Any, hold: Any) -> bool:
+    """Whether `job` (whose `budget_hold` is `hold`) is suspended on its budget: a job that
+    ended (cancelled, quarantined) and was re-opened later may keep a stale `budget_hold`
+    while it waits on something else."""
+    if hold is None:
+        return False
+    from statek.models.status import SUSPENDED
+
+    if job.state != SUSPENDED:
+        return False
+    awaiting = job.awaiting
+    return bool(awaiting is not None and awaiting.kind == "job"
+                and db0.uuid(awaiting.target) == db0.uuid(job))

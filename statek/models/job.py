@@ -21,6 +21,7 @@ from statek import signals
 from statek._views import FrozenMapping
 from statek.errors import IllegalTransitionError
 from statek.models import chatlog, job_locals, value_checks
+from statek.models.budget import is_held
 from statek.models.job_locals import StoredLocals
 from statek.models.root import root_for
 from statek.models.status import (
@@ -211,7 +212,7 @@ class Job:
         """A `BudgetExhausted` (which budget, spent vs limit, whose) while the job is
         suspended because a budget ran out; None otherwise."""
         hold = self.budget_hold
-        if hold is None or self.state != SUSPENDED:
+        if not is_held(self, hold):
             return None
         return hold.exhausted(time.time())
 

@@ -213,3 +213,27 @@ def test_job_code_set_budget_takes_only_its_own_children(
     assert job.exit_status == ("set_budget() takes a job this job delegated (the future "
                                "delegate() returned)")
     assert other.budget is None
+
+
+def test_a_stale_hold_is_not_a_hold(api: statek.StatekClientAPI,
+                                    scripted: ScriptedProvider) -> None:
+    """A held job ended another way (quarantine) and re-opened by a message, now waiting on a
+    message: neither reported as held nor resumed by a raise."""
+    from statek.models.future import MESSAGE, Future
+
+    job = api.submit_new_job(statek.Agent("stale"), {})
+    api.set_budget(job, tokens=1)
+    _step(job)
+    node = job.budget_hold
+    assert job.budget_exhausted is not None
+    with store.transition():
+        job.finish(error="quarantined")
+    job.push_user_message("again")
+    assert job.state == STARTED and job.budget_exhausted is None
+    with store.transition():
+        job.awaiting = Future(MESSAGE, job)
+        job.set_status(SUSPENDED)
+        node.waiting = {job.uuid: job}
+    assert job.budget_hold is not None and job.budget_exhausted is None
+    api.raise_budget(job, tokens=10_000)
+    assert job.state == SUSPENDED and job.awaiting.kind == MESSAGE
