@@ -13,6 +13,7 @@ on/off: the issue's budget is on/off >= 0.97 (metrics cost < 3%). Tracing stays 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -21,6 +22,42 @@ import statistics
 from benchmarks._harness import run_isolated
 
 BUDGET = 0.97
+
+
+def hook_cost_us(rounds: int = 5, steps: int = 100_000) -> float:
+    """µs the per-step hooks add to one step (observed_step + step_defined around a stub
+    step that does nothing), median of `rounds`: a figure the machine's noise moves less."""
+    import time
+    from types import SimpleNamespace
+
+    from statek.observability import hooks
+    from statek.observability.recorder import RECORDER
+
+    result = SimpleNamespace(completed=True, retry_after=0.0, suspended=False, ran=True)
+    job = SimpleNamespace(error=None)
+    info = SimpleNamespace(uuid="definition", agent=SimpleNamespace(role="bench"))
+
+    async def bare(job: object, provider: object) -> object:
+        return result
+
+    async def defined(job: object, provider: object) -> object:
+        hooks.step_defined(info)
+        return result
+
+    def run(make: object) -> float:
+        began = time.perf_counter()
+        for _ in range(steps):
+            with contextlib.suppress(StopIteration):
+                make().send(None)  # type: ignore[operator]
+        return (time.perf_counter() - began) / steps * 1e6
+
+    diffs = []
+    for _ in range(rounds):
+        plain = run(lambda: bare(job, None))
+        observed = run(lambda: hooks.observed_step(defined, job, "job", None))
+        diffs.append(observed - plain)
+    RECORDER.reset()
+    return statistics.median(diffs)
 
 
 def _children_cpu() -> float:
@@ -68,8 +105,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               "median_off_jobs_s": round(off, 1), "ratio_on_off": round(on / off, 4),
               "overhead_pct": round((1 - on / off) * 100, 2),
               "median_cpu_on_s": round(cpu_on, 3), "median_cpu_off_s": round(cpu_off, 3)}
+    hooks_us = hook_cost_us()
+    result["hooks_us_per_step"] = round(hooks_us, 3)
+    result["hooks_pct_of_w1_job"] = round(hooks_us / (1e6 / off) * 100, 2)
     print(f"W1 median with metrics on: {on:.1f} jobs/s, off: {off:.1f} jobs/s, "
           f"on/off = {on / off:.4f} (budget >= {BUDGET})")
+    print(f"the hooks add {hooks_us:.2f} µs per step: {result['hooks_pct_of_w1_job']}% of the "
+          f"{1e6 / off:.0f} µs a W1 job takes with metrics off")
     print(json.dumps(result))
     return result
 

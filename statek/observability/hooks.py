@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ ON = False
 LAG_PROBE_S = 0.5
 
 _step_numbers = itertools.count(1)
+_set_step, _reset_step, _clock = current_step.set, current_step.reset, time.perf_counter
 _agent_names: dict[str, str] = {}
 
 
@@ -40,21 +42,24 @@ def configure(settings: Any) -> None:
 async def observed_step(execute: Callable[[Any, str | None], Awaitable[Any]], job: Any,
                         job_uuid: str, provider: str | None) -> Any:
     """Run `execute(job, provider)` (execute_step) with the job's log context, a step span
-    and the step's counters."""
+    and the step's counters (written out inline: this runs once per step)."""
     ctx = StepContext(job_uuid, next(_step_numbers))
-    token = current_step.set(ctx)
+    token = _set_step(ctx)
     span = tracing.start_step(job, job_uuid, ctx.step) if tracing.ENABLED else None
-    began = time.perf_counter()
+    began = _clock()
     outcome = "cancelled"
     try:
         result = await execute(job, provider)
         outcome = _outcome(result, job)
         return result
     finally:
-        current_step.reset(token)
+        elapsed = _clock() - began
+        _reset_step(token)
         agent = ctx.agent or "unknown"
         RECORDER.steps_finished[agent, outcome] += 1
-        RECORDER.step_duration[agent].observe(time.perf_counter() - began)
+        hist = RECORDER.step_duration[agent]
+        hist.counts[bisect_left(hist.bounds, elapsed)] += 1
+        hist.sum += elapsed
         if span is not None:
             tracing.end_step(span, agent, outcome)
 
