@@ -4,7 +4,8 @@ Where a step meets its budgets (statek.execution.step):
 
 * `may_run` at the start of a step: a job whose budget (or any budget above it) ran out is
   held before it runs anything; otherwise one step is charged to each node up the tree. A job
-  with no budget pays one attribute read.
+  with no budget pays one attribute read per step (a budget given to it while a step runs
+  applies from its next step).
 * `charge_reply`, then `check_after_reply`, once a model reply's usage is recorded: its
   tokens and cost (the settings' `model_prices`) are charged up the tree; a budget that ran
   out holds the job at once (the reply's code, already paid for, runs when it resumes).
@@ -68,6 +69,7 @@ def may_run(step: Any) -> bool:
         node = _node_from_params(step, spec)
         if node is None:
             return False
+    step.budget = node
     with store.transition():
         found = first_exhausted(node, time.time())
         if found is not None:

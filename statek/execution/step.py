@@ -118,6 +118,8 @@ async def _bounded(awaitable: Awaitable[T], seconds: float) -> T:
 class _Step:
     """State of one step of one job (lives for the duration of `execute_step`)."""
 
+    budget: Any = None  # set by budgets.may_run when the job runs under a budget
+
     def __init__(self, job: Any, provider: str | None) -> None:
         self.job = job
         self.uuid: str = db0.uuid(job)
@@ -383,8 +385,8 @@ class _Step:
         if pending.messages_read:
             job.inbox_read = int(job.inbox_read) + pending.messages_read
         tokens += in_tok + out_tok  # the log has the counts: nothing else to store
-        budget = job.budget  # durable budgets: charged up the tree now, checked at the end
-        if budget is not None:
+        budget = None if self.budget is None else job.budget  # charged up the tree now,
+        if budget is not None:  # checked at the end (unbudgeted steps read nothing)
             budgets.charge_reply(self, budget, in_tok, out_tok)
         if job.provider_failures:
             job.provider_failures = 0
