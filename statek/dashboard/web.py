@@ -34,6 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HERE = Path(__file__).parent
 COOKIE = "statek_dashboard"
 WRITE_HEADER = "X-Statek-Dashboard"
+_CAN_WRITE = "statek.dashboard.can_write"
 STATIC = {"dashboard.js", "dashboard.css"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -67,6 +68,9 @@ class Access:
         return self.token is None or self.signed_in(request) or self.bearer_ok(request)
 
     def can_write(self, request: web.Request) -> bool:
+        decided = request.get(_CAN_WRITE)  # decided before as_bearer added the header
+        if decided is not None:
+            return bool(decided)
         return self.writable and (self.signed_in(request) or self.bearer_ok(request))
 
     def as_bearer(self, request: web.Request) -> web.Request:
@@ -74,7 +78,9 @@ class Access:
         assert self.token is not None
         headers = request.headers.copy()
         headers["Authorization"] = "Bearer " + self.token.decode()
-        return request.clone(headers=headers)
+        clone = request.clone(headers=headers)
+        clone[_CAN_WRITE] = self.can_write(request)
+        return clone
 
 
 def make_middleware(access: Access, guard_api: bool) -> Any:

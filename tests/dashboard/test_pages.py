@@ -127,6 +127,8 @@ def test_a_token_server_asks_for_sign_in_then_allows_writes(token_worker: Worker
         assert first.status_code == 303
         assert first.headers["location"].startswith("/dashboard/login?next=")
         assert http.get("/v1/events").status_code == 401  # no cookie, no bearer
+        login = http.get("/dashboard/login")
+        assert login.status_code == 200 and "· write" not in login.text
         wrong = http.post("/dashboard/login", data={"token": "nope", "next": "/dashboard"})
         assert wrong.status_code == 401 and "not this server" in wrong.text
         signed = http.post("/dashboard/login", data={"token": TOKEN, "next": "/dashboard/jobs"})
