@@ -55,12 +55,13 @@ class Limits:
 
 
 class Reservation:
-    """What one admitted call holds until it settles or is released."""
+    """What one admitted call holds until it settles or is released: the tokens it took
+    from the bucket (0 when no token limit was known then) and its place in the queue."""
 
-    __slots__ = ("key", "tokens")
+    __slots__ = ("key", "taken")
 
-    def __init__(self, tokens: float, key: tuple[int, int] | None) -> None:
-        self.tokens = tokens
+    def __init__(self, taken: float, key: tuple[int, int] | None) -> None:
+        self.taken = taken
         self.key = key
 
 
@@ -83,6 +84,7 @@ class Limiter:
         # headers set the limits before the rest follow, instead of a burst the server refuses
         self.probing = probe
         self.in_flight = 0
+        self.reserved = 0.0  # tokens taken by the calls in flight
         self.paused_until = 0.0
         self.queue = WaitQueue()
         self._timer: _Handle | None = None
@@ -139,11 +141,14 @@ class Limiter:
     def _grant(self, tokens: float, key: tuple[int, int] | None) -> Reservation:
         if self.requests is not None:
             self.requests.take(1)
+        taken = 0.0
         if self.tokens is not None:
-            self.tokens.take(self.tokens.need(tokens))
+            taken = self.tokens.need(tokens)
+            self.tokens.take(taken)
+            self.reserved += taken
         self.in_flight += 1
         self.admitted += 1
-        return Reservation(tokens, key)
+        return Reservation(taken, key)
 
     def _drain(self) -> None:
         """Admit waiters from the head while they fit; arm one timer for the head's refill."""
@@ -181,9 +186,8 @@ class Limiter:
                info: RateLimitInfo | None = None) -> None:
         """The call was answered: charge what it used instead of what it reserved."""
         now = self._clock()
-        if self.tokens is not None and used_tokens is not None:
-            self.tokens.give(self.tokens.need(reservation.tokens) - used_tokens, now)
-        self.in_flight -= 1
+        self._end(reservation, None if used_tokens is None else reservation.taken - used_tokens,
+                  now)
         self.probing = False
         if info is not None:
             self._learn(info, now)
@@ -192,27 +196,38 @@ class Limiter:
     def release(self, reservation: Reservation) -> None:
         """The call failed: give its tokens back (a later reply's headers correct the level
         if the server charged them anyway) and its slot."""
-        now = self._clock()
-        if self.tokens is not None:
-            self.tokens.give(self.tokens.need(reservation.tokens), now)
-        self.in_flight -= 1
+        self._end(reservation, reservation.taken, self._clock())
         self._drain()
 
+    def _end(self, reservation: Reservation, refund: float | None, now: float) -> None:
+        self.in_flight -= 1
+        self.reserved -= reservation.taken
+        if self.tokens is not None and refund is not None:
+            self.tokens.give(refund, now)
+
     def refuse(self, reservation: Reservation, info: RateLimitInfo | None) -> None:
-        """HTTP 429: the server did not count the call; learn what it said and pause the key
-        until the reset it gave, so every waiting call waits once instead of retrying."""
+        """HTTP 429: the server did not count the call, and the limiter's picture was wrong.
+        Learn what the server said, believe no more than its remaining count less what the
+        calls still in flight will take, and pause the key until the reset it gave, so the
+        waiting calls wait once instead of each retrying."""
         now = self._clock()
         self.refused += 1
         self.probing = False
+        self._end(reservation, reservation.taken, now)
         if self.requests is not None:
             self.requests.give(1, now)
+        pause = None
         if info is not None:
             self._learn(info, now)
-        pause = info.pause() if info is not None else None
+            if self.requests is not None and info.requests_remaining is not None:
+                self.requests.cap(info.requests_remaining - self.in_flight, now)
+            if self.tokens is not None and info.tokens_remaining is not None:
+                self.tokens.cap(info.tokens_remaining - self.reserved, now)
+            pause = info.pause()
         if pause is None:
             pause = self.limits.window * DEFAULT_PAUSE_SHARE
         self.paused_until = max(self.paused_until, now + pause)
-        self.release(reservation)
+        self._drain()
 
     # -- learning ------------------------------------------------------------------------------
 

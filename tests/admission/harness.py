@@ -66,10 +66,23 @@ def bind_settings(**rate_settings: Any) -> None:
     statek.init(get_statek_settings(reply_max_tokens=64, **rate_settings))
 
 
-def submit(api: statek.StatekClientAPI, agent: statek.Agent, count: int,
+def submit(api: statek.StatekClientAPI, agent: statek.Agent, count: int, tag: str | None = None,
            **metadata: Any) -> list[str]:
-    return api.submit_new_job_ids(agent, [{"i": i} for i in range(count)],
-                                  model=f"{PROVIDER}/m", metadata=metadata or None)
+    """`count` jobs of `agent` on PROVIDER; `tag` shows in their prompt (the server logs it),
+    `metadata` carries PRIORITY / TENANT."""
+    shared = [{"i": i} if tag is None else {"i": i, "tag": tag} for i in range(count)]
+    return api.submit_new_job_ids(agent, shared, model=f"{PROVIDER}/m",
+                                  metadata=metadata or None)
+
+
+def utilisation(seen: Sequence[Sequence[Any]], window: float, limit: float) -> float:
+    """Tokens the server charged after the first window, as a share of what the limit
+    allowed from then until the last request."""
+    after = [entry for entry in seen if entry[0] >= window and entry[1] == 200]
+    if not after:
+        raise AssertionError("no request came after the first window: use more jobs")
+    span = after[-1][0] - window
+    return sum(entry[2] for entry in after) / (span * limit / window)
 
 
 def run_worker(max_concurrency: int) -> float:

@@ -8,13 +8,14 @@ Per API key, two token buckets (requests and input+output tokens, refilled conti
 `--window` seconds, starting full, like OpenAI's and Anthropic's). A request the buckets
 cannot pay for is refused with 429, `Retry-After` (seconds until they could) and the rate-limit
 headers; an accepted one is charged its tokens at arrival: input = characters / 4 of the
-system prompt and messages, output = min(max_tokens, --output-tokens). Every reply carries
-the rate-limit headers: OpenAI's names (POST /v1/chat/completions) or, with
-`--style anthropic`, Anthropic's (POST /v1/messages; reset as an RFC 3339 time).
+system prompt and messages, output = min(max_tokens, --output-tokens). Every reply (or, with
+`--headers on-429`, every refusal) carries the rate-limit headers: OpenAI's names
+(POST /v1/chat/completions) or, with `--style anthropic`, Anthropic's (POST /v1/messages;
+reset as an RFC 3339 time).
 
     GET /report?key=K   {"requests": [[t, status, tokens, tag], ...]} for key K: t in
-                        seconds since the key's first request, tag the system prompt's
-                        first word (tests tag agents by it)
+                        seconds since the key's first request, tag a job variable `tag`
+                        or the system prompt's first word
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 REPLY_CODE = "exit('ok')"
+TAG = re.compile(r"tag = '(\w+)'")
 
 
 @dataclass
@@ -90,7 +93,7 @@ class MockServer:
         input_tokens = math.ceil(chars / 4)
         cost = input_tokens + output
         wait = max(account.requests.wait(1, now), account.tokens.wait(cost, now))
-        tag = system.split()[0] if system.split() else ""
+        tag = _tag(body, system)
         if wait > 0:
             account.seen.append([now - account.began, 429, 0, tag])
             headers = self.headers(account, now)
@@ -105,7 +108,8 @@ class MockServer:
             await asyncio.sleep(self.args.latency)
         reply = (_anthropic_reply(input_tokens, output) if anthropic
                  else _openai_reply(input_tokens, output))
-        return web.json_response(reply, headers=self.headers(account, now))
+        headers = self.headers(account, now) if self.args.headers == "always" else {}
+        return web.json_response(reply, headers=headers)
 
     def headers(self, account: Account, now: float) -> dict[str, str]:
         requests, tokens = account.requests, account.tokens
@@ -155,6 +159,16 @@ def _prompt(body: dict[str, Any], anthropic: bool) -> tuple[str, int]:
     return system, len(system) + sum(len(_text(m.get("content"))) for m in messages)
 
 
+def _tag(body: dict[str, Any], system: str) -> str:
+    """What a test tagged the request with: a job variable `tag` (shown in the first user
+    message as "tag = 'x'"), else the system prompt's first word."""
+    for message in body.get("messages") or []:
+        found = TAG.search(_text(message.get("content")))
+        if found:
+            return found.group(1)
+    return system.split()[0] if system.split() else ""
+
+
 def _openai_reply(input_tokens: int, output: int) -> dict[str, Any]:
     return {"id": "mock", "object": "chat.completion", "model": "mock",
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -193,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-tokens", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--style", choices=("openai", "anthropic"), default="openai")
+    parser.add_argument("--headers", choices=("always", "on-429"), default="always",
+                        help="send the rate-limit headers with every reply or only with 429s")
     return parser.parse_args(argv)
 
 
