@@ -41,6 +41,13 @@
     }
   }
 
+  // The server's format (YYYY-MM-DD HH:MM:SS, local time).
+  function stamp(date) {
+    const two = function (n) { return String(n).padStart(2, "0"); };
+    return date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate()) +
+      " " + two(date.getHours()) + ":" + two(date.getMinutes()) + ":" + two(date.getSeconds());
+  }
+
   function badge(element, status) {
     element.textContent = status;
     element.className = "badge status-" + status.toLowerCase();
@@ -60,7 +67,7 @@
         link.className = "mono";
         const tag = document.createElement("span");
         badge(tag, data.status);
-        item.append(new Date().toLocaleTimeString() + " ", link, " → ", tag);
+        item.append(stamp(new Date()).slice(11) + " ", link, " → ", tag);
         list.prepend(item);
         while (list.children.length > 30) list.lastElementChild.remove();
       }
@@ -77,9 +84,9 @@
       badge(document.getElementById("job-status"), data.status);
       if (previous !== data.status) {
         const item = document.createElement("li");
-        const stamp = document.createElement("time");
-        stamp.textContent = new Date().toLocaleString();
-        item.append(stamp, " now " + data.status);
+        const moment = document.createElement("time");
+        moment.textContent = stamp(new Date());
+        item.append(moment, " now " + data.status);
         document.getElementById("timeline").append(item);
       }
       refreshSoon(300);
