@@ -110,12 +110,14 @@ def chart(points: list[tuple[float, float]], title: str, unit: str,
         return 6 + inner_h * (1 - value / top)
 
     line = " ".join(f"{x(a):.1f},{y(v):.1f}" for a, v in sorted(points, key=lambda p: -p[0]))
-    last = points[-1][1] if points else 0.0
+    last = min(points)[1] if points else 0.0  # the newest: fewest seconds ago
+    peak = max((v for _, v in points), default=0.0)
     esc_title, esc_unit = Markup.escape(title), Markup.escape(unit)
     return Markup(
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{esc_title}">'
-        f'<text x="{pad}" y="12" class="chart-title">{esc_title}: {last:.1f} {esc_unit}</text>'
+        f'<text x="{pad}" y="12" class="chart-title">{esc_title}: now {last:.1f} {esc_unit}, '
+        f'peak {peak:.1f}</text>'
         f'<line x1="{pad}" y1="{6 + inner_h}" x2="{width - 4}" y2="{6 + inner_h}" class="axis"/>'
         f'<line x1="{pad}" y1="6" x2="{pad}" y2="{6 + inner_h}" class="axis"/>'
         f'<text x="2" y="16" class="tick">{top:.0f}</text>'
