@@ -384,6 +384,36 @@ def _register_tool() -> None:
     statek.tool(bench_mark)
 
 
+def _where_is(loop: Any, parent_uuid: str) -> dict[str, Any]:
+    """Where a W5 parent that did not resume in time is: its status, what it awaits and
+    what the scheduler holds for it (a sample that is late, not lost, shows as waiting on
+    a child that is not DONE yet)."""
+    import dbzero as db0
+
+    sched = loop.sched
+    parent = db0.fetch(parent_uuid)
+    number = sched.jobs.get(parent_uuid)
+    where: dict[str, Any] = {
+        "parent_status": str(parent.state), "parent_error": parent.error,
+        "number": number, "in_flight": number in sched.in_flight,
+        "waiting": number is not None and number in sched.waiters,
+        "timer": None if number is None else sched.timers.deadline_of(number),
+        "pending_wakes": list(sched.pending_wakes), "loop_tasks": len(loop.tasks),
+        "iterations": loop.stats.iterations, "console": parent.console[-5:]}
+    future = parent.awaiting
+    if future is not None:
+        keys = list(future.wake_keys())
+        where["awaits"] = keys
+        for kind, what in keys:
+            if kind == "job":
+                child = db0.fetch(what)
+                child_number = sched.jobs.get(what)
+                where["child_status"] = str(child.state)
+                where["child_in_flight"] = child_number in sched.in_flight
+                where["key_interned"] = sched.wake_keys.get("job:" + what)
+    return where
+
+
 def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
        autocommit: bool = False) -> dict[str, Any]:
     """Latencies under a running loop with `suspended` other jobs waiting (half parents on
@@ -419,6 +449,7 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
             loop, task, startup = await _start_loop(1000)
             submitted: dict[int, tuple[float, float]] = {}
             missing = 0
+            stuck: list[dict[str, Any]] = []
             resumed = asyncio.Event()
             RESUMED[:] = [resumed]
             for k in range(samples):
@@ -428,6 +459,7 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
                 job = api.submit_new_job(parent_agent, {"i": k, "child_agent": child_agent},
                                          warmup_code=parent_code)
                 t1 = time.perf_counter()
+                parent_uuid = db0.uuid(job)
                 del job
                 submitted[k] = (t0, t1)
                 with contextlib.suppress(TimeoutError):
@@ -437,10 +469,11 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
                             resumed.clear()
                 if ("resume", k) not in MARKS:
                     missing += 1
+                    stuck.append(_where_is(loop, parent_uuid))
             RESUMED.clear()
             stats = await _stop_loop(loop, task)
             return {"submitted": submitted, "missing": missing, "startup_s": startup,
-                    "stats": stats}
+                    "stats": stats, "stuck": stuck}
 
         with _quiet_loop_logs():
             got = asyncio.run(measure())
@@ -463,7 +496,7 @@ def w5(suspended: int = 10_000, samples: int = 100, gap: float = 0.01,
                    missing=got["missing"], startup_s=got["startup_s"],
                    setup_s=setup["setup_s"], jobs_completed=stats.jobs_completed,
                    steps_done=stats.steps_done, child_agent_alive=child_exists,
-                   autocommit=autocommit)
+                   autocommit=autocommit, stuck=got["stuck"])
 
 
 def med(xs: list[float]) -> float:

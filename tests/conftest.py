@@ -13,6 +13,15 @@ from statek import signals, store
 from statek.settings import reset_settings_cache
 
 
+@pytest.fixture(autouse=True)
+def _settings_forgotten_after_each_test() -> Iterator[None]:
+    """Settings a test read from its monkeypatched STATEK_* variables stay cached after
+    monkeypatch restores them: forget them, so no test runs with the last one's (W5 once ran
+    under isolation="process" after the security suite)."""
+    yield
+    reset_settings_cache()
+
+
 @pytest.fixture
 def db_root(tmp_path: Path) -> Path:
     return tmp_path / "db"

@@ -75,6 +75,7 @@ def test_w4_delivers_every_message() -> None:
 def test_w5_latencies_are_positive() -> None:
     got = workloads.w5(40, samples=5, gap=0.001)
     _common(got, "W5", "ms (worse median)")
+    print("W5 stuck:", got["stuck"])
     assert got["missing"] == 0
     assert got["samples_first"] == got["samples_resume"] == 5
     assert got["submit_to_first_step_ms"] > 0

@@ -273,7 +273,9 @@ async def test_first_unsuspend_in_a_new_process_counts_what_it_moved(
         db_root: Path, statek_store: str, kernels: ModuleType) -> None:  # noqa: F811
     """Futures that became ready while no worker ran: the first `unsuspend_jobs()` of the next
     process rebuilds the scheduler, moves those jobs, and must say how many it moved."""
-    sleepers = api.submit_new_job_ids(agent, [None] * 2, warmup_code="sleep(0.05).value")
+    # 2 s: long enough that no loaded machine passes it within the step itself (0.05 s was
+    # passed under isolation="process" on a busy machine: no suspension, the test failed)
+    sleepers = api.submit_new_job_ids(agent, [None] * 2, warmup_code="sleep(2).value")
     long_sleeper = api.submit_new_job(agent, warmup_code="sleep(3600).value")
     parent = api.submit_new_job(agent, {"helper": helper},
                                 warmup_code="exit(delegate(helper, k=1).value)")

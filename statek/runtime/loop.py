@@ -222,7 +222,8 @@ class JobsLoop:
 
     def _idle(self) -> bool:
         sched = self.sched
-        if self.tasks or len(sched.ready) or sched.pending_wakes or len(sched.timers):
+        if (self.tasks or len(sched.ready) or sched.pending_wakes or sched.rechecks
+                or len(sched.timers)):
             return False
         if self.outbox is not None and self.outbox.has_pending():
             return False
@@ -328,6 +329,7 @@ class JobsLoop:
         except (KeyError, RuntimeError):
             sched.in_flight.discard(number)
             return
+        wake_events = sched.wake_events
         try:
             result = await (hooks.observed_step(execute_step, job, sched.uuid_of(number),
                                                 self.provider)
@@ -335,7 +337,7 @@ class JobsLoop:
         except BaseException:  # cancelled at shutdown: the job resumes on the next start
             sched.in_flight.discard(number)
             raise
-        sched.step_ended(number, job, result.retry_after)
+        sched.step_ended(number, job, result.retry_after, wake_events)
         stats = self.stats
         stats.steps_done += 1
         if result.completed:

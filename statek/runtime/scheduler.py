@@ -76,6 +76,10 @@ class Scheduler:
         self.timers = TimerHeap()  # deadlines are wall-clock (time.time()) seconds
         self.in_flight: set[int] = set()
         self.pending_wakes: list[int] = []
+        #: job_finished/job_messaged calls so far: a step that saw it change while it ran
+        #: may have suspended on a future that became ready before its keys were indexed
+        self.wake_events = 0
+        self.rechecks: list[int] = []  # such jobs: their futures are looked at again
         self._lanes: dict[str, int] = {}  # jobdef uuid -> lane (one lane per agent)
         self._agent_lanes: dict[str, int] = {}
         self.notify: Callable[[], None] = _nothing
@@ -91,12 +95,14 @@ class Scheduler:
         self.notify()
 
     def job_finished(self, job_uuid: str) -> None:
+        self.wake_events += 1
         key = self.wake_keys.get("job:" + job_uuid)
         if key is not None:
             self.pending_wakes.append(key)
             self.notify()
 
     def job_messaged(self, job_uuid: str) -> None:
+        self.wake_events += 1
         key = self.wake_keys.get("message:" + job_uuid)
         if key is not None:
             self.pending_wakes.append(key)
@@ -136,8 +142,15 @@ class Scheduler:
     def uuid_of(self, number: int) -> str:
         return self.jobs.key(number)
 
-    def step_ended(self, number: int, job: Any, retry_after: float) -> None:
-        """Route a job by the status its step left it in (and tell observers, if any)."""
+    def step_ended(self, number: int, job: Any, retry_after: float,
+                   wake_events_before: int = -1) -> None:
+        """Route a job by the status its step left it in (and tell observers, if any).
+
+        `wake_events_before` is `wake_events` when the step began. A step that waited
+        (isolation="process", a model call) can see its future unready, then the job or
+        message it waits on arrive before its keys are indexed here: that wake-up found no
+        waiter. So when any arrived meanwhile the job's future is checked again in the next
+        `unsuspend` (the default, -1, always checks)."""
         if signals.observers:
             signals.job_changed(self.jobs.key(number), job)
         self.in_flight.discard(number)
@@ -149,6 +162,9 @@ class Scheduler:
                 self.ready.push(number, self._lane_of(job))
         elif state == SUSPENDED:
             self.index(number, job)
+            if self.wake_events != wake_events_before:
+                self.rechecks.append(number)
+                self.notify()
         else:  # DONE: forget it (waiters on it were woken through job_finished)
             self.jobs.release(self.jobs.key(number))
 
@@ -174,6 +190,9 @@ class Scheduler:
     def due(self, now: float) -> list[int]:
         """Jobs whose wake-up condition may have changed: due timers and woken waiters."""
         candidates: list[int] = self.timers.pop_due(now)
+        if self.rechecks:
+            candidates.extend(self.rechecks)
+            self.rechecks = []
         if self.pending_wakes:
             wakes, self.pending_wakes = self.pending_wakes, []
             for key in wakes:
