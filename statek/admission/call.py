@@ -42,7 +42,7 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
     admission = active()
     priority, tenant = call_order(metadata)
     tokens = admission.estimate(request)
-    key: tuple[int, int] | None = None
+    key: int | None = None
     refusals = 0
     while True:
         reservation = await limiter.acquire(tokens, priority, tenant, key)
@@ -54,7 +54,7 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
             refusals += 1
             if refusals > admission.max_refusals:
                 raise
-            key = reservation.key or limiter.queue.next_key(priority, tenant)
+            key = reservation.key or limiter.queue.next_order(priority, tenant)
             continue
         except BaseException:
             limiter.release(reservation)

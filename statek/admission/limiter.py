@@ -15,8 +15,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from statek.admission.bucket import TokenBucket
-from statek.admission.waitqueue import Waiter, WaitQueue
+from statek.admission.bucket import EPSILON, TokenBucket
+from statek.admission.waitqueue import WaitQueue
 from statek.providers.ratelimit import RateLimitInfo
 
 __all__ = ["Limiter", "Limits", "Reservation"]
@@ -60,7 +60,7 @@ class Reservation:
 
     __slots__ = ("key", "taken")
 
-    def __init__(self, taken: float, key: tuple[int, int] | None) -> None:
+    def __init__(self, taken: float, key: int | None) -> None:
         self.taken = taken
         self.key = key
 
@@ -101,24 +101,19 @@ class Limiter:
 
     def try_acquire(self, tokens: float) -> Reservation | None:
         """Admit at once when nobody waits and the capacity is there; else None."""
-        if len(self.queue) and self.queue.peek() is not None:
-            return None
-        if self._blocked_for(tokens, self._clock()) > 0.0:
+        if self.queue.peek() is not None or self._blocked_for(tokens, self._clock()) > 0.0:
             return None
         return self._grant(tokens, None)
 
     async def acquire(self, tokens: float, priority: int = 0, fairness: Hashable = "",
-                      key: tuple[int, int] | None = None) -> Reservation:
+                      key: int | None = None) -> Reservation:
         """Wait (suspended, no CPU) until the call may be sent. `key` re-queues a refused
         call at the place it had, ahead of calls that came after it."""
         if key is None:
             found = self.try_acquire(tokens)
             if found is not None:
                 return found
-            key = self.queue.next_key(priority, fairness)
-        future: asyncio.Future[Reservation] = self.loop.create_future()
-        self.queue.push(Waiter(future, tokens, priority, key))
-        self._drain()
+        future = self.enqueue(tokens, priority, fairness, key)
         try:
             return await future
         except asyncio.CancelledError:
@@ -126,45 +121,67 @@ class Limiter:
                 self.release(future.result())
             raise
 
+    def enqueue(self, tokens: float, priority: int = 0, fairness: Hashable = "",
+                key: int | None = None) -> asyncio.Future[Reservation]:
+        """Queue a call; its future gets the Reservation when the call is admitted."""
+        queue = self.queue
+        future: asyncio.Future[Reservation] = self.loop.create_future()
+        entry = queue.push(queue.next_order(priority, fairness) if key is None else key,
+                           future, tokens)
+        if queue.entries[0] is entry:  # behind others it cannot go first: nothing to check
+            self._drain()
+        return future
+
     def _blocked_for(self, tokens: float, now: float) -> float:
         """0 when a call of `tokens` may go now; else seconds until it may (inf: until a
-        call in flight ends)."""
+        call in flight ends). The buckets' arithmetic is inlined: this runs per admission."""
         if self.in_flight >= self.concurrency or (self.probing and self.in_flight):
             return math.inf
         wait = self.paused_until - now
-        if self.requests is not None:
-            wait = max(wait, self.requests.wait(1, now))
-        if self.tokens is not None:
-            wait = max(wait, self.tokens.wait(tokens, now))
+        bucket = self.requests
+        if bucket is not None:
+            deficit = 1.0 - bucket.refill(now)
+            if deficit > EPSILON and deficit / bucket.rate > wait:
+                wait = deficit / bucket.rate
+        bucket = self.tokens
+        if bucket is not None:
+            need = tokens if tokens < bucket.capacity else bucket.capacity
+            deficit = need - bucket.refill(now)
+            if deficit > EPSILON and deficit / bucket.rate > wait:
+                wait = deficit / bucket.rate
         return wait if wait > 0.0 else 0.0
 
-    def _grant(self, tokens: float, key: tuple[int, int] | None) -> Reservation:
+    def _grant(self, tokens: float, key: int | None) -> Reservation:
         if self.requests is not None:
-            self.requests.take(1)
+            self.requests.level -= 1.0
         taken = 0.0
-        if self.tokens is not None:
-            taken = self.tokens.need(tokens)
-            self.tokens.take(taken)
+        bucket = self.tokens
+        if bucket is not None:
+            taken = tokens if tokens < bucket.capacity else bucket.capacity
+            bucket.level -= taken
             self.reserved += taken
         self.in_flight += 1
         self.admitted += 1
         return Reservation(taken, key)
 
-    def _drain(self) -> None:
+    def _drain(self, now: float | None = None) -> None:
         """Admit waiters from the head while they fit; arm one timer for the head's refill."""
         queue = self.queue
-        now = self._clock()
-        while True:
-            waiter = queue.peek()
-            if waiter is None:
+        heap = queue.entries
+        if now is None:
+            now = self._clock()
+        while heap and self.in_flight < self.concurrency:  # else: a call ending admits
+            entry = queue.peek()
+            if entry is None:
                 return
-            wait = self._blocked_for(waiter.tokens, now)
+            order, future, tokens = entry
+            wait = self._blocked_for(tokens, now)
             if wait > 0.0:
                 if wait != math.inf:
                     self._wake_at(now + wait)
                 return
             queue.pop()
-            waiter.future.set_result(self._grant(waiter.tokens, waiter.key))
+            future.set_result(self._grant(tokens, order))
 
     def _wake_at(self, when: float) -> None:
         """One timer per limiter, for the earliest moment the head may fit."""
@@ -191,7 +208,7 @@ class Limiter:
         self.probing = False
         if info is not None:
             self._learn(info, now)
-        self._drain()
+        self._drain(now)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed: give its tokens back (a later reply's headers correct the level

@@ -5,6 +5,10 @@ Fairness is a virtual clock per priority: each key's next waiter gets the turn a
 key's previous one, but never earlier than the turn last served, so a key that queued 1,000
 calls holds turns 1..1000 while a key arriving later starts at the current turn and
 alternates with it instead of waiting behind all of them.
+
+An entry's order is one int, (priority, turn, sequence) packed into bit fields, so a heap
+comparison is one int comparison rather than a walk over a tuple (the sequence makes every
+order unique: the future beside it is never compared).
 """
 
 from __future__ import annotations
@@ -13,39 +17,50 @@ import heapq
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["WaitQueue", "Waiter"]
+__all__ = ["PRIORITY_RANGE", "WaitQueue"]
+
+_FIELD = 40  # bits of turn and of sequence: 10**12 calls each
+_MASK = (1 << _FIELD) - 1
+PRIORITY_RANGE = 1 << 20  # priorities in [-PRIORITY_RANGE, PRIORITY_RANGE)
+
+Entry = tuple[int, Any, float]  # (order, future, tokens)
 
 
-class Waiter:
-    """One suspended call: the future it awaits and the tokens it wants."""
+def _order(priority: int, turn: int, seq: int) -> int:
+    """Smaller first: higher priority, then earlier turn, then earlier sequence."""
+    return ((PRIORITY_RANGE - priority) << (2 * _FIELD)) | (turn << _FIELD) | seq
 
-    __slots__ = ("future", "key", "priority", "tokens")
 
-    def __init__(self, future: Any, tokens: float, priority: int,
-                 key: tuple[int, int]) -> None:
-        self.future = future
-        self.tokens = tokens
-        self.priority = priority
-        self.key = key  # (turn, sequence): kept when a refused call queues again
+def priority_of(order: int) -> int:
+    return PRIORITY_RANGE - (order >> (2 * _FIELD))
 
 
 class WaitQueue:
-    """Heap of (-priority, turn, sequence, waiter); cancelled waiters are dropped lazily."""
+    """Heap of (order, future, tokens); entries whose future is done (cancelled) are
+    dropped when they reach the top."""
 
     __slots__ = ("_heap", "_last", "_seq", "_served")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, int, Waiter]] = []
+        self._heap: list[Entry] = []
         self._seq = 0
         self._served: dict[int, int] = {}  # priority -> turn last served
         self._last: dict[tuple[int, Hashable], int] = {}  # (priority, key) -> last turn given
+
+    @property
+    def entries(self) -> list[Entry]:
+        """The heap (read-only for callers): a cheap "does anyone wait" check."""
+        return self._heap
 
     def __len__(self) -> int:
         """Entries held, including cancelled ones not yet dropped."""
         return len(self._heap)
 
-    def next_key(self, priority: int, fairness: Hashable) -> tuple[int, int]:
-        """The (turn, sequence) a new waiter of `fairness` at `priority` gets."""
+    def next_order(self, priority: int, fairness: Hashable) -> int:
+        """The order a new waiter of `fairness` at `priority` gets."""
+        if not -PRIORITY_RANGE <= priority < PRIORITY_RANGE:
+            raise ValueError(f"priority must be in [{-PRIORITY_RANGE}, {PRIORITY_RANGE}), "
+                             f"got {priority}")
         lane = (priority, fairness)
         served = self._served.get(priority, 0)
         last = self._last.get(lane, 0)
@@ -54,29 +69,35 @@ class WaitQueue:
         self._seq += 1
         if len(self._last) > 2 * len(self._heap) + 1024:
             self._prune()
-        return turn, self._seq
+        return _order(priority, turn, self._seq)
 
-    def push(self, waiter: Waiter) -> None:
-        turn, seq = waiter.key
-        heapq.heappush(self._heap, (-waiter.priority, turn, seq, waiter))
+    def push(self, order: int, future: Any, tokens: float) -> Entry:
+        entry = (order, future, tokens)
+        heapq.heappush(self._heap, entry)
+        return entry
 
-    def peek(self) -> Waiter | None:
-        """The next live waiter (dropping cancelled ones on the way), or None."""
+    def peek(self) -> Entry | None:
+        """The next live entry (dropping cancelled ones on the way), or None."""
         heap = self._heap
         while heap:
-            waiter = heap[0][3]
-            if not waiter.future.done():
-                return waiter
+            entry = heap[0]
+            if not entry[1].done():
+                return entry
             heapq.heappop(heap)
-        self._reset()
+            if not heap:
+                self._reset()  # the last waiters were cancelled
         return None
 
-    def pop(self) -> Waiter:
-        """Remove the waiter `peek` returned; its turn becomes the served turn."""
-        neg_priority, turn, _, waiter = heapq.heappop(self._heap)
-        if turn > self._served.get(-neg_priority, 0):
-            self._served[-neg_priority] = turn
-        return waiter
+    def pop(self) -> Entry:
+        """Remove the entry `peek` returned; its turn becomes its priority's served turn."""
+        entry = heapq.heappop(self._heap)
+        order = entry[0]
+        priority, turn = priority_of(order), (order >> _FIELD) & _MASK
+        if turn > self._served.get(priority, 0):
+            self._served[priority] = turn
+        if not self._heap:
+            self._reset()
+        return entry
 
     def _reset(self) -> None:
         """Nothing waits: turns start again from zero (the lanes table stays small)."""

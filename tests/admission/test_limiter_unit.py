@@ -15,7 +15,7 @@ import pytest
 
 from statek.admission.bucket import TokenBucket
 from statek.admission.limiter import Limiter, Limits, Reservation
-from statek.admission.waitqueue import Waiter, WaitQueue
+from statek.admission.waitqueue import WaitQueue
 from statek.providers.ratelimit import RateLimitInfo
 
 
@@ -75,10 +75,8 @@ def make(loop: asyncio.AbstractEventLoop, clock: FakeClock, **limits: Any) -> Li
 def enqueue(limiter: Limiter, tokens: float = 1, priority: int = 0,
             tenant: str = "", name: Any = None) -> asyncio.Future[Reservation]:
     """A waiting call without a task: what `acquire` does once the fast path fails."""
-    future: asyncio.Future[Reservation] = limiter.loop.create_future()
+    future = limiter.enqueue(tokens, priority, tenant)
     future.name = name  # type: ignore[attr-defined]
-    limiter.queue.push(Waiter(future, tokens, priority, limiter.queue.next_key(priority, tenant)))
-    limiter._drain()
     return future
 
 
@@ -236,12 +234,14 @@ def test_wait_queue_forgets_lanes_it_no_longer_needs() -> None:
     queue = WaitQueue()
     loop = asyncio.new_event_loop()
     try:
+        keep = queue.push(queue.next_order(-1, "keep"), loop.create_future(), 1)  # stays
         for tenant in range(3000):
-            future = loop.create_future()
-            queue.push(Waiter(future, 1, 0, queue.next_key(0, tenant)))
+            queue.push(queue.next_order(0, tenant), loop.create_future(), 1)
             queue.pop()
-        assert len(queue._last) < 2100
-        assert queue.peek() is None and queue._last == {}
+        assert len(queue._last) < 2100  # pruned as it went
+        assert queue.pop() is keep and queue._last == {}
+        with pytest.raises(ValueError, match="priority must be in"):
+            queue.next_order(10**9, "x")
     finally:
         loop.close()
 
