@@ -86,12 +86,19 @@ _state: list[Admission | None] = [None]
 
 
 def active() -> Admission:
-    """The Admission of the current settings and event loop (made or rebuilt on demand)."""
+    """The Admission of the current settings and event loop (made or rebuilt on demand;
+    after a worker's loop ended, its limiters stay readable until the next loop starts)."""
     settings = store.settings()
     current = _state[0]
-    if (current is None or current.settings is not settings
-            or (current.enabled and current.loop is not _running_loop())):
+    if current is None or current.settings is not settings:
         current = _state[0] = Admission(settings, _running_loop())
+        return current
+    if not current.enabled:
+        return current
+    loop = _running_loop()
+    # a limiter's futures belong to one loop; outside any loop the last one's are kept
+    if current.loop is not loop and loop is not None:
+        current = _state[0] = Admission(settings, loop)
     return current
 
 
