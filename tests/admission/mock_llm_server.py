@@ -104,8 +104,9 @@ class MockServer:
         account.requests.level -= 1
         account.tokens.level -= cost
         account.seen.append([now - account.began, 200, cost, tag])
-        if self.args.latency > 0:
-            await asyncio.sleep(self.args.latency)
+        latency = self.args.first_latency if len(account.seen) == 1 else self.args.latency
+        if latency > 0:
+            await asyncio.sleep(latency)
         reply = (_anthropic_reply(input_tokens, output) if anthropic
                  else _openai_reply(input_tokens, output))
         headers = self.headers(account, now) if self.args.headers == "always" else {}
@@ -206,6 +207,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tpm", type=float, default=60_000)
     parser.add_argument("--output-tokens", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--first-latency", type=float, default=0.0,
+                        help="seconds the first reply of each key takes (tests: every job "
+                        "queues behind a first call that holds the only slot)")
     parser.add_argument("--style", choices=("openai", "anthropic"), default="openai")
     parser.add_argument("--headers", choices=("always", "on-429"), default="always",
                         help="send the rate-limit headers with every reply or only with 429s")
