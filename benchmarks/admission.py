@@ -70,6 +70,24 @@ def overhead_waiting(waiting: int) -> float:
     return statistics.median(runs)
 
 
+def calibration() -> float:
+    """CPU µs of one heappush + heappop on a 10k-entry heap of ints plus one future made
+    and resolved: how fast this machine is at the moment (shared CI machines vary 3x)."""
+    import heapq
+
+    loop = asyncio.new_event_loop()
+    try:
+        heap = list(range(0, 20_000, 2))
+        began = time.process_time()
+        for i in range(OPS * 5):
+            heapq.heappush(heap, i * 2 + 1)
+            heapq.heappop(heap)
+            loop.create_future().set_result(None)
+        return (time.process_time() - began) / (OPS * 5) * 1e6
+    finally:
+        loop.close()
+
+
 def overhead_free() -> float:
     """µs per call admitted at once (nothing waits, capacity left)."""
     runs = []
@@ -148,6 +166,8 @@ def main() -> None:
         "target_us_at_10k": 5.0,
         "overhead_us_nothing_waiting": round(overhead_free(), 3),
         "overhead_us_limits_off": round(overhead_off(), 3),
+        "calibration_us_heap_op_and_future": round(
+            statistics.median(calibration() for _ in range(REPEATS)), 3),
     }
     if not args.skip_server:
         runs = [utilisation(args.jobs, args.window) for _ in range(args.server_repeats)]

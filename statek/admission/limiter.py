@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,7 +75,9 @@ class Limiter:
         self.name = name
         self.limits = limits
         self.loop = loop
-        self._clock: Clock = clock or loop.time
+        # time.monotonic is the default loop's clock (uvloop's is the same, cut to ms), read
+        # without a method call on the loop
+        self._clock: Clock = clock or time.monotonic
         self._call_at: CallAt = call_at or loop.call_at
         now = self._clock()
         self.requests = self._bucket(limits.requests, now)
@@ -171,10 +174,10 @@ class Limiter:
         if now is None:
             now = self._clock()
         while heap and self.in_flight < self.concurrency:  # else: a call ending admits
-            entry = queue.peek()
-            if entry is None:
-                return
-            order, future, tokens = entry
+            order, future, tokens = heap[0]
+            if future.done():  # cancelled while waiting
+                queue.peek()  # drops it and any others on top
+                continue
             wait = self._blocked_for(tokens, now)
             if wait > 0.0:
                 if wait != math.inf:
@@ -203,12 +206,16 @@ class Limiter:
                info: RateLimitInfo | None = None) -> None:
         """The call was answered: charge what it used instead of what it reserved."""
         now = self._clock()
-        self._end(reservation, None if used_tokens is None else reservation.taken - used_tokens,
-                  now)
+        self.in_flight -= 1
+        taken = reservation.taken
+        self.reserved -= taken
+        if used_tokens is not None and self.tokens is not None:
+            self.tokens.give(taken - used_tokens, now)
         self.probing = False
         if info is not None:
             self._learn(info, now)
-        self._drain(now)
+        if self.queue.entries:
+            self._drain(now)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed: give its tokens back (a later reply's headers correct the level

@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["PRIORITY_RANGE", "WaitQueue"]
 
 _FIELD = 40  # bits of turn and of sequence: 10**12 calls each
+_TWO_FIELDS = 2 * _FIELD
 _MASK = (1 << _FIELD) - 1
 PRIORITY_RANGE = 1 << 20  # priorities in [-PRIORITY_RANGE, PRIORITY_RANGE)
 
@@ -66,10 +67,10 @@ class WaitQueue:
         last = self._last.get(lane, 0)
         turn = (last if last > served else served) + 1
         self._last[lane] = turn
-        self._seq += 1
+        self._seq = seq = self._seq + 1
         if len(self._last) > 2 * len(self._heap) + 1024:
             self._prune()
-        return _order(priority, turn, self._seq)
+        return ((PRIORITY_RANGE - priority) << _TWO_FIELDS) | (turn << _FIELD) | seq
 
     def push(self, order: int, future: Any, tokens: float) -> Entry:
         entry = (order, future, tokens)
