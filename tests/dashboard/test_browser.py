@@ -28,6 +28,7 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     pytest.skip(f"BROWSER TESTS SKIPPED: {CHROMIUM} or {CHROMEDRIVER} missing "
                 "(apt-get install -y chromium chromium-driver)", allow_module_level=True)
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -49,10 +50,18 @@ def browser() -> Iterator[Any]:
 
 
 def wait_for(browser: Any, check: Any, what: str) -> Any:
-    return WebDriverWait(browser, WAIT_S).until(lambda d: check(d), message=what)
+    # a live refresh may replace the element between finding and reading it: look again
+    waiting = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return waiting.until(lambda d: check(d), message=what)
 
 
 def text_of(browser: Any, css: str) -> str:
+    """The element's text; found again when a live refresh replaced it meanwhile."""
+    for _ in range(9):
+        try:
+            return str(browser.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
     return str(browser.find_element(By.CSS_SELECTOR, css).text)
 
 
