@@ -16,6 +16,7 @@ them after the submit (one producer's records are applied in order).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,6 +58,18 @@ class PendingJob:
         found = self._client.applied(self.uuid)
         return found if isinstance(found, Job) else None
 
+    def wait(self, timeout: float = 60.0, poll: float = 0.02) -> Job:
+        """The job once it is DONE (as this process reads the worker's commits: a read-only
+        prefix cannot be woken, so this polls); TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.applied()
+            if job is not None and job.is_done:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.uuid} was not done within {timeout} s")
+            time.sleep(poll)
+
     def __repr__(self) -> str:
         return f"<PendingJob {self.uuid} (not applied by the worker yet)>"
 
@@ -82,10 +95,12 @@ class OutboxClient:
         given = list(shared_vars_batch)
         batch = [_plain(_checked_vars(v, None if len(given) == 1 else i))
                  for i, v in enumerate(given)]
+        scalars = _scalars(params) and all(_scalars(values) for values in batch)
         ids = self.writer.new_ids(len(batch))
         frames = [records.dumps(("jobs", agent_id, locale, params,
                                  list(zip(ids[at:at + JOBS_PER_RECORD],
-                                          batch[at:at + JOBS_PER_RECORD], strict=True))))
+                                          batch[at:at + JOBS_PER_RECORD], strict=True))),
+                                plain=scalars)
                   for at in range(0, len(batch), JOBS_PER_RECORD)]
         if frames:
             self.writer.append(frames)
@@ -151,24 +166,47 @@ class OutboxClient:
 
 
 def _agent_id(agent: Any) -> str:
-    """The uuid of an agent given as itself or as its uuid (it must exist in the store)."""
+    """The uuid of an agent given as itself, its uuid or its role (it must exist in the
+    store; a role several agents share is refused)."""
     if isinstance(agent, str):
-        check_uuid(agent, "agent")
-        found = db0.fetch(agent) if db0.exists(agent) else None
-    else:
-        found = agent
-    if not isinstance(found, Agent):
-        raise TypeError(f"agent must be an Agent of the store or its uuid, not "
+        return _agent_named(agent)
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be an Agent of the store, its uuid or its role, not "
                         f"{type(agent).__name__} {agent!r:.80}")
-    return str(db0.uuid(found))
+    return str(db0.uuid(agent))
+
+
+_roles: dict[str, str] = {}  # role -> uuid, once found (an agent's role does not change)
+
+
+def _agent_named(name: str) -> str:
+    if name in _roles:
+        return _roles[name]
+    check_value(name, "agent")
+    if (name.isascii() and name.isalnum() and db0.exists(name)
+            and isinstance(db0.fetch(name), Agent)):
+        return name
+    db0.refresh()
+    matches = [a for a in db0.find(Agent) if a.role == name]
+    if len(matches) != 1:
+        roles = sorted({str(a.role) for a in db0.find(Agent)})
+        raise LookupError(
+            f"agent: {len(matches)} agents have role {name!r}; name one by uuid" if matches
+            else f"agent: no agent with role or uuid {name[:80]!r} (roles: "
+                 f"{', '.join(roles[:20]) or 'none'})")
+    _roles[name] = str(db0.uuid(matches[0]))
+    return _roles[name]
 
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
 
 
+def _scalars(values: dict[str, Any]) -> bool:
+    return all(type(value) in _SCALARS for value in values.values())
+
+
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """Values with any container read from dbzero copied into plain ones (for pickling)."""
-    for value in values.values():
-        if not isinstance(value, _SCALARS):
-            return {name: plain_copy(v) for name, v in values.items()}
-    return values
+    if _scalars(values):
+        return values
+    return {name: plain_copy(v) for name, v in values.items()}

@@ -131,13 +131,18 @@ def test_the_client_checks_before_writing(client: OutboxClient, agent: Any) -> N
         client.submit(agent, [{"_hidden": 1}], None, {})
     with pytest.raises(UnstorableValueError, match="64"):
         client.submit(agent, [{"big": 2**70}], None, {})
-    with pytest.raises(TypeError, match="agent must be an Agent"):
+    with pytest.raises(LookupError, match="no agent with role or uuid 'NOSUCHAGENT'"):
         client.submit("NOSUCHAGENT", [None], None, {})
+    with pytest.raises(TypeError, match="agent must be an Agent"):
+        client.submit(3, [None], None, {})
+    assert client.submit("worker", [None], None, {})  # the agent fixture's role
     with pytest.raises(JobNotFoundError, match="NOSUCHJOB"):
         client.push_message("NOSUCHJOB", "x")
     with pytest.raises(JobNotFoundError, match="applied it"):
         client.get_job("ob0123456789abcdef0")  # another producer's id, not applied
-    assert not client.writer.directory.exists()  # nothing was written
+    (name,) = _segments(client.writer.directory)  # the refused calls wrote nothing
+    written = Segment(client.writer.directory / name, "0", 0).read(0)
+    assert [item[0] for _end, item in written] == ["jobs"]
 
 
 # ---------------------------------------------------------------- segments and reclaim
