@@ -14,6 +14,7 @@ from typing import Any
 
 from statek.admission.limiter import Limiter
 from statek.admission.registry import active
+from statek.admission.waitqueue import PRIORITY_RANGE
 from statek.errors import ConfigurationError
 from statek.providers.ratelimit import DEFER_RATE_LIMITS, RateLimitedError
 from statek.providers.types import ChatReply, ChatRequest
@@ -25,8 +26,9 @@ def call_order(metadata: Mapping[str, Any]) -> tuple[int, str]:
     """(priority, fairness key) of a job's calls from its metadata; a bad value is a
     ConfigurationError naming it."""
     priority = metadata.get("PRIORITY", 0)
-    if type(priority) is not int:
-        raise ConfigurationError(f"metadata PRIORITY must be an int, got {priority!r}")
+    if type(priority) is not int or not -PRIORITY_RANGE <= priority < PRIORITY_RANGE:
+        raise ConfigurationError(f"metadata PRIORITY must be an int from {-PRIORITY_RANGE:,} "
+                                 f"to {PRIORITY_RANGE - 1:,}, got {priority!r}")
     tenant = metadata.get("TENANT", "")
     if not isinstance(tenant, str):
         raise ConfigurationError(f"metadata TENANT must be a string, got {tenant!r}")

@@ -168,5 +168,7 @@ def test_priority_and_tenant_come_from_metadata() -> None:
     assert call_order({"PRIORITY": 3, "TENANT": "acme"}) == (3, "acme")
     with pytest.raises(ConfigurationError, match="PRIORITY must be an int"):
         call_order({"PRIORITY": "high"})
+    with pytest.raises(ConfigurationError, match="got 1000000000"):
+        call_order({"PRIORITY": 10**9})
     with pytest.raises(ConfigurationError, match="TENANT must be a string"):
         call_order({"TENANT": 7})
