@@ -6,9 +6,11 @@
 
 (a) Overhead per admitted call with N calls waiting (N = 1k, 10k, 100k; target <= 5 µs at
     10k and flat from 1k to 100k): a limiter bound by concurrency, N waiters queued across 3
-    priorities and 100 tenants; each timed operation queues one more call (a future in the
-    heap) and settles one call in flight, which admits the head of the queue (heap pop,
-    bucket arithmetic, `set_result`). The queue stays at N. Median of 5 runs of 20,000.
+    priorities and 100 tenants; each timed operation queues one more call (a future in its
+    tenant's lane) and settles one call in flight, which admits the head of the queue (lane
+    pop and rotation, bucket arithmetic, `set_result`). The queue stays at N. CPU time
+    (process_time: other processes on a shared machine do not count), the collector set as
+    the worker loop sets it; median of 5 runs of 20,000.
 (b) The same call when nothing waits (`try_acquire` + `settle`), and `limiter_for` with no
     limits configured (what every model call pays when admission control is off).
 (c) Token-limit utilisation: a real worker (`run_jobs_loop`) runs 2,000 one-call jobs against
@@ -53,7 +55,7 @@ def overhead_waiting(waiting: int) -> float:
         try:
             limiter = Limiter("bench/m", Limits(requests=1e12, tokens=1e15, concurrency=64),
                               loop=loop)
-            held = Reservation(TOKENS, None)
+            held = Reservation(TOKENS)
             for _ in range(64):
                 assert limiter.try_acquire(TOKENS) is not None
             for i in range(waiting):

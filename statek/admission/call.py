@@ -44,10 +44,10 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
     admission = active()
     priority, tenant = call_order(metadata)
     tokens = admission.estimate(request)
-    key: int | None = None
+    front = False
     refusals = 0
     while True:
-        reservation = await limiter.acquire(tokens, priority, tenant, key)
+        reservation = await limiter.acquire(tokens, priority, tenant, front)
         defer = DEFER_RATE_LIMITS.set(True)
         try:
             reply = await send()
@@ -56,7 +56,7 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
             refusals += 1
             if refusals > admission.max_refusals:
                 raise
-            key = reservation.key or limiter.queue.next_order(priority, tenant)
+            front = True
             continue
         except BaseException:
             limiter.release(reservation)

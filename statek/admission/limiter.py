@@ -57,13 +57,12 @@ class Limits:
 
 class Reservation:
     """What one admitted call holds until it settles or is released: the tokens it took
-    from the bucket (0 when no token limit was known then) and its place in the queue."""
+    from the bucket (0 when no token limit was known then)."""
 
-    __slots__ = ("key", "taken")
+    __slots__ = ("taken",)
 
-    def __init__(self, taken: float, key: int | None) -> None:
+    def __init__(self, taken: float) -> None:
         self.taken = taken
-        self.key = key
 
 
 class Limiter:
@@ -104,19 +103,21 @@ class Limiter:
 
     def try_acquire(self, tokens: float) -> Reservation | None:
         """Admit at once when nobody waits and the capacity is there; else None."""
-        if self.queue.peek() is not None or self._blocked_for(tokens, self._clock()) > 0.0:
+        if self.queue.count and self.queue.peek() is not None:
             return None
-        return self._grant(tokens, None)
+        if self._blocked_for(tokens, self._clock()) > 0.0:
+            return None
+        return self._grant(tokens)
 
     async def acquire(self, tokens: float, priority: int = 0, fairness: Hashable = "",
-                      key: int | None = None) -> Reservation:
-        """Wait (suspended, no CPU) until the call may be sent. `key` re-queues a refused
-        call at the place it had, ahead of calls that came after it."""
-        if key is None:
+                      front: bool = False) -> Reservation:
+        """Wait (suspended, no CPU) until the call may be sent. `front` re-queues a refused
+        call at the front of its lane, ahead of calls that came after it."""
+        if not front:
             found = self.try_acquire(tokens)
             if found is not None:
                 return found
-        future = self.enqueue(tokens, priority, fairness, key)
+        future = self.enqueue(tokens, priority, fairness, front)
         try:
             return await future
         except asyncio.CancelledError:
@@ -125,13 +126,12 @@ class Limiter:
             raise
 
     def enqueue(self, tokens: float, priority: int = 0, fairness: Hashable = "",
-                key: int | None = None) -> asyncio.Future[Reservation]:
+                front: bool = False) -> asyncio.Future[Reservation]:
         """Queue a call; its future gets the Reservation when the call is admitted."""
         queue = self.queue
         future: asyncio.Future[Reservation] = self.loop.create_future()
-        entry = queue.push(queue.next_order(priority, fairness) if key is None else key,
-                           future, tokens)
-        if queue.entries[0] is entry:  # behind others it cannot go first: nothing to check
+        entry = queue.push(priority, fairness, future, tokens, front)
+        if queue.count == 1 or queue.peek() is entry:  # else it cannot go first: no check
             self._drain()
         return future
 
@@ -154,7 +154,7 @@ class Limiter:
                 wait = deficit / bucket.rate
         return wait if wait > 0.0 else 0.0
 
-    def _grant(self, tokens: float, key: int | None) -> Reservation:
+    def _grant(self, tokens: float) -> Reservation:
         if self.requests is not None:
             self.requests.level -= 1.0
         taken = 0.0
@@ -165,26 +165,25 @@ class Limiter:
             self.reserved += taken
         self.in_flight += 1
         self.admitted += 1
-        return Reservation(taken, key)
+        return Reservation(taken)
 
     def _drain(self, now: float | None = None) -> None:
         """Admit waiters from the head while they fit; arm one timer for the head's refill."""
         queue = self.queue
-        heap = queue.entries
         if now is None:
             now = self._clock()
-        while heap and self.in_flight < self.concurrency:  # else: a call ending admits
-            order, future, tokens = heap[0]
-            if future.done():  # cancelled while waiting
-                queue.peek()  # drops it and any others on top
-                continue
+        while queue.count and self.in_flight < self.concurrency:  # else: a call ending admits
+            entry = queue.peek()
+            if entry is None:
+                return
+            future, tokens = entry
             wait = self._blocked_for(tokens, now)
             if wait > 0.0:
                 if wait != math.inf:
                     self._wake_at(now + wait)
                 return
             queue.pop()
-            future.set_result(self._grant(tokens, order))
+            future.set_result(self._grant(tokens))
 
     def _wake_at(self, when: float) -> None:
         """One timer per limiter, for the earliest moment the head may fit."""
@@ -214,7 +213,7 @@ class Limiter:
         self.probing = False
         if info is not None:
             self._learn(info, now)
-        if self.queue.entries:
+        if self.queue.count:
             self._drain(now)
 
     def release(self, reservation: Reservation) -> None:

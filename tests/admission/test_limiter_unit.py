@@ -230,18 +230,25 @@ def test_learning_probes_with_one_call_before_the_limits_are_known(
     assert limiter.tokens is not None and limiter.tokens.capacity == 10_000
 
 
-def test_wait_queue_forgets_lanes_it_no_longer_needs() -> None:
+def test_wait_queue_drops_empty_lanes_and_levels_and_cancelled_calls() -> None:
     queue = WaitQueue()
     loop = asyncio.new_event_loop()
     try:
-        keep = queue.push(queue.next_order(-1, "keep"), loop.create_future(), 1)  # stays
+        keep = queue.push(-1, "keep", loop.create_future(), 1)  # a lower level: stays
         for tenant in range(3000):
-            queue.push(queue.next_order(0, tenant), loop.create_future(), 1)
+            queue.push(0, tenant, loop.create_future(), 1)
+            assert queue.peek() is not keep
             queue.pop()
-        assert len(queue._last) < 2100  # pruned as it went
-        assert queue.pop() is keep and queue._last == {}
+        assert queue.peek() is keep and list(queue._levels) == [-1] and len(queue) == 1
+        gone = queue.push(5, "x", loop.create_future(), 1)
+        refused = queue.push(5, "x", loop.create_future(), 1, front=True)
+        assert queue.peek() is refused  # a refused call goes back to the front of its lane
+        refused[0].cancel()
+        gone[0].cancel()
+        assert queue.peek() is keep and len(queue) == 1
+        assert queue.pop() is keep and queue.peek() is None and queue._levels == {}
         with pytest.raises(ValueError, match="priority must be in"):
-            queue.next_order(10**9, "x")
+            queue.push(10**9, "x", loop.create_future(), 1)
     finally:
         loop.close()
 
