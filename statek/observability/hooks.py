@@ -17,7 +17,7 @@ from typing import Any
 
 from statek.errors import ConfigurationError, ProviderError
 from statek.observability import tracing
-from statek.observability.logs import StepContext, current_step
+from statek.observability.logs import AGENT, current_step
 from statek.observability.recorder import RECORDER
 from statek.providers.retry import is_retryable_status
 
@@ -43,9 +43,10 @@ async def observed_step(execute: Callable[[Any, str | None], Awaitable[Any]], jo
                         job_uuid: str, provider: str | None) -> Any:
     """Run `execute(job, provider)` (execute_step) with the job's log context, a step span
     and the step's counters (written out inline: this runs once per step)."""
-    ctx = StepContext(job_uuid, next(_step_numbers))
+    number = next(_step_numbers)
+    ctx: list[Any] = [job_uuid, number, None]  # logs.StepContext
     token = _set_step(ctx)
-    span = tracing.start_step(job, job_uuid, ctx.step) if tracing.ENABLED else None
+    span = tracing.start_step(job, job_uuid, number) if tracing.ENABLED else None
     began = _clock()
     outcome = "cancelled"
     try:
@@ -55,7 +56,7 @@ async def observed_step(execute: Callable[[Any, str | None], Awaitable[Any]], jo
     finally:
         elapsed = _clock() - began
         _reset_step(token)
-        agent = ctx.agent or "unknown"
+        agent: str = ctx[AGENT] or "unknown"
         RECORDER.steps_finished[agent, outcome] += 1
         hist = RECORDER.step_duration[agent]
         hist.counts[bisect_left(hist.bounds, elapsed)] += 1
@@ -82,7 +83,7 @@ def step_defined(info: Any) -> None:
         name = _agent_names[info.uuid] = str(info.agent.role)
     RECORDER.steps_started[name] += 1
     if ctx is not None:
-        ctx.agent = name
+        ctx[AGENT] = name
         if tracing.ENABLED:
             tracing.name_step(name)
 

@@ -21,16 +21,14 @@ ROOT = "statek"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(job_suffix)s"
 
 
-class StepContext:
-    """What a record emitted within a step is tagged with (mutable: the agent is known only
-    once the step has read the job's definition)."""
+#: While a step runs: [job id, step number, agent] (the agent is filled in once the step has
+#: read its job's definition). A list, not an object: it is made once per step, on the hot path.
+StepContext = list[Any]
+JOB_ID, STEP, AGENT = 0, 1, 2
 
-    __slots__ = ("agent", "job_id", "step")
 
-    def __init__(self, job_id: str, step: int) -> None:
-        self.job_id = job_id
-        self.step = step
-        self.agent: str | None = None
+def step_context(job_id: str, step: int, agent: str | None = None) -> StepContext:
+    return [job_id, step, agent]
 
 
 current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
@@ -47,8 +45,8 @@ class JobContextFilter(logging.Filter):
             record.job_id = record.agent = record.step = None
             record.job_suffix = ""
         else:
-            record.job_id, record.agent, record.step = ctx.job_id, ctx.agent, ctx.step
-            record.job_suffix = f" [job={ctx.job_id} agent={ctx.agent} step={ctx.step}]"
+            record.job_id, record.step, record.agent = ctx
+            record.job_suffix = f" [job={ctx[JOB_ID]} agent={ctx[AGENT]} step={ctx[STEP]}]"
         return True
 
 

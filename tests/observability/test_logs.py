@@ -68,14 +68,13 @@ async def test_json_records_within_a_step_carry_the_job(
 
 
 def test_text_format_appends_the_job_context() -> None:
-    from statek.observability.logs import StepContext, current_step
+    from statek.observability.logs import current_step, step_context
 
     stream = io.StringIO()
     logger = logging.getLogger("statek.tests.text")
     handler = make_handler("text", stream)
     logger.addHandler(handler)
-    ctx = StepContext("JOB123", 7)
-    ctx.agent = "writer"
+    ctx = step_context("JOB123", 7, "writer")
     token = current_step.set(ctx)
     try:
         logger.warning("inside")
