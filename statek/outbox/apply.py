@@ -19,10 +19,19 @@ from statek.models.job import Job
 from statek.models.root import root_for
 from statek.models.storable import check_value
 from statek.models.submit import _checked_vars, create_job, jobdef_for
-from statek.outbox.state import MAX_DEAD_LETTERS, is_outbox_id
+from statek.outbox.state import (
+    MAX_DEAD_LETTERS,
+    is_outbox_id,
+    made_for,
+    record_made,
+    split_id,
+)
 from statek.runtime.queues import event_problem, refusal_of
 
 log = logging.getLogger("statek.outbox")
+#: Ids a producer may have given out ahead of the ones applied (its threads race) before an
+#: id is refused as forged: each step of a gap is one stored None.
+MAX_ID_GAP = 100_000
 
 
 class Applier:
@@ -31,7 +40,7 @@ class Applier:
 
     def __init__(self, state: Any) -> None:
         self.state = state
-        self.ids = state.ids
+        self.made = state.made
         self.created: list[str] = []
         self.applied = 0
 
@@ -63,23 +72,37 @@ class Applier:
             raise TypeError("locale must be a str")
         jobdef = jobdef_for(agent, dict(params))
         anchor = root_for().jobs
-        ids = self.ids
+        lists: dict[str, Any] = {}
         for job_id, values in pairs:
+            if not is_outbox_id(job_id):
+                self.dead_letter("job", str(job_id), None, "malformed job id")
+                continue
             try:
                 checked = _checked_vars(values, None)
             except StatekError as exc:
                 self.dead_letter("job", job_id, None, str(exc))
                 continue
+            producer, counter = split_id(job_id)
+            made = lists.get(producer)
+            if made is None:
+                made = self.made.get(producer)
+                if made is None:
+                    self.made[producer] = []
+                    made = self.made[producer]
+                lists[producer] = made
+            if counter > len(made) + MAX_ID_GAP:
+                self.dead_letter("job", job_id, None, "job id counter far beyond its producer's")
+                continue
             job = Job(jobdef, checked, locale)
             anchor.append(job)
             job.tag_new()
-            ids[job_id] = job
+            record_made(made, counter, job)
             self.created.append(str(db0.uuid(job)))
             self.applied += 1
 
     def target(self, job_id: str) -> Any:
         if is_outbox_id(job_id):
-            return self.ids.get(job_id)
+            return made_for(self.state, job_id)
         return _fetch(job_id)
 
     def _message(self, job_id: str, message: Any) -> None:

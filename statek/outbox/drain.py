@@ -46,6 +46,7 @@ class OutboxDrain:
         self.finished: dict[str, int] = {  # segment -> state number that must be committed
             name: 0 for name, at in self.positions.items() if at == FINISHED}
         self.dirty = True
+        self.paused = False  # a full drain waits for the event loop to run once
         self.last_look = 0.0
         self.turn = 0
         self.applied = 0  # records' items applied by this drain (jobs, messages, ...)
@@ -93,7 +94,14 @@ class OutboxDrain:
 
     # ------------------------------------------------------------ draining
     def due(self) -> bool:
+        if self.paused:
+            return False
         return self.dirty or time.monotonic() - self.last_look >= LOOK_EVERY_S
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.dirty = True
+        self._wake()
 
     def drain(self, limit: int) -> int:
         """Apply up to about `limit` items (whole records); returns the writes made (items
@@ -126,9 +134,11 @@ class OutboxDrain:
         changed = applier.applied + self.written  # writes the loop's next commit must take
         if looking:
             reclaim.sweep_temporary(self.directory)
-        if more:
+        if more:  # again once the event loop has run (steps waiting for it are not starved)
             self.dirty = True
-            self._wake()
+            if self._loop is not None:
+                self.paused = True
+                self._loop.call_soon(self._resume)
         return changed
 
     def _discover(self) -> None:

@@ -83,11 +83,12 @@ def _class(module: Any, qualname: Any) -> type:
     return found
 
 
-def dumps(item: Any) -> bytes:
-    """One framed record holding `item`."""
+def dumps(item: Any, *, plain: bool = False) -> bytes:
+    """One framed record holding `item`. `plain`: the caller knows it holds only scalars and
+    built-in containers (no dbzero object, no class), so no object needs looking at."""
     buffer = io.BytesIO()
     buffer.write(b"\0" * HEADER.size)
-    _Pickler(buffer, protocol=5).dump(item)
+    (pickle.Pickler if plain else _Pickler)(buffer, protocol=5).dump(item)
     frame = buffer.getbuffer()
     size = len(frame) - HEADER.size
     if size > MAX_FRAME:

@@ -236,9 +236,12 @@ class JobsLoop:
 
     def _drain_outbox(self) -> None:
         """Apply what other processes appended to the outbox (woken by them, see
-        statek.outbox.wake); committed with the loop's group commit."""
-        if self.outbox is not None and self.outbox.due():
-            self.pending_commits += self.outbox.drain(QUEUE_MAX_PER_ITERATION)
+        statek.outbox.wake); committed with the loop's group commit. Not while a full
+        concurrency of jobs waits to run: the files hold the backlog, not memory."""
+        room = self.max_concurrency - len(self.sched.ready)
+        if self.outbox is not None and room > 0 and self.outbox.due():
+            self.pending_commits += self.outbox.drain(min(QUEUE_MAX_PER_ITERATION,
+                                                          max(QUEUE_STEP, room)))
 
     def _drain_queues(self) -> None:
         if not self.sched.queue_dirty and not (self.events_waiting and self.free_slots()):
