@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from statek import job_caches
+
 #: callback(job_uuid, job or None): the job may have a new status or console lines.
 Observer = Callable[[str, Any], None]
 
@@ -57,6 +59,7 @@ def job_runnable(job_uuid: str) -> None:
 def job_finished(job_uuid: str) -> None:
     if _listener is not None:
         _listener.job_finished(job_uuid)
+    job_caches.drop(job_uuid)
     if observers:
         job_changed(job_uuid)
 

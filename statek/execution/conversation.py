@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from statek import _json, store
+from statek import _json, job_caches, store
 from statek.models import chatlog
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
@@ -28,7 +28,7 @@ future, sleep(seconds) and sleep_until(when) return timer futures, wait_message(
 for the next message, get_all(*futures) / get_any(*futures) combine them; reading \
 `future.value` waits for it."""
 
-_transcripts: OrderedDict[str, Transcript] = OrderedDict()
+_transcripts = job_caches.register("conversation.transcripts", OrderedDict[str, "Transcript"]())
 _prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}
 
 

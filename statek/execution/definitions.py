@@ -14,7 +14,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek import store
+from statek import job_caches, store
 from statek.execution import harness
 from statek.execution.job_functions import read_only_params
 
@@ -66,7 +66,7 @@ def definition_info(jobdef: Any) -> DefinitionInfo:
 
 #: job uuid -> its definition's uuid (a job's definition never changes; reading the
 #: reference costs ~6 µs per step).
-_of_job: OrderedDict[str, str] = OrderedDict()
+_of_job = job_caches.register("definitions.of_job", OrderedDict[str, str]())
 
 
 def definition_of(job: Any, job_uuid: str) -> DefinitionInfo:
@@ -81,10 +81,6 @@ def definition_of(job: Any, job_uuid: str) -> DefinitionInfo:
     if len(_of_job) > CACHE_SIZE * 8:
         _of_job.popitem(last=False)
     return info
-
-
-def forget_job(job_uuid: str) -> None:
-    _of_job.pop(job_uuid, None)
 
 
 def forget_definitions() -> None:

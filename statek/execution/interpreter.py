@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
 from typing import Any
 
-from statek import store
+from statek import job_caches, store
 from statek.errors import SandboxViolation
 from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.harness import (
@@ -51,9 +51,10 @@ from statek.sandbox import (
 )
 
 #: job uuid -> {name: value} for locals dbzero cannot store (lost when the process ends).
-_transient: dict[str, dict[str, Any]] = {}
+_transient = job_caches.register("interpreter.transient", dict[str, dict[str, Any]]())
 #: job uuid -> (policy, globals) for jobs whose transient values refer to their globals.
-_namespaces: dict[str, tuple[SandboxPolicy, dict[str, Any]]] = {}
+_namespaces = job_caches.register("interpreter.namespaces",
+                                  dict[str, tuple[SandboxPolicy, dict[str, Any]]]())
 
 
 @dataclass(slots=True)
@@ -67,7 +68,8 @@ class _ScalarNamespace:
 
 
 #: job uuid -> its kept namespace (see JobNamespace.keep); least recently kept dropped first.
-_scalar_namespaces: OrderedDict[str, _ScalarNamespace] = OrderedDict()
+_scalar_namespaces = job_caches.register("interpreter.scalar_namespaces",
+                                         OrderedDict[str, _ScalarNamespace]())
 SCALAR_NAMESPACES = 2048
 
 #: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
@@ -89,12 +91,6 @@ class Outcome:
     error: str | None = None
     tool: AwaitTool | None = None
     fatal: bool = False  # the job ends (its step's code budget is used up)
-
-
-def forget_transient(job_uuid: str) -> None:
-    _transient.pop(job_uuid, None)
-    _namespaces.pop(job_uuid, None)
-    _scalar_namespaces.pop(job_uuid, None)
 
 
 @on_external_bind

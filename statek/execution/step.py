@@ -30,7 +30,7 @@ from statek.admission.call import admitted_call
 from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
-from statek.execution.definitions import DefinitionInfo, definition_of, forget_job
+from statek.execution.definitions import DefinitionInfo, definition_of
 from statek.execution.harness import step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
@@ -41,7 +41,6 @@ from statek.execution.interpreter import (
     JobNamespace,
     Outcome,
     can_persist,
-    forget_transient,
     run_block,
 )
 from statek.execution.job_functions import JobFunctions
@@ -164,10 +163,7 @@ class _Step:
                 exit_status = text
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
         # bounded preview and an error naming the problem
-        self.job.finish(exit_status, error)
-        forget_transient(self.uuid)
-        conversation.forget(self.uuid)
-        forget_job(self.uuid)
+        self.job.finish(exit_status, error)  # per-job caches drop it (statek.job_caches)
         self.result.completed = True
 
     def log(self, entry: tuple[Any, ...]) -> None:

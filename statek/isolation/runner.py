@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
-from statek import store
+from statek import job_caches, store
 from statek.errors import SandboxViolation
 from statek.execution.harness import budget_error, step_budget
 from statek.execution.interpreter import (
@@ -36,7 +36,7 @@ from statek.execution.interpreter import (
 )
 from statek.execution.job_functions import JobFunctions, stored_callable_problem
 from statek.execution.signals import JobExit
-from statek.isolation.pool import ExecutorLost, PoolConfig, pool_for
+from statek.isolation.pool import ExecutorLost, PoolConfig, current_pool, pool_for
 from statek.isolation.protocol import Opaque, ProtocolError, Ref, encode_exception
 from statek.models.future import ControlSignal, Future
 from statek.models.job_locals import StoredLocals
@@ -131,7 +131,7 @@ class RefTable:
         raise ProtocolError(f"{kind.__name__} is not plain data")
 
 
-_tables: OrderedDict[str, RefTable] = OrderedDict()
+_tables = job_caches.register("isolation.ref_tables", OrderedDict[str, "RefTable"]())
 _MAX_TABLES = 65_536
 
 
@@ -410,8 +410,6 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
             if job.state == DONE:  # cancelled while the executor ran: nothing to record
                 return False
             kind, go_on, tool = _apply(step, block, outcome, warmup, start, table)
-            if step.result.completed:
-                _forget(step.uuid, pool)
         if kind == AWAITING_TOOL:
             site, value = await _await_tool(step, tool, table, _bounded)
             results[site] = value
@@ -447,9 +445,12 @@ async def _run(pool: Any, step: _Step, request: dict[str, Any], calls: _Calls, b
     return outcome
 
 
-def _forget(job_uuid: str, pool: Any) -> None:
-    _tables.pop(job_uuid, None)
-    pool.forget(job_uuid)
+@job_caches.on_drop
+def _forget_in_executor(job_uuid: str) -> None:
+    """A finished job's namespace in its executor process can go too."""
+    pool = current_pool()
+    if pool is not None:
+        pool.forget(job_uuid)
 
 
 async def _await_tool(step: _Step, tool: Any, table: RefTable, bounded: Any) -> tuple[str, Any]:
