@@ -69,8 +69,14 @@ def test_scrape_after_jobs(worker: Worker) -> None:
                                                   "vars_batch": [{"i": i} for i in range(JOBS)]})
         assert answer.status_code == 201, answer.text
         wait_done(http, [str(j) for j in answer.json()["jobs"]])
-        page = http.get("/metrics")
-        assert page.status_code == 200
+        # DONE shows before the loop's group commit: wait for that commit (bounded)
+        deadline = time.monotonic() + BOUND_S
+        while True:
+            page = http.get("/metrics")
+            assert page.status_code == 200
+            if samples(page.text).get(("statek_commit_group_size_sum", ()), 0.0) >= JOBS:
+                break
+            assert time.monotonic() < deadline, "the jobs' steps were never committed"
         assert page.headers["content-type"].startswith("text/plain")
         assert http.get("/healthz").status_code == 200
         ready = http.get("/readyz")
