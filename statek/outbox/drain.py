@@ -179,14 +179,14 @@ class OutboxDrain:
         name = segment.name
         start = position = self.positions[name]
         while applier.applied < limit and position != segment.sealed_at:
-            items = segment.read(position)
-            if not items:
-                break
-            for end, item in items:
+            before = position
+            for end, item in segment.read(position):
                 applier.apply(item)
                 position = end
                 if applier.applied >= limit:
                     break
+            if position == before:
+                break
         finished = position == segment.sealed_at
         if not finished and looking and applier.applied < limit:
             dead_end = self._dead_and_read(segment, applier, position)
@@ -206,12 +206,12 @@ class OutboxDrain:
         if segment.producer_alive():
             return None
         while position != segment.sealed_at:  # nothing more will be written: read to the end
-            items = segment.read(position)
-            if not items:
-                break
-            for end, item in items:
+            before = position
+            for end, item in segment.read(position):
                 applier.apply(item)
                 position = end
+            if position == before:
+                break
         left = segment.size() - position
         if left > 0 and position != segment.sealed_at:
             log.warning("outbox segment %s: its producer died mid-append; the %d bytes after "

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from statek.outbox import records
 
 log = logging.getLogger("statek.outbox")
 
-#: Bytes read from a segment at a time.
-READ_CHUNK = 1024 * 1024
+#: Bytes read from a segment at a time (about 25 records of 100 jobs).
+READ_CHUNK = 64 * 1024
 
 
 class Segment:
@@ -53,11 +54,12 @@ class Segment:
         assert self.fd is not None
         return os.fstat(self.fd).st_size
 
-    def read(self, offset: int) -> list[tuple[int, Any]]:
-        """The records after `offset` that are complete, as (offset after it, item); reading
-        stops at a seal (`sealed_at` is set) or at damage (`damaged` is set)."""
+    def read(self, offset: int) -> Iterator[tuple[int, Any]]:
+        """The complete records after `offset`, decoded one at a time as the caller asks
+        (a drain applies a few and stops), as (offset after it, item); reading stops at a seal
+        (`sealed_at` is set) or at damage (`damaged` is set)."""
         if not self.open():
-            return []
+            return
         assert self.fd is not None
         data = os.pread(self.fd, READ_CHUNK, offset)
         frames, _end, damaged = records.split(data, offset)
@@ -66,17 +68,16 @@ class Segment:
             data = os.pread(self.fd, records.HEADER.size + size, offset)
             frames, _end, damaged = records.split(data, offset)
         self.damaged = damaged
-        items: list[tuple[int, Any]] = []
         for end, payload in frames:
             try:
                 item = records.loads(payload)
             except records.RecordError as exc:
                 item = ("bad", str(exc))
-            items.append((end, item))
             if type(item) is tuple and item[:1] == ("end",):
                 self.sealed_at = end
-                break
-        return items
+                yield end, item
+                return
+            yield end, item
 
     def producer_alive(self) -> bool:
         """Whether the producer still holds the segment's lock (it takes it before the file

@@ -141,7 +141,7 @@ def test_the_client_checks_before_writing(client: OutboxClient, agent: Any) -> N
     with pytest.raises(JobNotFoundError, match="applied it"):
         client.get_job("ob0123456789abcdef0")  # another producer's id, not applied
     (name,) = _segments(client.writer.directory)  # the refused calls wrote nothing
-    written = Segment(client.writer.directory / name, "0", 0).read(0)
+    written = list(Segment(client.writer.directory / name, "0", 0).read(0))
     assert [item[0] for _end, item in written] == ["jobs"]
 
 
@@ -220,7 +220,7 @@ def test_segment_sees_a_live_and_a_dead_producer(tmp_path: Path) -> None:
     assert segment.producer_alive()
     writer.close()
     assert not segment.producer_alive()
-    items = segment.read(0)
+    items = list(segment.read(0))
     assert [item for _end, item in items] == [("cancel", "A"), ("end",)]
     assert segment.sealed_at == items[-1][0] == segment.size()
     segment.close()
