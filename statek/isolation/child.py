@@ -277,6 +277,9 @@ class _Functions:
     def delegate(self, agent: Any, **shared_vars: Any) -> Any:
         return self._call("delegate", (agent,), shared_vars)
 
+    def set_budget(self, child: Any, **limits: Any) -> Any:
+        return self._call("set_budget", (child,), limits, future=False)
+
     def sleep(self, seconds: float) -> Any:
         return self._call("sleep", (seconds,), {})
 
@@ -321,7 +324,8 @@ class _Functions:
 
     def builtins(self, tools: dict[str, tuple[bool, str]], params: Any) -> dict[str, Any]:
         names: dict[str, Any] = {
-            "exit": self.exit, "delegate": self.delegate, "sleep": self.sleep,
+            "exit": self.exit, "delegate": self.delegate, "set_budget": self.set_budget,
+            "sleep": self.sleep,
             "sleep_until": self.sleep_until, "wait_message": self.wait_message,
             "get_all": self.get_all, "get_any": self.get_any, "wait_for": self.wait_for,
             "params": params,

@@ -267,6 +267,9 @@ class _Calls:
     def do_delegate(self, agent: Any, **shared: Any) -> Any:
         return self.ok(self.functions.delegate(agent, **shared))
 
+    def do_set_budget(self, child: Any, **limits: Any) -> Any:
+        return self.ok(self.functions.set_budget(child, **limits))
+
     def do_sleep(self, seconds: Any) -> Any:
         return self.ok(self.functions.sleep(seconds))
 

@@ -164,8 +164,9 @@ def external_names(blocks: Sequence[str], provided: Iterable[str] = ()) -> tuple
     return tuple(scanner.found)
 
 
-#: Names statek injects into every job's namespace (the executor defines them).
+#: Names statek injects into every job's namespace: `JobFunctions.builtins` in the worker and
+#: the executor's in isolation="process" define exactly these (tests/test_job_function_names.py).
 JOB_BUILTINS = (
-    "exit", "delegate", "sleep", "sleep_until", "wait_message", "get_all", "get_any",
-    "wait_for", "params",
+    "exit", "delegate", "set_budget", "sleep", "sleep_until", "wait_message", "get_all",
+    "get_any", "wait_for", "params",
 )  # fmt: skip

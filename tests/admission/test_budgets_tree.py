@@ -162,6 +162,7 @@ def test_wall_time_budget_holds_until_raised(api: statek.StatekClientAPI) -> Non
     assert job.exit_status == 50
 
 
+@pytest.mark.usefixtures("execution_mode")  # set_budget is a job function in both modes
 def test_parent_gives_a_child_its_own_budget(api: statek.StatekClientAPI) -> None:
     _provider()
     child = statek.Agent("child", "You answer with code.")
