@@ -13,6 +13,7 @@ import dbzero as db0
 from statek import store
 from statek.models.agent import Agent, SupervisedAgent
 from statek.models.push_queue import StatekPushQueue
+from statek.observability.logs import configure_logging
 from statek.runtime.agentic import AgentLoopDef, run_agentic_fleet, run_agentic_loop
 from statek.runtime.loop import forget_early_stop, last_stats, run_jobs_loop, stop_loops
 from statek.runtime.os_signals import WorkerSignals
@@ -95,6 +96,7 @@ async def _run_worker(agents: Sequence[Agent] | None,
                       provider: str | None, auto_terminate: bool, signals: WorkerSignals,
                       *, take_all_signals: bool) -> LoopStats:
     cfg = store.init(settings)
+    configure_logging(cfg)  # before the first record ("worker ready"), not at the loop's start
     if not store.has_prefix():
         store.open_default_store()
     StatekClientAPI()

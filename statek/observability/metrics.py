@@ -67,7 +67,7 @@ def _wake_kinds(sched: Any) -> dict[str, float]:
     O(distinct wake keys), read from the scheduler's tables."""
     kinds: dict[str, float] = {"job": 0, "message": 0, "time": float(len(sched.timers))}
     waiting = sched.waiters.waiting
-    for key, number in list(sched.wake_keys._ids.items()):
+    for key, number in sched.wake_keys.items():
         count = waiting(number)
         if count:
             kind = key.partition(":")[0]

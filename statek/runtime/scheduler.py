@@ -55,6 +55,10 @@ class IdTable:
             raise KeyError(number)
         return key
 
+    def items(self) -> list[tuple[str, int]]:
+        """(key, number) pairs, a snapshot (for reporting: metrics by wake kind)."""
+        return list(self._ids.items())
+
     def release(self, key: str) -> None:
         number = self._ids.pop(key, None)
         if number is not None:
