@@ -416,7 +416,7 @@ class _Stream:
 def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
     api = Api(settings, hub)
     app = web.Application(middlewares=[api.middleware], client_max_size=settings.http_max_body)
-    app["max_body"] = settings.http_max_body
+    app[validate.MAX_BODY] = settings.http_max_body
     app.router.add_get("/v1/health", api.health)
     app.router.add_get("/v1/openapi.json", api.openapi)
     app.router.add_get("/v1/agents", api.agents)

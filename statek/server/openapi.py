@@ -19,6 +19,13 @@ _SSE = {"200": {"description": "text/event-stream of `status` and `console` even
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
+_LIMIT = {"type": ["number", "null"], "minimum": 0}
+_BUDGET = {"type": "object", "additionalProperties": False, "properties": {
+    "tokens": _LIMIT, "cost": _LIMIT, "steps": _LIMIT, "seconds": _LIMIT,
+    "policy": {"enum": ["suspend", "fail", None]}}}
+_RAISE = {**_BUDGET, "properties": {k: _LIMIT for k in ("tokens", "cost", "steps", "seconds")}}
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -35,6 +42,7 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
                              "metadata, warmup_code, others stored with the job definition"}}
     paths: dict[str, Any] = {
         "/v1/health": {"get": {"summary": "liveness (no token needed)", "responses": _ok("ok")}},
+        "/v1/openapi.json": {"get": {"summary": "this document", "responses": _ok("OpenAPI")}},
         "/v1/agents": {"get": {"summary": "agents", "responses": _ok("agents")}},
         "/v1/agents/{agent}/events": {"post": {
             "summary": "queue an event for a supervised agent (it becomes a job)",
@@ -86,6 +94,24 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
             "parameters": [_UUID], "responses": _SSE}},
         "/v1/events": {"get": {"summary": "SSE: every job's status changes and console lines",
                                "responses": _SSE}},
+        "/v1/jobs/{uuid}/budget": {
+            "get": {"summary": "the job's budget: limits, spent, exhausted",
+                    "parameters": [_UUID], "responses": _ok("{budget}")},
+            "post": {"summary": "give the job a budget of its own (absolute limits, 0 is none) "
+                                "and a policy; held jobs within it resume",
+                     "parameters": [_UUID, _KEY], "requestBody": _body(_BUDGET),
+                     "responses": _ok("{budget}")}},
+        "/v1/jobs/{uuid}/budget/raise": {"post": {
+            "summary": "add to the job's budget limits; held jobs within it resume",
+            "parameters": [_UUID, _KEY], "requestBody": _body(_RAISE),
+            "responses": _ok("{budget}")}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (statek[metrics])",
+                             "responses": {"200": {"description": "text exposition format"}}}},
+        "/healthz": {"get": {"summary": "the process is alive (no token needed)",
+                             "responses": _ok("ok")}},
+        "/readyz": {"get": {"summary": "the loop iterates within its deadline and the store is "
+                                       "writable (503 otherwise; no token needed)",
+                            "responses": _ok("ready")}},
     }
     return {
         "openapi": "3.1.0",

@@ -11,6 +11,9 @@ from aiohttp import web
 from statek import _json
 from statek.server.errors import ApiError, bad_field
 
+#: the largest request body the app accepts (bytes), for the error that names it
+MAX_BODY = web.AppKey("max_body", int)
+
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _UUID = re.compile(r"[A-Za-z0-9]{1,64}")
 _TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
@@ -25,7 +28,7 @@ async def json_body(request: web.Request, allowed: tuple[str, ...],
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise too_large(request.app["max_body"]) from exc
+        raise too_large(request.app[MAX_BODY]) from exc
     try:
         body = _json.loads(raw)
     except ValueError as exc:
