@@ -227,11 +227,18 @@ class OutboxDrain:
 
     # ------------------------------------------------------------ for auto_terminate
     def has_pending(self) -> bool:
-        """Whether any segment has bytes not applied yet (or an unsealed live producer)."""
+        """Whether anything is left to do: bytes not applied, a segment to delete, or one
+        whose producer died and that is not finished yet (a live producer's is not work)."""
         self._discover()
+        if self.finished:
+            self.dirty = True  # the next look deletes them, once their mark is committed
+            return True
         for segment in self.segments.values():
             at = self.positions.get(segment.name, 0)
-            if at != FINISHED and segment.size() > at:
+            if at == FINISHED:
+                continue
+            if segment.size() > at or not segment.producer_alive():
+                self.dirty = True
                 return True
         return False
 
