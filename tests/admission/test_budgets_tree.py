@@ -162,7 +162,23 @@ def test_wall_time_budget_holds_until_raised(api: statek.StatekClientAPI) -> Non
     assert job.exit_status == 50
 
 
-@pytest.mark.usefixtures("execution_mode")  # set_budget is a job function in both modes
+@pytest.mark.usefixtures("execution_mode")
+def test_set_budget_is_a_job_function_in_both_modes(api: statek.StatekClientAPI) -> None:
+    """(Whether the child's first step runs before or after the parent's next statement
+    depends on the mode: under isolation="process" the parent's statements are round trips
+    and the child may already have run, so only the call itself is compared here.)"""
+    _provider()
+    child = statek.Agent("child", "You answer with code.")
+    parent = statek.Agent("parent", "You delegate.")
+    code = ("kid = delegate(child, i=6)\n"
+            "print(set_budget(kid, tokens=100)['limits']['tokens'])\nexit(0)")
+    job = api.submit_new_job(parent, {"child": child}, warmup_code=code)
+    _run_until_idle()
+    assert job.error is None and job.console == ["100\n"]
+    (kid,) = _children(api, job.uuid)
+    assert api.get_budget(kid)["limits"]["tokens"] == 100
+
+
 def test_parent_gives_a_child_its_own_budget(api: statek.StatekClientAPI) -> None:
     _provider()
     child = statek.Agent("child", "You answer with code.")
