@@ -411,10 +411,10 @@ def _status_text(row: dict[str, Any]) -> str:
 
 def _local_jobs(status: str | None, agent: str | None,
                 limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from statek.models.root import root_for
+    from statek.models.root import root_jobs
     from statek.server import views
 
-    anchor = root_for().jobs
+    anchor = root_jobs()
     by_agent: dict[str, dict[str, int]] = {}
     views.count_by_agent(anchor, 0, len(anchor), {}, by_agent)
     counts = {"by_status": views.status_counts(), "by_agent": by_agent, "total": len(anchor)}

@@ -18,7 +18,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.models.root import root_for
+from statek.models.root import root_jobs
 from statek.models.status import DONE, STATUS_NAMES
 from statek.server.jsonable import jsonable
 from statek.server.views import job_summary, status_counts
@@ -56,7 +56,7 @@ def when(stamp: float | None) -> str:
 async def counts_by_agent(limit: int = SCAN_LIMIT) -> tuple[dict[str, dict[str, int]], bool]:
     """role -> status -> jobs, over the newest `limit` jobs; and whether that was all.
     Yields to the event loop every CHUNK jobs."""
-    anchor = root_for().jobs
+    anchor = root_jobs()
     total = len(anchor)
     role_of: dict[str, str] = {}
     by_agent: dict[str, dict[str, int]] = {}
@@ -74,7 +74,7 @@ async def overview() -> dict[str, Any]:
     rows = [{"agent": role, "counts": [row.get(s, 0) for s in STATUS_NAMES],
              "total": sum(row.values())} for role, row in sorted(by_agent.items())]
     return {"by_status": status_counts(), "by_agent": rows, "complete": complete,
-            "total": len(root_for().jobs)}
+            "total": len(root_jobs())}
 
 
 # ---------------------------------------------------------------------------- job list
@@ -128,7 +128,7 @@ def parse_filter(query: dict[str, str]) -> tuple[JobFilter, list[str]]:
 async def job_page(wanted: JobFilter) -> dict[str, Any]:
     """Newest first: up to `limit` matching jobs; `next_cursor` continues after them.
     Yields to the event loop every CHUNK jobs."""
-    anchor = root_for().jobs
+    anchor = root_jobs()
     total = len(anchor)
     start = total - 1 if wanted.cursor is None else min(wanted.cursor, total - 1)
     role_of: dict[str, str] = {}
@@ -281,7 +281,7 @@ def _node(job: Any) -> dict[str, str]:
 def children(job: Any) -> tuple[list[dict[str, str]], int]:
     """Jobs whose parent is `job` (listed after it: the jobs list is in creation order, so
     the scan starts at the job's creation time), and how many there are in the scan."""
-    anchor = root_for().jobs
+    anchor = root_jobs()
     key = str(db0.uuid(job))
     found: list[dict[str, str]] = []
     count = 0

@@ -38,6 +38,17 @@ def root_for(prefix: str | None = None) -> Any:
     return root
 
 
+def root_jobs(prefix: str | None = None) -> Any:
+    """The anchor list of `prefix`'s jobs; an empty tuple in a prefix opened read-only that
+    no job was ever submitted to (its root does not exist, and a reader cannot create it)."""
+    try:
+        return root_for(prefix).jobs
+    except RuntimeError as exc:
+        if "read-only" not in str(exc):
+            raise
+        return ()
+
+
 @on_close
 def forget_roots() -> None:
     """Drop cached roots (after dbzero is closed they are stale)."""

@@ -254,9 +254,9 @@ class Api:
                                "total": total})
 
     def client_root_jobs(self) -> Any:
-        from statek.models.root import root_for
+        from statek.models.root import root_jobs
 
-        return root_for(self.client.prefix).jobs
+        return root_jobs(self.client.prefix)
 
     async def push_message(self, request: web.Request) -> web.Response:
         job_uuid = validate.uuid_text(request.match_info["uuid"], "uuid")

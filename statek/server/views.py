@@ -11,7 +11,7 @@ import dbzero as db0
 from statek.errors import JobNotFoundError
 from statek.models.agent import Agent, SupervisedAgent
 from statek.models.job import Job
-from statek.models.root import root_for
+from statek.models.root import root_jobs
 from statek.models.status import DONE, STATUS_NAMES
 from statek.server.errors import ApiError, bad_field
 from statek.server.jsonable import jsonable
@@ -110,7 +110,7 @@ def list_jobs(states: set[int] | None, agent: Any, limit: int, cursor: int | Non
     """One page of jobs in submission order (or newest first), filtered; `next_cursor` is
     where the next page starts (None at the end). A page looks at SCAN_PER_PAGE jobs at
     most, so it may hold fewer than `limit` even when more follow."""
-    anchor = root_for().jobs
+    anchor = root_jobs()
     total = len(anchor)
     agent_key = None if agent is None else str(db0.uuid(agent))
     role_of: dict[str, str] = {}
