@@ -13,6 +13,7 @@ from statek.models.agent import Agent, SupervisedAgent
 from statek.models.job import Job
 from statek.models.root import root_jobs
 from statek.models.status import DONE, STATUS_NAMES
+from statek.outbox.state import is_outbox_id, lookup
 from statek.server.errors import ApiError, bad_field
 from statek.server.jsonable import jsonable
 
@@ -22,6 +23,14 @@ SCAN_PER_PAGE = 20_000
 
 
 def fetch_job(job_uuid: str) -> Any:
+    """The job with this uuid, or with this outbox id (one a producer chose) once the worker
+    applied it; a 404 naming the id otherwise."""
+    if is_outbox_id(job_uuid):
+        found = lookup(db0.get_current_prefix().name, job_uuid)
+        if isinstance(found, Job):
+            return found
+        raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid!r} (an outbox id the "
+                       "worker has not applied yet, or one no producer gave)")
     if not _UUID.fullmatch(job_uuid) or not db0.exists(job_uuid):
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid[:80]!r}")
     job = db0.fetch(job_uuid)

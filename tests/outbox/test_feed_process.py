@@ -86,3 +86,21 @@ def test_cli_writes_reach_a_running_worker(worker: Path) -> None:
     assert cancelled.returncode == 0, cancelled.stderr
     unknown = _cli(worker, "cancel", "NOSUCHJOB")
     assert unknown.returncode == 1 and "no job with uuid 'NOSUCHJOB'" in unknown.stderr
+
+
+def test_show_finds_a_job_by_the_id_submit_printed(worker: Path) -> None:
+    """The id `statek submit` prints while a worker runs is an outbox id: `show` finds the
+    job by it once the worker applied it (a new user's first try after submitting)."""
+    import time
+
+    submitted = _cli(worker, "submit", "echo", "--var", "n=1")
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    deadline = time.monotonic() + 120  # a failure bound: the worker applies it in ms
+    while True:
+        shown = _cli(worker, "show", job)
+        if shown.returncode == 0:
+            break
+        assert "no job with uuid" in shown.stderr and "Traceback" not in shown.stderr
+        assert time.monotonic() < deadline, shown.stderr
+    assert "status" in shown.stdout
