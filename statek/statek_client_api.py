@@ -45,7 +45,7 @@ class StatekClientAPI:
         if self.outbox is not None:
             (job_id,) = self.outbox.submit(agent, [shared_vars], locale, job_params)
             return PendingJob(self.outbox, job_id)
-        (job,) = submit_jobs(agent, [shared_vars], locale, job_params, commit=False)
+        (job,) = submit_jobs(_agent_of(agent), [shared_vars], locale, job_params, commit=False)
         self._commit()
         return job  # type: ignore[no-any-return]
 
@@ -58,7 +58,8 @@ class StatekClientAPI:
             outbox = self.outbox
             ids = outbox.submit(agent, shared_vars_batch, locale, job_params)
             return [PendingJob(outbox, job_id) for job_id in ids]
-        return submit_jobs(agent, shared_vars_batch, locale, job_params, commit=self.commit)
+        return submit_jobs(_agent_of(agent), shared_vars_batch, locale, job_params,
+                           commit=self.commit)
 
     def submit_new_job_ids(self, agent: Any,
                            shared_vars_batch: Iterable[Mapping[str, Any] | None],
@@ -67,7 +68,8 @@ class StatekClientAPI:
         that many Job objects would slow every later dbzero write in the process."""
         if self.outbox is not None:
             return self.outbox.submit(agent, shared_vars_batch, locale, job_params)
-        return submit_job_ids(agent, shared_vars_batch, locale, job_params, commit=self.commit)
+        return submit_job_ids(_agent_of(agent), shared_vars_batch, locale, job_params,
+                              commit=self.commit)
 
     def get_job(self, uuid: str) -> Job:
         """The job with this uuid (or outbox id); JobNotFoundError when there is none
@@ -164,3 +166,13 @@ def _is_uuid_text(uuid: object) -> bool:
     """Whether `uuid` may be a dbzero uuid (base-32 text): dbzero 0.7.0 crashes looking up
     some other strings, such as one with a lone surrogate."""
     return type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()
+
+
+def _agent_of(agent: Any) -> Any:
+    """An agent given as itself, by uuid or by role: the same three forms a feeding process
+    may use (a role several agents share is refused, naming them)."""
+    if isinstance(agent, str):
+        from statek.outbox.client import agent_uuid
+
+        return db0.fetch(agent_uuid(agent, remember=False))
+    return agent

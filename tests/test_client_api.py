@@ -77,3 +77,19 @@ def test_contract_import_paths() -> None:
     assert StatekClientAPI is statek.StatekClientAPI
     assert StatekPushQueue is statek.StatekPushQueue
     assert issubclass(SupervisedAgent, Agent)
+
+
+def test_an_agent_may_be_given_by_role_or_uuid(api: statek.StatekClientAPI) -> None:
+    """The same forms a process feeding a running worker may use (a new user tried a role in
+    the worker's own process and got AttributeError: 'str' object has no attribute ...)."""
+    agent = statek.Agent("by-name")
+    by_role = api.submit_new_job("by-name", {"n": 1})
+    by_uuid = api.submit_new_jobs_batch(db0.uuid(agent), [{"n": 2}])[0]
+    [by_ids] = api.submit_new_job_ids("by-name", [{"n": 3}])
+    jobs = [by_role, by_uuid, api.get_job(by_ids)]
+    assert {db0.uuid(job.jobdef.agent) for job in jobs} == {db0.uuid(agent)}
+    with pytest.raises(LookupError, match=r"no agent with role or uuid 'nobody'.*by-name"):
+        api.submit_new_job("nobody")
+    statek.Agent("by-name")  # a second agent with that role: ambiguous
+    with pytest.raises(LookupError, match="2 agents have role 'by-name'"):
+        api.submit_new_job("by-name")

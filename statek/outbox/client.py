@@ -85,7 +85,7 @@ class OutboxClient:
     def submit(self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
                locale: str | None, job_params: Mapping[str, Any]) -> list[str]:
         """Append jobs (all checked first); returns their ids."""
-        agent_id = _agent_id(agent)
+        agent_id = agent_uuid(agent)
         if locale is not None and type(locale) is not str:
             raise UnstorableValueError(f"locale must be a str, not {type(locale).__name__}")
         _check_definition_keys(job_params)
@@ -115,7 +115,7 @@ class OutboxClient:
         return self.writer.append([records.dumps(("msg", job_id, plain_copy(message)))])
 
     def push_event(self, agent: Any, event: Any) -> int:
-        agent_id = _agent_id(agent)
+        agent_id = agent_uuid(agent)
         check_value(event, "event")
         return self.writer.append([records.dumps(("event", agent_id, plain_copy(event)))])
 
@@ -165,11 +165,12 @@ class OutboxClient:
         raise TypeError(f"a job is a Job, a PendingJob or an id, not {type(job).__name__}")
 
 
-def _agent_id(agent: Any) -> str:
+def agent_uuid(agent: Any, remember: bool = True) -> str:
     """The uuid of an agent given as itself, its uuid or its role (it must exist in the
-    store; a role several agents share is refused)."""
+    store; a role several agents share is refused). `remember`: a role once found is not
+    looked up again (a feeding process cannot create agents; a writer can)."""
     if isinstance(agent, str):
-        return _agent_named(agent)
+        return _agent_named(agent, remember)
     if not isinstance(agent, Agent):
         raise TypeError(f"agent must be an Agent of the store, its uuid or its role, not "
                         f"{type(agent).__name__} {agent!r:.80}")
@@ -179,14 +180,15 @@ def _agent_id(agent: Any) -> str:
 _roles: dict[str, str] = {}  # role -> uuid, once found (an agent's role does not change)
 
 
-def _agent_named(name: str) -> str:
-    if name in _roles:
+def _agent_named(name: str, remember: bool = True) -> str:
+    if remember and name in _roles:
         return _roles[name]
     check_value(name, "agent")
     if (name.isascii() and name.isalnum() and db0.exists(name)
             and isinstance(db0.fetch(name), Agent)):
         return name
-    db0.refresh()
+    if remember:
+        db0.refresh()  # a feeding process: the worker's newest commit
     matches = [a for a in db0.find(Agent) if a.role == name]
     if len(matches) != 1:
         roles = sorted({str(a.role) for a in db0.find(Agent)})
@@ -194,8 +196,10 @@ def _agent_named(name: str) -> str:
             f"agent: {len(matches)} agents have role {name!r}; name one by uuid" if matches
             else f"agent: no agent with role or uuid {name[:80]!r} (roles: "
                  f"{', '.join(roles[:20]) or 'none'})")
-    _roles[name] = str(db0.uuid(matches[0]))
-    return _roles[name]
+    found = str(db0.uuid(matches[0]))
+    if remember:
+        _roles[name] = found
+    return found
 
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
