@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,6 +59,7 @@ from statek.sandbox import SandboxPolicy, compile_block
 from statek.tools import find_tool, tool_call_key
 
 T = TypeVar("T")
+log = logging.getLogger("statek.step")
 
 
 @dataclass(slots=True)
@@ -164,6 +166,8 @@ class _Step:
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
         # bounded preview and an error naming the problem
         self.job.finish(exit_status, error)  # per-job caches drop it (statek.job_caches)
+        if error is not None:  # within the step: the record carries the job's context
+            log.info("job ended with an error: %s", error[:500])
         self.result.completed = True
 
     def log(self, entry: tuple[Any, ...]) -> None:

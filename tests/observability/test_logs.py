@@ -67,6 +67,20 @@ async def test_json_records_within_a_step_carry_the_job(
     assert len({r["step"] for r in noted.values()}) == 3  # one step each
 
 
+async def test_a_job_that_fails_is_logged_with_its_context(
+        json_lines: io.StringIO, api: statek.StatekClientAPI,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="statek.step")  # whatever an earlier test set
+    agent = statek.Agent("breaker", "")
+    job = api.submit_new_job(agent, warmup_code="exit(undefined_name)")
+    await run_jobs_loop(4, queue_prefixes=["test"], auto_terminate=True)
+    assert job.error is not None
+    [ended] = [r for r in records(json_lines)
+               if str(r["message"]).startswith("job ended with an error")]
+    assert "undefined_name" in str(ended["message"])
+    assert ended["job_id"] == db0.uuid(job) and ended["agent"] == "breaker"
+
+
 def test_text_format_appends_the_job_context() -> None:
     from statek.observability.logs import current_step, step_context
 
