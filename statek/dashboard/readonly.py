@@ -23,7 +23,7 @@ from statek.dashboard.sampler import Sample, Sampler
 from statek.dashboard.web import Access, Pages, add_routes, make_middleware
 from statek.models.job import Job
 from statek.models.status import DONE, STATUS_NAMES, status_value
-from statek.server.app import KEEPALIVE_S, _Stream
+from statek.server.app import _Stream, follow
 from statek.server.errors import ApiError
 from statek.server.events import EventHub
 from statek.server.views import fetch_job
@@ -99,18 +99,7 @@ async def stream(request: web.Request, hub: EventHub, job_uuid: str | None) -> w
         await out.snapshot(hub, job)
     hub.listeners += 1
     try:
-        while True:
-            changed = hub.changed
-            events = hub.since(point)
-            if events:
-                for seq, uuid, kind, payload in events:
-                    await out.event(hub, seq, uuid, kind, payload)
-                point = events[-1][0]
-                continue
-            try:
-                await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+        await follow(hub, out, point)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

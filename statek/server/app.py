@@ -343,30 +343,33 @@ class Api:
                 await stream.snapshot(hub, fetch_job(job_uuid))
         hub.listeners += 1
         try:
-            await self._follow(stream, point)
+            await follow(hub, stream, point)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             hub.listeners -= 1
         return response
 
-    async def _follow(self, stream: _Stream, point: int) -> None:
-        hub = self.hub
-        while True:
-            changed = hub.changed
-            events = hub.since(point)
-            if events:
-                if events[0][0] > point + 1:  # fell out of the buffer while we wrote
-                    await stream.send("gap", hub.event_id(events[0][0] - 1),
-                                      {"reason": "this client fell behind the event buffer"})
-                for seq, job_uuid, kind, payload in events:
-                    await stream.event(hub, seq, job_uuid, kind, payload)
-                point = events[-1][0]
-                continue
-            try:
-                await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
-            except TimeoutError:
-                await stream.response.write(b": keep-alive\n\n")
+
+
+async def follow(hub: EventHub, stream: _Stream, point: int) -> None:
+    """Send the hub's events after `point` as they come (a `gap` when the client fell out
+    of the buffer), with a keep-alive comment when nothing happens; until the client goes."""
+    while True:
+        changed = hub.changed
+        events = hub.since(point)
+        if events:
+            if events[0][0] > point + 1:  # fell out of the buffer while we wrote
+                await stream.send("gap", hub.event_id(events[0][0] - 1),
+                                  {"reason": "this client fell behind the event buffer"})
+            for seq, job_uuid, kind, payload in events:
+                await stream.event(hub, seq, job_uuid, kind, payload)
+            point = events[-1][0]
+            continue
+        try:
+            await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+        except TimeoutError:
+            await stream.response.write(b": keep-alive\n\n")
 
 
 class _Stream:
