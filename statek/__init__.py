@@ -5,16 +5,22 @@ Importing statek touches no storage; see `statek.store` for the start-up sequenc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statek._version import __version__
 from statek.errors import (
+    ConfigurationError,
     IllegalTransitionError,
     JobNotFoundError,
+    JobPendingError,
+    MissingAPIKeyError,
     NotInitializedError,
     ProviderError,
+    ProviderNotConfiguredError,
+    ProviderNotFoundError,
     SandboxViolation,
     StatekError,
+    StoreLockedError,
     UnstorableValueError,
 )
 from statek.models import (
@@ -26,10 +32,17 @@ from statek.models import (
     StatekPushQueue,
     SupervisedAgent,
 )
+from statek.models.budget import BudgetExhausted
 from statek.settings import StatekSettings, get_statek_settings
 from statek.statek_client_api import StatekClientAPI
 from statek.store import close, commit_all, init, open_default_store, open_prefix
 from statek.tools import tool
+
+if TYPE_CHECKING:  # the lazy names below, visible to type checkers and IDEs
+    from statek._speedups import speedups_enabled
+    from statek.providers import add_provider, get_provider
+    from statek.remote import connect
+    from statek.runner import start_statek, start_statek_async
 
 # Names whose modules pull in the runner, providers or compiled code: imported on first use.
 _LAZY = {
@@ -53,11 +66,17 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "Agent", "Future", "IllegalTransitionError", "Job", "JobDef", "JobNotFoundError",
-    "JobStatus", "NotInitializedError", "ProviderError", "SandboxViolation", "StatekClientAPI",
-    "StatekError", "StatekPushQueue", "StatekSettings", "SupervisedAgent",
-    "UnstorableValueError", "__version__", "add_provider", "close", "commit_all", "connect",
+    "Agent", "BudgetExhausted", "ConfigurationError", "Future", "IllegalTransitionError", "Job",
+    "JobDef", "JobNotFoundError", "JobPendingError", "JobStatus", "MissingAPIKeyError",
+    "NotInitializedError", "ProviderError", "ProviderNotConfiguredError", "ProviderNotFoundError",
+    "SandboxViolation", "StatekClientAPI", "StatekError", "StatekPushQueue", "StatekSettings",
+    "StoreLockedError", "SupervisedAgent", "UnstorableValueError", "__version__", "add_provider",
+    "close", "commit_all", "connect",
     "get_provider", "get_statek_settings", "init", "open_default_store", "open_prefix",
     "speedups_enabled", "start_statek", "start_statek_async", "tool",
 ]  # fmt: skip

@@ -203,7 +203,8 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
 def _open_store(mode: str) -> None:
     """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
     it, see statek.outbox); a held store or a missing one is one clear line."""
-    from statek.store import StoreLockedError, open_default_store, open_prefix, settings
+    from statek.errors import StoreLockedError
+    from statek.store import open_default_store, open_prefix, settings
 
     cfg = settings()
     try:

@@ -40,6 +40,19 @@ class JobNotFoundError(StatekError, LookupError):
     """No job exists with the given id."""
 
 
+class JobPendingError(JobNotFoundError):
+    """The job was submitted through the outbox and the worker has not applied it yet."""
+
+
+class StoreLockedError(StatekError, RuntimeError):
+    """Another process has the prefix open for writing (dbzero allows one writer)."""
+
+    def __init__(self, message: str, *, pid: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.url = url
+
+
 class ConfigurationError(StatekError, ValueError):
     """A setting has a value statek cannot use."""
 

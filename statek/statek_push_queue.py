@@ -1,4 +1,4 @@
-"""`statek.statek_push_queue`: the documented import path of StatekPushQueue."""
+"""`statek.statek_push_queue`: the documented import path of StatekPushQueue; it only re-exports."""
 
 from statek.models.push_queue import StatekPushQueue
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import dbzero as db0
 
-from statek.errors import NotInitializedError, StatekError
+from statek.errors import NotInitializedError, StoreLockedError
 
 if TYPE_CHECKING:
     from statek.settings import StatekSettings
@@ -290,15 +290,6 @@ def close() -> None:
 
 
 _close_hooks: list[Callable[[], None]] = []
-
-
-class StoreLockedError(StatekError, RuntimeError):
-    """Another process has the prefix open for writing (dbzero allows one writer)."""
-
-    def __init__(self, message: str, *, pid: int | None = None, url: str | None = None):
-        super().__init__(message)
-        self.pid = pid
-        self.url = url
 
 
 _LOCK_FAILED = re.compile(r"Failed to aquire lock of:?\s*(\S+\.db0\.lock)")

@@ -1,4 +1,4 @@
-"""Agent classes (import path kept for users of the documented API)."""
+"""`statek.agents`: the documented package of the agent classes; it only re-exports."""
 
 from statek.agents.agent import Agent, SupervisedAgent
 

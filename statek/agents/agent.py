@@ -1,4 +1,4 @@
-"""`statek.agents.agent`: the documented import path of the agent classes."""
+"""`statek.agents.agent`: the documented import path of the agent classes; it only re-exports."""
 
 from statek.models.agent import Agent, SupervisedAgent
 

@@ -568,9 +568,3 @@ def _internal_error(step: _Step, exc: BaseException) -> None:
             if step.job.error is None:
                 step.job.error = f"internal error: {type(exc).__name__}: {exc}"
             step.result.completed = True
-
-
-async def run_job_step(job: Any, provider: str | None = None) -> bool:
-    """Run one step of `job`; True when it completed during this step."""
-    return (await execute_step(job, provider)).completed
-

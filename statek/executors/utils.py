@@ -1,43 +1,11 @@
-"""`statek.executors.utils`: the documented import path of the runner APIs."""
+"""`statek.executors.utils`: the spec fixes this import path; it only re-exports."""
 
-from __future__ import annotations
-
-from typing import Any
-
-import dbzero as db0
-
-from statek.execution.step import execute_step
 from statek.runtime.agentic import AgentLoopDef, run_agentic_fleet, run_agentic_loop
 from statek.runtime.loop import run_jobs_loop
 from statek.runtime.queues import process_agent_events, process_push_notifications
-from statek.runtime.scheduler import current_scheduler
+from statek.runtime.stepping import run_job_step, unsuspend_jobs
 
 __all__ = [
     "AgentLoopDef", "process_agent_events", "process_push_notifications", "run_agentic_fleet",
     "run_agentic_loop", "run_job_step", "run_jobs_loop", "unsuspend_jobs",
 ]  # fmt: skip
-
-
-async def run_job_step(job: Any, provider: str | None = None) -> bool:
-    """Execute one step of `job`; True when it completed during the step.
-
-    Errors of the job (its code, the model's reply, the provider) are recorded on the job,
-    never raised. A job that suspends is indexed, so `unsuspend_jobs()` finds it cheaply."""
-    result = await execute_step(job, provider)
-    if result.suspended:
-        sched = current_scheduler()
-        sched.index(sched.jobs.intern(db0.uuid(job)), job)
-    return result.completed
-
-
-def unsuspend_jobs() -> int:
-    """Move suspended jobs whose futures are ready to STARTED; returns how many.
-
-    Costs O(jobs whose wake-up condition changed); the first call in a process without a
-    running loop builds the index from dbzero once, which moves the jobs whose futures
-    became ready while no worker ran (counted in the result)."""
-    sched = current_scheduler()
-    moved = 0
-    if not sched.rebuilt:
-        moved = sched.rebuild()["woken"]
-    return moved + sched.unsuspend()

@@ -9,6 +9,7 @@ got in its own prefix in the same transaction (state.py); finished segments are 
 (reclaim.py). See docs/storage.md#s14-feeding-a-running-worker for why files and not dbzero.
 """
 
-from statek.outbox.client import JobPendingError, OutboxClient, PendingJob
+from statek.errors import JobPendingError
+from statek.outbox.client import OutboxClient, PendingJob
 
 __all__ = ["JobPendingError", "OutboxClient", "PendingJob"]

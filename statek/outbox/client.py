@@ -22,7 +22,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.errors import JobNotFoundError, UnstorableValueError
+from statek.errors import JobNotFoundError, JobPendingError, UnstorableValueError
 from statek.models.agent import Agent
 from statek.models.job import Job
 from statek.models.status import DONE
@@ -34,10 +34,6 @@ from statek.runtime.queues import plain_copy
 
 #: Jobs per record (a batch call writes all its records with one write and one fsync).
 JOBS_PER_RECORD = 1000
-
-
-class JobPendingError(JobNotFoundError):
-    """The job was submitted through the outbox and the worker has not applied it yet."""
 
 
 class PendingJob:
