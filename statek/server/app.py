@@ -32,6 +32,7 @@ from statek.models.budget import KINDS
 from statek.models.status import STATUS_NAMES
 from statek.observability.http import add_routes as add_observability_routes
 from statek.server import validate
+from statek.server.commit import GroupCommitter
 from statek.server.errors import ApiError, bad_field
 from statek.server.events import EventHub, console_data, status_data
 from statek.server.jsonable import jsonable
@@ -57,6 +58,7 @@ KEEPALIVE_S = 15.0
 _OPEN_PATHS = frozenset({"/v1/health", "/healthz", "/readyz"})  # probes need no token
 _SUBMIT_FIELDS = ("agent", "vars", "locale", "params")
 _BATCH_FIELDS = ("agent", "vars_batch", "locale", "params")
+_WRITING = "statek.writing"  # request key: a POST not yet waiting for its commit
 
 
 def _loopback(host: str) -> bool:
@@ -72,30 +74,6 @@ def _json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=_json.dumps(data), content_type="application/json")
 
 
-class Committer:
-    """One commit for every write request answered in the same event-loop turn."""
-
-    def __init__(self) -> None:
-        self._waiting: asyncio.Future[None] | None = None
-
-    async def durable(self) -> None:
-        if self._waiting is None:
-            loop = asyncio.get_running_loop()
-            self._waiting = loop.create_future()
-            loop.call_soon(self._commit)
-        await asyncio.shield(self._waiting)
-
-    def _commit(self) -> None:
-        waiting, self._waiting = self._waiting, None
-        assert waiting is not None
-        try:
-            store.commit_all()
-        except Exception as exc:  # reported to every request it concerned
-            waiting.set_exception(exc)
-        else:
-            waiting.set_result(None)
-
-
 class Api:
     """Handlers over the worker's current prefix."""
 
@@ -104,13 +82,17 @@ class Api:
         self.hub = hub
         self.client = StatekClientAPI(commit=False)
         self.keys = key_store(self.client.prefix)
-        self.committer = Committer()
+        self.committer = GroupCommitter(store.commit_all)
         token = settings.http_token
         self.token = None if token is None else token.get_secret_value().encode()
 
     # ------------------------------------------------------------ middleware
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        writing = request.method == "POST"
+        if writing:  # a commit about to run waits for it (statek.server.commit)
+            self.committer.started()
+            request[_WRITING] = True
         try:
             self._authorize(request)
             return await handler(request)
@@ -122,6 +104,19 @@ class Api:
             if exc.status < 400:
                 raise
             return ApiError(exc.status, "http_error", exc.reason).response()
+        finally:
+            if writing:
+                self._wrote(request)
+
+    def _wrote(self, request: web.Request) -> None:
+        """This write request has nothing more to add to the next commit."""
+        if request.get(_WRITING):
+            request[_WRITING] = False
+            self.committer.finished()
+
+    async def _durable(self, request: web.Request) -> None:
+        self._wrote(request)
+        await self.committer.durable()
 
     def _authorize(self, request: web.Request) -> None:
         if self.token is None or request.path in _OPEN_PATHS:
@@ -149,7 +144,7 @@ class Api:
                     raise ApiError(409, "idempotency_key_reused",
                                    f"Idempotency-Key {key!r} was used for a different request",
                                    "Idempotency-Key")
-                await self.committer.durable()  # the first answer may not be durable yet
+                await self._durable(request)  # the first answer may not be durable yet
                 return web.Response(status=found[1], body=found[2],
                                     content_type="application/json",
                                     headers={"Idempotent-Replayed": "true"})
@@ -165,7 +160,7 @@ class Api:
             raise ApiError(404, "job_not_found", str(exc)) from None
         except IllegalTransitionError as exc:
             raise ApiError(409, "illegal_transition", str(exc)) from None
-        await self.committer.durable()
+        await self._durable(request)
         return web.Response(status=status, body=answer, content_type="application/json")
 
     # ------------------------------------------------------------ handlers
