@@ -321,11 +321,12 @@ class Job:
                 f"job {db0.uuid(self)} was cancelled ({self.error}): a cancelled job takes no "
                 "messages and never runs again; submit a new job instead")
 
-    def apply_messages(self, messages: list[Any], inbox: Any = None) -> Any:
+    def apply_messages(self, messages: list[Any], inbox: Any = None,
+                       job_uuid: str | None = None) -> Any:
         """Record messages in order (one inbox write for the lot), then re-open or wake the job
         once (`push_user_message` says how). Callers hold a transition. `inbox` is this job's
-        inbox if the caller already has it (reading the attribute costs ~10 µs); returns it
-        for the next call."""
+        inbox if the caller already has it (reading the attribute costs ~10 µs), `job_uuid`
+        its uuid if known; returns the inbox for the next call."""
         state = self.state
         if state == DONE:
             self.check_takes_messages()
@@ -342,7 +343,7 @@ class Job:
             awaiting = self.awaiting
             if awaiting is not None and awaiting.waits_on_message() and awaiting.is_ready():
                 self.resume()
-        signals.job_messaged(db0.uuid(self))
+        signals.job_messaged(job_uuid or db0.uuid(self))
         return inbox
 
     def _reopen(self) -> None:

@@ -47,7 +47,7 @@ class StatekPushQueue:
     def __init__(self, prefix: str | None = None) -> None:
         db0.set_prefix(self, prefix)
         self.prefix_name = prefix or current_prefix()
-        self.messages = Fifo(prefix)
+        self.messages = Fifo(prefix, stride=2)  # (job uuid, message) pairs, stored flat
         self.events: Any = {}  # agent uuid -> Fifo
         self.dead_letters: Any = []
         self.created_at = time.time()
@@ -102,6 +102,15 @@ class StatekPushQueue:
     def peek_messages(self, limit: int) -> tuple[int, list[tuple[str, Any]]]:
         """(first sequence number, up to `limit` oldest (job uuid, message) pairs)."""
         return self.messages.peek(limit)  # type: ignore[no-any-return,unused-ignore]
+
+    def peek_message_columns(self, limit: int) -> tuple[int, list[Any], list[Any]]:
+        """(first sequence number, job uuids, messages) of up to `limit` oldest messages: the
+        drain's read, one slice per chunk and no tuple per message."""
+        fifo = self.messages
+        first, values = fifo.peek_flat(limit)
+        if fifo.width() == 2:
+            return first, values[0::2], values[1::2]
+        return first, [pair[0] for pair in values], [pair[1] for pair in values]
 
     def ack_messages(self, count: int) -> None:
         """Drop the `count` oldest messages: call in the transaction that applied them."""

@@ -124,8 +124,8 @@ def refusal_of(job: Any) -> str | None:
     return None
 
 
-def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
-                   cache: dict[str, _Target], written: set[str]) -> int:
+def _deliver_batch(queue: StatekPushQueue, first_seq: int, job_ids: list[Any],
+                   messages: list[Any], cache: dict[str, _Target], written: set[str]) -> int:
     """Apply one peeked batch (inside the caller's transition); returns messages applied.
 
     Messages are grouped per job (`partition_batch`), so each job is written once per batch
@@ -133,7 +133,7 @@ def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
     of the queue, with the reason. The prefixes of jobs living outside the queue's prefix
     are added to `written`."""
     ids: dict[str, int] = {}
-    numbers = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid, _ in items]
+    numbers = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid in job_ids]
     uuids = list(ids)
     targets = [cache.get(u) or cache.setdefault(u, _Target(u)) for u in uuids]
     queue_key = queue.prefix_name
@@ -143,24 +143,24 @@ def _deliver_batch(queue: StatekPushQueue, first_seq: int, items: list[Any],
             seqs = target.job.applied_seqs
             if seqs is not None and queue_key in seqs:
                 applied[number] = int(seqs[queue_key])
-    seqs_of_items = list(range(first_seq, first_seq + len(items)))
-    order, groups, _duplicates = partition_batch(numbers, seqs_of_items, applied)
+    order, groups, _duplicates = partition_batch(
+        numbers, range(first_seq, first_seq + len(numbers)), applied)
     delivered = 0
     for number, indices in zip(order, groups, strict=True):
         target = targets[number]
-        messages = [items[i][1] for i in indices]
+        batch = [messages[i] for i in indices]
         if target.refusal is not None:
-            _dead_letters(queue, uuids[number], messages, target.refusal)
+            _dead_letters(queue, uuids[number], batch, target.refusal)
             continue
         job = target.job
         if target.prefix != queue_key:
-            messages = [plain_copy(m) for m in messages]
-        target.inbox = job.apply_messages(messages, target.inbox)
+            batch = [plain_copy(m) for m in batch]
+        target.inbox = job.apply_messages(batch, target.inbox, uuids[number])
         delivered += len(indices)
         if target.prefix != queue_key:
-            _remember_seq(job, queue_key, seqs_of_items[indices[-1]])
+            _remember_seq(job, queue_key, first_seq + indices[-1])
             written.add(target.prefix)
-    queue.ack_messages(len(items))
+    queue.ack_messages(len(numbers))
     return delivered
 
 
@@ -184,8 +184,11 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
                                job_prefix: str | None = None) -> int:
     """Pop queued job messages and apply them with `job.push_user_message` semantics.
 
-    Works in batches of `step_size`, at most `max_count` per call; returns messages
-    delivered. A message for a missing or cancelled job is kept in the queue's dead letters
+    Delivers at most `max_count` per call and returns messages delivered. Everything a call
+    takes from one queue is applied and acknowledged in one transition, so each job is
+    written once per call however many messages it gets, and the queue's head once
+    (`step_size`, the batch size of earlier versions, only has to be positive). A message
+    for a missing or cancelled job is kept in the queue's dead letters
     (`StatekPushQueue.dead_letters`) with the reason, and logged. Each job's prefix is read
     from the job, so `job_prefix` (where the jobs live) is accepted for compatibility only."""
     del job_prefix  # found per job: a queue may feed jobs of several prefixes
@@ -194,15 +197,16 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
     delivered = 0
     cache: dict[str, _Target] = {}
     for queue in queues_of(queue_prefixes):
-        while delivered < max_count:
-            written: set[str] = set()
-            with store.transition():
-                first, items = queue.peek_messages(min(step_size, max_count - delivered))
-                if not items:
-                    break
-                delivered += _deliver_batch(queue, first, items, cache, written)
-            if written:  # jobs first, then the queue: a crash in between re-reads items
-                _commit_in_order(written, queue.prefix_name)  # the jobs then skip
+        if delivered >= max_count:
+            break
+        written: set[str] = set()
+        with store.transition():
+            first, job_ids, messages = queue.peek_message_columns(max_count - delivered)
+            if not job_ids:
+                continue
+            delivered += _deliver_batch(queue, first, job_ids, messages, cache, written)
+        if written:  # jobs first, then the queue: a crash in between re-reads items
+            _commit_in_order(written, queue.prefix_name)  # the jobs then skip
     return delivered
 
 

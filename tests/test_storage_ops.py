@@ -1,0 +1,96 @@
+"""Storage operations of the push queue, counted with benchmarks/storage_ops.py's shim: a
+push is one append and one int write, a drain writes each job once per call and the queue's
+head once; queues stored before the flat layout still work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dbzero as db0
+
+import statek
+from benchmarks.storage_ops import OpCounter
+from statek.models.fifo import CHUNK_SIZE, Fifo
+from statek.runtime.queues import process_push_notifications
+from statek.statek_push_queue import StatekPushQueue
+
+
+def _writes(ops: OpCounter) -> dict[str, int]:
+    return {key: n for key, n in ops.ops.items() if "write" in key.split(":")[0]}
+
+
+def test_push_message_is_one_append_and_one_int_write(api: statek.StatekClientAPI,
+                                                      agent: statek.Agent) -> None:
+    job: Any = api.submit_new_job(agent)
+    q = StatekPushQueue()
+    q.push_message(job, "first")  # starts the chunk
+    with OpCounter() as ops:
+        for i in range(10):
+            q.push_message(job.uuid, f"m{i}")
+    assert _writes(ops) == {"attr write: Fifo.tail": 10, "container write: Fifo.last.extend": 10}
+    assert not any("chunks" in key for key in ops.ops)  # no dict lookup per push
+    assert q.peek_messages(20)[1] == [(job.uuid, "first")] + [(job.uuid, f"m{i}")
+                                                            for i in range(10)]
+
+
+def test_drain_writes_each_job_once_per_call(api: statek.StatekClientAPI,
+                                             agent: statek.Agent) -> None:
+    jobs: list[Any] = [api.submit_new_job(agent) for _ in range(2)]
+    q = StatekPushQueue()
+    q.push_messages([(jobs[i % 2], i) for i in range(20)])
+    for job in jobs:  # the inboxes exist: each job's delivery is one extend
+        job.apply_messages(["hello"])
+    with OpCounter() as ops:
+        assert process_push_notifications(3, 100, queue_prefixes=[q.prefix_name]) == 20
+    assert ops.ops["container write: Job.inbox.extend"] == 2
+    assert ops.ops["attr write: Fifo.head"] == 1
+    assert ops.ops["container read: Fifo.chunks[].getslice"] == 1
+    assert [list(job.inbox) for job in jobs] == [
+        ["hello", *range(0, 20, 2)], ["hello", *range(1, 20, 2)]]
+    assert q.message_count() == 0
+
+
+def test_fifo_reuses_no_dropped_chunk(statek_store: str) -> None:
+    fifo = Fifo(stride=2)
+    fifo.push_many([(i, -i) for i in range(CHUNK_SIZE)])
+    fifo.advance(CHUNK_SIZE)  # the whole chunk is consumed and dropped
+    assert len(fifo.chunks) == 0 and fifo.last is None
+    fifo.push((1, 2))
+    fifo.push((3, 4))
+    assert fifo.peek(5) == (CHUNK_SIZE, [(1, 2), (3, 4)])
+    assert fifo.peek_flat(1) == (CHUNK_SIZE, [1, 2])
+
+
+def test_fifo_rejects_items_of_the_wrong_width(statek_store: str) -> None:
+    fifo = Fifo(stride=2)
+    fifo.push((1, 2))
+    for bad in ((1,), (1, 2, 3)):
+        try:
+            fifo.push(bad)
+        except ValueError as exc:
+            assert "2 values" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+    assert fifo.peek(5)[1] == [(1, 2)]
+
+
+def _old_layout(fifo: Any) -> None:
+    """Make `fifo` look as stored by earlier versions: no `stride`, no `last`."""
+    del fifo.stride
+    del fifo.last
+
+
+def test_queue_of_the_earlier_layout_still_delivers(api: statek.StatekClientAPI,
+                                                    agent: statek.Agent) -> None:
+    job: Any = api.submit_new_job(agent)
+    q = StatekPushQueue()
+    q.messages = Fifo()  # tuples, one per item, as earlier versions stored them
+    _old_layout(q.messages)
+    q.push_message(job, "a")
+    q.push_messages([(job, "b"), (job.uuid, "c")])
+    q.push_message(job, "d")
+    assert q.peek_message_columns(10) == (0, [job.uuid] * 4, ["a", "b", "c", "d"])
+    assert process_push_notifications(2, 10, queue_prefixes=[q.prefix_name]) == 4
+    assert list(job.inbox) == ["a", "b", "c", "d"]
+    db0.commit()
+    assert q.message_count() == 0
