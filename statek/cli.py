@@ -449,7 +449,7 @@ def _print_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 @url_option
 @token_option
 def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
-    """A job: status, error, exit, usage, locals, console, chat log."""
+    """A job: status, error, exit, previous results, usage, locals, console, chat log."""
     if url:
         data = _run(lambda: _remote(url, token).get_job(job)).data
     else:
@@ -468,6 +468,8 @@ def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
         click.echo(f"exit_status: {json.dumps(data['exit_status'], default=str)}")
     if data["error"]:
         click.echo(f"error: {data['error']}")
+    for line in _previous_result_lines(data.get("previous_results") or []):
+        click.echo(line)
     click.echo("locals:")
     for name, value in sorted(data["locals"].items()):
         click.echo(f"  {name} = {json.dumps(value, default=str)[:200]}")
@@ -477,6 +479,30 @@ def show(job: str, as_json: bool, url: str | None, token: str | None) -> None:
     click.echo("chat log:")
     for entry in data["chat_log"]:
         click.echo("  " + json.dumps(entry, default=str)[:300])
+
+
+def _previous_result_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """What the job had finished with before each message re-opened it (oldest first), so
+    `show` does not present the latest result as the only one."""
+    if not results:
+        return []
+    lines = [f"previous results ({len(results)}, oldest first; a message re-opened the job "
+             "after each):"]
+    for number, result in enumerate(results, 1):
+        outcome = (f"error: {result['error']}" if result.get("error")
+                   else f"exit_status: {json.dumps(result.get('exit_status'), default=str)}")
+        lines.append(f"  {number}. {outcome}  finished {_when(result.get('finished_at'))}"
+                     f"  re-opened {_when(result.get('reopened_at'))}")
+    return lines
+
+
+def _when(stamp: Any) -> str:
+    """A stored Unix time as UTC ISO 8601 (seconds), or '?' when absent."""
+    import datetime
+
+    if not isinstance(stamp, int | float):
+        return "?"
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _local_job(job: str) -> dict[str, Any]:
@@ -580,7 +606,8 @@ def tail(job: str, url: str | None, token: str | None) -> None:
 
 
 def _show_event(kind: str, data: dict[str, Any]) -> bool:
-    """Print one event; True once the job is DONE."""
+    """Print one event on stdout (the output asked for, e.g. `statek tail JOB > log`);
+    True once the job is DONE."""
     if kind == "console":
         click.echo(str(data["text"]).rstrip("\n"))
     elif kind == "status":
@@ -588,10 +615,10 @@ def _show_event(kind: str, data: dict[str, Any]) -> bool:
         if data["status"] == "DONE":
             extra = (f" error: {data['error']}" if data.get("error")
                      else f" exit_status: {json.dumps(data.get('exit_status'), default=str)}")
-        click.echo(f"[{data['status']}]{extra}", err=True)
+        click.echo(f"[{data['status']}]{extra}")
         return bool(data["status"] == "DONE")
     elif kind == "gap":
-        click.echo(f"[gap: {data.get('reason')}]", err=True)
+        click.echo(f"[gap: {data.get('reason')}]")
     return False
 
 

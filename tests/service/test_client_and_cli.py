@@ -125,7 +125,7 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     assert made.returncode == 0, made.stderr
     job = made.stdout.strip()
     tailed = _cli(data_dir, "tail", job, "--url", worker.url)
-    assert tailed.returncode == 0 and "[DONE] exit_status: \"ok\"" in tailed.stderr
+    assert tailed.returncode == 0 and "[DONE] exit_status: \"ok\"" in tailed.stdout
     shown = _cli(data_dir, "show", job, "--url", worker.url)
     assert shown.returncode == 0 and "status DONE" in shown.stdout and "n = 3" in shown.stdout
     assert "who = \"ann\"" in shown.stdout and "w = [1]" in shown.stdout
