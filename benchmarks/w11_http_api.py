@@ -1,12 +1,19 @@
 """W11 (HTTP): feeding a running worker over its HTTP API.
 
-* submissions/s: batches of 100 jobs POSTed to /v1/jobs/batch by 4 concurrent connections
-  while the worker (offline provider) runs them; target >= 10,000 jobs/s;
-* submit -> first step: one job at a time, from sending POST /v1/jobs to the job's first
-  status change after READY on its event stream (the first step has ended by then: an upper
-  bound); target <= 10 ms median;
+* submissions/s: batches of 100 jobs (warmup `exit(i)`: the outbox benchmark's jobs) POSTed
+  to /v1/jobs/batch by 4 and by 16 concurrent connections while the worker runs them; target
+  >= 10,000 jobs/s. Each answer waits for a commit (an fsync, shared by the requests that
+  arrive together: statek.server.commit), so the figure grows with the connections in flight.
+  The outbox rate (benchmarks.outbox, calls of 100) is measured in the same run, side by side;
+* submit -> first step: one job at a time, from sending POST /v1/jobs to the first model
+  turn of the job as the worker recorded it (see `_first_step_latency`); target <= 10 ms
+  median. Reported beside it: when the client saw the step on the event stream, and when the
+  POST was answered (after its commit);
 * the worker's W1-style rate (jobs completed/s) with and without a producer submitting at
-  full speed over HTTP.
+  full speed over HTTP;
+* the HTTP path alone: the same batches against the API served with no worker loop (nothing
+  runs the jobs), 16 connections: what accepting a job costs the worker's process by itself,
+  apart from running it.
 
 Each figure is the median of 3 runs, each against a fresh worker process.
 
@@ -19,7 +26,9 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,14 +37,15 @@ from typing import Any
 
 import httpx
 
-from tests.service.conftest import Worker, prepare_store
+from tests.service.conftest import Worker, clean_env, prepare_store
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 100
 
 
 async def _submit_rate(url: str, jobs: int, connections: int = 4) -> float:
-    body = json.dumps({"agent": "helper", "vars_batch": [{"i": i} for i in range(BATCH)]})
+    body = json.dumps({"agent": "helper", "vars_batch": [{"i": i} for i in range(BATCH)],
+                       "params": {"warmup_code": "exit(i)"}})
     headers = {"Content-Type": "application/json"}
     batches = jobs // BATCH
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
@@ -50,19 +60,37 @@ async def _submit_rate(url: str, jobs: int, connections: int = 4) -> float:
         return (batches // connections) * connections * BATCH / (time.perf_counter() - began)
 
 
-def _first_step_latency(url: str, samples: int) -> list[float]:
-    """Seconds from sending a submission to its first status change after READY."""
-    out = []
-    with httpx.Client(base_url=url, timeout=60) as client, client.stream(
+async def _first_step_latency(url: str, samples: int) -> dict[str, list[float]]:
+    """One job at a time, seconds from sending POST /v1/jobs to: its first model turn as the
+    worker recorded it ("first_step": the `at` wall-clock time of the turn in its chat log,
+    written within the first step, as the outbox benchmark's stamp; both processes read the
+    same clock), its first status change after READY arriving on the event stream
+    ("event"), and the answer to the POST, which comes after a commit ("ack")."""
+    stepped: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    async def read_events(stream: httpx.Response) -> None:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: ") and '"READY"' not in line:
+                stepped.setdefault(json.loads(line[6:])["job"], time.perf_counter())
+                arrived.set()
+
+    out: dict[str, list[float]] = {"first_step": [], "event": [], "ack": []}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client, client.stream(
             "GET", "/v1/events") as stream:
-        lines = stream.iter_lines()
+        reader = asyncio.create_task(read_events(stream))
         for _ in range(samples):
-            began = time.perf_counter()
-            job = client.post("/v1/jobs", json={"agent": "helper"}).json()["job"]
-            for line in lines:
-                if line.startswith("data: ") and job in line and '"READY"' not in line:
-                    out.append(time.perf_counter() - began)
-                    break
+            sent_at, began = time.time(), time.perf_counter()
+            answer = await client.post("/v1/jobs", json={"agent": "helper"})
+            out["ack"].append(time.perf_counter() - began)
+            job = answer.json()["job"]
+            while job not in stepped:
+                arrived.clear()
+                await asyncio.wait_for(arrived.wait(), 60)
+            out["event"].append(stepped.pop(job) - began)
+            turns = (await client.get(f"/v1/jobs/{job}")).json()["chat_log"]
+            out["first_step"].append(turns[0]["at"] - sent_at)
+        reader.cancel()
     return out
 
 
@@ -98,20 +126,72 @@ async def _completion_rate(url: str, jobs: int, with_producer: bool) -> float:
         return jobs / elapsed
 
 
+SERVER_ONLY = """
+import asyncio, sys
+import statek
+from statek import store
+from statek.server.app import start_server
+statek.open_default_store()
+statek.Agent("helper", metadata={"MODEL": "scripted/any"})
+statek.commit_all()
+async def main():
+    server = await start_server(store.settings().model_copy(update={"http_port": 0}))
+    print("http api on", server.url, file=sys.stderr, flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def _server_only_rate(jobs: int) -> float:
+    """Batches against the API with no worker loop in its process (see the module doc)."""
+    with tempfile.TemporaryDirectory(prefix="statek-w11-") as root:
+        data = Path(root) / "data"
+        data.mkdir()
+        server = subprocess.Popen([sys.executable, "-c", SERVER_ONLY], env=clean_env(data),
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.stderr is not None
+            for line in server.stderr:  # failure bound: the process ends, and so the loop
+                if "http api on " in line:
+                    url = line.split("http api on ")[1].strip()
+                    break
+            else:
+                raise RuntimeError("the API process ended before listening")
+            return asyncio.run(_submit_rate(url, jobs, 16))
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.9)]
+
+
 def _one_run(quick: bool) -> dict[str, Any]:
+    from benchmarks.outbox import _submit_rates
+
+    jobs = 4_000 if quick else 20_000
     with tempfile.TemporaryDirectory(prefix="statek-w11-") as root:
         data = Path(root) / "data"
         prepare_store(data)
         worker = Worker(data, "--concurrency", "1000")
         try:
-            rate = asyncio.run(_submit_rate(worker.url, 4_000 if quick else 20_000))
-            latency = _first_step_latency(worker.url, 50 if quick else 200)
+            rate = asyncio.run(_submit_rate(worker.url, jobs))
+            rate_16 = asyncio.run(_submit_rate(worker.url, jobs, 16))
+            latency = asyncio.run(_first_step_latency(worker.url, 50 if quick else 200))
             alone = asyncio.run(_completion_rate(worker.url, 2_000 if quick else 10_000, False))
             fed = asyncio.run(_completion_rate(worker.url, 2_000 if quick else 10_000, True))
         finally:
             worker.stop()
-    return {"submit_jobs_per_s": rate, "first_step_ms_median": statistics.median(latency) * 1e3,
-            "first_step_ms_p90": sorted(latency)[int(len(latency) * 0.9)] * 1e3,
+    outbox = _submit_rates(quick)[0]
+    alone_path = _server_only_rate(jobs)
+    return {"submit_jobs_per_s": rate, "submit_jobs_per_s_16_connections": rate_16,
+            "outbox_jobs_per_s_batch_100": outbox, "http_to_outbox": rate / outbox,
+            "http_path_alone_jobs_per_s_16_connections": alone_path,
+            "first_step_ms_median": statistics.median(latency["first_step"]) * 1e3,
+            "first_step_ms_p90": _p90(latency["first_step"]) * 1e3,
+            "event_ms_median": statistics.median(latency["event"]) * 1e3,
+            "ack_ms_median": statistics.median(latency["ack"]) * 1e3,
             "completed_per_s_alone": alone, "completed_per_s_with_producer": fed}
 
 
@@ -119,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
+    load = os.getloadavg()
     runs = [_one_run(args.quick) for _ in range(3)]
     medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     medians["worker_rate_kept"] = (medians["completed_per_s_with_producer"]
@@ -127,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {"workload": "W11-http", "date": datetime.date.today().isoformat(),
               "python": sys.version.split()[0], "kernels": IMPLEMENTATION,
-              "quick": args.quick, "medians_of_3": medians, "runs": runs,
+              "quick": args.quick, "load_before": load, "load_after": os.getloadavg(),
+              "medians_of_3": medians, "runs": runs,
               "targets": {"submit_jobs_per_s": ">= 10000", "first_step_ms_median": "<= 10",
                           "worker_rate_kept": ">= 0.8"}}
     RESULTS.mkdir(exist_ok=True)

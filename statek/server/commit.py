@@ -12,7 +12,9 @@ other write requests being handled to join it:
 * it is put off, one loop turn at a time, while write requests have started and not yet
   asked (their bodies are being read or validated) or new ones arrived in the last turn;
 * never beyond `MAX_DELAY_S` after the first request asked, so a steady stream of writes
-  cannot starve the ones already waiting.
+  cannot starve the ones already waiting;
+* not at all when another commit (the worker loop's group commit) made the writes durable
+  meanwhile: dbzero's finalized state number has reached the state they were written in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import dbzero as db0
+
 WINDOW_S = 0.001
 MAX_DELAY_S = 0.025
 
@@ -28,14 +32,17 @@ MAX_DELAY_S = 0.025
 class GroupCommitter:
     """`durable()` returns once a commit that includes the caller's writes has run."""
 
-    def __init__(self, commit: Callable[[], None], window: float = WINDOW_S,
-                 max_delay: float = MAX_DELAY_S) -> None:
+    def __init__(self, commit: Callable[[], None], prefix: str | None = None,
+                 window: float = WINDOW_S, max_delay: float = MAX_DELAY_S) -> None:
         self._commit_fn = commit
+        self.prefix = prefix  # the prefix written to (None: always commit)
+        self._state = 0  # its state number the waiting writes were made in
         self.window = window
         self.max_delay = max_delay
         self.writers = 0  # write requests started that have not asked for durability yet
         self.arrivals = 0  # write requests started, ever (a change means more may come)
         self.commits = 0
+        self.skipped = 0  # commits found made by someone else
         self._waiting: asyncio.Future[None] | None = None
         self._first = 0.0
         self._seen = 0
@@ -50,6 +57,8 @@ class GroupCommitter:
         self.writers -= 1
 
     async def durable(self) -> None:
+        if self.prefix is not None:
+            self._state = max(self._state, db0.get_state_num(self.prefix))
         waiting = self._waiting
         if waiting is None:
             loop = asyncio.get_running_loop()
@@ -68,9 +77,13 @@ class GroupCommitter:
             return
         waiting, self._waiting = self._waiting, None
         assert waiting is not None
-        self.commits += 1
         try:
-            self._commit_fn()
+            if (self.prefix is not None
+                    and db0.get_state_num(self.prefix, finalized=True) >= self._state):
+                self.skipped += 1
+            else:
+                self.commits += 1
+                self._commit_fn()
         except Exception as exc:  # reported to every request it concerned
             waiting.set_exception(exc)
         else:
