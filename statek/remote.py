@@ -63,7 +63,12 @@ class RemoteBudgetError(RemoteError, ValueError):
     """The worker refused a budget (a bad limit, a job without a budget to raise)."""
 
 
+class RemoteInvalidParamError(RemoteError, ValueError):
+    """The worker refused a job param statek reads (a bad budget or harness limit)."""
+
+
 _ERRORS: dict[str, type[RemoteError]] = {
+    "invalid_param": RemoteInvalidParamError,
     "job_not_found": RemoteJobNotFoundError,
     "illegal_transition": RemoteIllegalTransitionError,
     "unstorable_value": RemoteUnstorableValueError,

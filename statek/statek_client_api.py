@@ -19,7 +19,7 @@ from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import submit_job_ids, submit_jobs
 from statek.outbox import OutboxClient, PendingJob
 from statek.outbox.state import is_outbox_id, lookup
-from statek.store import current_prefix, feeding, require_prefix
+from statek.store import current_prefix, feeding, feeding_error, require_prefix
 
 
 class StatekClientAPI:
@@ -134,6 +134,8 @@ class StatekClientAPI:
         Held jobs now within budget resume. Returns the budget (limits, spent, exhausted)."""
         from statek.admission.budgets import set_budget
 
+        if self.outbox is not None:
+            raise feeding_error(self.prefix, "set_budget")
         target = self.get_job(job) if isinstance(job, str) else job
         limits = {"tokens": tokens, "cost": cost, "steps": steps, "seconds": seconds,
                   "policy": policy}
@@ -148,6 +150,8 @@ class StatekClientAPI:
         no budget or a kind without a limit."""
         from statek.admission.budgets import raise_budget
 
+        if self.outbox is not None:
+            raise feeding_error(self.prefix, "raise_budget")
         target = self.get_job(job) if isinstance(job, str) else job
         data = raise_budget(target, {"tokens": tokens, "cost": cost, "steps": steps,
                                      "seconds": seconds})

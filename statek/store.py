@@ -170,6 +170,8 @@ def requires_prefix(cls: _Memo) -> _Memo:
             what = "dbzero is not initialised" if not db_initialized() else "no prefix is open"
             raise NotInitializedError(
                 f"cannot create {subtype.__qualname__}: {what}. {_NO_PREFIX_HELP}")
+        if _runtime.feeding and feeding(current_prefix()):  # dbzero would abort the process
+            raise feeding_error(current_prefix(), f"creating {subtype.__qualname__}", False)
         return memo_new(subtype, args, kwargs)
 
     __new__._statek_requires_prefix = True  # type: ignore[attr-defined]
@@ -249,6 +251,29 @@ def open_default_store(
 def feeding(name: str) -> bool:
     """Whether this process opened prefix `name` in mode "feed" (writes via the outbox)."""
     return name in _runtime.feeding
+
+
+def feeding_error(name: str, what: str, remote: bool = True) -> StoreLockedError:
+    """The error for a write a feeding process cannot send through the outbox (dbzero
+    raises an internal error, or aborts the process, on a write to a read-only prefix):
+    it names the worker holding the store and where to send the call instead (`remote`:
+    the worker's HTTP API offers it)."""
+    stem = prefix_stem(name)
+    info = read_holder(f"{stem}.db0.lock") if stem is not None else None
+    pid, url = (info.get("pid"), info.get("url")) if info else (None, None)
+    who = f"the worker (pid {pid})" if isinstance(pid, int) else "a worker"
+    if not remote:
+        how = "do it in the worker's process, or while no worker runs"
+    elif isinstance(url, str):
+        how = f"call it on statek.connect({url!r}) or use `statek ... --url {url}`"
+    else:
+        how = ("start that worker with an HTTP API (`statek worker --http-port PORT`) and use "
+               "statek.connect(URL), or do it while no worker runs")
+    return StoreLockedError(
+        f"{what}: {who} holds the store {name!r} and this process only feeds it (mode "
+        f"'feed': submit, push and cancel go through its outbox); {what} must happen in "
+        f"the worker: {how}.", pid=pid if isinstance(pid, int) else None,
+        url=url if isinstance(url, str) else None)
 
 
 def prefix_stem(name: str) -> Path | None:

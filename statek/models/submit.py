@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import dbzero as db0
 
 from statek import signals
 from statek.errors import UnstorableValueError
+from statek.models.budget import checked_limits
 from statek.models.job import Job
 from statek.models.jobdef import get_or_create_jobdef
 from statek.models.root import root_for
@@ -18,6 +20,10 @@ from statek.store import require_prefix, transition
 #: job_params keys that shape the job definition rather than being stored as parameters.
 DEFINITION_KEYS = ("warmup_code", "metadata", "model", "provider")
 COMMIT_EVERY = 5000
+#: job params statek reads itself (harness limits overriding the settings), by the kind of
+#: number each must be: checked at submit, so a bad one fails the call, not the job later.
+INT_PARAMS = ("max_turns", "max_exceptions", "max_consecutive_exceptions", "max_tokens")
+SECONDS_PARAMS = ("step_timeout", "step_code_budget")
 
 
 def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
@@ -32,9 +38,33 @@ def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
     return get_or_create_jobdef(agent, job_params.get("warmup_code"), metadata, params)
 
 
+def check_job_params(job_params: Mapping[str, Any]) -> None:
+    """The params statek itself reads (`budget`, the harness limits) hold values it can use:
+    ValueError naming the param otherwise (other params are the job code's own)."""
+    budget = job_params.get("budget")
+    if budget is not None:
+        if not isinstance(budget, Mapping):
+            raise ValueError(f"job_params['budget'] must be a mapping of limits (tokens, "
+                             f"cost, steps, seconds, policy), not {type(budget).__name__}")
+        checked_limits(budget, "job_params['budget']")
+    for name in (*INT_PARAMS, *SECONDS_PARAMS):
+        value = job_params.get(name)
+        if value is None:
+            continue
+        integral = name in INT_PARAMS
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or (integral and not isinstance(value, int))):
+            raise ValueError(f"job_params[{name!r}] must be {'an int' if integral else 'a number'}"
+                             f" (0: no limit), not {value!r:.80}")
+        if not math.isfinite(value) or value < 0 or (integral and value >= 2**62):
+            raise ValueError(f"job_params[{name!r}] must be >= 0 and finite (0: no limit), "
+                             f"not {value!r}")
+
+
 def _check_definition_keys(job_params: Mapping[str, Any]) -> None:
-    """warmup_code, model and provider are str or None; metadata a mapping of storable values
-    (checked before any of them reaches dbzero)."""
+    """warmup_code, model and provider are str or None; metadata a mapping of storable values;
+    the params statek reads valid (checked before any of them reaches dbzero)."""
+    check_job_params(job_params)
     for key in ("warmup_code", "model", "provider"):
         value = job_params.get(key)
         if value is not None:

@@ -30,6 +30,7 @@ from statek.errors import (
 )
 from statek.models.budget import KINDS
 from statek.models.status import STATUS_NAMES
+from statek.models.submit import check_job_params
 from statek.observability.http import add_routes as add_observability_routes
 from statek.server import validate
 from statek.server.commit import GroupCommitter
@@ -82,7 +83,7 @@ class Api:
         self.hub = hub
         self.client = StatekClientAPI(commit=False)
         self.keys = key_store(self.client.prefix)
-        self.committer = GroupCommitter(store.commit_all)
+        self.committer = GroupCommitter(store.commit_all, self.client.prefix)
         token = settings.http_token
         self.token = None if token is None else token.get_secret_value().encode()
 
@@ -182,6 +183,10 @@ class Api:
             raise bad_field("agent", "required: an agent role or uuid")
         locale = validate.typed(body, "locale", str)
         params = validate.typed(body, "params", dict, {})
+        try:
+            check_job_params(params)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_param", str(exc), "params") from None
         return find_agent(agent_ref), locale, params
 
     async def submit(self, request: web.Request) -> web.Response:

@@ -123,11 +123,10 @@ def test_budget_from_job_params_and_settings_policy(api: statek.StatekClientAPI)
     _provider()
     agent = statek.Agent("solo", "You answer.")
     held = api.submit_new_job(agent, {"i": 2}, budget={"tokens": 100})
-    bad = api.submit_new_job(agent, {"i": 3}, budget={"tokens": -5})
+    with pytest.raises(ValueError, match=r"job_params\['budget'\]: budget tokens must be >= 0"):
+        api.submit_new_job(agent, {"i": 3}, budget={"tokens": -5})  # refused at submit
     _run_until_idle()
     assert held.budget_exhausted is not None and held.budget_exhausted.policy == "suspend"
-    assert bad.state == DONE
-    assert bad.error == "job param 'budget': budget tokens must be >= 0 and finite, not -5"
     api.raise_budget(held, tokens=100)
     _run_until_idle()
     assert held.exit_status == 20
