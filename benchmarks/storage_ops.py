@@ -136,10 +136,27 @@ class OpCounter:
     # ------------------------------------------------------------------ install
     def __enter__(self) -> OpCounter:
         self._count_constructors()
+        # every class's own slots, read before any is wrapped: wrapping (and unwrapping) a
+        # class also rewrites the inherited slots of its subclasses
+        slots = {cls: self._slots(cls) for cls in self.classes}
+
+        def put_back() -> None:
+            for cls, (get_ptr, set_ptr) in slots.items():
+                ctypes.c_void_p.from_address(id(cls) + _GETATTRO).value = get_ptr
+                ctypes.c_void_p.from_address(id(cls) + _SETATTRO).value = set_ptr
+        self._undo.append(put_back)  # runs last
         for cls in self.classes:
-            self._shim_class(cls)
+            self._shim_class(cls, *slots[cls])
         self._shim_module()
         return self
+
+    @staticmethod
+    def _slots(cls: type) -> tuple[int, int]:
+        get_ptr = ctypes.c_void_p.from_address(id(cls) + _GETATTRO).value or 0
+        set_ptr = ctypes.c_void_p.from_address(id(cls) + _SETATTRO).value or 0
+        if not get_ptr or not set_ptr:
+            raise RuntimeError(f"{cls.__qualname__} has no attribute slots to wrap")
+        return get_ptr, set_ptr
 
     def _count_constructors(self) -> None:
         """Memo objects created, net: the growth of `db0.find(cls)` over the measurement (the
@@ -169,12 +186,7 @@ class OpCounter:
         while self._undo:
             self._undo.pop()()
 
-    def _shim_class(self, cls: type) -> None:
-        address = id(cls)
-        get_ptr = ctypes.c_void_p.from_address(address + _GETATTRO).value or 0
-        set_ptr = ctypes.c_void_p.from_address(address + _SETATTRO).value or 0
-        if not get_ptr or not set_ptr:
-            raise RuntimeError(f"{cls.__qualname__} has no attribute slots to wrap")
+    def _shim_class(self, cls: type, get_ptr: int, set_ptr: int) -> None:
         original_get = _getattrofunc(get_ptr)
         original_set = cls.__dict__["__setattr__"]
         original_setattro = _setattrofunc(set_ptr)
@@ -200,8 +212,6 @@ class OpCounter:
         def restore() -> None:
             type.__delattr__(cls, "__getattribute__")
             type.__setattr__(cls, "__setattr__", original_set)
-            ctypes.c_void_p.from_address(address + _GETATTRO).value = get_ptr
-            ctypes.c_void_p.from_address(address + _SETATTRO).value = set_ptr
 
         type.__setattr__(cls, "__getattribute__", getattribute)
         type.__setattr__(cls, "__setattr__", setattr_)

@@ -94,3 +94,14 @@ def test_queue_of_the_earlier_layout_still_delivers(api: statek.StatekClientAPI,
     assert list(job.inbox) == ["a", "b", "c", "d"]
     db0.commit()
     assert q.message_count() == 0
+
+
+def test_counter_leaves_every_memo_class_as_it_was(api: statek.StatekClientAPI) -> None:
+    """Subclasses too (SupervisedAgent inherits Agent's attribute slots)."""
+    with OpCounter() as ops:
+        agent = statek.SupervisedAgent("sup")
+        assert agent.role == "sup"
+    assert ops.ops["attr read: SupervisedAgent.role"] == 1
+    again: Any = statek.SupervisedAgent("sup2")
+    assert again.role == "sup2" and list(again.tool_names) == list(agent.tool_names)
+    assert not OpCounter().ops  # nothing counted once uninstalled

@@ -134,7 +134,8 @@ class Fifo:
         chunks = self.chunks
         number, offset = divmod(head, CHUNK_SIZE)
         if (end - 1) // CHUNK_SIZE == number:  # the common case: one chunk
-            return head, list(chunks[number][offset * stride:(offset + end - head) * stride])
+            part = chunks[number][offset * stride:(offset + end - head) * stride]
+            return head, part if type(part) is list else list(part)
         values: list[Any] = []
         seq = head
         while seq < end:

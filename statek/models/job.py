@@ -38,6 +38,8 @@ from statek.store import on_close, transition
 
 on_close(forget_status_values)
 log = logging.getLogger("statek.jobs")
+#: The fields of one entry of `Job.past_results` (stored as a tuple, in this order).
+PAST_RESULT_KEYS = ("exit_status", "error", "finished_at", "reopened_at")
 
 #: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
 WARMUP_OVER = 1 << 30
@@ -193,7 +195,12 @@ class Job:
     def previous_results(self) -> list[dict[str, Any]]:
         """What the job had finished with each time a message re-opened it, oldest first:
         dicts of exit_status, error, finished_at and reopened_at."""
-        return [] if self.past_results is None else [dict(r) for r in self.past_results]
+        past = self.past_results
+        if past is None:
+            return []
+        return [dict(zip(PAST_RESULT_KEYS, r, strict=True))
+                if type(r).__name__ in ("Tuple", "tuple")
+                else dict(r) for r in past]  # dicts: stored by earlier versions
 
     @property
     def finished_at(self) -> float | None:
@@ -348,22 +355,25 @@ class Job:
 
     def _reopen(self) -> None:
         """DONE -> STARTED for a message; the finished result moves to `past_results`."""
-        outcome = {"exit_status": self.exit_status, "error": self.error,
-                   "finished_at": self.done_at, "reopened_at": time.time()}
+        exit_status, error = self.exit_status, self.error
+        # a tuple of PAST_RESULT_KEYS: storing a dict cost twice as much (~40 against ~18 µs)
+        outcome = (exit_status, error, self.done_at, time.time())
         if self.past_results is None:
             self.past_results = [outcome]
         else:
             self.past_results.append(outcome)
-        log.info("job %s re-opened by a message; its result (exit_status=%.200r, error=%.200r) "
-                 "is kept in previous_results", db0.uuid(self), outcome["exit_status"],
-                 outcome["error"])
-        if outcome["exit_status"] is not None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s re-opened by a message; its result (exit_status=%.200r, "
+                     "error=%.200r) is kept in previous_results", db0.uuid(self), exit_status,
+                     error)
+        if exit_status is not None:
             self.exit_status = None
-        if outcome["error"] is not None:
+        if error is not None:
             self.error = None
         self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
         self.ran_turn = self.turns
-        self.stmt = 0
+        if self.stmt:
+            self.stmt = 0
         self.resume()
 
     def cancel(self, reason: str = "cancelled") -> bool:
