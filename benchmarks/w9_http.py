@@ -51,10 +51,11 @@ PREFIX = "bench"
 RESULTS = Path(__file__).resolve().parent / "results" / "w9_http.json"
 PATHS = ("start_statek", "jobs_loop")
 #: The provider: statek's built-in OpenAI-compatible one over each HTTP transport it ships
-#: ("aiohttp", always installed; "pyreqwest", with statek[fast]; httpx was replaced: its pool
-#: cost ~3.8 ms CPU per call with 1000 calls queued); "offline" answers the same replies
+#: ("asyncio", statek's own HTTP/1.1 client and the default; "aiohttp", always installed;
+#: "pyreqwest", with statek[fast]; httpx was replaced: its pool cost ~3.8 ms CPU per call
+#: with 1000 calls queued); "offline" answers the same replies
 #: in-process with the scripted provider (no HTTP: the worker's own cost).
-HTTP_CLIENTS = ("aiohttp", "pyreqwest")
+HTTP_CLIENTS = ("asyncio", "aiohttp", "pyreqwest")
 CLIENTS = (*HTTP_CLIENTS, "offline")
 
 
@@ -71,11 +72,11 @@ def run_jobs(url: str, n: int, concurrency: int, path: str, client: str = "aioht
     settings = statek.StatekSettings.build(
         openai_base_url=url, openai_api_key=None, provider_max_retries=0,
         provider_timeout=120.0, use_uvloop=path == "start_statek",
-        provider_http_client=client if client in HTTP_CLIENTS else "auto")
+        provider_http_client="auto")
     with fresh_store(PREFIX):
         statek.init(settings)
-        if client in HTTP_CLIENTS and pool:
-            _use_pool(url, pool, client)
+        if client in HTTP_CLIENTS:  # registered here: settings name only some of the clients
+            _use_pool(url, pool or 100, client)
         elif client == "offline":
             _use_offline(latency)
         agent = statek.Agent("bench-w9", "", metadata={"MODEL": "openai/mock"})

@@ -116,12 +116,12 @@ def error_text(body: bytes) -> str:
 class HTTPProvider(ABC):
     """Base of the HTTP providers: a lazy pooled transport, retries, error mapping.
 
-    The transport (statek/providers/transports: aiohttp, or pyreqwest with `statek[fast]`) is
+    The transport (statek/providers/transports: asyncio, aiohttp, or pyreqwest) is
     created on first use inside the running loop and reused for every call, so connections
     stay warm; at most `max_connections` are open, further calls wait for one. A provider
     used from a new event loop (tests, `asyncio.run` twice) gets a fresh transport, because a
     pooled client cannot outlive the loop it was made on. `http_client` picks the client
-    ("auto": pyreqwest when installed, else aiohttp). HTTP(S)_PROXY is not read.
+    ("auto": asyncio, statek's own HTTP/1.1 client). HTTP(S)_PROXY is not read.
     `sleep` is what retries wait with; tests pass a fake to keep the suite fast.
 
     With no API key (and no auth header in `extra_headers`) a provider pointed at the

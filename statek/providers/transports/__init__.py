@@ -1,8 +1,10 @@
 """HTTP transports for the providers, and the choice between them.
 
-`aiohttp` is always installed; `pyreqwest` comes with `statek[fast]` and is preferred when
-present ("auto"), because it halves the event loop's CPU per model call. Both pass the same
-provider tests (tests/test_providers_http.py runs every test on each).
+"auto" takes `asyncio` (statek's own HTTP/1.1 client on the event loop, asyncio_client.py):
+on W9 it spends the least CPU per model call of the three (docs/workloads.md). `aiohttp`
+(always installed) and `pyreqwest` (with `statek[fast]`) stay selectable by name. All pass
+the same provider tests (tests/test_providers_http.py runs on aiohttp and pyreqwest,
+tests/test_providers_asyncio_transport.py reruns it on asyncio).
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from statek.providers.transports.base import Transport, TransportConfig
 __all__ = ["HTTP_CLIENTS", "HTTPClientName", "available_clients", "make_transport",
            "resolve_client"]
 
-HTTPClientName = Literal["auto", "aiohttp", "pyreqwest"]
-HTTP_CLIENTS: tuple[str, ...] = ("auto", "aiohttp", "pyreqwest")
+HTTPClientName = Literal["auto", "asyncio", "aiohttp", "pyreqwest"]
+HTTP_CLIENTS: tuple[str, ...] = ("auto", "asyncio", "aiohttp", "pyreqwest")
 
 
 def available_clients() -> list[str]:
     """The clients that can be used here, preferred first."""
-    found = ["aiohttp"]
+    found = ["asyncio", "aiohttp"]
     if importlib.util.find_spec("pyreqwest") is not None:
-        found.insert(0, "pyreqwest")
+        found.append("pyreqwest")
     return found
 
 
@@ -52,6 +54,10 @@ def make_transport(name: str, config: TransportConfig) -> Transport:
         from statek.providers.transports.reqwest_client import ReqwestTransport
 
         return ReqwestTransport(config)
+    if name == "asyncio":
+        from statek.providers.transports.asyncio_client import AsyncioTransport
+
+        return AsyncioTransport(config)
     from statek.providers.transports.aiohttp_client import AiohttpTransport
 
     return AiohttpTransport(config)

@@ -1,0 +1,473 @@
+"""The asyncio transport: a small HTTP/1.1 client on the event loop's own protocol callbacks.
+
+Why a client of our own: a model call is one POST with a small JSON body and a small reply,
+and the general clients pay for what this call never uses. aiohttp spends most of its
+per-call CPU in Python layers (request objects, header multidicts, stream readers); pyreqwest
+does its HTTP on Tokio threads, and every reply then crosses back to the loop through
+`call_soon_threadsafe` and a GIL hand-off, which inside a busy worker costs more than the HTTP
+itself (docs/workloads.md, W9). Here a reply is parsed in `data_received` on the loop's thread
+and resolves the caller's future directly: one wake-up per call, no thread.
+
+What it speaks: HTTP/1.1 over TCP or TLS, keep-alive connections pooled per host (at most
+`max_connections` open; further calls wait for one), Content-Length, chunked and
+read-to-close bodies, 1xx interim replies skipped. Not: proxies (HTTP(S)_PROXY is not read,
+as with the other transports), redirects (a 3xx is returned as is), HTTP/2, pipelining. A
+body is inflated within `max_response_bytes` as it arrives (`BoundedBody`). A reused
+connection that the server closed before answering (a keep-alive race) is retried once on a
+new connection; nothing else is retried here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections import deque
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from statek.providers.ratelimit import rate_limit_headers
+from statek.providers.transports.base import (
+    BodyRefused,
+    ConnectionFailed,
+    ReplyTimeout,
+    RequestFailed,
+    TransportConfig,
+    WireReply,
+)
+from statek.providers.transports.body import BodyTooLarge, BoundedBody, body_coding, too_large
+
+__all__ = ["AsyncioTransport"]
+
+MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one reply
+_MAX_CHUNK_LINE = 1024
+
+# body framing of the reply being read
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _TO_CLOSE, _DONE = range(8)
+
+
+class _Target(NamedTuple):
+    """A URL resolved once: where to connect and the request bytes before Content-Length."""
+
+    key: tuple[str, str, int]
+    host: str
+    port: int
+    tls: bool
+    prefix: bytes
+
+
+class _Reply(NamedTuple):
+    status: int
+    headers: list[tuple[str, str]]  # names lower-cased
+    body: bytes
+    reusable: bool
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; `exchange` sends a request, the callbacks read its reply."""
+
+    def __init__(self, key: tuple[str, str, int], limit: int) -> None:
+        self.key = key
+        self.limit = limit
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.used = 0  # replies read on it (a reused connection may have gone stale)
+        self.waiter: asyncio.Future[_Reply] | None = None
+        self.got_bytes = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.buffer = b""
+        self.state = _HEAD
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.keep_alive = True
+        self.remaining = 0
+        self.body: BoundedBody | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.transport = None
+        if self.state == _TO_CLOSE:
+            try:
+                self._complete(b"")
+            except BodyRefused as refused:
+                self._fail(refused)
+            return
+        self._fail(ConnectionFailed(
+            f"server closed the connection before the reply was complete ({exc or 'EOF'})"))
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self.waiter.done():
+            self.abort()  # bytes nobody asked for (or after a timeout): unusable
+            return
+        self.got_bytes = True
+        try:
+            self._read(data)
+        except (BodyRefused, ConnectionFailed, RequestFailed) as exc:
+            self._fail(exc)
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost finishes a read-to-close body
+
+    # -- the exchange --------------------------------------------------------------------------
+
+    def send(self, request: bytes, waiter: asyncio.Future[_Reply]) -> None:
+        self._reset()
+        self.waiter = waiter
+        self.got_bytes = False
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _complete(self, rest: bytes) -> None:
+        assert self.body is not None
+        try:
+            body = self.body.finish()
+        except BodyTooLarge:
+            raise too_large(self.status, self.limit, "compressed") from None
+        except zlib.error as exc:
+            raise BodyRefused(self.status, f"body does not inflate ({exc})") from None
+        reusable = self.keep_alive and not rest and not self.closed
+        self.state = _DONE
+        waiter, self.waiter = self.waiter, None
+        self.used += 1
+        if waiter is not None and not waiter.done():
+            waiter.set_result(_Reply(self.status, self.headers, body, reusable))
+
+    def _feed(self, data: bytes) -> None:
+        assert self.body is not None
+        try:
+            self.body.feed(data)
+        except BodyTooLarge:
+            raise too_large(self.status, self.limit, "as sent") from None
+        except zlib.error as exc:
+            raise BodyRefused(self.status, f"body does not inflate ({exc})") from None
+
+    def _read(self, data: bytes) -> None:
+        """Advance the reply's state machine over `data` (head, then body framing)."""
+        buffer = self.buffer + data if self.buffer else data
+        self.buffer = b""
+        while True:
+            state = self.state
+            if state == _HEAD:
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEAD_BYTES:
+                        raise RequestFailed(f"reply head over {MAX_HEAD_BYTES:,} bytes")
+                    self.buffer = buffer
+                    return
+                self._head(buffer[:end])
+                buffer = buffer[end + 4:]
+            elif state == _LENGTH:
+                take = buffer if len(buffer) <= self.remaining else buffer[:self.remaining]
+                if take:
+                    self._feed(take)
+                self.remaining -= len(take)
+                buffer = buffer[len(take):]
+                if self.remaining:
+                    return
+                self._complete(buffer)
+                return
+            elif state == _TO_CLOSE:
+                if buffer:
+                    self._feed(buffer)
+                return
+            elif state == _CHUNK_DATA:
+                take = buffer if len(buffer) <= self.remaining else buffer[:self.remaining]
+                if take:
+                    self._feed(take)
+                self.remaining -= len(take)
+                buffer = buffer[len(take):]
+                if self.remaining:
+                    return
+                self.state = _CHUNK_END
+            elif state == _CHUNK_END:
+                if len(buffer) < 2:
+                    self.buffer = buffer
+                    return
+                if buffer[:2] != b"\r\n":
+                    raise RequestFailed("malformed chunked body (no CRLF after a chunk)")
+                buffer = buffer[2:]
+                self.state = _CHUNK_SIZE
+            else:  # _CHUNK_SIZE or _TRAILER: a line
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    if len(buffer) > _MAX_CHUNK_LINE:
+                        raise RequestFailed("malformed chunked body (chunk line too long)")
+                    self.buffer = buffer
+                    return
+                line, buffer = buffer[:end], buffer[end + 2:]
+                if state == _TRAILER:
+                    if not line:
+                        self._complete(buffer)
+                        return
+                else:
+                    self._chunk_size(line)
+
+    def _chunk_size(self, line: bytes) -> None:
+        text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(text, 16)
+        except ValueError:
+            size = -1
+        if size < 0 or not text.isalnum():
+            raise RequestFailed(f"malformed chunked body (chunk size {text[:40]!r})")
+        self.remaining = size
+        self.state = _CHUNK_DATA if size else _TRAILER
+
+    def _head(self, head: bytes) -> None:
+        """Status and headers; picks the body's framing (RFC 9112 section 6.3)."""
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise RequestFailed(f"not an HTTP/1.x reply: {lines[0][:80]!r}")
+        status = int(parts[1])
+        if 100 <= status < 200:
+            return  # an interim reply: the real one follows (state stays _HEAD)
+        headers = []
+        length: str | None = None
+        chunked = False
+        keep_alive = parts[0] == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise RequestFailed(f"malformed reply header {line[:80]!r}")
+            key = name.strip().lower().decode("latin-1")
+            text = value.strip().decode("latin-1")
+            headers.append((key, text))
+            if key == "content-length":
+                length = text
+            elif key == "transfer-encoding":
+                chunked = "chunked" in text.lower()
+            elif key == "connection":
+                keep_alive = "close" not in text.lower() and (
+                    keep_alive or "keep-alive" in text.lower())
+        self.status, self.headers, self.keep_alive = status, headers, keep_alive
+        self.body = BoundedBody(body_coding(status, self._header("content-encoding")),
+                                self.limit)
+        if status in (204, 304):
+            self.state, self.remaining = _LENGTH, 0
+        elif chunked:
+            self.state = _CHUNK_SIZE
+        elif length is not None:
+            if not length.isdigit():
+                raise RequestFailed(f"malformed content-length {length[:40]!r}")
+            self.state, self.remaining = _LENGTH, int(length)
+        else:
+            self.state, self.keep_alive = _TO_CLOSE, False
+
+    def _header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class AsyncioTransport:
+    """`Transport` over `_Connection`s created on the running loop."""
+
+    name = "asyncio"
+
+    def __init__(self, config: TransportConfig) -> None:
+        self._config = config
+        self._limit = config.max_response_bytes
+        self._timeout = config.timeout
+        self._ssl = config.ssl_context
+        self._targets: dict[str, _Target] = {}
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._open = 0  # connections counted against max_connections
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._closed = False
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def post(self, url: str, body: bytes) -> WireReply:
+        target = self._targets.get(url) or self._target(url)
+        request = b"%s%d\r\n\r\n%s" % (target.prefix, len(body), body)
+        loop = self._loop
+        deadline = loop.time() + self._timeout
+        reply = await self._exchange(target, request, deadline)
+        retry_after = None
+        for name, value in reply.headers:
+            if name == "retry-after":
+                retry_after = value
+                break
+        return WireReply(reply.status, reply.body, retry_after,
+                         rate_limit_headers(reply.headers, retry_after))
+
+    async def _exchange(self, target: _Target, request: bytes, deadline: float) -> _Reply:
+        """One request on a pooled connection; once more on a new one if a reused connection
+        turns out closed before any byte of the reply."""
+        while True:
+            conn = await self._acquire(target, deadline)
+            reused = conn.used > 0
+            waiter: asyncio.Future[_Reply] = self._loop.create_future()
+            timer = self._loop.call_at(deadline, _expire, waiter)
+            reusable = False
+            try:
+                conn.send(request, waiter)
+                reply = await waiter
+                reusable = reply.reusable
+                return reply
+            except ConnectionFailed:
+                if reused and not conn.got_bytes and self._loop.time() < deadline:
+                    continue  # a keep-alive race: the server had closed it first
+                raise
+            finally:
+                timer.cancel()
+                self._release(conn, reusable)
+
+    def _target(self, url: str) -> _Target:
+        if self._closed:
+            raise ConnectionFailed("the HTTP client is closed")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise RequestFailed(f"bad URL {url!r}: {exc}") from exc
+        scheme = parts.scheme.lower()
+        host = parts.hostname
+        if scheme not in ("http", "https") or not host:
+            raise RequestFailed(f"bad URL {url!r}: only http:// and https:// with a host")
+        tls = scheme == "https"
+        port = port or (443 if tls else 80)
+        host_header = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            host_header += f":{port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if any(c in path for c in " \r\n"):
+            raise RequestFailed(f"bad URL {url!r}: spaces or line breaks in the path")
+        headers = b"".join(_header_line(k, v) for k, v in self._config.headers.items()
+                           if k.lower() not in ("host", "content-length"))
+        prefix = (f"POST {path} HTTP/1.1\r\nhost: {host_header}\r\n".encode("latin-1")
+                  + headers + b"content-length: ")
+        target = _Target((scheme, host, port), host, port, tls, prefix)
+        if len(self._targets) < 64:
+            self._targets[url] = target
+        return target
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    async def _acquire(self, target: _Target, deadline: float) -> _Connection:
+        idle = self._idle.get(target.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            self._free_slot()
+        if self._open < self._config.max_connections:
+            self._open += 1
+        else:
+            handed = await self._wait_for_slot(deadline)
+            if handed is not None:
+                if handed.key == target.key and not handed.closed:
+                    return handed
+                handed.abort()  # another host's: its slot is ours
+        try:
+            return await self._connect(target, deadline)
+        except BaseException:
+            self._free_slot()
+            raise
+
+    async def _wait_for_slot(self, deadline: float) -> _Connection | None:
+        """Wait until a connection is released: it (idle, ours now) or None (it was closed:
+        its slot is ours, to open a new one)."""
+        waiter: asyncio.Future[_Connection | None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = self._loop.call_at(deadline, _expire, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()  # handed to us just as we gave up: pass it on
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._pass_on(handed)
+            raise
+        finally:
+            timer.cancel()
+
+    async def _connect(self, target: _Target, deadline: float) -> _Connection:
+        conn = _Connection(target.key, self._limit)
+        try:
+            await asyncio.wait_for(self._loop.create_connection(
+                lambda: conn, target.host, target.port,
+                ssl=(self._ssl or ssl.create_default_context()) if target.tls else None,
+                server_hostname=target.host if target.tls else None),
+                max(0.0, deadline - self._loop.time()))
+        except TimeoutError as exc:
+            raise ReplyTimeout(f"connecting to {target.host}:{target.port}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionFailed(f"cannot connect to {target.host}:{target.port}: "
+                                   f"{exc}") from exc
+        return conn
+
+    def _release(self, conn: _Connection, reusable: bool) -> None:
+        """Back to the pool, or closed (its slot passed on) after a failed or final exchange."""
+        if reusable and not conn.closed and not self._closed:
+            self._pass_on(conn)
+            return
+        conn.abort()
+        self._free_slot()
+
+    def _pass_on(self, conn: _Connection) -> None:
+        """An idle connection: to the first waiter (any host: it reuses or replaces it), or
+        into the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.setdefault(conn.key, []).append(conn)
+
+    def _free_slot(self) -> None:
+        """A connection's slot is free: the first waiter may open one, else it is returned."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._open -= 1
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.abort()
+        self._idle.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionFailed("the HTTP client was closed"))
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReplyTimeout("TimeoutError"))
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """`name: value\\r\\n`; a line break in either would smuggle a header: refused."""
+    if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
+        raise RequestFailed(f"header {name!r} has a line break or a bad name")
+    return f"{name}: {value}\r\n".encode("latin-1")
