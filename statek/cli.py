@@ -11,7 +11,21 @@ import click
 from statek._version import __version__
 
 
-@click.group()
+class _Main(click.Group):
+    """Settings statek cannot use (a bad STATEK_* value) are one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from statek.errors import ConfigurationError  # here: `--help` stays light
+
+            if isinstance(exc, ConfigurationError):
+                raise click.ClickException(str(exc)) from None
+            raise
+
+
+@click.group(cls=_Main)
 @click.version_option(__version__, prog_name="statek")
 def main() -> None:
     """statek: durable LLM agents in dbzero."""
@@ -138,7 +152,8 @@ def _log_to_stderr() -> None:
 
 
 @main.command()
-@click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
+@click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1),
+              help="max_concurrency.")
 @click.option("--provider", default=None,
               help="Provider for jobs whose MODEL/PROVIDER names none "
                    "(default: STATEK_DEFAULT_PROVIDER; unset, such jobs fail).")
@@ -385,7 +400,8 @@ def _local_read(read: Callable[[], Any]) -> Any:
 @main.command()
 @click.option("--status", default=None, help="Only these statuses (comma-separated).")
 @click.option("--agent", default=None, help="Only this agent (role or uuid).")
-@click.option("--limit", default=20, show_default=True, help="Jobs listed (newest first).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="Jobs listed (newest first).")
 @url_option
 @token_option
 def jobs(status: str | None, agent: str | None, limit: int, url: str | None,

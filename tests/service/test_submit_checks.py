@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 import statek
 from statek.models.root import root_jobs
 from statek.remote import RemoteInvalidParamError
-from tests.service.conftest import Worker
+from tests.service.conftest import Worker, clean_env
 
 BAD_PARAMS: list[tuple[dict[str, Any], str]] = [
     ({"budget": {"tokens": -3}}, "job_params['budget']: budget tokens must be >= 0"),
@@ -103,3 +104,40 @@ def test_feeding_process_gets_clear_errors(worker: Worker) -> None:
     assert kind == "ValueError" and "job_params['budget']: budget tokens" in message
 
 
+
+
+def test_http_keeps_big_integers_exact_or_refuses_them(worker: Worker) -> None:
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=worker.url, timeout=60) as http:
+        for literal in ("123456789012345678901234567890", "12345678901234567890"):
+            body = '{"agent": "helper", "vars": {"n": LITERAL}}'.replace("LITERAL", literal)
+            answer = http.post("/v1/jobs", headers=headers, content=body)
+            assert answer.status_code == 422, answer.text  # was stored as a float
+            assert "shared_vars['n']" in answer.json()["error"]["message"]
+            assert "does not fit in 64 bits" in answer.json()["error"]["message"]
+        answer = http.post("/v1/jobs", headers=headers, content=(
+            '{"agent": "helper", "vars": {"n": 9223372036854775807, "s": "12345678901234567890"}}'))
+        assert answer.status_code == 201, answer.text
+        stored = http.get(f"/v1/jobs/{answer.json()['job']}").json()["locals"]
+        assert stored == {"n": 2**63 - 1, "s": "12345678901234567890"}
+        answer = http.post("/v1/jobs", headers=headers, content=(
+            '{"agent": "helper", "vars": {"n": 12345678901234567890123, "x": NaN}}'))
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(("args", "env", "code", "line"), [
+    (["worker", "--concurrency", "0", "--offline"], {}, 2,
+     "Invalid value for '--concurrency': 0 is not in the range x>=1"),
+    (["jobs", "--limit", "-1"], {}, 2, "Invalid value for '--limit': -1 is not in the range"),
+    (["jobs"], {"STATEK_COMMIT_INTERVAL": "-1"}, 1,
+     "Error: invalid statek settings: commit_interval: Input should be greater than 0"),
+    (["worker", "--offline", "--until-idle"], {"STATEK_MAX_TURNS": "many"}, 1,
+     "Error: invalid statek settings: max_turns"),
+])
+def test_cli_user_errors_are_one_line(tmp_path: Path, args: list[str], env: dict[str, str],
+                                      code: int, line: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "statek", *args],
+                          env=clean_env(tmp_path / "data", **env), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert line in done.stderr and "Traceback" not in done.stderr
