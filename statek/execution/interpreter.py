@@ -25,6 +25,7 @@ from typing import Any
 
 from statek import job_caches, store
 from statek.errors import SandboxViolation
+from statek.execution.control_flow import AwaitTool, JobExit
 from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.harness import (
     GUARD,
@@ -34,7 +35,6 @@ from statek.execution.harness import (
     step_budget,
 )
 from statek.execution.job_functions import JobFunctions
-from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ControlSignal, Future, SuspendJob
 from statek.models.job_locals import StoredLocals, on_external_bind
 from statek.models.storable import unstorable_reason

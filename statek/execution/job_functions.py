@@ -23,8 +23,8 @@ import dbzero as db0
 from statek import signals, store
 from statek._views import FrozenMapping
 from statek.errors import SandboxViolation
+from statek.execution.control_flow import AwaitTool, JobExit
 from statek.execution.harness import GUARD
-from statek.execution.signals import AwaitTool, JobExit
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.observability import hooks
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code

@@ -23,6 +23,7 @@ import dbzero as db0
 
 from statek import job_caches, store
 from statek.errors import SandboxViolation
+from statek.execution.control_flow import JobExit
 from statek.execution.harness import budget_error, step_budget
 from statek.execution.interpreter import (
     _DEFINITION_STARTS,
@@ -35,7 +36,6 @@ from statek.execution.interpreter import (
     can_persist,
 )
 from statek.execution.job_functions import JobFunctions, stored_callable_problem
-from statek.execution.signals import JobExit
 from statek.isolation.pool import ExecutorLost, PoolConfig, current_pool, pool_for
 from statek.isolation.protocol import Opaque, ProtocolError, Ref, encode_exception
 from statek.models.future import ControlSignal, Future
