@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import dbzero as db0
 
 from statek import signals, store
 from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
+from statek.models.agent import Agent
 from statek.models.job import Job
 from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
 
@@ -120,7 +120,7 @@ class Scheduler:
         self.notify()
 
     # ----------------------------------------------------------- lanes
-    def _lane_of(self, job: Any) -> int:
+    def _lane_of(self, job: Job) -> int:
         """One lane per agent, so a busy agent cannot starve the others."""
         jobdef = job.jobdef
         jobdef_id = db0.uuid(jobdef)
@@ -131,7 +131,7 @@ class Scheduler:
             self._lanes[jobdef_id] = lane
         return lane
 
-    def agent_lane(self, agent: Any) -> int:
+    def agent_lane(self, agent: Agent) -> int:
         return self._agent_lanes.setdefault(db0.uuid(agent), len(self._agent_lanes))
 
     # ----------------------------------------------------------- runner side
@@ -146,7 +146,7 @@ class Scheduler:
     def uuid_of(self, number: int) -> str:
         return self.jobs.key(number)
 
-    def step_ended(self, number: int, job: Any, retry_after: float,
+    def step_ended(self, number: int, job: Job, retry_after: float,
                    wake_events_before: int = -1) -> None:
         """Route a job by the status its step left it in (and tell observers, if any).
 
@@ -172,7 +172,7 @@ class Scheduler:
         else:  # DONE: forget it (waiters on it were woken through job_finished)
             self.jobs.release(self.jobs.key(number))
 
-    def index(self, number: int, job: Any) -> None:
+    def index(self, number: int, job: Job) -> None:
         """Register what a suspended job's future waits on."""
         future = job.awaiting
         if future is None:
@@ -220,7 +220,7 @@ class Scheduler:
                 woken += self._wake(number, job)
         return woken
 
-    def _wake(self, number: int, job: Any) -> int:
+    def _wake(self, number: int, job: Job) -> int:
         state = job.state
         if state != SUSPENDED:
             if state in RUNNABLE:

@@ -5,15 +5,14 @@ loop itself never calls these (it runs steps through its own task bookkeeping)."
 
 from __future__ import annotations
 
-from typing import Any
-
 import dbzero as db0
 
 from statek.execution.step import execute_step
+from statek.models.job import Job
 from statek.runtime.scheduler import current_scheduler
 
 
-async def run_job_step(job: Any, provider: str | None = None) -> bool:
+async def run_job_step(job: Job, provider: str | None = None) -> bool:
     """Execute one step of `job`; True when it completed during the step.
 
     Errors of the job (its code, the model's reply, the provider) are recorded on the job,
