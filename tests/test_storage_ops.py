@@ -4,12 +4,17 @@ head once; queues stored before the flat layout still work."""
 
 from __future__ import annotations
 
+import tempfile
+from collections import deque
 from typing import Any
 
 import dbzero as db0
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import statek
 from benchmarks.storage_ops import OpCounter
+from statek import store
 from statek.models.fifo import CHUNK_SIZE, Fifo
 from statek.runtime.queues import process_push_notifications
 from statek.statek_push_queue import StatekPushQueue
@@ -105,3 +110,42 @@ def test_counter_leaves_every_memo_class_as_it_was(api: statek.StatekClientAPI) 
     again: Any = statek.SupervisedAgent("sup2")
     assert again.role == "sup2" and list(again.tool_names) == list(agent.tool_names)
     assert not OpCounter().ops  # nothing counted once uninstalled
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("one"), st.integers(0, 3)),
+                          st.tuples(st.just("many"), st.integers(0, 700)),
+                          st.tuples(st.just("pop"), st.integers(0, 900))), max_size=14))
+def test_pair_fifo_matches_a_deque(ops: list[tuple[str, int]]) -> None:
+    """A stride-2 fifo (the messages layout) against a deque of pairs, across chunks, with
+    single pushes after a chunk was started, filled and dropped."""
+    with tempfile.TemporaryDirectory() as root:
+        db0.init(dbzero_root=root)
+        statek.open_prefix("prop", "rw")
+        try:
+            fifo = Fifo(stride=2)
+            model: deque[tuple[int, str]] = deque()
+            counter = 0
+            for op, n in ops:
+                if op == "pop":
+                    first, got = fifo.peek(n)
+                    assert got == [model[i] for i in range(min(n, len(model)))]
+                    assert fifo.peek_flat(n) == (first, [v for pair in got for v in pair])
+                    fifo.advance(len(got))
+                    for _ in got:
+                        model.popleft()
+                    continue
+                if op == "one":
+                    for _ in range(n):
+                        item = (counter, f"m{counter}")
+                        assert fifo.push(item) == counter  # its sequence number
+                        model.append(item)
+                        counter += 1
+                else:
+                    items = [(i, f"m{i}") for i in range(counter, counter + n)]
+                    assert fifo.push_many(items) == counter
+                    model.extend(items)
+                    counter += n
+                assert len(fifo) == len(model)
+        finally:
+            store.close()
