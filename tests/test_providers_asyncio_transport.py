@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +178,43 @@ async def test_header_with_a_line_break_is_refused() -> None:
                                         http_client="asyncio", max_retries=0)
     with pytest.raises(ProviderError, match="line break"):
         await provider.complete(simple_request())
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """(key, certificate) for 127.0.0.1, made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return key, cert
+
+
+async def test_https_checks_the_certificate(self_signed: tuple[Path, Path]) -> None:
+    key, cert = self_signed
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    try:
+        trusting = AsyncioTransport(TransportConfig({}, 2, 10.0, 1000,
+                                                    ssl.create_default_context(cafile=cert)))
+        assert (await trusting.post(url, b"{}")).body == b"secret"
+        await trusting.aclose()
+        default = AsyncioTransport(TransportConfig({}, 2, 10.0, 1000,
+                                                   ssl.create_default_context()))
+        with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await default.post(url, b"{}")
+        await default.aclose()
+    finally:
+        server.close()
