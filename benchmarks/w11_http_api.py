@@ -3,14 +3,14 @@
 * submissions/s: batches of 100 jobs (warmup `exit(i)`: the outbox benchmark's jobs) POSTed
   to /v1/jobs/batch by 4 and by 16 concurrent connections while the worker runs them; target
   >= 10,000 jobs/s. Each answer waits for a commit (an fsync, shared by the requests that
-  arrive together: statek.server.commit), so the figure grows with the connections in flight.
-  The outbox rate (benchmarks.outbox, calls of 100) is measured in the same run, side by side;
+  arrive together: statek.server.commit). The outbox rate (benchmarks.outbox, calls of 100) is measured in the same run, side by side;
 * submit -> first step: one job at a time, from sending POST /v1/jobs to the first model
   turn of the job as the worker recorded it (see `_first_step_latency`); target <= 10 ms
   median. Reported beside it: when the client saw the step on the event stream, and when the
   POST was answered (after its commit);
-* the worker's W1-style rate (jobs completed/s) with and without a producer submitting at
-  full speed over HTTP;
+* (the worker's W1 rate while a producer feeds it is measured by benchmarks.outbox, which
+  counts completions in the worker; this file's earlier figure timed the last job of a batch
+  that had mostly run while it was being submitted, and gave 0.2x-3x: removed);
 * the HTTP path alone: the same batches against the API served with no worker loop (nothing
   runs the jobs), 16 connections: what accepting a job costs the worker's process by itself,
   apart from running it.
@@ -94,38 +94,6 @@ async def _first_step_latency(url: str, samples: int) -> dict[str, list[float]]:
     return out
 
 
-async def _completion_rate(url: str, jobs: int, with_producer: bool) -> float:
-    """Jobs completed/s by the worker for `jobs` jobs submitted up front, with or without
-    a producer submitting more at full speed meanwhile."""
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        ids: list[str] = []
-        for _ in range(0, jobs, 1000):
-            answer = await client.post("/v1/jobs/batch", json={
-                "agent": "helper", "vars_batch": [{"i": i} for i in range(1000)],
-                "params": {"warmup_code": "exit(i)"}})
-            ids.extend(answer.json()["jobs"])
-        began = time.perf_counter()
-        stop = asyncio.Event()
-
-        async def producer() -> None:
-            body = {"agent": "helper", "vars_batch": [{}] * BATCH,
-                    "params": {"warmup_code": "exit(0)"}}
-            while not stop.is_set():
-                await client.post("/v1/jobs/batch", json=body)
-
-        feeding = asyncio.create_task(producer()) if with_producer else None
-        while True:  # done when the last of ours is (the worker runs them in order)
-            job = (await client.get(f"/v1/jobs/{ids[-1]}")).json()
-            if job["status"] == "DONE":
-                break
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - began
-        stop.set()
-        if feeding is not None:
-            await feeding
-        return jobs / elapsed
-
-
 SERVER_ONLY = """
 import asyncio, sys
 import statek
@@ -179,8 +147,6 @@ def _one_run(quick: bool) -> dict[str, Any]:
             rate = asyncio.run(_submit_rate(worker.url, jobs))
             rate_16 = asyncio.run(_submit_rate(worker.url, jobs, 16))
             latency = asyncio.run(_first_step_latency(worker.url, 50 if quick else 200))
-            alone = asyncio.run(_completion_rate(worker.url, 2_000 if quick else 10_000, False))
-            fed = asyncio.run(_completion_rate(worker.url, 2_000 if quick else 10_000, True))
         finally:
             worker.stop()
     outbox = _submit_rates(quick)[0]
@@ -191,8 +157,7 @@ def _one_run(quick: bool) -> dict[str, Any]:
             "first_step_ms_median": statistics.median(latency["first_step"]) * 1e3,
             "first_step_ms_p90": _p90(latency["first_step"]) * 1e3,
             "event_ms_median": statistics.median(latency["event"]) * 1e3,
-            "ack_ms_median": statistics.median(latency["ack"]) * 1e3,
-            "completed_per_s_alone": alone, "completed_per_s_with_producer": fed}
+            "ack_ms_median": statistics.median(latency["ack"]) * 1e3}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,16 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     runs = [_one_run(args.quick) for _ in range(3)]
     medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    medians["worker_rate_kept"] = (medians["completed_per_s_with_producer"]
-                                   / medians["completed_per_s_alone"])
     from statek._speedups import IMPLEMENTATION
 
     result = {"workload": "W11-http", "date": datetime.date.today().isoformat(),
               "python": sys.version.split()[0], "kernels": IMPLEMENTATION,
               "quick": args.quick, "load_before": load, "load_after": os.getloadavg(),
               "medians_of_3": medians, "runs": runs,
-              "targets": {"submit_jobs_per_s": ">= 10000", "first_step_ms_median": "<= 10",
-                          "worker_rate_kept": ">= 0.8"}}
+              "targets": {"submit_jobs_per_s": ">= 10000", "first_step_ms_median": "<= 10"}}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{result['date']}-w11-http{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
