@@ -3,7 +3,8 @@
 * submissions/s: batches of 100 jobs (warmup `exit(i)`: the outbox benchmark's jobs) POSTed
   to /v1/jobs/batch by 4 and by 16 concurrent connections while the worker runs them; target
   >= 10,000 jobs/s. Each answer waits for a commit (an fsync, shared by the requests that
-  arrive together: statek.server.commit). The outbox rate (benchmarks.outbox, calls of 100) is measured in the same run, side by side;
+  arrive together: statek.server.commit). The outbox rate (benchmarks.outbox, calls of 100)
+  is measured in the same run, side by side;
 * submit -> first step: one job at a time, from sending POST /v1/jobs to the first model
   turn of the job as the worker recorded it (see `_first_step_latency`); target <= 10 ms
   median. Reported beside it: when the client saw the step on the event stream, and when the
