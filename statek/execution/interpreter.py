@@ -366,7 +366,7 @@ def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBl
             return Outcome(FAILED, index, fatal=True)
         stmt = statements[index]
         functions.start_statement(index)
-        ControlSignal.pending = None
+        _forget_signal()
         try:
             guard.active = True  # from here to the end of the statement: job code
             if stmt.echo:
@@ -405,6 +405,13 @@ def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBl
             ns.persist(stmt)
         functions.statement_done()
     return Outcome(COMPLETED, len(statements))
+
+
+def _forget_signal() -> None:
+    """Clear the pending control signal. A function, not an inline assignment: mypy (and so
+    mypyc) would narrow `ControlSignal.pending` to None for the rest of the statement loop
+    and drop its `is not None` checks as unreachable."""
+    ControlSignal.pending = None
 
 
 def _stopped(ns: JobNamespace, stmt: CompiledStatement, index: int) -> Outcome:
