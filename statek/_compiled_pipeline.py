@@ -30,7 +30,6 @@ from pathlib import Path
 from types import ModuleType
 
 MODULES: tuple[str, ...] = (
-    "statek._json",
     "statek.execution.conversation",
     "statek.execution.interpreter",
     "statek.execution.step",
@@ -38,7 +37,8 @@ MODULES: tuple[str, ...] = (
 )
 """The modules the pipeline build compiles (chosen by measurement, docs/building.md).
 Left out on purpose: job_functions (the sandbox trusts host code by its Python
-function objects), models/* memo classes, job_locals (mypyc crashes on it)."""
+function objects), models/* memo classes, job_locals (mypyc crashes on it), _json
+(its tests reload it with another backend; an extension module cannot be reloaded)."""
 
 BIN_DIR = "_compiled_bin"
 MANIFEST = "manifest.json"
