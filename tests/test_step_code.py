@@ -333,7 +333,13 @@ async def test_an_unstorable_exit_status_is_described_without_running_job_code(
 
 async def test_bad_job_param_does_not_break_the_step(api: statek.StatekClientAPI,
                                                      agent: statek.Agent) -> None:
-    job = api.submit_new_job(agent, {}, max_turns="lots")
+    from statek.models.jobdef import get_or_create_jobdef
+    from statek.models.submit import create_job
+
+    with pytest.raises(ValueError, match=r"job_params\['max_turns'\] must be an int"):
+        api.submit_new_job(agent, {}, max_turns="lots")  # refused at submit now
+    # one stored before submit checked params (or written around it) still ends cleanly
+    job = create_job(get_or_create_jobdef(agent, None, None, {"max_turns": "lots"}), {}, None)
     assert await run_job_step(job) is True
     assert job.status == JobStatus.DONE
     assert "internal error" in (job.error or "") and "lots" in (job.error or "")
