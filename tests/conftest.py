@@ -55,7 +55,7 @@ def agent(statek_store: str) -> statek.Agent:
     return statek.Agent("worker", "You are a worker.")
 
 
-@pytest.fixture(params=["aiohttp", "pyreqwest"])
+@pytest.fixture(params=["aiohttp", "pyreqwest", "asyncio"])
 def each_http_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test once per HTTP transport (as the kernel twins run on both): providers built
     with the default `http_client="auto"` and the registry's (STATEK_PROVIDER_HTTP_CLIENT) get

@@ -1,5 +1,6 @@
-"""The asyncio transport: every test of tests/test_providers_http.py again on it, plus what only
-a hand-written HTTP/1.1 client can get wrong (framing, keep-alive races, the pool bound)."""
+"""The asyncio transport: what only a hand-written HTTP/1.1 client can get wrong (framing,
+keep-alive races, the pool bound, TLS). tests/test_providers_http.py runs on it too, through
+conftest's `each_http_client`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import gzip
 import shutil
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from statek.errors import ProviderError
-from statek.providers import OpenAICompatibleProvider, transports
+from statek.providers import OpenAICompatibleProvider
 from statek.providers.transports.asyncio_client import AsyncioTransport
 from statek.providers.transports.base import (
     BodyRefused,
@@ -23,20 +24,7 @@ from statek.providers.transports.base import (
     RequestFailed,
     TransportConfig,
 )
-from tests.test_providers_http import *  # noqa: F403  (rerun on this transport)
 from tests.test_providers_http import simple_request
-
-
-@pytest.fixture
-def each_http_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Overrides conftest's: providers asking for "auto" get the asyncio transport."""
-    from statek.providers import http_base
-
-    real = transports.resolve_client
-    monkeypatch.setattr(http_base, "resolve_client",
-                        lambda asked: real("asyncio" if asked == "auto" else asked))
-    yield "asyncio"
-
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -670,6 +670,21 @@ def test_http_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert transports.resolve_client("auto") == "aiohttp"
 
 
+def test_auto_takes_a_library_never_the_own_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """statek's own HTTP/1.1 client is opt-in (no HTTP/2, proxies or redirects)."""
+    from statek.providers import transports
+    from statek.settings import StatekSettings
+
+    assert transports.available_clients()[-1] == "asyncio"
+    monkeypatch.setattr(transports.importlib.util, "find_spec", lambda name: object())
+    assert transports.available_clients() == ["pyreqwest", "aiohttp", "asyncio"]
+    assert transports.resolve_client("auto") == "pyreqwest"
+    monkeypatch.setattr(transports.importlib.util, "find_spec", lambda name: None)
+    assert transports.resolve_client("auto") == "aiohttp"
+    assert transports.resolve_client("asyncio") == "asyncio"
+    assert StatekSettings(provider_http_client="asyncio").provider_http_client == "asyncio"
+
+
 def test_registry_passes_the_http_client_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from statek.providers import registry
     from statek.settings import StatekSettings

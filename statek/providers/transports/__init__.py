@@ -1,10 +1,11 @@
 """HTTP transports for the providers, and the choice between them.
 
-"auto" takes `asyncio` (statek's own HTTP/1.1 client on the event loop, asyncio_client.py):
-on W9 it spends the least CPU per model call of the three (docs/workloads.md). `aiohttp`
-(always installed) and `pyreqwest` (with `statek[fast]`) stay selectable by name. All pass
-the same provider tests (tests/test_providers_http.py runs on aiohttp and pyreqwest,
-tests/test_providers_asyncio_transport.py reruns it on asyncio).
+"auto" takes a well-kept library: pyreqwest when installed (`statek[fast]`), else aiohttp.
+`asyncio` (statek's own HTTP/1.1 client on the event loop, asyncio_client.py) is chosen by
+name only: on W9 it spends the least worker CPU per model call of the three
+(docs/workloads.md), which pays against a fast local or self-hosted model server, but it does
+not speak HTTP/2, proxies or redirects, so hosted APIs keep a library by default. All three
+pass the same provider tests (tests/test_providers_http.py runs on each).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ HTTP_CLIENTS: tuple[str, ...] = ("auto", "asyncio", "aiohttp", "pyreqwest")
 
 def available_clients() -> list[str]:
     """The clients that can be used here, preferred first."""
-    found = ["asyncio", "aiohttp"]
+    found = ["aiohttp", "asyncio"]
     if importlib.util.find_spec("pyreqwest") is not None:
-        found.append("pyreqwest")
+        found.insert(0, "pyreqwest")
     return found
 
 
