@@ -5,19 +5,36 @@
 1. W8: every kept compiled kernel must beat its pure twin by >= 2x (benchmarks/w8_gate.py).
 2. W3: an idle loop iteration over 100k suspended parents (200k suspended jobs) must cost at
    most 3x the one over 1k: the scheduler is O(what changed), not O(suspended jobs).
+3. Instructions per step (callgrind, `benchmarks.step_instructions`): each case within its
+   band around benchmarks/instructions_baseline.json, so code that the cost table in
+   docs/costs.md justifies cannot be "cleaned up" into something slower unnoticed. Counts
+   move by well under 1% between runs; more than +{UP:.0%} fails, more than -{DOWN:.0%} asks
+   for the baseline to be re-recorded (`--record`). Skipped loudly without valgrind.
 
-Exit status 1 when a gate fails. Runs in about 2 minutes on a 2-core machine.
+Exit status 1 when a gate fails. Runs in about 5 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import platform
+import shutil
 import subprocess
 import sys
+from importlib.metadata import version
+from pathlib import Path
 
 from benchmarks._harness import print_table, run_isolated
 
 MAX_IDLE_RATIO = 3.0
 SMALL, LARGE = 1_000, 100_000
+#: The instruction band: a step may cost this much more than its baseline before CI fails...
+UP = 0.10
+#: ...and this much less before the gate asks for a new baseline (so the band stays tight).
+DOWN = 0.15
+BASELINE = Path(__file__).with_name("instructions_baseline.json")
+__doc__ = (__doc__ or "").replace("{UP:.0%}", f"{UP:.0%}").replace("{DOWN:.0%}", f"{DOWN:.0%}")
 
 
 def _idle_us(size: int) -> float:
@@ -43,10 +60,63 @@ def idle_iteration_gate() -> bool:
     return ok
 
 
+def _setup() -> dict[str, str]:
+    """What an instruction count depends on besides the code: recorded with the baseline."""
+    import statek
+
+    try:
+        import orjson  # noqa: F401
+
+        fast = "orjson"
+    except ImportError:
+        fast = "stdlib json"
+    return {"python": platform.python_version(), "dbzero": version("dbzero"),
+            "kernels": "compiled" if statek.speedups_enabled() else "pure", "json": fast}
+
+
+def instruction_gate(record: bool = False) -> bool:
+    from benchmarks.step_instructions import per_step
+
+    if shutil.which("valgrind") is None:
+        print("!! instruction gate SKIPPED: valgrind is not installed", file=sys.stderr)
+        return True
+    setup = _setup()
+    counts = {case: round(per_step(case)) for case in "abc"}
+    if record:
+        BASELINE.write_text(json.dumps({"setup": setup, "per_step": counts}, indent=1) + "\n")
+        print(f"instruction baseline recorded: {counts} ({setup})")
+        return True
+    baseline = json.loads(BASELINE.read_text())
+    if baseline["setup"] != setup:
+        print(f"!! instruction gate SKIPPED: baseline recorded with {baseline['setup']}, "
+              f"this run is {setup}", file=sys.stderr)
+        return True
+    ok, rows = True, []
+    for case, count in counts.items():
+        base = baseline["per_step"][case]
+        change = count / base - 1
+        verdict = "ok"
+        if change > UP:
+            verdict, ok = f"FAIL (more than +{UP:.0%})", False
+        elif change < -DOWN:
+            verdict = "faster than the baseline: re-record it (python -m benchmarks.gate --record)"
+        rows.append([case, f"{base:,}", f"{count:,}", f"{change:+.1%}", verdict])
+    print_table(["case", "baseline", "now", "change", "verdict"], rows)
+    return ok
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--record", action="store_true",
+                        help="measure instructions per step and write the baseline, then exit")
+    args = parser.parse_args()
+    if args.record:
+        sys.exit(0 if instruction_gate(record=True) else 1)
     w8 = subprocess.run([sys.executable, "benchmarks/w8_gate.py"], check=False).returncode == 0
     w3 = idle_iteration_gate()
-    sys.exit(0 if (w8 and w3) else 1)
+    instructions = instruction_gate()
+    sys.exit(0 if (w8 and w3 and instructions) else 1)
 
 
 if __name__ == "__main__":
