@@ -84,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.remaining = 0
         self.body: BoundedBody | None = None
+        self.coding: str | None = None  # the reply's compression, named in its errors
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -140,9 +141,10 @@ class _Connection(asyncio.Protocol):
         try:
             body = self.body.finish()
         except BodyTooLarge:
-            raise too_large(self.status, self.limit, "compressed") from None
+            raise too_large(self.status, self.limit, self.coding) from None
         except zlib.error as exc:
-            raise BodyRefused(self.status, f"body does not inflate ({exc})") from None
+            raise BodyRefused(self.status,
+                              f"body is not valid {self.coding} data ({exc})") from None
         reusable = self.keep_alive and not rest and not self.closed
         self.state = _DONE
         waiter, self.waiter = self.waiter, None
@@ -155,9 +157,10 @@ class _Connection(asyncio.Protocol):
         try:
             self.body.feed(data)
         except BodyTooLarge:
-            raise too_large(self.status, self.limit, "as sent") from None
+            raise too_large(self.status, self.limit, self.coding) from None
         except zlib.error as exc:
-            raise BodyRefused(self.status, f"body does not inflate ({exc})") from None
+            raise BodyRefused(self.status,
+                              f"body is not valid {self.coding} data ({exc})") from None
 
     def _read(self, data: bytes) -> None:
         """Advance the reply's state machine over `data` (head, then body framing)."""
@@ -259,8 +262,8 @@ class _Connection(asyncio.Protocol):
                 keep_alive = "close" not in text.lower() and (
                     keep_alive or "keep-alive" in text.lower())
         self.status, self.headers, self.keep_alive = status, headers, keep_alive
-        self.body = BoundedBody(body_coding(status, self._header("content-encoding")),
-                                self.limit)
+        self.coding = body_coding(status, self._header("content-encoding"))
+        self.body = BoundedBody(self.coding, self.limit)
         if status in (204, 304):
             self.state, self.remaining = _LENGTH, 0
         elif chunked:
