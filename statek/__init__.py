@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from statek import _compiled_pipeline
+
+# Before any pipeline module is imported: serves the opt-in mypyc build of the step pipeline
+# when it was built from these very sources (docs/building.md); otherwise it does nothing.
+_compiled_pipeline.install()
+
 from statek._version import __version__
 from statek.errors import (
     ConfigurationError,
