@@ -162,6 +162,15 @@ class _Connection(asyncio.Protocol):
             raise BodyRefused(self.status,
                               f"body is not valid {self.coding} data ({exc})") from None
 
+    def _take(self, buffer: bytes) -> bytes:
+        """Feed the body up to `remaining` bytes of `buffer` (a Content-Length body or one
+        chunk); returns the bytes after them."""
+        take = buffer if len(buffer) <= self.remaining else buffer[:self.remaining]
+        if take:
+            self._feed(take)
+        self.remaining -= len(take)
+        return buffer[len(take):]
+
     def _read(self, data: bytes) -> None:
         """Advance the reply's state machine over `data` (head, then body framing)."""
         buffer = self.buffer + data if self.buffer else data
@@ -178,11 +187,7 @@ class _Connection(asyncio.Protocol):
                 self._head(buffer[:end])
                 buffer = buffer[end + 4:]
             elif state == _LENGTH:
-                take = buffer if len(buffer) <= self.remaining else buffer[:self.remaining]
-                if take:
-                    self._feed(take)
-                self.remaining -= len(take)
-                buffer = buffer[len(take):]
+                buffer = self._take(buffer)
                 if self.remaining:
                     return
                 self._complete(buffer)
@@ -192,11 +197,7 @@ class _Connection(asyncio.Protocol):
                     self._feed(buffer)
                 return
             elif state == _CHUNK_DATA:
-                take = buffer if len(buffer) <= self.remaining else buffer[:self.remaining]
-                if take:
-                    self._feed(take)
-                self.remaining -= len(take)
-                buffer = buffer[len(take):]
+                buffer = self._take(buffer)
                 if self.remaining:
                     return
                 self.state = _CHUNK_END
