@@ -25,6 +25,7 @@ from statek._views import FrozenMapping
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import AwaitTool, JobExit
 from statek.execution.harness import GUARD
+from statek.models import containers
 from statek.models.future import ALL, ANY, CONDITION, JOB, MESSAGE, TIMER, ControlSignal, Future
 from statek.observability import hooks
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
@@ -348,13 +349,15 @@ def _read_only(value: Any) -> Any:
     """A plain copy of stored params where no container can be changed."""
     kind = type(value)
     if kind.__module__ == "builtins":
-        name = kind.__name__
-        if name in ("Dict", "dict"):
+        stored = containers.kind_of_type(kind)
+        if kind is dict or stored == "Dict":
             return Params({key: _read_only(item) for key, item in value.items()})
-        if name in ("List", "Tuple", "list", "tuple"):
+        if kind is list or kind is tuple or stored == "List" or stored == "Tuple":
             return tuple(_read_only(item) for item in value)
-        if name in ("Set", "set"):
+        if kind is set or stored == "Set":
             return frozenset(_read_only(item) for item in value)
+        if stored == "ByteArray":
+            return containers.plain_copy(value)  # bytes: read-only
     return value
 
 

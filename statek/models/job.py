@@ -22,6 +22,7 @@ from statek._views import FrozenMapping
 from statek.errors import IllegalTransitionError
 from statek.models import chatlog, job_locals, value_checks
 from statek.models.budget import is_held
+from statek.models.containers import container_kind
 from statek.models.job_locals import StoredLocals
 from statek.models.root import root_for
 from statek.models.status import (
@@ -199,7 +200,7 @@ class Job:
         if past is None:
             return []
         return [dict(zip(PAST_RESULT_KEYS, r, strict=True))
-                if type(r).__name__ in ("Tuple", "tuple")
+                if type(r) is tuple or container_kind(r) == "Tuple"
                 else dict(r) for r in past]  # dicts: stored by earlier versions
 
     @property

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from statek import _json
+from statek.models.containers import container_kind
 from statek.models.storable import utf8_encodable
 
 #: Longest string kept with the scalars (a longer one would be rewritten with every scalar).
@@ -57,7 +58,7 @@ def decode_other(stored: Any) -> dict[str, Any]:
     """`Job.vars`: None, a flat (name, value, ...) tuple, or a dbzero dict."""
     if stored is None:
         return {}
-    if type(stored).__name__ == "Tuple":
+    if container_kind(stored) == "Tuple":
         return {stored[i]: stored[i + 1] for i in range(0, len(stored), 2)}
     return dict(stored.items())  # 2-3x faster than a lookup per key (keys are str)
 
@@ -150,7 +151,7 @@ class StoredLocals:
         handle = self._handle
         if handle is _UNREAD:
             handle = self._handle = self._job.vars
-        if handle is None or type(handle).__name__ == "Tuple":
+        if handle is None or container_kind(handle) == "Tuple":
             merged = dict(other)  # the submission tuple becomes a dict on its first change
             merged.update(values)
             for name in removed:

@@ -10,8 +10,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek import worker_state
-from statek.store import current_prefix
+from statek.store import current_prefix, on_close
 
 
 @db0.memo(singleton=True, id="statek/Root")
@@ -26,15 +25,16 @@ class StatekRoot:
         self.schema_version = 1
 
 
+_roots: dict[str, Any] = {}
+
+
 def root_for(prefix: str | None = None) -> Any:
-    """The root of `prefix` (default: the current prefix), created on first use (cached on
-    the worker's state owner, dropped with it when the store closes)."""
+    """The root of `prefix` (default: the current prefix), created on first use."""
     name = prefix or current_prefix()
-    roots = worker_state.current().roots
-    root = roots.get(name)
+    root = _roots.get(name)
     if root is None:
         root = StatekRoot(name)
-        roots[name] = root
+        _roots[name] = root
     return root
 
 
@@ -47,3 +47,9 @@ def root_jobs(prefix: str | None = None) -> Any:
         if "read-only" not in str(exc):
             raise
         return ()
+
+
+@on_close
+def forget_roots() -> None:
+    """Drop cached roots (after dbzero is closed they are stale)."""
+    _roots.clear()

@@ -33,6 +33,7 @@ from typing import Any
 import dbzero as db0
 
 from statek.errors import UnstorableValueError
+from statek.models.containers import UNHASHABLE_KINDS, stored_kind_of_type
 
 #: Containers nested deeper than this are refused.
 MAX_DEPTH = 64
@@ -47,8 +48,6 @@ _SHORT_STR = 4096  # ASCII strings up to this length skip the size accounting
 _PLAIN_SCALARS = frozenset({float, bool, type(None), bytes, datetime.date, datetime.datetime})
 _DICT_TYPES = frozenset({dict, collections.OrderedDict, collections.defaultdict,
                          collections.Counter})  # stdlib subclasses: stored as dicts
-_DB0_CONTAINERS = frozenset({"List", "Dict", "Set", "Tuple", "ByteArray", "Index"})
-_DB0_UNHASHABLE = frozenset({"List", "Dict", "Set", "ByteArray", "Index"})
 _INT_HINT = "stored ints range from -2**63 to 2**63-1"
 
 
@@ -110,7 +109,7 @@ def _reason(value: Any, depth: int, budget: list[int], hashed: bool) -> str | No
         if depth >= MAX_DEPTH:
             return f"value too deeply nested (limit {MAX_DEPTH} levels of containers)"
         return _container_reason(value, kind, depth + 1, budget, hashed)
-    if hashed and kind.__name__ in _DB0_UNHASHABLE and kind.__module__ == "builtins":
+    if hashed and stored_kind_of_type(kind) in UNHASHABLE_KINDS:
         return f"unhashable type {kind.__name__} in a set element or dict key"
     return _other_reason(value, kind)
 
@@ -173,7 +172,7 @@ def _other_reason(value: Any, kind: type) -> str | None:
     """Objects already in dbzero, and classes importable under their own name."""
     if db0.is_memo(value) or db0.is_enum_value(value):
         return None
-    if kind.__name__ in _DB0_CONTAINERS and kind.__module__ in ("builtins", "dbzero"):
+    if stored_kind_of_type(kind) is not None:  # a dbzero container or Index: stored as it is
         return None
     if isinstance(value, type):
         return None if _importable_class(value) else (

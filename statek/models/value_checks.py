@@ -15,12 +15,17 @@ from collections.abc import Callable
 from typing import Any
 
 from statek.errors import UnstorableValueError
+from statek.models.containers import (
+    HASHED_KINDS,
+    ITEM_WRITABLE_KINDS,
+    PLAIN_TYPES,
+    ContainerKind,
+    kind_of_type,
+    plain_copy,
+)
 from statek.models.storable import key_reason, unstorable_reason, utf8_encodable
 from statek.sandbox.guards import BINARY_OPERATORS, COMPARE_OPERATORS, make_chain
 
-#: Names of dbzero's container types (what persisted lists, dicts, bytearrays come back as).
-_DB0_WRITABLE = frozenset({"List", "Dict", "ByteArray"})
-_DB0_CHECKED = frozenset({"List", "Dict", "Set", "Tuple", "ByteArray"})
 #: Public methods of dbzero containers that pass an argument to dbzero.
 _VALUE_METHODS = frozenset({
     "append", "extend", "index", "count", "remove", "insert",  # List, Tuple, ByteArray
@@ -29,8 +34,7 @@ _VALUE_METHODS = frozenset({
     "symmetric_difference_update", "union", "difference", "intersection",
     "symmetric_difference", "issubset", "issuperset", "isdisjoint",
 })  # fmt: skip
-_WHAT = {"List": "list", "Dict": "dict", "Set": "set", "Tuple": "tuple",
-         "ByteArray": "bytearray"}
+_WHAT: dict[ContainerKind, str] = {kind: plain.__name__ for kind, plain in PLAIN_TYPES.items()}
 
 
 def can_persist(value: Any) -> bool:
@@ -39,17 +43,9 @@ def can_persist(value: Any) -> bool:
     return unstorable_reason(value) is None
 
 
-def is_persisted_container(obj: Any) -> bool:
-    kind = type(obj)
-    return kind.__name__ in _DB0_WRITABLE and kind.__module__ == "builtins"
-
-
-def _db0_kind(obj: Any) -> str | None:
-    """"List", "Dict", "Set", "Tuple" or "ByteArray" for a dbzero container (or its class)."""
-    kind = obj if isinstance(obj, type) else type(obj)
-    if kind.__module__ == "builtins" and kind.__name__ in _DB0_CHECKED:
-        return kind.__name__
-    return None
+def _db0_kind(obj: Any) -> ContainerKind | None:
+    """The kind of a dbzero container or of its class (`List.append` is checked too)."""
+    return kind_of_type(obj if isinstance(obj, type) else type(obj))
 
 
 def _refuse(reason: str, where: str) -> UnstorableValueError:
@@ -68,7 +64,7 @@ def _checked(value: Any, hashed: bool, where: str) -> Any:
     return value
 
 
-def check_item(kind: str, key: Any, value: Any) -> Any:
+def check_item(kind: ContainerKind, key: Any, value: Any) -> Any:
     """Check `container[key] = value` (returns the value to assign: a slice takes a list)."""
     where = f"a persisted {_WHAT[kind]}"
     if kind == "Dict":
@@ -81,7 +77,7 @@ def check_item(kind: str, key: Any, value: Any) -> Any:
     return value
 
 
-def _checking_method(kind: str, name: str, method: Callable[..., Any],
+def _checking_method(kind: ContainerKind, name: str, method: Callable[..., Any],
                      unbound: bool) -> Callable[..., Any]:
     """`method` of a dbzero container, checking its arguments first."""
     where = f"{_WHAT[kind]}.{name}()"
@@ -144,7 +140,10 @@ def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
     plain_getitem = g["_getitem_"]
 
     def write(obj: Any) -> Any:
-        return _ItemWriter(obj) if is_persisted_container(obj) else guarded_write(obj)
+        kind = kind_of_type(type(obj))
+        if kind is not None and kind in ITEM_WRITABLE_KINDS:
+            return _ItemWriter(obj, kind)
+        return guarded_write(obj)
 
     def augmented_item(obj: Any, key: Any, op: str, value: Any) -> None:
         kind = _db0_kind(obj)
@@ -199,14 +198,12 @@ def _make_hooks(g: dict[str, Any]) -> dict[str, Callable[..., Any]]:
 #: Plain types: an operator on two of them never reaches dbzero, so the hooks skip all checks.
 _PLAIN = frozenset({int, float, bool, type(None), str, bytes, list, tuple, dict, set,
                     frozenset})
-_HASHED = frozenset({"Set", "Dict"})
-_PLAIN_KIND: dict[str, Callable[[Any], Any]] = {
-    "List": list, "Tuple": tuple, "Set": set, "Dict": dict, "ByteArray": bytearray}
 
 
-def _plain(obj: Any, kind: str) -> Any:
-    """A plain copy of dbzero container `obj` (iterating it is safe)."""
-    return _PLAIN_KIND[kind](obj)
+def _plain(obj: Any, kind: ContainerKind) -> Any:
+    """A shallow plain copy of dbzero container `obj` (iterating it is safe, but for a
+    ByteArray, which `plain_copy` knows how to read)."""
+    return plain_copy(obj, mutable_bytes=True) if kind == "ByteArray" else PLAIN_TYPES[kind](obj)
 
 
 def contains(item: Any, container: Any) -> bool:
@@ -215,19 +212,19 @@ def contains(item: Any, container: Any) -> bool:
         return item in container
     kind = _db0_kind(container)
     if kind is not None and type(item) not in _FAST_ITEMS:
-        reason = key_reason(item) if kind in _HASHED else unstorable_reason(item)
+        reason = key_reason(item) if kind in HASHED_KINDS else unstorable_reason(item)
         if reason is not None:
             return False
     return item in container
 
 
-def _fits(kind: str, other: Any) -> bool:
+def _fits(kind: ContainerKind, other: Any) -> bool:
     """Whether dbzero container kind `kind` may take `other` as an operand: a scalar, another
     dbzero container, or a plain container of items it can store (hash, for a set or dict)."""
     other_type = type(other)
     if other_type in _FAST or _db0_kind(other) is not None:
         return True
-    if kind in _HASHED:
+    if kind in HASHED_KINDS:
         if other_type is dict:
             return all(key_reason(key) is None and unstorable_reason(value) is None
                        for key, value in dict.items(other))
@@ -316,9 +313,9 @@ class _ItemWriter:
 
     __slots__ = ("_kind", "_target")
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, kind: ContainerKind) -> None:
         self._target = target
-        self._kind = type(target).__name__
+        self._kind = kind
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._target[key] = check_item(self._kind, key, value)

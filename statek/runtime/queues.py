@@ -19,15 +19,25 @@ from typing import Any
 
 import dbzero as db0
 
-from statek import store, worker_state
+from statek import store
 from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
+from statek.models.containers import plain_copy as plain_copy  # re-exported (outbox)
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import create_job, jobdef_for
 
 log = logging.getLogger("statek.queues")
+
+#: Queue prefixes already seen to exist (checking costs a directory listing).
+_known_prefixes: set[str] = set()
+
+
+@store.on_close
+def forget_known_prefixes() -> None:
+    _known_prefixes.clear()
+
 
 def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
     """The distinct prefix names to drain (default: the current prefix), each open for
@@ -38,8 +48,7 @@ def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
     forever."""
     names = [str(p) for p in prefixes] if prefixes else [store.current_prefix()]
     unique = list(dict.fromkeys(names))
-    known = worker_state.current().known_prefixes  # seen to exist (checking lists a dir)
-    if not known.issuperset(unique):
+    if not _known_prefixes.issuperset(unique):
         existing = {meta.name for meta in db0.get_prefixes()}
         missing = [name for name in unique if name not in existing]
         if missing:
@@ -50,33 +59,13 @@ def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
                 f"statek.open_prefix({missing[0]!r}) before starting the worker")
         for name in unique:
             open_queue(name)
-        known.update(unique)
+        _known_prefixes.update(unique)
     return unique
 
 
 def queues_of(prefixes: Sequence[str | int] | None) -> list[StatekPushQueue]:
     """The push queue of each prefix (see `check_queue_prefixes` for a missing prefix)."""
     return [StatekPushQueue(name) for name in check_queue_prefixes(prefixes)]
-
-
-def plain_copy(value: Any) -> Any:
-    """`value` with every dbzero container copied into the built-in counterpart (ByteArray
-    into bytes); memo objects and scalars are returned as they are."""
-    kind = type(value)
-    if kind.__module__ != "builtins" or db0.is_memo(value):
-        return value
-    name = kind.__name__
-    if name in ("Dict", "dict"):
-        return {plain_copy(k): plain_copy(v) for k, v in value.items()}
-    if name in ("List", "list"):
-        return [plain_copy(item) for item in value]
-    if name in ("Tuple", "tuple"):
-        return tuple(plain_copy(item) for item in value)
-    if name in ("Set", "set"):
-        return {plain_copy(item) for item in value}
-    if name == "ByteArray":
-        return bytes(value)
-    return value
 
 
 def _prefix_of(obj: Any) -> str:

@@ -39,6 +39,7 @@ from types import (
 from typing import Any, NoReturn
 
 from statek.errors import SandboxViolation
+from statek.models.containers import is_mutable_container
 from statek.sandbox.audit import VIOLATION_HOOK_KEY, install_audit_hook, refuse, trust_host_code
 from statek.sandbox.isolation import (
     MEMO_RULES,
@@ -310,25 +311,10 @@ def _make_getattr(allowed: frozenset[str]) -> Callable[[object, str], Any]:
     return guarded_getattr
 
 
-#: dbzero's persisted containers (job locals come back as these): their classes are only
-#: reachable from instances, so they are recognised by name and remembered once seen.
-_DB0_CONTAINER_NAMES = frozenset({"List", "Dict", "Set", "ByteArray"})
-_db0_containers: set[type] = set()
-
-
-def _is_db0_container(cls: type) -> bool:
-    if cls in _db0_containers:
-        return True
-    if cls.__module__ == "builtins" and cls.__name__ in _DB0_CONTAINER_NAMES:
-        _db0_containers.add(cls)
-        return True
-    return False
-
-
 def _guarded_write(obj: Any) -> Any:
     cls = type(obj)
     if (cls in _WRITABLE_TYPES or cls in _job_classes or _is_job_class(obj)
-            or _is_db0_container(cls)):
+            or is_mutable_container(obj)):
         return obj
     if isinstance(obj, ModuleView):
         what = f"module {obj._module.__name__!r}"

@@ -20,6 +20,7 @@ from typing import Any
 
 import dbzero as db0
 
+from statek.models import containers
 from statek.sandbox.audit import job_globals, refuse
 
 #: Attributes job code may read on statek's persisted classes (by "module.qualname").
@@ -31,47 +32,14 @@ MEMO_ALLOWED: dict[str, frozenset[str]] = {
     "statek.models.job.Job": frozenset({"uuid", "status", "is_done", "exit_status", "error"}),
 }
 
-#: dbzero container type names -> the plain type a copy is made as.
-_DB0_CONTAINERS: dict[str, type[Any]] = {
-    "List": list, "Dict": dict, "Set": set, "Tuple": tuple, "ByteArray": bytearray,
-}
-
 #: Key under which JobFunctions puts its per-job state provider in a job's builtins.
 JOB_STATE_KEY = "__statek_job_state__"
 
-_MAX_COPY_DEPTH = 100
 
-
-def is_db0_container(value: object) -> bool:
-    cls = type(value)
-    return cls.__module__ == "builtins" and cls.__name__ in _DB0_CONTAINERS
-
-
-def plain_copy(value: Any, _depth: int = 0) -> Any:
-    """`value` with every dbzero container replaced by a plain copy (memo objects are kept:
-    job code reaches them only through `memo_attribute`)."""
-    cls = type(value)
-    if cls.__module__ != "builtins":
-        return value
-    kind: type[Any] | None = _DB0_CONTAINERS.get(cls.__name__)
-    if kind is None:
-        if cls is list or cls is tuple or cls is set or cls is frozenset:
-            if not any(is_db0_container(item) for item in value):
-                return value
-            kind = cls
-        elif cls is dict:
-            if not any(is_db0_container(item) for item in value.values()):
-                return value
-            kind = dict
-        else:
-            return value
-    if _depth > _MAX_COPY_DEPTH:
-        raise ValueError("value is nested too deeply to copy for job code")
-    if kind is dict:
-        return {plain_copy(k, _depth + 1): plain_copy(v, _depth + 1) for k, v in value.items()}
-    if kind is bytearray:
-        return bytearray(value)
-    return kind(plain_copy(item, _depth + 1) for item in value)
+def plain_copy(value: Any) -> Any:
+    """`value` with every dbzero container replaced by a plain copy job code may change
+    (memo objects are kept: job code reaches them only through `memo_attribute`)."""
+    return containers.plain_copy(value, mutable_bytes=True)
 
 
 # --- persisted (memo) objects ---------------------------------------------------------------
