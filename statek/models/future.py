@@ -9,14 +9,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import dbzero as db0
 
 from statek.errors import StatekError
 from statek.models.status import DONE
 
-JOB, TIMER, MESSAGE, ALL, ANY, CONDITION = "job", "timer", "message", "all", "any", "condition"
+if TYPE_CHECKING:
+    from statek.models.job import Job
+
+#: What a future waits for (stored as this text: dbzero cannot store an enum.Enum member).
+FutureKind = Literal["job", "timer", "message", "all", "any", "condition"]
+JOB: Final = "job"
+TIMER: Final = "timer"
+MESSAGE: Final = "message"
+ALL: Final = "all"
+ANY: Final = "any"
+CONDITION: Final = "condition"
+
+#: What can make a waiting future ready: a job finishing, a message for its owner (both
+#: indexed by the scheduler under a `wake_key`), a deadline, or a polling interval.
+WakeKind = Literal["job", "message", "time", "poll"]
+#: The wake kinds the scheduler indexes by uuid (the others are timers).
+IndexedWake = Literal["job", "message"]
+
+
+def wake_key(kind: IndexedWake, uuid: str) -> str:
+    """The scheduler's key for waiters on `kind` of the job or agent `uuid`: "job:<uuid>"
+    (that job finishing) or "message:<uuid>" (a message for it). Built here only."""
+    return f"{kind}:{uuid}"
+
+
+def wake_key_kind(key: str) -> str:
+    """The kind part of a `wake_key`."""
+    return key.partition(":")[0]
 
 
 class ControlSignal(BaseException):
@@ -38,7 +65,7 @@ class ControlSignal(BaseException):
 class SuspendJob(ControlSignal):
     """Raised by `Future.value` when the value is not there yet: the job suspends on it."""
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Future) -> None:
         super().__init__("job suspended")
         self.future = future
 
@@ -49,19 +76,19 @@ class Future:
 
     def __init__(
         self,
-        kind: str,
-        owner: Any,
+        kind: FutureKind,
+        owner: Job,
         *,
-        target: Any = None,
+        target: Job | None = None,
         deadline: float | None = None,
-        parts: Sequence[Any] = (),
+        parts: Sequence[Future] = (),
         condition: Callable[..., bool] | None = None,
         args: Sequence[Any] = (),
         poll_interval: float = 1.0,
     ) -> None:
-        self.kind = kind
+        self.kind: FutureKind = kind
         self.owner = owner
-        self.target = target
+        self.target: Any = target
         self.deadline: Any = deadline
         self.parts: Any = list(parts) if parts else None
         self.condition: Any = condition
@@ -126,7 +153,7 @@ class Future:
     def waits_on_message(self) -> bool:
         return any(kind == MESSAGE for kind, _ in self.wake_keys())
 
-    def wake_keys(self) -> Iterator[tuple[str, Any]]:
+    def wake_keys(self) -> Iterator[tuple[WakeKind, Any]]:
         """(kind, what) pairs that can make this future ready: ('job', uuid), ('message',
         owner uuid), ('time', deadline) or ('poll', interval)."""
         kind = self.kind
