@@ -44,16 +44,20 @@ RESULTS = Path(__file__).parent / "results"
 BATCH = 100
 
 
-async def _submit_rate(url: str, jobs: int, connections: int = 4) -> float:
+async def _submit_rate(url: str, jobs: int, connections: int = 4,
+                       respond_async: bool = False) -> float:
     body = json.dumps({"agent": "helper", "vars_batch": [{"i": i} for i in range(BATCH)],
                        "params": {"warmup_code": "exit(i)"}})
     headers = {"Content-Type": "application/json"}
+    if respond_async:  # accepted into the worker's outbox (statek.server.accept)
+        headers["Prefer"] = "respond-async"
+    expected = 202 if respond_async else 201
     batches = jobs // BATCH
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
         async def one_connection(share: int) -> None:
             for _ in range(share):
                 answer = await client.post("/v1/jobs/batch", content=body, headers=headers)
-                assert answer.status_code == 201, answer.text
+                assert answer.status_code == expected, answer.text
 
         began = time.perf_counter()
         await asyncio.gather(*(one_connection(batches // connections)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from statek import job_caches
+from statek import worker_state
 
 #: callback(job_uuid, job or None): the job may have a new status or console lines.
 Observer = Callable[[str, Any], None]
@@ -49,6 +49,13 @@ def subscribe(listener: ReadinessListener | None) -> ReadinessListener | None:
     return previous
 
 
+def unsubscribe(listener: ReadinessListener) -> None:
+    """Remove `listener` if it is the one installed (another one stays)."""
+    global _listener
+    if _listener is listener:
+        _listener = None
+
+
 def job_runnable(job_uuid: str) -> None:
     if _listener is not None:
         _listener.job_runnable(job_uuid)
@@ -59,7 +66,7 @@ def job_runnable(job_uuid: str) -> None:
 def job_finished(job_uuid: str) -> None:
     if _listener is not None:
         _listener.job_finished(job_uuid)
-    job_caches.drop(job_uuid)
+    worker_state.drop_job(job_uuid)  # every per-job cache, on every path ending a job
     if observers:
         job_changed(job_uuid)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import dbzero as db0
 
+from statek import worker_state
 from statek.errors import NotInitializedError, StoreLockedError
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def init(settings: StatekSettings | None = None, restricted: bool = True) -> Sta
     _runtime.settings_given = given
     _runtime.restricted = bool(restricted) and resolved.restricted
     _configure_providers(resolved)
+    worker_state.current()  # the worker's state owner, kept until `close()`
     return resolved
 
 
@@ -297,8 +299,10 @@ def close() -> None:
     """Commit and close every prefix (the next start needs `db0.init` again) and forget the
     bound settings (the next `init()` reads the environment's).
 
-    Caches holding dbzero objects are dropped first and collected while dbzero is still
-    open: freeing such an object after `db0.close()` can crash the interpreter."""
+    Caches holding dbzero objects (the worker's state owner, then other hooks) are dropped
+    first and collected while dbzero is still open: freeing such an object after
+    `db0.close()` can crash the interpreter."""
+    worker_state.close_state()
     for hook in _close_hooks:
         hook()
     gc.collect()

@@ -9,7 +9,7 @@ import dbzero as db0
 import pytest
 
 import statek
-from statek import signals, store
+from statek import signals, store, worker_state
 from statek.settings import reset_settings_cache
 
 
@@ -36,6 +36,7 @@ def statek_store(db_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     db0.init(dbzero_root=str(db_root))
     reset_settings_cache()  # read the environment as this test set it
     statek.init()
+    worker_state.restart()  # a fresh state owner: nothing cached by an earlier test
     statek.open_prefix("test", "rw")
     previous = signals.subscribe(None)
     try:
@@ -43,6 +44,12 @@ def statek_store(db_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     finally:
         signals.subscribe(previous)
         store.close()
+
+
+@pytest.fixture
+def worker(statek_store: str) -> worker_state.WorkerState:
+    """The worker's state owner over the test's store (fresh for each test)."""
+    return worker_state.current()
 
 
 @pytest.fixture

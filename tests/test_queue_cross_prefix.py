@@ -14,7 +14,7 @@ import dbzero as db0
 import pytest
 
 import statek
-from statek.execution import interpreter
+from statek import worker_state
 from statek.executors.utils import run_jobs_loop
 from statek.providers import ScriptedProvider, add_provider, remove_provider
 from statek.runtime import queues, scheduler
@@ -30,9 +30,9 @@ def kernels(sched_impl: ModuleType,  # noqa: F811
     for name in ("ReadyQueue", "WaiterIndex", "TimerHeap"):
         monkeypatch.setattr(scheduler, name, getattr(sched_impl, name))
     monkeypatch.setattr(queues, "partition_batch", sched_impl.partition_batch)
-    scheduler.reset_scheduler()
+    worker_state.restart()  # a fresh owner: its scheduler is built on these kernels
     yield sched_impl
-    scheduler.reset_scheduler()
+    worker_state.restart()
 
 
 @pytest.fixture
@@ -58,7 +58,6 @@ def other_queue(statek_store: str) -> statek.StatekPushQueue:
 def reopen(db_root: Path, *prefixes: str) -> None:
     """What a new worker process sees: the store closed and opened again."""
     statek.close()
-    interpreter.forget_all_transient()
     db0.init(dbzero_root=str(db_root))
     statek.init()
     for prefix in prefixes:

@@ -12,8 +12,7 @@ import dbzero as db0
 import pytest
 
 import statek
-from statek import sandbox
-from statek.execution import interpreter
+from statek import sandbox, worker_state
 from statek.executors.utils import run_job_step
 from statek.models.status import JobStatus
 from statek.providers import ChatReply, ScriptedProvider, add_provider, remove_provider
@@ -21,6 +20,7 @@ from statek.providers import ChatReply, ScriptedProvider, add_provider, remove_p
 pytestmark = pytest.mark.usefixtures("execution_mode")  # both modes
 
 PROVIDER = "step-code"
+KEPT = "scalar_namespaces"  # the per-job cache of namespaces kept between steps
 
 Install = Callable[..., ScriptedProvider]
 
@@ -53,9 +53,9 @@ async def run_to_end(job: Any, limit: int = 20) -> int:
 
 def restart(db_root: Path, prefix: str) -> None:
     """What a worker restart looks like to the job: storage closed and opened again, and no
-    in-process state (the side table of unstorable locals) left over."""
+    in-process state (the side table of unstorable locals) left over: closing the store drops
+    the worker's state owner."""
     statek.close()
-    interpreter.forget_all_transient()  # a new process has no side table
     db0.init(dbzero_root=str(db_root))
     statek.init()
     statek.open_prefix(prefix, "rw")
@@ -271,15 +271,15 @@ async def test_a_kept_namespace_never_shows_what_storage_does_not_have(
     job = api.submit_new_job(agent, {"n": 0})
     await step(job)  # asks
     await step(job)  # n = n + 1, asks
-    assert job.uuid in interpreter._scalar_namespaces  # kept: the statement completed
+    assert KEPT in worker_state.current().holding(job.uuid)  # kept: the statement completed
     await step(job)  # the loop binds `half`, then fails: not kept
     assert "ZeroDivisionError" in job.console[-1]
-    assert job.uuid not in interpreter._scalar_namespaces
+    assert KEPT not in worker_state.current().holding(job.uuid)
     await step(job)
     assert job.console[-1] == "1 no half\n"
-    assert job.uuid in interpreter._scalar_namespaces
+    assert KEPT in worker_state.current().holding(job.uuid)
     job.bind_locals({"extra": "from outside"})
-    assert job.uuid not in interpreter._scalar_namespaces
+    assert KEPT not in worker_state.current().holding(job.uuid)
     assert await run_to_end(job) == 1
     assert job.console[-1] == "1 from outside\n" and job.exit_status == 1
 

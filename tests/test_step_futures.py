@@ -13,7 +13,6 @@ import dbzero as db0
 import pytest
 
 import statek
-from statek.execution import interpreter
 from statek.executors.utils import run_job_step, unsuspend_jobs
 from statek.models.status import JobStatus
 from tests.speedups_fixture import sched_impl  # noqa: F401
@@ -38,7 +37,6 @@ def children_of(parent: Any) -> list[Any]:
 
 def restart(db_root: Path, prefix: str) -> None:
     statek.close()
-    interpreter.forget_all_transient()  # a new process has no side table
     db0.init(dbzero_root=str(db_root))
     statek.init()
     statek.open_prefix(prefix, "rw")

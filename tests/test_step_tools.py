@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import statek
-from statek.execution import conversation
+from statek import worker_state
 from statek.executors.utils import run_job_step
 from statek.models.status import JobStatus
 from statek.providers import (
@@ -180,7 +180,7 @@ async def test_tool_signature_is_computed_once(api: statek.StatekClientAPI,
         raise AssertionError("inspect.signature called during a step")
 
     monkeypatch.setattr(inspect, "signature", broken)
-    conversation._prompts.clear()
+    worker_state.restart()  # no prompt cached yet
     recorder = ScriptedProvider(["print(st_late)\nexit(st_late(3))"], record=True)
     add_provider(PROVIDER, recorder)
     try:

@@ -7,12 +7,11 @@ step neither re-reads the log nor stores counts that duplicate it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from statek import _json, job_caches, store
+from statek import _json, worker_state
 from statek.models import chatlog
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
@@ -28,26 +27,20 @@ future, sleep(seconds) and sleep_until(when) return timer futures, wait_message(
 for the next message, get_all(*futures) / get_any(*futures) combine them; reading \
 `future.value` waits for it."""
 
-_transcripts = job_caches.register("conversation.transcripts", OrderedDict[str, "Transcript"]())
-_prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}
+# Per-job transcripts and per-definition prompts live on the worker's state owner
+# (statek.worker_state): `transcripts` (per job, least recently used dropped first), `prompts`.
 
 
 def forget(job_uuid: str) -> None:
-    _transcripts.pop(job_uuid, None)
-
-
-@store.on_close
-def forget_all() -> None:
-    """Drop every cached history and prompt (their jobs and agents belong to a closed store)."""
-    _transcripts.clear()
-    _prompts.clear()
+    worker_state.current().transcripts.pop(job_uuid, None)
 
 
 def system_prompt(agent: Any, definition: str) -> tuple[str, tuple[ToolSpec, ...]]:
     """(system prompt, native tool specs) for the agent of job definition `definition` (a
     uuid), computed once per prompt text (the text is read each time: it may be edited)."""
     key = (definition, agent.system_prompt)
-    found = _prompts.get(key)
+    prompts = worker_state.current().prompts
+    found = prompts.get(key)
     if found is not None:
         return found
     tools = [t for t in (find_tool(name) for name in agent.tool_names) if t is not None]
@@ -57,7 +50,7 @@ def system_prompt(agent: Any, definition: str) -> tuple[str, tuple[ToolSpec, ...
                      "\n".join(f"- {t.describe()}" for t in tools))
     specs = tuple(ToolSpec(t.name, t.doc, t.parameters) for t in tools)
     result = ("\n\n".join(p for p in parts if p), specs)
-    _prompts[key] = result
+    prompts[key] = result
     return result
 
 
@@ -87,9 +80,10 @@ class Transcript:
 def transcript(job: Any, job_uuid: str) -> Transcript:
     """From the cache when it has the job (only steps append to a log, and they keep the
     cache in step through `record`); else decoded from the stored log once."""
-    cached = _transcripts.get(job_uuid)
+    transcripts = worker_state.current().transcripts
+    cached = transcripts.get(job_uuid)
     if cached is not None:
-        _transcripts.move_to_end(job_uuid)
+        transcripts.move_to_end(job_uuid)
         return cached
     log = job.chat
     found = Transcript(chatlog.length(log), (), 0, 0, None)
@@ -110,19 +104,21 @@ def _count(found: Transcript, entry: Sequence[Any]) -> None:
 
 
 def _remember(job_uuid: str, found: Transcript) -> None:
-    _transcripts[job_uuid] = found
-    _transcripts.move_to_end(job_uuid)
-    if len(_transcripts) > CACHE_SIZE:
-        _transcripts.popitem(last=False)
+    transcripts = worker_state.current().transcripts
+    transcripts[job_uuid] = found
+    transcripts.move_to_end(job_uuid)
+    if len(transcripts) > CACHE_SIZE:
+        transcripts.popitem(last=False)
 
 
 def record(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
     """After appending `entry` to the log, bring the cached transcript up to date."""
-    cached = _transcripts.get(job_uuid)
+    transcripts = worker_state.current().transcripts
+    cached = transcripts.get(job_uuid)
     if cached is None:
         return
     if cached.length != new_length - 1:  # out of step (not through steps): rebuild later
-        del _transcripts[job_uuid]
+        del transcripts[job_uuid]
         return
     cached.length = new_length
     added = _messages_of(entry)

@@ -15,18 +15,17 @@ would go on reading the values their globals had when they were defined.
 from __future__ import annotations
 
 import decimal
+import enum
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
 from typing import Any
 
-from statek import job_caches, store
+from statek import worker_state
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import AwaitTool, JobExit
-from statek.execution.definitions import DefinitionInfo, definition_info
 from statek.execution.harness import (
     GUARD,
     CodeGuard,
@@ -35,6 +34,7 @@ from statek.execution.harness import (
     step_budget,
 )
 from statek.execution.job_functions import JobFunctions
+from statek.execution.jobdef_facts import DefinitionInfo, definition_info
 from statek.models.future import ControlSignal, Future, SuspendJob
 from statek.models.job_locals import StoredLocals, on_external_bind
 from statek.models.storable import unstorable_reason
@@ -50,15 +50,14 @@ from statek.sandbox import (
     rebind_exec_globals,
 )
 
-#: job uuid -> {name: value} for locals dbzero cannot store (lost when the process ends).
-_transient = job_caches.register("interpreter.transient", dict[str, dict[str, Any]]())
-#: job uuid -> (policy, globals) for jobs whose transient values refer to their globals.
-_namespaces = job_caches.register("interpreter.namespaces",
-                                  dict[str, tuple[SandboxPolicy, dict[str, Any]]]())
+# The side tables live on the worker's state owner (statek.worker_state), per job uuid:
+#   transient:         {name: value} for locals dbzero cannot store (lost when the process ends)
+#   namespaces:        (policy, globals) for jobs whose transient values refer to their globals
+#   scalar_namespaces: kept namespaces (see JobNamespace.keep); least recently kept dropped first
 
 
 @dataclass(slots=True)
-class _ScalarNamespace:
+class ScalarNamespace:
     """The namespace of a job whose locals are all inline scalars, kept between its steps."""
 
     policy: SandboxPolicy
@@ -67,24 +66,36 @@ class _ScalarNamespace:
     functions: JobFunctions  # what the namespace's builtins are bound to
 
 
-#: job uuid -> its kept namespace (see JobNamespace.keep); least recently kept dropped first.
-_scalar_namespaces = job_caches.register("interpreter.scalar_namespaces",
-                                         OrderedDict[str, _ScalarNamespace]())
 SCALAR_NAMESPACES = 2048
 
 #: `__name__` of job namespaces, hence `__module__` of the classes job code defines.
 _JOB_MODULE = "__statek_job__"
 
-COMPLETED, EXITED, SUSPENDED, FAILED, AWAITING_TOOL = (
-    "completed", "exited", "suspended", "failed", "awaiting_tool",
-)  # fmt: skip
+class BlockEnd(enum.Enum):
+    """How running a block of job code ended (not a job status: a block that ends
+    WAITING_ON_FUTURE is what makes the job SUSPENDED). The values are the wire names an
+    isolated executor sends."""
+
+    COMPLETED = "completed"  # every statement ran
+    EXITED = "exited"  # exit() was called
+    WAITING_ON_FUTURE = "waiting_on_future"  # a statement read an unready Future.value
+    FAILED = "failed"  # a statement raised (or the code budget ran out: `fatal`)
+    AWAITING_TOOL = "awaiting_tool"  # a statement called an async tool
+
+
+# module-level aliases: a global read, not an enum class attribute lookup, on the hot path
+COMPLETED = BlockEnd.COMPLETED
+EXITED = BlockEnd.EXITED
+WAITING_ON_FUTURE = BlockEnd.WAITING_ON_FUTURE
+FAILED = BlockEnd.FAILED
+AWAITING_TOOL = BlockEnd.AWAITING_TOOL
 
 
 @dataclass(slots=True)
 class Outcome:
-    """How running a block ended: `kind` is one of the module constants."""
+    """How running a block ended."""
 
-    kind: str
+    kind: BlockEnd
     next_stmt: int = 0
     exit_status: Any = None
     future: Any = None
@@ -95,15 +106,7 @@ class Outcome:
 
 @on_external_bind
 def _drop_scalar_namespace(job_uuid: str) -> None:
-    _scalar_namespaces.pop(job_uuid, None)
-
-
-@store.on_close
-def forget_all_transient() -> None:
-    """Drop every side table (after `statek.close()` the memo objects in them are stale)."""
-    _transient.clear()
-    _namespaces.clear()
-    _scalar_namespaces.clear()
+    worker_state.current().scalar_namespaces.pop(job_uuid, None)
 
 
 class JobNamespace:
@@ -115,7 +118,8 @@ class JobNamespace:
         self.job = job
         self.job_uuid = job_uuid
         self.policy = policy
-        scalar = _scalar_namespaces.pop(job_uuid, None)
+        state = self.state = worker_state.current()
+        scalar = state.scalar_namespaces.pop(job_uuid, None)
         if scalar is not None and scalar.policy is policy:
             # the builtins still hold this job's functions: reset them, rebind print and hook
             self.functions = scalar.functions
@@ -138,8 +142,8 @@ class JobNamespace:
         self._has_definitions = definitions is not None
         self.stored = StoredLocals(job)  # read once per step, then kept in step with writes
         persisted = self.stored.values()
-        side = _transient.get(job_uuid)
-        kept = _namespaces.get(job_uuid)
+        side = state.transient.get(job_uuid)
+        kept = state.namespaces.get(job_uuid)
         if kept is not None and kept[0] is policy:
             # Last step's dict, so the functions made then see today's values; the builtins
             # dict is updated in place because those functions hold on to it as well.
@@ -163,13 +167,15 @@ class JobNamespace:
         next step if it holds nothing but inline scalars (so it refers to no dbzero object
         and has nothing to refresh), sparing the next step a rebuild (~10 µs)."""
         uuid = self.job_uuid
+        state = self.state
         if (self.stored.scalars_only and not self._has_definitions
-                and uuid not in _transient and uuid not in _namespaces):
+                and uuid not in state.transient and uuid not in state.namespaces):
             self.functions.job = None  # kept objects hold no dbzero object
-            _scalar_namespaces[uuid] = _ScalarNamespace(self.policy, self.globals,
-                                                        self.stored.inline, self.functions)
-            if len(_scalar_namespaces) > SCALAR_NAMESPACES:
-                _scalar_namespaces.popitem(last=False)
+            kept = state.scalar_namespaces
+            kept[uuid] = ScalarNamespace(self.policy, self.globals, self.stored.inline,
+                                         self.functions)
+            if len(kept) > SCALAR_NAMESPACES:
+                kept.popitem(last=False)
 
     def _replay_definitions(self, definitions: Any) -> None:
         """Re-run remembered def/class/import statements (new process or new policy)."""
@@ -180,9 +186,9 @@ class JobNamespace:
             self.job.write_console(f"[statek] could not restore definition: {error}\n")
         held = {name: g[name] for name in names if name in g and not can_persist(g[name])}
         if held:
-            _transient.setdefault(self.job_uuid, {}).update(held)
+            self.state.transient.setdefault(self.job_uuid, {}).update(held)
             if any(_needs_namespace(value) for value in held.values()):
-                _namespaces[self.job_uuid] = (self.policy, g)
+                self.state.namespaces[self.job_uuid] = (self.policy, g)
 
     def persist(self, stmt: CompiledStatement) -> None:
         """Write the names `stmt` bound back to the job (or the side table)."""
@@ -215,7 +221,7 @@ class JobNamespace:
                             held = {}
                         held[name] = value
             self._refresh_containers(stored)
-        side = _transient.get(self.job_uuid)
+        side = self.state.transient.get(self.job_uuid)
         if side:
             for name in stored:
                 side.pop(name, None)
@@ -236,7 +242,7 @@ class JobNamespace:
     def _hold(self, held: dict[str, Any], side: dict[str, Any] | None) -> None:
         """Keep unstorable values in the side table (and, if they need it, the namespace)."""
         if side is None:
-            side = _transient[self.job_uuid] = {}
+            side = self.state.transient[self.job_uuid] = {}
         side.update(held)
         for name, value in held.items():
             if type(value) in _PLAIN_DATA:  # data the job may expect to keep: say it won't
@@ -244,7 +250,7 @@ class JobNamespace:
                     f"[statek] {name} is kept in memory only (lost if the worker restarts): "
                     f"{unstorable_reason(value)}\n")
         if any(_needs_namespace(value) for value in held.values()):
-            _namespaces[self.job_uuid] = (self.policy, self.globals)
+            self.state.namespaces[self.job_uuid] = (self.policy, self.globals)
         # an older stored value of the name must not come back after a restart
         stale = tuple(name for name in held if name in self.stored)
         if stale:
@@ -263,7 +269,7 @@ class JobNamespace:
         (In-place changes to persisted containers are not undone.)"""
         g = self.globals
         saved = StoredLocals(self.job).values()
-        side = _transient.get(self.job_uuid) or {}
+        side = self.state.transient.get(self.job_uuid) or {}
         for name in (*stmt.assigned, *stmt.deleted):
             if name in saved:
                 g[name] = saved[name]
@@ -423,7 +429,7 @@ def _stopped(ns: JobNamespace, stmt: CompiledStatement, index: int) -> Outcome:
         return Outcome(EXITED, index + 1, exit_status=signal.status)
     ns.undo_partial(stmt)
     if isinstance(signal, SuspendJob):
-        return Outcome(SUSPENDED, index, future=signal.future)
+        return Outcome(WAITING_ON_FUTURE, index, future=signal.future)
     assert isinstance(signal, AwaitTool)
     return Outcome(AWAITING_TOOL, index, tool=signal)
 

@@ -24,31 +24,30 @@ from typing import Any, TypeVar
 
 import dbzero as db0
 
-from statek import _json, store
+from statek import _json, store, worker_state
 from statek._eager import resume
 from statek.admission import budgets
 from statek.admission.call import admitted_call
 from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness
-from statek.execution.definitions import DefinitionInfo, definition_of
 from statek.execution.harness import step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
     COMPLETED,
     EXITED,
     FAILED,
-    SUSPENDED,
+    WAITING_ON_FUTURE,
     JobNamespace,
     Outcome,
     can_persist,
     run_block,
 )
 from statek.execution.job_functions import JobFunctions
+from statek.execution.jobdef_facts import DefinitionInfo, definition_of
 from statek.execution.replies import extract_code
 from statek.models import chatlog
-from statek.models.status import DONE, STARTED, WARMING_UP
-from statek.models.status import SUSPENDED as SUSPENDED_STATUS
+from statek.models.status import DONE, STARTED, SUSPENDED, WARMING_UP
 from statek.models.value_checks import EXIT_PREVIEW_CHARS
 from statek.observability import hooks
 from statek.providers.registry import generation as provider_generation
@@ -72,9 +71,8 @@ class StepResult:
     ran: bool = True  # False when the job had nothing to do (still suspended, already done)
 
 
-_policy_cache: dict[tuple[Any, ...], SandboxPolicy] = {}
-#: (definition, runner default, settings default, registry generation) -> (provider, model)
-_resolved: dict[tuple[Any, ...], tuple[Any, str]] = {}
+# The worker's state owner (statek.worker_state) keeps the policies by key and the resolved
+# (provider, model) by (definition, runner default, settings default, registry generation).
 _last_policy: list[Any] = [None, None, None]  # settings, restricted flag, policy
 
 
@@ -86,11 +84,12 @@ def sandbox_policy() -> SandboxPolicy:
     if _last_policy[0] is cfg and _last_policy[1] is restricted:
         return _last_policy[2]  # type: ignore[no-any-return]
     key = (restricted, tuple(cfg.allowed_imports), cfg.max_source_chars, cfg.max_ast_nodes)
-    policy = _policy_cache.get(key)
+    policies = worker_state.current().policies
+    policy = policies.get(key)
     if policy is None:
         policy = SandboxPolicy(restricted=key[0], allowed_imports=frozenset(key[1]),
                                max_source_chars=key[2], max_ast_nodes=key[3])
-        _policy_cache[key] = policy
+        policies[key] = policy
     _last_policy[:] = [cfg, restricted, policy]
     return policy
 
@@ -165,7 +164,7 @@ class _Step:
                 exit_status = text
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
         # bounded preview and an error naming the problem
-        self.job.finish(exit_status, error)  # per-job caches drop it (statek.job_caches)
+        self.job.finish(exit_status, error)  # per-job caches drop it (statek.worker_state)
         if error is not None:  # within the step: the record carries the job's context
             log.info("job ended with an error: %s", error[:500])
         self.result.completed = True
@@ -228,7 +227,7 @@ class _Step:
                 assert outcome.tool is not None
                 await self.await_tool(namespace.functions, outcome)
                 continue
-            if outcome.kind in (COMPLETED, SUSPENDED) and namespace is not None:
+            if outcome.kind in (COMPLETED, WAITING_ON_FUTURE) and namespace is not None:
                 namespace.keep()  # in step with storage: reusable by the job's next step
             if not go_on:
                 return False
@@ -248,10 +247,10 @@ class _Step:
                 job.stmt = 0
             self.finish(outcome.exit_status)
             return False
-        if kind == SUSPENDED:
+        if kind is WAITING_ON_FUTURE:
             job.stmt = outcome.next_stmt
             job.awaiting = outcome.future
-            job.set_status(SUSPENDED_STATUS)
+            job.set_status(SUSPENDED)
             self.result.suspended = True
             return False
         if kind == AWAITING_TOOL:
@@ -356,12 +355,13 @@ class _Step:
     def resolve(self) -> tuple[Any, str]:
         key = (self.defn.uuid, self.provider, store.settings().default_provider,
                provider_generation())
-        found = _resolved.get(key)
+        resolved = worker_state.current().resolved_providers
+        found = resolved.get(key)
         if found is None:
             found = resolve_provider(self.defn.metadata, self.provider, key[2])
-            if len(_resolved) >= 1024:
-                _resolved.clear()
-            _resolved[key] = found
+            if len(resolved) >= 1024:
+                resolved.clear()
+            resolved[key] = found
         return hooks.observe_provider(found) if hooks.ON else found
 
     def build_request(self, user_text: str, model: str) -> ChatRequest:
@@ -527,7 +527,7 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
         limit = step.limits.code_budget
         if limit > 0:
             budget_token = step_budget.set(harness.CodeBudget(limit, limit))
-        if state == SUSPENDED_STATUS:
+        if state == SUSPENDED:
             future = job.awaiting
             with store.transition():
                 if future is not None and not future.is_ready():

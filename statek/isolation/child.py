@@ -613,8 +613,8 @@ def _statements(run: _Run, state: _JobState, block: Any, start: int,
                 outcome["upto"] = index + 1
             else:
                 outcome["upto"] = index
-            outcome["next"] = index + (0 if outcome["kind"] in ("suspended", "awaiting_tool")
-                                       else 1)
+            again = outcome["kind"] in ("waiting_on_future", "awaiting_tool")  # this stmt
+            outcome["next"] = index + (0 if again else 1)
             break
         else:
             outcome = {"kind": "completed", "next": len(statements), "upto": len(statements)}
@@ -659,7 +659,7 @@ def _stopped() -> dict[str, Any]:
     if isinstance(signal, Exit):
         return {"kind": "exited", "exit": signal.status}
     if isinstance(signal, Suspend):
-        return {"kind": "suspended", "future": signal.future}
+        return {"kind": "waiting_on_future", "future": signal.future}
     assert isinstance(signal, AwaitTool)
     return {"kind": "awaiting_tool", "tool": signal.call}
 

@@ -16,12 +16,11 @@ import datetime
 import decimal
 import os
 import sys
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
-from statek import job_caches, store
+from statek import store, worker_state
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import JobExit
 from statek.execution.harness import budget_error, step_budget
@@ -31,7 +30,8 @@ from statek.execution.interpreter import (
     COMPLETED,
     EXITED,
     FAILED,
-    SUSPENDED,
+    WAITING_ON_FUTURE,
+    BlockEnd,
     Outcome,
     can_persist,
 )
@@ -50,8 +50,8 @@ from statek.tools import find_tool
 if TYPE_CHECKING:
     from statek.execution.step import _Step
 
-_KINDS = {"completed": COMPLETED, "exited": EXITED, "suspended": SUSPENDED,
-          "failed": FAILED, "awaiting_tool": AWAITING_TOOL}
+#: the wire names an executor sends (BlockEnd's values) -> the kinds
+_KINDS = {kind.value: kind for kind in BlockEnd}
 _SCALARS = (str, int, float, bool, type(None), bytes)
 _VALUES = (datetime.datetime, datetime.date, datetime.time, decimal.Decimal)
 #: Modules job code may import, loaded by each executor before its limits apply.
@@ -132,26 +132,26 @@ class RefTable:
         raise ProtocolError(f"{kind.__name__} is not plain data")
 
 
-_tables = job_caches.register("isolation.ref_tables", OrderedDict[str, "RefTable"]())
 _MAX_TABLES = 65_536
 
 
 def table_for(job_uuid: str) -> RefTable:
-    table = _tables.get(job_uuid)
+    """The job's reference table (per job on the worker's state owner, statek.worker_state)."""
+    tables = worker_state.current().ref_tables
+    table = tables.get(job_uuid)
     if table is None:
-        table = _tables[job_uuid] = RefTable()
-        if len(_tables) > _MAX_TABLES:
-            _tables.popitem(last=False)
+        table = tables[job_uuid] = RefTable()
+        if len(tables) > _MAX_TABLES:
+            tables.popitem(last=False)
     return table
 
 
 @store.on_close
 def forget_all() -> None:
-    """The store closed (as at a restart): executors and tables forget every job."""
+    """The store closed (as at a restart): executors forget every job (the worker's state
+    owner drops the reference tables)."""
     from statek.isolation.pool import current_pool
 
-    _tables.clear()
-    _parts.clear()
     pool = current_pool()
     if pool is not None:
         pool.reset()
@@ -159,13 +159,12 @@ def forget_all() -> None:
 
 # --- the request ------------------------------------------------------------------------------
 
-#: definition uuid -> (tools {name: (is_async, signature)}, params as plain data)
-_parts: dict[str, tuple[dict[str, tuple[bool, str]], Any]] = {}
-
-
 def _definition_parts(step: _Step) -> tuple[dict[str, tuple[bool, str]], Any]:
+    """definition uuid -> (tools {name: (is_async, signature)}, params as plain data), kept
+    on the worker's state owner (`isolation_parts`)."""
     defn = step.defn
-    found = _parts.get(defn.uuid)
+    parts = worker_state.current().isolation_parts
+    found = parts.get(defn.uuid)
     if found is None:
         tools = {}
         for name in defn.tool_names:
@@ -173,9 +172,9 @@ def _definition_parts(step: _Step) -> tuple[dict[str, tuple[bool, str]], Any]:
             if info is not None:
                 tools[name] = (info.is_async, info.signature)
         found = (tools, _plain_params(defn.params_view))
-        if len(_parts) > 4096:
-            _parts.clear()
-        _parts[defn.uuid] = found
+        if len(parts) > 4096:
+            parts.clear()
+        parts[defn.uuid] = found
     return found
 
 
@@ -449,7 +448,7 @@ async def _run(pool: Any, step: _Step, request: dict[str, Any], calls: _Calls, b
     return outcome
 
 
-@job_caches.on_drop
+@worker_state.on_drop
 def _forget_in_executor(job_uuid: str) -> None:
     """A finished job's namespace in its executor process can go too."""
     pool = current_pool()
@@ -471,7 +470,7 @@ async def _await_tool(step: _Step, tool: Any, table: RefTable, bounded: Any) -> 
 
 
 def _apply(step: _Step, block: CompiledBlock, outcome: Any, warmup: bool, start: int,
-           table: RefTable) -> tuple[str, bool, Any]:
+           table: RefTable) -> tuple[BlockEnd, bool, Any]:
     """Record an executor's outcome; (kind, go on, tool call awaited)."""
     job = step.job
     try:
@@ -488,7 +487,7 @@ def _apply(step: _Step, block: CompiledBlock, outcome: Any, warmup: bool, start:
     try:
         if kind == EXITED:
             result.exit_status = _exit_status(job, outcome, table)
-        elif kind == SUSPENDED:
+        elif kind is WAITING_ON_FUTURE:
             result.future = table.from_child(outcome.get("future"))
             if not isinstance(result.future, Future):
                 raise ProtocolError("a suspension names no future")
@@ -509,7 +508,7 @@ def _apply(step: _Step, block: CompiledBlock, outcome: Any, warmup: bool, start:
     return kind, step.apply(result, warmup, int(job.stmt)), tool
 
 
-def _checked(outcome: Any, block: CompiledBlock, start: int) -> tuple[str, int, int]:
+def _checked(outcome: Any, block: CompiledBlock, start: int) -> tuple[BlockEnd, int, int]:
     if type(outcome) is not dict:
         raise ProtocolError("an outcome is a dict")
     kind = _KINDS.get(outcome.get("kind"))  # type: ignore[arg-type]
@@ -589,13 +588,13 @@ def _definitions(job: Any, completed: Any) -> None:
                     del definitions[name]
 
 
-def _trim_sites(job: Any, kind: str, next_stmt: int) -> None:
+def _trim_sites(job: Any, kind: BlockEnd, next_stmt: int) -> None:
     """Keep the futures of the statement that will run again (suspended, awaiting a tool);
     the completed statements' are no longer needed (in-process clears them one by one)."""
     sites = job.sites
     if sites is None:
         return
-    if kind in (SUSPENDED, AWAITING_TOOL):
+    if kind in (WAITING_ON_FUTURE, AWAITING_TOOL):
         marker = f":{next_stmt}:"
         stale = [site for site in sites.keys() if marker not in site]  # noqa: SIM118
         if len(stale) < len(sites):

@@ -13,10 +13,10 @@ from typing import Any
 
 import dbzero as db0
 
+from statek import worker_state
 from statek.models.code_analysis import split_blocks
 from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping
-from statek.store import on_close
 
 MAX_ERROR_RECORDS = 100
 
@@ -64,9 +64,6 @@ class JobDef:
         self.errors.append({"at": time.time(), "kind": kind, "message": message, **details})
 
 
-_cache: dict[tuple[str, str], Any] = {}
-
-
 def get_or_create_jobdef(
     agent: Any,
     warmup_code: str | Sequence[str] | None = None,
@@ -82,17 +79,13 @@ def get_or_create_jobdef(
     key = definition_key(agent, blocks, meta, prm)
     root = root_for()
     prefix = db0.get_current_prefix().name
-    found = _cache.get((prefix, key))
+    cache = worker_state.current().jobdefs  # (prefix, key) -> JobDef
+    found = cache.get((prefix, key))
     if found is not None and db0.exists(db0.uuid(found)):
         return found
     found = root.jobdefs.get(key)
     if found is None:
         found = JobDef(key, agent, blocks, meta, prm)
         root.jobdefs[key] = found
-    _cache[(prefix, key)] = found
+    cache[(prefix, key)] = found
     return found
-
-
-@on_close
-def forget_jobdefs() -> None:
-    _cache.clear()

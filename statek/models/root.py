@@ -10,7 +10,8 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.store import current_prefix, on_close
+from statek import worker_state
+from statek.store import current_prefix
 
 
 @db0.memo(singleton=True, id="statek/Root")
@@ -25,16 +26,15 @@ class StatekRoot:
         self.schema_version = 1
 
 
-_roots: dict[str, Any] = {}
-
-
 def root_for(prefix: str | None = None) -> Any:
-    """The root of `prefix` (default: the current prefix), created on first use."""
+    """The root of `prefix` (default: the current prefix), created on first use (cached on
+    the worker's state owner, dropped with it when the store closes)."""
     name = prefix or current_prefix()
-    root = _roots.get(name)
+    roots = worker_state.current().roots
+    root = roots.get(name)
     if root is None:
         root = StatekRoot(name)
-        _roots[name] = root
+        roots[name] = root
     return root
 
 
@@ -47,9 +47,3 @@ def root_jobs(prefix: str | None = None) -> Any:
         if "read-only" not in str(exc):
             raise
         return ()
-
-
-@on_close
-def forget_roots() -> None:
-    """Drop cached roots (after dbzero is closed they are stale)."""
-    _roots.clear()

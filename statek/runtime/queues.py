@@ -19,7 +19,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek import store
+from statek import store, worker_state
 from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
@@ -30,15 +30,6 @@ from statek.models.submit import create_job, jobdef_for
 
 log = logging.getLogger("statek.queues")
 
-#: Queue prefixes already seen to exist (checking costs a directory listing).
-_known_prefixes: set[str] = set()
-
-
-@store.on_close
-def forget_known_prefixes() -> None:
-    _known_prefixes.clear()
-
-
 def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
     """The distinct prefix names to drain (default: the current prefix), each open for
     writing once checked.
@@ -48,7 +39,8 @@ def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
     forever."""
     names = [str(p) for p in prefixes] if prefixes else [store.current_prefix()]
     unique = list(dict.fromkeys(names))
-    if not _known_prefixes.issuperset(unique):
+    known = worker_state.current().known_prefixes  # seen to exist (checking lists a dir)
+    if not known.issuperset(unique):
         existing = {meta.name for meta in db0.get_prefixes()}
         missing = [name for name in unique if name not in existing]
         if missing:
@@ -59,7 +51,7 @@ def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
                 f"statek.open_prefix({missing[0]!r}) before starting the worker")
         for name in unique:
             open_queue(name)
-        _known_prefixes.update(unique)
+        known.update(unique)
     return unique
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import dbzero as db0
 
-from statek import signals, store
+from statek import signals, store, worker_state
 from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
 from statek.models.agent import Agent
 from statek.models.job import Job
@@ -283,24 +283,12 @@ def _nothing() -> None:
     return None
 
 
-_installed: Scheduler | None = None
-
-
 def current_scheduler() -> Scheduler:
-    """The process's scheduler, created and subscribed to signals on first use."""
-    global _installed
-    if _installed is None:
-        _installed = Scheduler()
-        signals.subscribe(_installed)
-    return _installed
-
-
-def reset_scheduler() -> None:
-    """Forget the in-memory state (after the store is closed it is stale)."""
-    global _installed
-    if _installed is not None:
-        signals.subscribe(None)
-    _installed = None
-
-
-store.on_close(reset_scheduler)
+    """The worker's scheduler, created and subscribed to signals on first use; its state
+    owner (statek.worker_state) unsubscribes and drops it when the store closes."""
+    state = worker_state.current()
+    sched = state.scheduler
+    if sched is None:
+        sched = state.scheduler = Scheduler()
+        signals.subscribe(sched)
+    return sched

@@ -32,7 +32,9 @@ from statek.models.budget import KINDS
 from statek.models.status import STATUS_NAMES
 from statek.models.submit import check_job_params
 from statek.observability.http import add_routes as add_observability_routes
+from statek.outbox.state import is_outbox_id
 from statek.server import validate
+from statek.server.accept import OutboxAccept, apply_pending
 from statek.server.commit import GroupCommitter
 from statek.server.errors import ApiError, bad_field
 from statek.server.events import EventHub, console_data, status_data
@@ -84,6 +86,7 @@ class Api:
         self.client = StatekClientAPI(commit=False)
         self.keys = key_store(self.client.prefix)
         self.committer = GroupCommitter(store.commit_all, self.client.prefix)
+        self.accept = OutboxAccept(self.client.prefix)
         token = settings.http_token
         self.token = None if token is None else token.get_secret_value().encode()
 
@@ -189,10 +192,37 @@ class Api:
             raise ApiError(422, "invalid_param", str(exc), "params") from None
         return find_agent(agent_ref), locale, params
 
+    def _accepts_async(self, request: web.Request) -> bool:
+        """`Prefer: respond-async` without an Idempotency-Key, and a loop to apply it
+        (statek.server.accept); a keyed request keeps the synchronous path, whose answer
+        is stored with its writes."""
+        prefer = request.headers.get("Prefer")
+        return (prefer is not None and "respond-async" in prefer.lower()
+                and "Idempotency-Key" not in request.headers and self.accept.available())
+
+    def _accepted(self, agent: Any, batch: list[Any], locale: str | None,
+                  params: dict[str, Any]) -> list[str]:
+        try:
+            return self.accept.submit(agent, batch, locale, params)
+        except UnstorableValueError as exc:
+            raise ApiError(422, "unstorable_value", str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise ApiError(422, "invalid_value", str(exc)) from None
+
+    def _job(self, job_id: str) -> Any:
+        """`fetch_job`, first applying this process's pending outbox records when the id
+        is one an asynchronous submit gave out and the loop has not applied yet."""
+        if is_outbox_id(job_id):
+            apply_pending(self.accept, job_id)
+        return fetch_job(job_id)
+
     async def submit(self, request: web.Request) -> web.Response:
         body = await validate.json_body(request, _SUBMIT_FIELDS, ("agent",))
         agent, locale, params = self._submission(body)
         shared = validate.typed(body, "vars", dict, {})
+        if self._accepts_async(request):
+            (job_id,) = self._accepted(agent, [shared], locale, params)
+            return _json_response({"job": job_id, "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
             (job_uuid,) = self.client.submit_new_job_ids(agent, [shared], locale, **params)
@@ -212,6 +242,9 @@ class Api:
             if item is not None and type(item) is not dict:
                 raise bad_field(f"vars_batch[{index}]",
                                 f"must be an object or null, not {type(item).__name__}")
+        if self._accepts_async(request):
+            return _json_response({"jobs": self._accepted(agent, batch, locale, params),
+                                   "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
             return {"jobs": self.client.submit_new_job_ids(agent, batch, locale, **params)}
@@ -219,7 +252,7 @@ class Api:
         return await self._write(request, 201, act)
 
     async def get_job(self, request: web.Request) -> web.Response:
-        job = fetch_job(request.match_info["uuid"])
+        job = self._job(request.match_info["uuid"])
         return _json_response({**job_detail(job), **budget_fields(job)})
 
     async def list_jobs(self, request: web.Request) -> web.Response:
@@ -261,7 +294,7 @@ class Api:
     async def push_message(self, request: web.Request) -> web.Response:
         job_uuid = validate.uuid_text(request.match_info["uuid"], "uuid")
         body = await validate.json_body(request, ("message",), ("message",))
-        fetch_job(job_uuid)
+        job_uuid = str(db0.uuid(self._job(job_uuid)))
 
         def act() -> dict[str, Any]:
             return {"seq": self.client.push_message(job_uuid, body["message"])}
@@ -278,7 +311,7 @@ class Api:
         return await self._write(request, 202, act)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        job = fetch_job(request.match_info["uuid"])
+        job = self._job(request.match_info["uuid"])
 
         def act() -> dict[str, Any]:
             return {"cancelled": self.client.cancel_job(job),
@@ -314,7 +347,7 @@ class Api:
 
     # ------------------------------------------------------------ streams
     async def job_events(self, request: web.Request) -> web.StreamResponse:
-        job = fetch_job(request.match_info["uuid"])
+        job = self._job(request.match_info["uuid"])
         return await self._stream(request, str(db0.uuid(job)))
 
     async def all_events(self, request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,8 @@
-"""Per-process cache of what a step needs from a job definition.
+"""JobDef facts: what a step needs from a job definition, read once per process.
+
+(Not to be confused with a job's `definitions`: the `def`/`class`/`import` statements the
+interpreter remembers and replays.) The cache lives on the worker's state owner
+(`statek.worker_state`).
 
 JobDefs never change once created (an identical definition is reused, a different one is a
 new JobDef), so their warmup blocks, parameters, limits and tool names are read from dbzero
@@ -8,13 +12,12 @@ jobs sharing one definition would pay it 100k times).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import dbzero as db0
 
-from statek import job_caches, store
+from statek import store, worker_state
 from statek.execution import harness
 from statek.execution.job_functions import read_only_params
 
@@ -33,18 +36,16 @@ class DefinitionInfo:
     limits: harness.Limits
 
 
-_cache: OrderedDict[str, DefinitionInfo] = OrderedDict()
-_settings_seen: list[Any] = [None]
-
-
 def definition_info(jobdef: Any) -> DefinitionInfo:
     """The cached facts of `jobdef` (limits follow the settings bound by `statek.init`)."""
     cfg = store.settings()
-    if _settings_seen[0] is not cfg:  # new settings: limits may differ
-        _cache.clear()
-        _settings_seen[0] = cfg
+    state = worker_state.current()
+    cache = state.jobdef_facts
+    if state.jobdef_facts_settings is not cfg:  # new settings: limits may differ
+        cache.clear()
+        state.jobdef_facts_settings = cfg
     key = str(db0.uuid(jobdef))
-    info = _cache.get(key)
+    info = cache.get(key)
     if info is not None:
         return info
     params = db0.load(jobdef.params)
@@ -58,34 +59,25 @@ def definition_info(jobdef: Any) -> DefinitionInfo:
         tool_names=tuple(jobdef.agent.tool_names),
         limits=harness.Limits.of(cfg, params),
     )
-    _cache[key] = info
-    if len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
+    cache[key] = info
+    if len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
     return info
-
-
-#: job uuid -> its definition's uuid (a job's definition never changes; reading the
-#: reference costs ~6 µs per step).
-_of_job = job_caches.register("definitions.of_job", OrderedDict[str, str]())
 
 
 def definition_of(job: Any, job_uuid: str) -> DefinitionInfo:
-    """`definition_info(job.jobdef)`, without reading the reference once the job is known."""
-    key = _of_job.get(job_uuid)
+    """`definition_info(job.jobdef)`, without reading the reference once the job is known
+    (a job's definition never changes; the per-job `jobdef_of_job` cache spares the
+    ~6 µs read per step)."""
+    state = worker_state.current()
+    of_job = state.jobdef_of_job
+    key = of_job.get(job_uuid)
     if key is not None:
-        info = _cache.get(key)
-        if info is not None and _settings_seen[0] is store.settings():
+        info = state.jobdef_facts.get(key)
+        if info is not None and state.jobdef_facts_settings is store.settings():
             return info
     info = definition_info(job.jobdef)
-    _of_job[job_uuid] = info.uuid
-    if len(_of_job) > CACHE_SIZE * 8:
-        _of_job.popitem(last=False)
+    of_job[job_uuid] = info.uuid
+    if len(of_job) > CACHE_SIZE * 8:
+        of_job.popitem(last=False)
     return info
-
-
-def forget_definitions() -> None:
-    _cache.clear()
-    _of_job.clear()
-
-
-store.on_close(forget_definitions)
