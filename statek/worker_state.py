@@ -6,10 +6,10 @@ runs with no state open (a storage-only script that never called `statek.init`) 
 first use of `current()`. In between the owner holds:
 
 * per-job caches, keyed by job uuid (`PER_JOB`): a job's kept globals and unstorable locals,
-  its transcript, the definition it runs, its executor-side reference table. Every path that
-  ends a job (exit, a client's cancel, a failed wake-up, a harness breach) goes through
-  `Job.finish`, which fires `signals.job_finished`, which calls `drop_job`: no call site has
-  to remember to forget a job. Each of these caches also bounds itself (least recently used
+  its transcript, the definition it runs, its executor-side reference table, its `random`
+  generator. Every path that ends a job (exit, a client's cancel, a failed wake-up, a harness
+  breach) goes through `Job.finish`, which fires `signals.job_finished`, which calls
+  `drop_job`: no call site has to remember to forget a job. Each of these caches also bounds itself (least recently used
   first) or holds suspended jobs only, so memory follows the jobs in memory, not jobs seen;
 * store-scoped caches (prefix roots, JobDefs by key, JobDef facts, system prompts, sandbox
   policies, resolved providers, known queue prefixes, isolation's definition parts);
@@ -23,6 +23,7 @@ store can have: two owners over two stores in one process are not possible today
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 #: the per-job caches: `drop_job` pops the finished job from each, `resident()` counts them
 PER_JOB = ("transient", "namespaces", "scalar_namespaces", "jobdef_of_job", "transcripts",
-           "ref_tables")
+           "ref_tables", "random_generators")
 
 #: the store-scoped caches, cleared by `release`
 _STORE_CACHES = ("jobdef_facts", "roots", "jobdefs", "prompts", "policies", "resolved_providers",
@@ -62,6 +63,7 @@ class WorkerState:
         self.jobdef_of_job: OrderedDict[str, str] = OrderedDict()
         self.transcripts: OrderedDict[str, Transcript] = OrderedDict()
         self.ref_tables: OrderedDict[str, RefTable] = OrderedDict()
+        self.random_generators: OrderedDict[str, random.Random] = OrderedDict()
         # per store
         self.jobdef_facts: OrderedDict[str, DefinitionInfo] = OrderedDict()
         self.jobdef_facts_settings: Any = None  # the settings `jobdef_facts` were read under
@@ -82,6 +84,7 @@ class WorkerState:
         self.jobdef_of_job.pop(job_uuid, None)
         self.transcripts.pop(job_uuid, None)
         self.ref_tables.pop(job_uuid, None)
+        self.random_generators.pop(job_uuid, None)
         for callback in _drop_callbacks:
             callback(job_uuid)
 

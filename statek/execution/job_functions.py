@@ -14,13 +14,12 @@ import datetime
 import random
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import dbzero as db0
 
-from statek import signals, store
+from statek import signals, store, worker_state
 from statek._views import FrozenMapping
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import AwaitTool, JobExit
@@ -32,8 +31,7 @@ from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, t
 from statek.sandbox.policy import JOB_MODULE_NAME, MODULE_DENIED_ATTRIBUTES
 from statek.tools import ToolInfo, find_tool, tool_call_key
 
-#: job uuid -> its `random` generator (job code's module-level random functions use it).
-_generators: OrderedDict[str, random.Random] = OrderedDict()
+#: job uuid -> its `random` generator: `random_generators` on the worker's state owner
 GENERATORS_KEPT = 4096
 
 
@@ -247,13 +245,14 @@ class JobFunctions:
     def job_random(self) -> random.Random:
         """This job's generator behind job code's `random.*` functions (kept per job)."""
         key = db0.uuid(self.job)
-        generator = _generators.get(key)
+        generators = worker_state.current().random_generators
+        generator = generators.get(key)
         if generator is None:
-            generator = _generators[key] = random.Random()
-            if len(_generators) > GENERATORS_KEPT:
-                _generators.popitem(last=False)
+            generator = generators[key] = random.Random()
+            if len(generators) > GENERATORS_KEPT:
+                generators.popitem(last=False)
         else:
-            _generators.move_to_end(key)
+            generators.move_to_end(key)
         return generator
 
     def owner(self) -> Any:
