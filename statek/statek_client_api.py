@@ -14,6 +14,7 @@ from typing import Any
 import dbzero as db0
 
 from statek.errors import JobNotFoundError
+from statek.models.agent import Agent
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import submit_job_ids, submit_jobs
@@ -39,7 +40,7 @@ class StatekClientAPI:
     def queue(self) -> StatekPushQueue:
         return open_queue(self.prefix)
 
-    def submit_new_job(self, agent: Any, shared_vars: Mapping[str, Any] | None = None,
+    def submit_new_job(self, agent: Agent | str, shared_vars: Mapping[str, Any] | None = None,
                        locale: str | None = None, **job_params: Any) -> Job | PendingJob:
         """Create one READY job of `agent` whose locals start as `shared_vars`."""
         if self.outbox is not None:
@@ -47,9 +48,9 @@ class StatekClientAPI:
             return PendingJob(self.outbox, job_id)
         (job,) = submit_jobs(_agent_of(agent), [shared_vars], locale, job_params, commit=False)
         self._commit()
-        return job  # type: ignore[no-any-return]
+        return job
 
-    def submit_new_jobs_batch(self, agent: Any,
+    def submit_new_jobs_batch(self, agent: Agent | str,
                               shared_vars_batch: Iterable[Mapping[str, Any] | None],
                               locale: str | None = None,
                               **job_params: Any) -> list[Job] | list[PendingJob]:
@@ -61,7 +62,7 @@ class StatekClientAPI:
         return submit_jobs(_agent_of(agent), shared_vars_batch, locale, job_params,
                            commit=self.commit)
 
-    def submit_new_job_ids(self, agent: Any,
+    def submit_new_job_ids(self, agent: Agent | str,
                            shared_vars_batch: Iterable[Mapping[str, Any] | None],
                            locale: str | None = None, **job_params: Any) -> list[str]:
         """As `submit_new_jobs_batch`, returning uuids: for batches of 10k+ jobs, where holding
@@ -102,7 +103,7 @@ class StatekClientAPI:
         self._commit()
         return seq
 
-    def push_event(self, agent: Any, event: Any) -> int:
+    def push_event(self, agent: Agent | str, event: Any) -> int:
         """Queue an event for a supervised agent; the worker turns it into a job."""
         if self.outbox is not None:
             return self.outbox.push_event(agent, event)
@@ -172,11 +173,12 @@ def _is_uuid_text(uuid: object) -> bool:
     return type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()
 
 
-def _agent_of(agent: Any) -> Any:
+def _agent_of(agent: Agent | str) -> Agent:
     """An agent given as itself, by uuid or by role: the same three forms a feeding process
     may use (a role several agents share is refused, naming them)."""
     if isinstance(agent, str):
         from statek.outbox.client import agent_uuid
 
-        return db0.fetch(agent_uuid(agent, remember=False))
+        found: Agent = db0.fetch(agent_uuid(agent, remember=False))
+        return found
     return agent

@@ -7,6 +7,8 @@ got a NameError, and a warmup using it was taken to need an external local."""
 
 from __future__ import annotations
 
+import re
+
 import statek
 from statek.execution.job_functions import JobFunctions
 from statek.isolation import child
@@ -29,3 +31,27 @@ def test_a_warmup_using_them_needs_no_external_locals(api: statek.StatekClientAP
     names = statek.SupervisedAgent("names")
     names.update_warmup_def("\n".join(f"x_{name} = {name}" for name in sorted(injected)))
     assert list(names.warmup_externals) == []
+
+
+#: Injected names the code-first prompt does not describe yet (conversation.py's owner adds
+#: them there, then removes them here): listed so a name added to JOB_BUILTINS must be
+#: described or listed on purpose.
+NOT_IN_PROMPT = {"set_budget", "wait_for", "params"}
+
+
+def test_the_prompt_describes_the_injected_functions() -> None:
+    from statek.execution.conversation import CODE_FIRST_GUIDE
+
+    described = set(re.findall(r"\b(\w+)\(", CODE_FIRST_GUIDE))
+    assert described <= set(JOB_BUILTINS)  # no function the job does not have
+    assert set(JOB_BUILTINS) - described == NOT_IN_PROMPT
+
+
+def test_one_default_import_allow_list() -> None:
+    """The sandbox's default allow-list, the settings' default and what each executor
+    preloads before its limits apply are the same modules."""
+    from statek import settings
+    from statek.isolation.runner import PRELOAD
+    from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS
+
+    assert set(settings.DEFAULT_ALLOWED_IMPORTS) == DEFAULT_ALLOWED_IMPORTS == set(PRELOAD)

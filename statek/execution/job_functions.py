@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
@@ -30,6 +30,9 @@ from statek.observability import hooks
 from statek.sandbox import JOB_STATE_KEY, plain_copy, release_decimal_context, trust_host_code
 from statek.sandbox.policy import JOB_MODULE_NAME, MODULE_DENIED_ATTRIBUTES
 from statek.tools import ToolInfo, find_tool, tool_call_key
+
+if TYPE_CHECKING:
+    from statek.models.job import Job
 
 #: job uuid -> its `random` generator: `random_generators` on the worker's state owner
 GENERATORS_KEPT = 4096
@@ -47,11 +50,14 @@ class DelegateBudgetExceeded(JobExit):
 class JobFunctions:
     """Per-execution state behind the injected functions of one job."""
 
-    def __init__(self, job: Any, code_key: str) -> None:
+    #: the running Job; None while a kept namespace waits for its job's next step
+    job: Any
+
+    def __init__(self, job: Job, code_key: str) -> None:
         self.tool_results: dict[str, Any] = {}
         self.reset(job, code_key)
 
-    def reset(self, job: Any, code_key: str) -> None:
+    def reset(self, job: Job, code_key: str) -> None:
         """Start an execution of the code `code_key` (a kept namespace's functions are reset
         rather than made again: job code holds on to them through its builtins)."""
         self.job = job
@@ -90,11 +96,11 @@ class JobFunctions:
         self.calls += 1
         return f"{self.code_key}:{self.stmt}:{self.calls}"
 
-    def _future(self, make: Callable[[], Any]) -> Any:
+    def _future(self, make: Callable[[], Future]) -> Future:
         site = self._site()
         sites = self.job.sites
         if sites is not None:
-            found = sites.get(site)
+            found: Future | None = sites.get(site)
             if found is not None:
                 return found
         future = make()
@@ -109,7 +115,7 @@ class JobFunctions:
     def exit(self, status: Any = None) -> None:
         raise JobExit(status)
 
-    def delegate(self, agent: Any, **shared_vars: Any) -> Any:
+    def delegate(self, agent: object, **shared_vars: Any) -> Future:
         """Start a child job of `agent`; its future's value is the child's exit status.
 
         The child gets copies of `shared_vars` (persisted containers included): neither job
@@ -121,7 +127,7 @@ class JobFunctions:
             raise TypeError(f"delegate() needs an Agent, not {type(agent).__name__}")
         values = {name: plain_copy(value) for name, value in shared_vars.items()}
 
-        def make() -> Any:
+        def make() -> Future:
             root = self._charge_delegation()
             # no step-budget exception inside the creation (it would leave half a child):
             # one due now is raised before the job's next statement instead
@@ -150,14 +156,14 @@ class JobFunctions:
 
         return set_child_budget(self.job, child, limits)
 
-    def _charge_delegation(self) -> Any:
+    def _charge_delegation(self) -> Job:
         """Check both delegate budgets before a child is made; returns the tree's root job."""
         cfg = store.settings()
         limit = int(cfg.max_delegates_per_step)
         if self.delegated >= limit:
             self._over_budget(f"this step already started {self.delegated} child jobs "
                               f"(max_delegates_per_step={limit})")
-        root = self.job
+        root: Job = self.job
         hops = 0
         while root.parent is not None and hops <= int(cfg.max_delegates_per_tree):
             root, hops = root.parent, hops + 1
@@ -175,13 +181,13 @@ class JobFunctions:
         self.job.error = message
         raise DelegateBudgetExceeded()
 
-    def sleep(self, seconds: float) -> Any:
+    def sleep(self, seconds: float) -> Future:
         """A timer future ready `seconds` from the first time this call ran."""
         if not isinstance(seconds, int | float) or seconds < 0:
             raise ValueError(f"sleep() needs a non-negative number of seconds, not {seconds!r}")
         return self._timer(lambda: time.time() + float(seconds))
 
-    def sleep_until(self, when: float | datetime.datetime) -> Any:
+    def sleep_until(self, when: float | datetime.datetime) -> Future:
         """A timer future ready at `when` (epoch seconds or an aware/naive-UTC datetime)."""
         if isinstance(when, datetime.datetime):
             stamp = (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).timestamp()
@@ -191,29 +197,30 @@ class JobFunctions:
             raise TypeError(f"sleep_until() needs epoch seconds or a datetime, not {when!r}")
         return self._timer(lambda: stamp)
 
-    def _timer(self, deadline: Callable[[], float]) -> Any:
-        def make() -> Any:
+    def _timer(self, deadline: Callable[[], float]) -> Future:
+        def make() -> Future:
             due = deadline()
             signals.timer_set(db0.uuid(self.job), due)
             return Future(TIMER, self.job, deadline=due)
 
         return self._future(make)
 
-    def wait_message(self) -> Any:
+    def wait_message(self) -> Future:
         """A future whose value is the next message pushed to this job."""
         return self._future(lambda: Future(MESSAGE, self.job))
 
-    def get_all(self, *futures: Any) -> Any:
+    def get_all(self, *futures: Any) -> Future:
         """Ready when every future is; value is the list of their values."""
         parts = _flatten(futures)
         return self._future(lambda: Future(ALL, self.job, parts=parts))
 
-    def get_any(self, *futures: Any) -> Any:
+    def get_any(self, *futures: Any) -> Future:
         """Ready when one future is; value is that future's value (`.winner` its index)."""
         parts = _flatten(futures)
         return self._future(lambda: Future(ANY, self.job, parts=parts))
 
-    def wait_for(self, condition: Callable[..., bool], *args: Any, poll: float = 1.0) -> Any:
+    def wait_for(self, condition: Callable[..., bool], *args: Any,
+                 poll: float = 1.0) -> Future:
         """Ready once `condition(*args)` is true; re-checked every `poll` seconds.
 
         `condition` must be a module-level function (dbzero stores it by reference, and the

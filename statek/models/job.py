@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
@@ -37,6 +37,10 @@ from statek.models.status import (
 )
 from statek.store import on_close, transition
 
+if TYPE_CHECKING:
+    from statek.models.agent import Agent
+    from statek.models.jobdef import JobDef
+
 on_close(forget_status_values)
 log = logging.getLogger("statek.jobs")
 #: The fields of one entry of `Job.past_results` (stored as a tuple, in this order).
@@ -51,7 +55,7 @@ class LocalsView(FrozenMapping):
 
     __slots__ = ()
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Job) -> None:
         super().__init__(StoredLocals(job).values())
 
 
@@ -97,10 +101,10 @@ class Job:
 
     def __init__(
         self,
-        jobdef: Any,
+        jobdef: JobDef,
         shared_vars: dict[str, Any] | None = None,
         locale: str | None = None,
-        parent: Any = None,
+        parent: Job | None = None,
     ) -> None:
         self.jobdef = jobdef
         self.created_at = time.time()
@@ -118,10 +122,10 @@ class Job:
     @classmethod
     def create(
         cls,
-        jobdef: Any,
+        jobdef: JobDef,
         shared_vars: dict[str, Any] | None = None,
         locale: str | None = None,
-        parent: Any = None,
+        parent: Job | None = None,
     ) -> Job:
         """Construct and anchor a job (anchoring inside `__init__` via `db0.materialized`
         makes creation cost grow with the jobs created, so it happens here)."""
@@ -145,8 +149,9 @@ class Job:
         return str(db0.uuid(self))
 
     @property
-    def agent(self) -> Any:
-        return self.jobdef.agent
+    def agent(self) -> Agent:
+        agent: Agent = self.jobdef.agent
+        return agent
 
     @property
     def locals(self) -> LocalsView:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
@@ -17,6 +17,10 @@ from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping, check_value
 from statek.store import require_prefix, transition
 
+if TYPE_CHECKING:
+    from statek.models.agent import Agent
+    from statek.models.jobdef import JobDef
+
 #: job_params keys that shape the job definition rather than being stored as parameters.
 DEFINITION_KEYS = ("warmup_code", "metadata", "model", "provider")
 COMMIT_EVERY = 5000
@@ -26,7 +30,7 @@ INT_PARAMS = ("max_turns", "max_exceptions", "max_consecutive_exceptions", "max_
 SECONDS_PARAMS = ("step_timeout", "step_code_budget")
 
 
-def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
+def jobdef_for(agent: Agent, job_params: Mapping[str, Any]) -> JobDef:
     """The (shared) JobDef for `agent` with these job_params."""
     params = {k: v for k, v in job_params.items() if k not in DEFINITION_KEYS}
     _check_definition_keys(job_params)
@@ -35,7 +39,8 @@ def jobdef_for(agent: Any, job_params: Mapping[str, Any]) -> Any:
         metadata["MODEL"] = job_params["model"]
     if job_params.get("provider") is not None:
         metadata["PROVIDER"] = job_params["provider"]
-    return get_or_create_jobdef(agent, job_params.get("warmup_code"), metadata, params)
+    jobdef: JobDef = get_or_create_jobdef(agent, job_params.get("warmup_code"), metadata, params)
+    return jobdef
 
 
 def check_job_params(job_params: Mapping[str, Any]) -> None:
@@ -92,8 +97,8 @@ def _checked_vars(shared_vars: Mapping[str, Any] | None, index: int | None) -> d
     return values
 
 
-def create_job(jobdef: Any, shared_vars: Mapping[str, Any] | None, locale: str | None,
-               parent: Any = None) -> Any:
+def create_job(jobdef: JobDef, shared_vars: Mapping[str, Any] | None, locale: str | None,
+               parent: Job | None = None) -> Job:
     """One job (used by delegate); validated first, then created and anchored."""
     values = _checked_vars(shared_vars, None)
     with transition():
@@ -102,7 +107,7 @@ def create_job(jobdef: Any, shared_vars: Mapping[str, Any] | None, locale: str |
     return job
 
 
-def _submit(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+def _submit(agent: Agent, shared_vars_batch: Iterable[Mapping[str, Any] | None],
             locale: str | None, job_params: Mapping[str, Any],
             commit: bool) -> tuple[list[str], Any, int]:
     """Validate every shared-vars mapping, then create all jobs.
@@ -138,16 +143,16 @@ def _submit(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
     return uuids, anchor, first
 
 
-def submit_job_ids(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+def submit_job_ids(agent: Agent, shared_vars_batch: Iterable[Mapping[str, Any] | None],
                    locale: str | None, job_params: Mapping[str, Any],
                    commit: bool) -> list[str]:
     """Create the jobs; returns their uuids."""
     return _submit(agent, shared_vars_batch, locale, job_params, commit)[0]
 
 
-def submit_jobs(agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+def submit_jobs(agent: Agent, shared_vars_batch: Iterable[Mapping[str, Any] | None],
                 locale: str | None, job_params: Mapping[str, Any],
-                commit: bool) -> list[Any]:
+                commit: bool) -> list[Job]:
     """Create the jobs; returns the Job objects, read back as one slice of the anchor list
     (about 2 µs per job, against 11 µs for fetching each by uuid)."""
     uuids, anchor, first = _submit(agent, shared_vars_batch, locale, job_params, commit)

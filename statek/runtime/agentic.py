@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import dbzero as db0
 
+from statek.models.agent import Agent
 from statek.models.status import READY, WARMING_UP
 from statek.models.submit import create_job, jobdef_for
 from statek.runtime.loop import run_jobs_loop
@@ -27,7 +27,7 @@ log = logging.getLogger("statek.agentic")
 class AgentLoopDef:
     """One agent of a fleet: its warmup and how many tasks wait for it."""
 
-    agent: Any
+    agent: Agent
     warmup_code: str | Sequence[str] | None
     task_queue_size_func: Callable[[], int]
 
@@ -96,7 +96,7 @@ class _FleetStarter:
         return started
 
 
-async def run_agentic_loop(agent: Any, warmup_code: str | Sequence[str] | None,
+async def run_agentic_loop(agent: Agent, warmup_code: str | Sequence[str] | None,
                            task_queue_size_func: Callable[[], int],
                            queue_prefixes: Sequence[str | int], max_concurrency: int = 100,
                            provider: str | None = None,
