@@ -50,3 +50,11 @@ def test_every_future_yields_wake_keys_of_the_declared_kinds(statek_store: str) 
     assert keys == {wake_key("job", db0.uuid(other)), wake_key("message", db0.uuid(owner))}
     assert all(type(f.kind) is str and f.kind in get_args(FutureKind) for f in futures)
     assert future_module.Future is Future
+
+
+def test_the_int_states_index_the_status_names() -> None:
+    from statek.models import status
+
+    for name in status.STATUS_NAMES:
+        assert status.STATUS_NAMES[getattr(status, name)] == name
+        assert status.state_of(name) == getattr(status, name)

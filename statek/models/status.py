@@ -8,17 +8,19 @@ member for `state`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 import dbzero as db0
 
 from statek.errors import IllegalTransitionError
 
+#: A stored status's name; a job's int `state` is the name's index in STATUS_NAMES.
+StatusName = Literal["READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE"]
+STATUS_NAMES: Final[tuple[StatusName, ...]] = get_args(StatusName)
 #: A dbzero enum, so `db0.find(Job, JobStatus.READY)` is an index query. Look its members up
 #: at call time: before a prefix is open they are unbound placeholders.
-JobStatus = db0.enum("JobStatus", ["READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE"])
+JobStatus = db0.enum("JobStatus", list(STATUS_NAMES))
 
-STATUS_NAMES = ("READY", "WARMING_UP", "STARTED", "SUSPENDED", "DONE")
 READY, WARMING_UP, STARTED, SUSPENDED, DONE = range(5)
 RUNNABLE = frozenset({READY, WARMING_UP, STARTED})
 
