@@ -11,11 +11,13 @@
   its first and its 10,000th completion, counted in the worker) alone and while a producer
   process submits through the outbox at full speed (its jobs queue behind the W1 jobs, as in
   the HTTP figure); target >= 80% kept. A third W1 run has the same producer feed another
-  store: the share of the drop that is only the producer's own CPU and disk use.
+  store: the share of the drop that is only the producer's own CPU and disk use. Measured
+  in 5 interleaved (alone, fed, beside) triples; the figure is the median of the per-triple
+  ratios (medians of separate runs gave 0.42-2.0 on a shared machine).
 
-Each figure is the median of 3 runs, each against a fresh store and worker process.
+Each other figure is the median of 3 runs, each against a fresh store and worker process.
 
-    python -m benchmarks.outbox [--quick]
+    python -m benchmarks.outbox [--quick] [--w1-only]
 """
 
 from __future__ import annotations
@@ -84,18 +86,21 @@ def w1_worker_role(root: str, n: int) -> None:
 
     _open(root, "rw")
 
-    async def completed(count: int) -> float:
-        """When the loop's counters first show `count` completions (looked at every ms)."""
+    async def completed(count: int) -> tuple[float, float]:
+        """When (wall clock, this process's CPU time) the loop's counters first show `count`
+        completions (looked at every ms)."""
         while True:
             stats = last_stats()
             if stats is not None and stats.jobs_completed >= count:
-                return time.perf_counter()
+                return time.perf_counter(), time.process_time()
             await asyncio.sleep(0.001)
 
     async def main() -> None:
         worker = asyncio.create_task(statek.start_statek_async(max_concurrency=1000))
-        first = await completed(1)
-        print(f"w1 {(n - 1) / (await completed(n) - first)!r}", flush=True)
+        first, first_cpu = await completed(1)
+        last, last_cpu = await completed(n)
+        print(f"w1 {(n - 1) / (last - first)!r} {(n - 1) / (last_cpu - first_cpu)!r}",
+              flush=True)
         await worker
 
     asyncio.run(main())
@@ -221,7 +226,7 @@ def _latencies(samples: int) -> list[float]:
     return out
 
 
-def _w1_rate(n: int, producer: str | None) -> float:
+def _w1_rate(n: int, producer: str | None) -> tuple[float, float]:
     """W1 alone (None), with a producer feeding this worker ("this") or another store
     ("other": the same load on the machine, no work for this worker)."""
     with tempfile.TemporaryDirectory(prefix="statek-outbox-") as root:
@@ -236,32 +241,55 @@ def _w1_rate(n: int, producer: str | None) -> float:
             feeder.until("producer up")
         worker = _Proc("--role", "w1worker", root, str(n))
         try:
-            rate = float(worker.until("w1 ").split()[1])
+            _, rate, cpu_rate = worker.until("w1 ").split()
         finally:
             if feeder is not None:
                 feeder.stop()
             worker.stop()
-    return rate
+    return float(rate), float(cpu_rate)
+
+
+def _w1_kept(n: int, pairs: int) -> dict[str, Any]:
+    """W1 alone and fed, in `pairs` interleaved triples (alone, fed, beside; then the next),
+    each triple's ratios taken side by side: the machine's load drifts between triples, a
+    ratio of two runs seconds apart follows it less than one of medians taken minutes
+    apart. The figure is the median of the per-triple ratios. Beside it, the same per CPU
+    second of the worker process ("cpu_"): what feeding costs the worker itself, which
+    other processes on a shared machine do not move."""
+    runs: dict[str, list[tuple[float, float]]] = {"alone": [], "fed": [], "beside": []}
+    for _ in range(pairs):
+        runs["alone"].append(_w1_rate(n, None))
+        runs["fed"].append(_w1_rate(n, "this"))
+        runs["beside"].append(_w1_rate(n, "other"))
+    out: dict[str, Any] = {}
+    for at, unit in ((0, ""), (1, "cpu_")):
+        alone, fed, beside = ([r[at] for r in runs[k]] for k in ("alone", "fed", "beside"))
+        kept = [f / a for f, a in zip(fed, alone, strict=True)]
+        out.update({
+            f"{unit}w1_jobs_per_s_alone": statistics.median(alone),
+            f"{unit}w1_jobs_per_s_with_producer": statistics.median(fed),
+            f"{unit}w1_jobs_per_s_producer_on_other_store": statistics.median(beside),
+            f"{unit}w1_rate_kept": statistics.median(kept),
+            f"{unit}w1_rate_kept_per_pair": kept,
+            f"{unit}w1_rate_kept_producer_on_other_store": statistics.median(
+                b / a for b, a in zip(beside, alone, strict=True))})
+    return out
 
 
 def _one_run(quick: bool) -> dict[str, Any]:
     batched, single = _submit_rates(quick)
     latency = _latencies(50 if quick else 200)
-    n = 2_000 if quick else 10_000
-    alone = _w1_rate(n, None)
-    fed = _w1_rate(n, "this")
-    beside = _w1_rate(n, "other")
     return {"submit_jobs_per_s_batch_100": batched, "submit_jobs_per_s_single": single,
             "first_step_ms_median": statistics.median(latency) * 1e3,
-            "first_step_ms_p90": sorted(latency)[int(len(latency) * 0.9)] * 1e3,
-            "w1_jobs_per_s_alone": alone, "w1_jobs_per_s_with_producer": fed,
-            "w1_jobs_per_s_producer_on_other_store": beside}
+            "first_step_ms_p90": sorted(latency)[int(len(latency) * 0.9)] * 1e3}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--role", default=None)
+    parser.add_argument("--w1-only", action="store_true",
+                        help="only the W1 alone/fed pairs (the rest takes minutes)")
     parser.add_argument("args", nargs="*")
     args = parser.parse_args(argv)
     if args.role is not None:
@@ -269,20 +297,23 @@ def main(argv: list[str] | None = None) -> None:
                 "producer": producer_role, "latency": latency_role}[args.role]
         role(args.args[0], *map(int, args.args[1:]))
         return
-    runs = [_one_run(args.quick) for _ in range(3)]
-    medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    medians["w1_rate_kept"] = (medians["w1_jobs_per_s_with_producer"]
-                               / medians["w1_jobs_per_s_alone"])
+    load = os.getloadavg()
+    runs = [] if args.w1_only else [_one_run(args.quick) for _ in range(3)]
+    medians: dict[str, Any] = {key: statistics.median(r[key] for r in runs)
+                               for key in (runs[0] if runs else ())}
+    w1 = _w1_kept(2_000 if args.quick else 10_000, 3 if args.quick else 5)
+    medians.update(w1)
     from statek._speedups import IMPLEMENTATION
 
     result = {"workload": "W11-outbox", "date": datetime.date.today().isoformat(),
               "python": sys.version.split()[0], "kernels": IMPLEMENTATION,
-              "cpus": os.cpu_count(), "quick": args.quick, "medians_of_3": medians,
-              "runs": runs,
+              "cpus": os.cpu_count(), "quick": args.quick, "load_before": load,
+              "load_after": os.getloadavg(), "medians_of_3": medians, "runs": runs,
               "targets": {"submit_jobs_per_s_batch_100": ">= 20000",
                           "first_step_ms_median": "<= 10", "w1_rate_kept": ">= 0.8"}}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{result['date']}-w11-outbox{'-quick' if args.quick else ''}.json"
+    name = "-w1-fed" if args.w1_only else ""
+    out = RESULTS / f"{result['date']}-w11-outbox{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result))
 

@@ -12,6 +12,9 @@
 * (the worker's W1 rate while a producer feeds it is measured by benchmarks.outbox, which
   counts completions in the worker; this file's earlier figure timed the last job of a batch
   that had mostly run while it was being submitted, and gave 0.2x-3x: removed);
+* the same with `Prefer: respond-async` (keys "async_..."): each batch appended fsync'd to
+  the worker's own outbox segment and answered with outbox ids; the loop applies them
+  (statek.server.accept). Both ways run interleaved against the same worker;
 * the HTTP path alone: the same batches against the API served with no worker loop (nothing
   runs the jobs), 16 connections: what accepting a job costs the worker's process by itself,
   apart from running it.
@@ -65,34 +68,35 @@ async def _submit_rate(url: str, jobs: int, connections: int = 4,
         return (batches // connections) * connections * BATCH / (time.perf_counter() - began)
 
 
-async def _first_step_latency(url: str, samples: int) -> dict[str, list[float]]:
+async def _first_step_latency(url: str, samples: int,
+                              respond_async: bool = False) -> dict[str, list[float]]:
     """One job at a time, seconds from sending POST /v1/jobs to: its first model turn as the
     worker recorded it ("first_step": the `at` wall-clock time of the turn in its chat log,
     written within the first step, as the outbox benchmark's stamp; both processes read the
     same clock), its first status change after READY arriving on the event stream
     ("event"), and the answer to the POST, which comes after a commit ("ack")."""
-    stepped: dict[str, float] = {}
-    arrived = asyncio.Event()
+    seen: set[str] = set()
+    fresh: asyncio.Queue[float] = asyncio.Queue()  # first event of each job, in order
 
     async def read_events(stream: httpx.Response) -> None:
         async for line in stream.aiter_lines():
             if line.startswith("data: ") and '"READY"' not in line:
-                stepped.setdefault(json.loads(line[6:])["job"], time.perf_counter())
-                arrived.set()
+                job = json.loads(line[6:])["job"]
+                if job not in seen:  # events carry the job's uuid, not an outbox id
+                    seen.add(job)
+                    fresh.put_nowait(time.perf_counter())
 
     out: dict[str, list[float]] = {"first_step": [], "event": [], "ack": []}
+    headers = {"Prefer": "respond-async"} if respond_async else {}
     async with httpx.AsyncClient(base_url=url, timeout=60) as client, client.stream(
             "GET", "/v1/events") as stream:
         reader = asyncio.create_task(read_events(stream))
         for _ in range(samples):
             sent_at, began = time.time(), time.perf_counter()
-            answer = await client.post("/v1/jobs", json={"agent": "helper"})
+            answer = await client.post("/v1/jobs", json={"agent": "helper"}, headers=headers)
             out["ack"].append(time.perf_counter() - began)
             job = answer.json()["job"]
-            while job not in stepped:
-                arrived.clear()
-                await asyncio.wait_for(arrived.wait(), 60)
-            out["event"].append(stepped.pop(job) - began)
+            out["event"].append(await asyncio.wait_for(fresh.get(), 60) - began)
             turns = (await client.get(f"/v1/jobs/{job}")).json()["chat_log"]
             out["first_step"].append(turns[0]["at"] - sent_at)
         reader.cancel()
@@ -149,9 +153,14 @@ def _one_run(quick: bool) -> dict[str, Any]:
         prepare_store(data)
         worker = Worker(data, "--concurrency", "1000")
         try:
+            # the two ways of accepting, interleaved in one worker (same load, same store)
             rate = asyncio.run(_submit_rate(worker.url, jobs))
+            rate_async = asyncio.run(_submit_rate(worker.url, jobs, 4, True))
             rate_16 = asyncio.run(_submit_rate(worker.url, jobs, 16))
-            latency = asyncio.run(_first_step_latency(worker.url, 50 if quick else 200))
+            rate_16_async = asyncio.run(_submit_rate(worker.url, jobs, 16, True))
+            samples = 50 if quick else 200
+            latency = asyncio.run(_first_step_latency(worker.url, samples))
+            latency_async = asyncio.run(_first_step_latency(worker.url, samples, True))
         finally:
             worker.stop()
     outbox = _submit_rates(quick)[0]
@@ -162,7 +171,13 @@ def _one_run(quick: bool) -> dict[str, Any]:
             "first_step_ms_median": statistics.median(latency["first_step"]) * 1e3,
             "first_step_ms_p90": _p90(latency["first_step"]) * 1e3,
             "event_ms_median": statistics.median(latency["event"]) * 1e3,
-            "ack_ms_median": statistics.median(latency["ack"]) * 1e3}
+            "ack_ms_median": statistics.median(latency["ack"]) * 1e3,
+            "async_submit_jobs_per_s": rate_async,
+            "async_submit_jobs_per_s_16_connections": rate_16_async,
+            "async_first_step_ms_median": statistics.median(latency_async["first_step"]) * 1e3,
+            "async_first_step_ms_p90": _p90(latency_async["first_step"]) * 1e3,
+            "async_event_ms_median": statistics.median(latency_async["event"]) * 1e3,
+            "async_ack_ms_median": statistics.median(latency_async["ack"]) * 1e3}
 
 
 def main(argv: list[str] | None = None) -> None:
