@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statek import _json
 from statek.models.containers import container_kind
 from statek.models.storable import utf8_encodable
+
+if TYPE_CHECKING:
+    from statek.models.job import Job
 
 #: Longest string kept with the scalars (a longer one would be rewritten with every scalar).
 INLINE_STR_CHARS = 256
@@ -73,7 +76,7 @@ class StoredLocals:
 
     __slots__ = ("_handle", "_job", "inline", "other")
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Job) -> None:
         self._job = job
         self.inline = decode_inline(job.inline_vars)
         handle = job.vars
@@ -81,7 +84,7 @@ class StoredLocals:
         self.other = decode_other(handle)  # a stored container comes back as dbzero's
 
     @classmethod
-    def known(cls, job: Any, inline: dict[str, Any]) -> StoredLocals:
+    def known(cls, job: Job, inline: dict[str, Any]) -> StoredLocals:
         """The locals of a job known to hold only `inline` (and an unset `Job.vars`),
         without reading them again."""
         stored = cls.__new__(cls)
