@@ -13,6 +13,12 @@ _KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
         "description": "A retried request with the same key and body gets the first answer "
                        "(header Idempotent-Replayed: true); 1-200 of A-Z a-z 0-9 . _ : -",
         "schema": {"type": "string", "maxLength": 200}}
+_PREFER = {"name": "Prefer", "in": "header", "required": False,
+           "description": "respond-async (without an Idempotency-Key, while the worker loop "
+                          "runs): the jobs are written durably to the worker's outbox and "
+                          "answered 202 with outbox ids, status PENDING; a read by such an id "
+                          "applies it first; listings show the jobs once the loop applied them",
+           "schema": {"type": "string"}}
 _UUID = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
 _SSE = {"200": {"description": "text/event-stream of `status` and `console` events (ids "
                                "resume with Last-Event-ID), `gap` when events were lost",
@@ -52,11 +58,13 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
                                   "properties": {"event": {}}}),
             "responses": _ok("queued: {seq}", "202")}},
         "/v1/jobs": {
-            "post": {"summary": "submit one job", "parameters": [_KEY],
+            "post": {"summary": "submit one job", "parameters": [_KEY, _PREFER],
                      "requestBody": _body({"type": "object", "required": ["agent"],
                                            "additionalProperties": False, "properties": {
                                                **submission, "vars": {"type": "object"}}}),
-                     "responses": _ok("created: {job, status}", "201")},
+                     "responses": {**_ok("created: {job, status}", "201"),
+                                   "202": {"description": "accepted (Prefer: respond-async):"
+                                                          " {job: outbox id, status: PENDING}"}}},
             "get": {"summary": "list jobs (paged; a page may hold fewer than limit)",
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string"},
@@ -69,13 +77,15 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
                     "responses": _ok("{jobs, next_cursor, total}")}},
         "/v1/jobs/batch": {"post": {
             "summary": f"submit up to {settings.http_max_batch} jobs, all or none",
-            "parameters": [_KEY],
+            "parameters": [_KEY, _PREFER],
             "requestBody": _body({"type": "object", "required": ["agent", "vars_batch"],
                                   "additionalProperties": False, "properties": {
                                       **submission, "vars_batch": {
                                           "type": "array", "items": {"type": ["object", "null"]},
                                           "maxItems": settings.http_max_batch}}}),
-            "responses": _ok("created: {jobs}", "201")}},
+            "responses": {**_ok("created: {jobs}", "201"),
+                          "202": {"description": "accepted (Prefer: respond-async): "
+                                                 "{jobs: [outbox id], status: PENDING}"}}}},
         "/v1/counts": {"get": {"summary": "jobs by status and by agent",
                                "responses": _ok("{by_status, by_agent, total}")}},
         "/v1/jobs/{uuid}": {"get": {
