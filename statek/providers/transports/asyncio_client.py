@@ -26,7 +26,7 @@ from collections import deque
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from statek.providers.ratelimit import rate_limit_headers
+from statek.providers.ratelimit import RATE_HEADER_PREFIXES
 from statek.providers.transports.base import (
     BodyRefused,
     ConnectionFailed,
@@ -61,6 +61,30 @@ class _Reply(NamedTuple):
     headers: list[tuple[str, str]]  # names lower-cased
     body: bytes
     reusable: bool
+
+
+class _Slot(NamedTuple):
+    """What a queued call gets instead of a reply when no connection to its host is free: a
+    connection to another host (to close) or None, and the slot to open its own in."""
+
+    conn: _Connection | None
+
+
+class _Call:
+    """A request on its way: sent at once on an idle connection, or queued in the pool."""
+
+    __slots__ = ("conn", "key", "request", "waiter")
+
+    def __init__(self, key: tuple[str, str, int], request: bytes,
+                 waiter: asyncio.Future[Any]) -> None:
+        self.key = key
+        self.request = request
+        self.waiter = waiter  # the _Reply, or a _Slot
+        self.conn: _Connection | None = None  # the connection it was sent on
+
+    def send_on(self, conn: _Connection) -> None:
+        self.conn = conn
+        conn.send(self.request, self.waiter)
 
 
 class _Connection(asyncio.Protocol):
@@ -145,6 +169,9 @@ class _Connection(asyncio.Protocol):
         except zlib.error as exc:
             raise BodyRefused(self.status,
                               f"body is not valid {self.coding} data ({exc})") from None
+        self._resolve(body, rest)
+
+    def _resolve(self, body: bytes, rest: bytes) -> None:
         reusable = self.keep_alive and not rest and not self.closed
         self.state = _DONE
         waiter, self.waiter = self.waiter, None
@@ -187,6 +214,11 @@ class _Connection(asyncio.Protocol):
                 self._head(buffer[:end])
                 buffer = buffer[end + 4:]
             elif state == _LENGTH:
+                size = self.remaining
+                if self.coding is None and len(buffer) >= size and size <= self.limit \
+                        and not self.body.size:  # type: ignore[union-attr]
+                    self._resolve(buffer[:size], buffer[size:])  # the usual reply: one read
+                    return
                 buffer = self._take(buffer)
                 if self.remaining:
                     return
@@ -296,7 +328,7 @@ class AsyncioTransport:
         self._targets: dict[str, _Target] = {}
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open = 0  # connections counted against max_connections
-        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._waiters: deque[_Call] = deque()  # calls queued for a connection, in order
         self._closed = False
         self._loop = asyncio.get_running_loop()
 
@@ -311,34 +343,101 @@ class AsyncioTransport:
         deadline = loop.time() + self._timeout
         reply = await self._exchange(target, request, deadline)
         retry_after = None
-        for name, value in reply.headers:
-            if name == "retry-after":
+        rate: dict[str, str] | None = None
+        for name, value in reply.headers:  # names are lower-cased already
+            if name.startswith(RATE_HEADER_PREFIXES):
+                if rate is None:
+                    rate = {}
+                rate[name] = value
+            elif name == "retry-after" and retry_after is None:
                 retry_after = value
-                break
-        return WireReply(reply.status, reply.body, retry_after,
-                         rate_limit_headers(reply.headers, retry_after))
+        if retry_after is not None:
+            rate = rate if rate is not None else {}
+            rate["retry-after"] = retry_after
+        return WireReply(reply.status, reply.body, retry_after, rate)
 
     async def _exchange(self, target: _Target, request: bytes, deadline: float) -> _Reply:
         """One request on a pooled connection; once more on a new one if a reused connection
         turns out closed before any byte of the reply."""
+        loop = self._loop
         while True:
-            conn = await self._acquire(target, deadline)
-            reused = conn.used > 0
-            waiter: asyncio.Future[_Reply] = self._loop.create_future()
-            timer = self._loop.call_at(deadline, _expire, waiter)
+            call = _Call(target.key, request, loop.create_future())
+            timer = loop.call_at(deadline, _expire, call.waiter)
             reusable = False
             try:
-                conn.send(request, waiter)
-                reply = await waiter
-                reusable = reply.reusable
-                return reply
+                if not self._send_idle(target, call):
+                    if self._open < self._config.max_connections:
+                        self._open += 1
+                        await self._send_new(target, call, deadline)
+                    else:
+                        self._waiters.append(call)  # `_pass_on` sends it
+                got = await call.waiter
+                while isinstance(got, _Slot):  # no connection to this host was handed over
+                    call.waiter = loop.create_future()
+                    timer.cancel()
+                    timer = loop.call_at(deadline, _expire, call.waiter)
+                    await self._use_slot(target, call, got.conn, deadline)
+                    got = await call.waiter
+                reusable = got.reusable
+                return got  # type: ignore[no-any-return]
             except ConnectionFailed:
-                if reused and not conn.got_bytes and self._loop.time() < deadline:
+                conn = call.conn
+                if (conn is not None and conn.used > 0 and not conn.got_bytes
+                        and loop.time() < deadline):
                     continue  # a keep-alive race: the server had closed it first
+                raise
+            except BaseException:
+                self._hand_back(call.waiter)
                 raise
             finally:
                 timer.cancel()
-                self._release(conn, reusable)
+                if call.conn is not None:
+                    self._release(call.conn, reusable)
+
+    def _send_idle(self, target: _Target, call: _Call) -> bool:
+        """Send `call` on an idle connection to its host, if there is one."""
+        idle = self._idle.get(target.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                call.send_on(conn)
+                return True
+            self._free_slot()
+        return False
+
+    async def _use_slot(self, target: _Target, call: _Call, conn: _Connection | None,
+                        deadline: float) -> None:
+        """Send `call` on a connection handed over for another host (closed first: its slot
+        is ours) or on a new one in a freed slot."""
+        if conn is not None:
+            if conn.key == target.key and not conn.closed:
+                call.send_on(conn)
+                return
+            conn.abort()
+        await self._send_new(target, call, deadline)
+
+    async def _send_new(self, target: _Target, call: _Call, deadline: float) -> None:
+        """Send `call` on a new connection, in a slot already counted as open."""
+        try:
+            conn = await self._connect(target, deadline)
+        except BaseException:
+            self._free_slot()
+            raise
+        if call.waiter.done():  # timed out or cancelled while connecting
+            self._pass_on(conn)
+            return
+        call.send_on(conn)
+
+    def _hand_back(self, waiter: asyncio.Future[Any]) -> None:
+        """A connection or slot handed to a call just as it gave up: to the next call."""
+        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+            return
+        got = waiter.result()
+        if isinstance(got, _Slot):
+            if got.conn is None:
+                self._free_slot()
+            else:
+                self._pass_on(got.conn)
 
     def _target(self, url: str) -> _Target:
         if self._closed:
@@ -371,46 +470,6 @@ class AsyncioTransport:
 
     # -- the pool ------------------------------------------------------------------------------
 
-    async def _acquire(self, target: _Target, deadline: float) -> _Connection:
-        idle = self._idle.get(target.key)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-            self._free_slot()
-        if self._open < self._config.max_connections:
-            self._open += 1
-        else:
-            handed = await self._wait_for_slot(deadline)
-            if handed is not None:
-                if handed.key == target.key and not handed.closed:
-                    return handed
-                handed.abort()  # another host's: its slot is ours
-        try:
-            return await self._connect(target, deadline)
-        except BaseException:
-            self._free_slot()
-            raise
-
-    async def _wait_for_slot(self, deadline: float) -> _Connection | None:
-        """Wait until a connection is released: it (idle, ours now) or None (it was closed:
-        its slot is ours, to open a new one)."""
-        waiter: asyncio.Future[_Connection | None] = self._loop.create_future()
-        self._waiters.append(waiter)
-        timer = self._loop.call_at(deadline, _expire, waiter)
-        try:
-            return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                handed = waiter.result()  # handed to us just as we gave up: pass it on
-                if handed is None:
-                    self._free_slot()
-                else:
-                    self._pass_on(handed)
-            raise
-        finally:
-            timer.cancel()
-
     async def _connect(self, target: _Target, deadline: float) -> _Connection:
         conn = _Connection(target.key, self._limit)
         try:
@@ -435,21 +494,27 @@ class AsyncioTransport:
         self._free_slot()
 
     def _pass_on(self, conn: _Connection) -> None:
-        """An idle connection: to the first waiter (any host: it reuses or replaces it), or
-        into the pool."""
+        """An idle connection: sends the first queued call to its host on it at once (its
+        task wakes once, for the reply), is handed to a queued call for another host, or
+        goes back to the pool."""
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+            call = self._waiters.popleft()
+            if call.waiter.done():
+                continue  # timed out or cancelled while queued
+            if call.key == conn.key and not conn.closed:
+                call.send_on(conn)
+            else:
+                call.waiter.set_result(_Slot(conn))
+            return
         self._idle.setdefault(conn.key, []).append(conn)
 
     def _free_slot(self) -> None:
-        """A connection's slot is free: the first waiter may open one, else it is returned."""
+        """A connection's slot is free: the first queued call may open one, else it is
+        returned."""
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            call = self._waiters.popleft()
+            if not call.waiter.done():
+                call.waiter.set_result(_Slot(None))
                 return
         self._open -= 1
 
@@ -460,9 +525,9 @@ class AsyncioTransport:
                 conn.abort()
         self._idle.clear()
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ConnectionFailed("the HTTP client was closed"))
+            call = self._waiters.popleft()
+            if not call.waiter.done():
+                call.waiter.set_exception(ConnectionFailed("the HTTP client was closed"))
 
 
 def _expire(waiter: asyncio.Future[Any]) -> None:
