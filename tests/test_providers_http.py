@@ -664,24 +664,27 @@ def test_http_client_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(ConfigurationError, match="unknown HTTP client 'curl'"):
         OpenAICompatibleProvider("http://x", http_client="curl")
-    monkeypatch.setattr(transports, "available_clients", lambda: ["aiohttp"])
+    monkeypatch.setattr(transports, "available_clients", lambda: ["asyncio", "aiohttp"])
     with pytest.raises(ConfigurationError, match=r"'pyreqwest' is not installed.*statek\[fast\]"):
         transports.resolve_client("pyreqwest")
-    assert transports.resolve_client("auto") == "aiohttp"
+    assert transports.resolve_client("auto") == "asyncio"
 
 
-def test_auto_takes_a_library_never_the_own_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    """statek's own HTTP/1.1 client is opt-in (no HTTP/2, proxies or redirects)."""
+def test_auto_takes_the_own_client_whatever_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """statek's own HTTP/1.1 client spends the least worker CPU per call (W9): 'auto' takes
+    it with or without pyreqwest; the libraries stay available by name."""
     from statek.providers import transports
     from statek.settings import StatekSettings
 
-    assert transports.available_clients()[-1] == "asyncio"
     monkeypatch.setattr(transports.importlib.util, "find_spec", lambda name: object())
-    assert transports.available_clients() == ["pyreqwest", "aiohttp", "asyncio"]
-    assert transports.resolve_client("auto") == "pyreqwest"
+    assert transports.available_clients() == ["asyncio", "pyreqwest", "aiohttp"]
+    assert transports.resolve_client("auto") == "asyncio"
+    assert transports.resolve_client("pyreqwest") == "pyreqwest"
     monkeypatch.setattr(transports.importlib.util, "find_spec", lambda name: None)
-    assert transports.resolve_client("auto") == "aiohttp"
-    assert transports.resolve_client("asyncio") == "asyncio"
+    assert transports.available_clients() == ["asyncio", "aiohttp"]
+    assert transports.resolve_client("auto") == "asyncio"
+    assert transports.resolve_client("aiohttp") == "aiohttp"
     assert StatekSettings(provider_http_client="asyncio").provider_http_client == "asyncio"
 
 

@@ -1,11 +1,12 @@
 """HTTP transports for the providers, and the choice between them.
 
-"auto" takes a well-kept library: pyreqwest when installed (`statek[fast]`), else aiohttp.
-`asyncio` (statek's own HTTP/1.1 client on the event loop, asyncio_client.py) is chosen by
-name only: on W9 it spends the least worker CPU per model call of the three
-(docs/workloads.md), which pays against a fast local or self-hosted model server, but it does
-not speak HTTP/2, proxies or redirects, so hosted APIs keep a library by default. All three
-pass the same provider tests (tests/test_providers_http.py runs on each).
+"auto" takes `asyncio`, statek's own HTTP/1.1 client on the event loop (asyncio_client.py):
+on W9 it spends the least worker CPU per model call of the three (docs/workloads.md: 1.2-1.5x
+the calls/s of pyreqwest on the same run), and a worker's throughput is bounded by that CPU.
+It speaks HTTP/1.1 over TCP or TLS, which every model API and local server answers; it does not
+follow redirects or speak HTTP/2. `pyreqwest` (statek[fast]) and `aiohttp` stay available by
+name for deployments that want a general-purpose library. All three pass the same provider
+tests (tests/test_providers_http.py runs on each).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ HTTP_CLIENTS: tuple[str, ...] = ("auto", "asyncio", "aiohttp", "pyreqwest")
 
 def available_clients() -> list[str]:
     """The clients that can be used here, preferred first."""
-    found = ["aiohttp", "asyncio"]
+    found = ["asyncio", "aiohttp"]
     if importlib.util.find_spec("pyreqwest") is not None:
-        found.insert(0, "pyreqwest")
+        found.insert(1, "pyreqwest")
     return found
 
 
