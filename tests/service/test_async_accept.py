@@ -122,3 +122,10 @@ def test_sigkill_after_accepting_loses_nothing_and_doubles_nothing(tmp_path: Pat
         _applied_jobs(worker.url, accepted)
     finally:
         worker.stop()
+
+
+def test_an_outbox_id_no_one_gave_is_a_404(http: httpx.Client) -> None:
+    unknown = "ob" + "0" * 16 + "7"
+    assert is_outbox_id(unknown)
+    answer = http.get(f"/v1/jobs/{unknown}")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "job_not_found"
