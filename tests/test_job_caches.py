@@ -7,6 +7,8 @@ dropped when it closes) and the bound on what it holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dbzero as db0
 import pytest
 
@@ -64,7 +66,7 @@ async def test_exit_cancel_and_failure_all_drop_the_job(
 
 
 async def test_closing_the_store_drops_the_owner_and_its_scheduler(
-        api: statek.StatekClientAPI, agent: statek.Agent, db_root: object) -> None:
+        api: statek.StatekClientAPI, agent: statek.Agent, db_root: Path) -> None:
     api.submit_new_job(agent, warmup_code=DEFINE_AND_SUSPEND)
     await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
     first = worker_state.current()
