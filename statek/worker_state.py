@@ -9,8 +9,9 @@ first use of `current()`. In between the owner holds:
   its transcript, the definition it runs, its executor-side reference table, its `random`
   generator. Every path that ends a job (exit, a client's cancel, a failed wake-up, a harness
   breach) goes through `Job.finish`, which fires `signals.job_finished`, which calls
-  `drop_job`: no call site has to remember to forget a job. Each of these caches also bounds itself (least recently used
-  first) or holds suspended jobs only, so memory follows the jobs in memory, not jobs seen;
+  `drop_job`: no call site has to remember to forget a job. Each of these caches also bounds
+  itself (least recently used first) or holds suspended jobs only, so memory follows the jobs
+  in memory, not jobs seen;
 * store-scoped caches (prefix roots, JobDefs by key, JobDef facts, system prompts, sandbox
   policies, resolved providers, known queue prefixes, isolation's definition parts);
 * the scheduler (created by `runtime.scheduler.current_scheduler`, unsubscribed here).
