@@ -9,7 +9,8 @@ itself (docs/workloads.md, W9). Here a reply is parsed in `data_received` on the
 and resolves the caller's future directly: one wake-up per call, no thread.
 
 What it speaks: HTTP/1.1 over TCP or TLS, keep-alive connections pooled per host (at most
-`max_connections` open; further calls wait for one), Content-Length, chunked and
+`max_connections` open; further calls queue, and the callback that frees a connection sends
+the next queued request on it, so a queued call's task wakes once), Content-Length, chunked and
 read-to-close bodies, 1xx interim replies skipped. Not: proxies (HTTP(S)_PROXY is not read,
 as with the other transports), redirects (a 3xx is returned as is), HTTP/2, pipelining. A
 body is inflated within `max_response_bytes` as it arrives (`BoundedBody`). A reused
