@@ -206,3 +206,49 @@ async def test_https_checks_the_certificate(self_signed: tuple[Path, Path]) -> N
         await default.aclose()
     finally:
         server.close()
+
+
+async def test_queued_calls_share_the_pool_across_hosts_and_time_out_while_queued() -> None:
+    """A call queued for a connection is sent on the one its host frees; one for another host
+    gets the freed slot (the connection is closed, a new one opened); the bound holds across
+    hosts; a call that waits past its timeout fails with ReplyTimeout and leaves the pool
+    usable."""
+    open_now = peak = 0
+    hold = asyncio.Event()
+    hold.set()
+
+    def keep_alive(name: bytes) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal open_now, peak
+            open_now += 1
+            peak = max(peak, open_now)
+            try:
+                while True:
+                    try:
+                        await read_request(reader)
+                    except asyncio.IncompleteReadError:
+                        return
+                    await hold.wait()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + name)
+                    await writer.drain()
+            finally:
+                open_now -= 1
+        return handler
+
+    async with RawServer(keep_alive(b"a")) as a, RawServer(keep_alive(b"b")) as b:
+        client = transport(max_connections=2, timeout=2.0)  # a bound on failure, and the wait
+        urls = [a.url, b.url] * 8
+        replies = await asyncio.gather(*(client.post(url, b"{}") for url in urls))
+        assert [r.body for r in replies] == [b"a", b"b"] * 8
+        assert peak <= 2
+        hold.clear()  # both connections now busy until `hold` is set again
+        stuck = [asyncio.ensure_future(client.post(a.url, b"{}")) for _ in range(2)]
+        with pytest.raises(ReplyTimeout):
+            await client.post(a.url, b"{}")  # queued behind them, never sent
+        for task in stuck:
+            with pytest.raises(ReplyTimeout):
+                await task
+        hold.set()
+        again = await asyncio.gather(*(client.post(a.url, b"{}") for _ in range(4)))
+        assert [r.body for r in again] == [b"a"] * 4
+        await client.aclose()
