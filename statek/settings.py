@@ -15,12 +15,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from statek.errors import ConfigurationError
+from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS as _SANDBOX_DEFAULT_IMPORTS
 
 ENV_PREFIX = "STATEK_"
-DEFAULT_ALLOWED_IMPORTS = (
-    "math", "json", "re", "datetime", "random", "itertools", "functools", "collections",
-    "statistics", "decimal", "fractions", "time", "textwrap", "uuid", "heapq", "bisect",
-)  # fmt: skip
+#: The sandbox's default import allow-list (defined once, in statek.sandbox.policy).
+DEFAULT_ALLOWED_IMPORTS = tuple(sorted(_SANDBOX_DEFAULT_IMPORTS))
 
 _Price = Annotated[float, Field(ge=0)]  # per million tokens (model_prices)
 

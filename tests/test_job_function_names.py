@@ -33,16 +33,16 @@ def test_a_warmup_using_them_needs_no_external_locals(api: statek.StatekClientAP
     assert list(names.warmup_externals) == []
 
 
-#: Injected names the code-first prompt does not describe yet (conversation.py's owner adds
-#: them there, then removes them here): listed so a name added to JOB_BUILTINS must be
-#: described or listed on purpose.
-NOT_IN_PROMPT = {"set_budget", "wait_for", "params"}
+#: Injected names the code-first prompt need not describe: listed so a name added to
+#: JOB_BUILTINS must be described or listed on purpose.
+NOT_IN_PROMPT: set[str] = set()
 
 
 def test_the_prompt_describes_the_injected_functions() -> None:
     from statek.execution.conversation import CODE_FIRST_GUIDE
 
-    described = set(re.findall(r"\b(\w+)\(", CODE_FIRST_GUIDE))
+    described = set(re.findall(r"\b(\w+)\(", CODE_FIRST_GUIDE))  # functions: name(
+    described |= set(re.findall(r"`(\w+)`", CODE_FIRST_GUIDE))  # values: `name`
     assert described <= set(JOB_BUILTINS)  # no function the job does not have
     assert set(JOB_BUILTINS) - described == NOT_IN_PROMPT
 

@@ -24,8 +24,11 @@ You work inside a persistent Python session. Reply with Python code in one ```py
 it runs and you see what it prints. Variables persist between replies. Call exit(result) \
 when the task is done. Functions: delegate(agent, **vars) starts a helper job and returns a \
 future, sleep(seconds) and sleep_until(when) return timer futures, wait_message() a future \
-for the next message, get_all(*futures) / get_any(*futures) combine them; reading \
-`future.value` waits for it."""
+for the next message, get_all(*futures) / get_any(*futures) combine them, wait_for(check, \
+*args, poll=1.0) is ready once the module-level function check returns true for args; reading \
+`future.value` waits for it. set_budget(child, tokens=..., cost=..., steps=..., seconds=...) \
+gives a delegated job (its future) a budget of its own. `params` is a read-only mapping of \
+this job's parameters."""
 
 # Per-job transcripts and per-definition prompts live on the worker's state owner
 # (statek.worker_state): `transcripts` (per job, least recently used dropped first), `prompts`.

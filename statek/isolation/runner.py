@@ -44,7 +44,7 @@ from statek.models.job_locals import StoredLocals
 from statek.models.status import DONE
 from statek.sandbox import CompiledBlock, SandboxPolicy, compile_block
 from statek.sandbox.isolation import memo_attribute, memo_rule
-from statek.sandbox.policy import DENIED_ATTRIBUTES
+from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS, DENIED_ATTRIBUTES
 from statek.tools import find_tool
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ _KINDS = {kind.value: kind for kind in BlockEnd}
 _SCALARS = (str, int, float, bool, type(None), bytes)
 _VALUES = (datetime.datetime, datetime.date, datetime.time, decimal.Decimal)
 #: Modules job code may import, loaded by each executor before its limits apply.
-PRELOAD = ("bisect", "collections", "datetime", "decimal", "fractions", "functools", "heapq",
-           "itertools", "json", "math", "random", "re", "statistics", "textwrap", "time", "uuid")
+PRELOAD = tuple(sorted(DEFAULT_ALLOWED_IMPORTS))
 
 
 # --- what a job's executor may refer to ------------------------------------------------------

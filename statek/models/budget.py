@@ -155,10 +155,11 @@ def is_held(job: Any, hold: Any) -> bool:
     while it waits on something else."""
     if hold is None:
         return False
+    from statek.models.future import JOB
     from statek.models.status import SUSPENDED
 
     if job.state != SUSPENDED:
         return False
     awaiting = job.awaiting
-    return bool(awaiting is not None and awaiting.kind == "job"
+    return bool(awaiting is not None and awaiting.kind == JOB
                 and db0.uuid(awaiting.target) == db0.uuid(job))

@@ -35,6 +35,8 @@ UNHASHABLE_KINDS: Final[frozenset[StoredKind]] = frozenset(
     {"List", "Dict", "Set", "ByteArray", "Index"})
 #: Kinds that store their items by hash (a key or element must be hashable by dbzero).
 HASHED_KINDS: Final[frozenset[ContainerKind]] = frozenset({"Set", "Dict"})
+#: Kinds whose items are an ordered sequence (a definition key lists them in order).
+SEQUENCE_KINDS: Final[frozenset[ContainerKind]] = frozenset({"List", "Tuple"})
 
 _NAMES: Final[frozenset[str]] = frozenset(get_args(ContainerKind)) | {"Index"}
 _HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class made by a class statement

@@ -15,6 +15,7 @@ import dbzero as db0
 
 from statek import worker_state
 from statek.models.code_analysis import split_blocks
+from statek.models.containers import SEQUENCE_KINDS, container_kind
 from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping
 
@@ -23,10 +24,10 @@ MAX_ERROR_RECORDS = 100
 
 def _canonical(value: Any) -> str:
     """A stable text form of a storable value (dict order does not matter)."""
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) or container_kind(value) == "Dict":
         items = sorted((_canonical(k), _canonical(v)) for k, v in value.items())
         return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
-    if isinstance(value, list | tuple) or type(value).__name__ in ("List", "Tuple"):
+    if isinstance(value, list | tuple) or container_kind(value) in SEQUENCE_KINDS:
         return "[" + ",".join(_canonical(v) for v in value) + "]"
     if db0.is_memo(value):
         return f"@{db0.uuid(value)}"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from statek.models.future import wake_key_kind
 from statek.observability.recorder import RECORDER, Histogram
 
 try:
@@ -70,7 +71,7 @@ def _wake_kinds(sched: Any) -> dict[str, float]:
     for key, number in sched.wake_keys.items():
         count = waiting(number)
         if count:
-            kind = key.partition(":")[0]
+            kind = wake_key_kind(key)
             kinds[kind] = kinds.get(kind, 0) + count
     return kinds
 

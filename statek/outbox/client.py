@@ -24,13 +24,13 @@ import dbzero as db0
 
 from statek.errors import JobNotFoundError, JobPendingError, UnstorableValueError
 from statek.models.agent import Agent
+from statek.models.containers import plain_copy
 from statek.models.job import Job
 from statek.models.status import DONE
 from statek.models.storable import check_storable_mapping, check_uuid, check_value
 from statek.models.submit import DEFINITION_KEYS, _check_definition_keys, _checked_vars
 from statek.outbox import records, state
 from statek.outbox.writer import OutboxWriter, writer_for
-from statek.runtime.queues import plain_copy
 
 #: Jobs per record (a batch call writes all its records with one write and one fsync).
 JOBS_PER_RECORD = 1000

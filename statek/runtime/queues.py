@@ -23,7 +23,7 @@ from statek import store, worker_state
 from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
-from statek.models.containers import plain_copy as plain_copy  # re-exported (outbox)
+from statek.models.containers import plain_copy as plain_copy  # re-exported (tests)
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import create_job, jobdef_for

@@ -19,6 +19,7 @@ import dbzero as db0
 from statek import signals, store, worker_state
 from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
 from statek.models.agent import Agent
+from statek.models.future import JOB, MESSAGE, wake_key
 from statek.models.job import Job
 from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
 
@@ -100,14 +101,14 @@ class Scheduler:
 
     def job_finished(self, job_uuid: str) -> None:
         self.wake_events += 1
-        key = self.wake_keys.get("job:" + job_uuid)
+        key = self.wake_keys.get(wake_key(JOB, job_uuid))
         if key is not None:
             self.pending_wakes.append(key)
             self.notify()
 
     def job_messaged(self, job_uuid: str) -> None:
         self.wake_events += 1
-        key = self.wake_keys.get("message:" + job_uuid)
+        key = self.wake_keys.get(wake_key(MESSAGE, job_uuid))
         if key is not None:
             self.pending_wakes.append(key)
             self.notify()
@@ -187,7 +188,7 @@ class Scheduler:
                 due = now + what
                 deadline = due if deadline is None else min(deadline, due)
             else:
-                self.waiters.add(self.wake_keys.intern(f"{kind}:{what}"), number)
+                self.waiters.add(self.wake_keys.intern(wake_key(kind, what)), number)
         if deadline is not None:
             self.timers.schedule(number, deadline)
 
