@@ -73,9 +73,9 @@ class StatekSettings(BaseSettings):
         32 * 1024 * 1024, gt=0, description="Largest reply body (after decompression) a "
         "provider call reads; a bigger one fails the call.")
     provider_http_client: Literal["auto", "aiohttp", "pyreqwest", "asyncio"] = Field(
-        "auto", description="HTTP client of the OpenAI and Anthropic providers: 'auto' takes "
-        "pyreqwest when installed (statek[fast]), else aiohttp; 'asyncio' is statek's own "
-        "HTTP/1.1 client (least CPU per call; no HTTP/2, proxies or redirects).")
+        "auto", description="HTTP client of the OpenAI and Anthropic providers: 'auto' and "
+        "'asyncio' take statek's own HTTP/1.1 client (least worker CPU per call; no HTTP/2, "
+        "proxies or redirects); 'pyreqwest' (statek[fast]) or 'aiohttp' by name.")
 
     # Rate limits (statek.admission): shared admission control for model calls
     rate_limits: dict[str, dict[str, float]] = Field(

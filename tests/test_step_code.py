@@ -1,4 +1,4 @@
-"""run_job_step, phase 1: job code runs statement by statement against persisted locals."""
+"""run_job_step, phase 4 (run code): job code runs statement by statement on stored locals."""
 
 from __future__ import annotations
 

@@ -1,12 +1,21 @@
 """One step of a job: run its pending code, then (if it goes on) ask the model for more.
 
-A step is a few synchronous phases, each inside `store.transition()`, with every await (the
-model call, an async tool) between them and outside any transaction:
+`execute_step` reads as the pipeline: each phase is one method of `_Step`, called there in
+order, taking what it needs and returning what the next one uses. The synchronous phases run
+inside `store.transition()`; every await (the model call, an async tool) is between them and
+outside any transaction:
 
-    1. code     warmup blocks or the code of the last reply, statement by statement
-    2. request  build the messages; await the provider            (no transaction)
-    3. reply    record the turn, usage and harness checks; keep the reply's code for step 1
-    4. tools    native tool calls of the reply are run and their results recorded
+    phase          method              takes              returns
+    1. load        load_limits         the job            the definition's facts and limits
+    2. wake        wake                a SUSPENDED job    False while its future is unready
+    3. admit       budgets.may_run     the step           False while a budget holds the job
+    4. run code    run_code            warmup / reply     True when the model is asked next
+    5. prepare     prepare_call        the transcript     a ModelCall (request, pending input)
+    6. call model  call_model          the ModelCall      the ChatReply (awaited, no transaction)
+    7. record      record_reply        call + reply       True when the reply's tools run next
+    8. tools       run_native_tools    the reply          results appended to the chat log
+
+The step's outcome (completed, suspended, retry_after) accumulates in `StepResult`.
 
 Errors in job code, bad replies and provider failures are recorded on the job; nothing a job
 does can make a step raise.
@@ -115,6 +124,18 @@ async def _bounded(awaitable: Awaitable[T], seconds: float) -> T:
         return await awaitable
 
 
+@dataclass(slots=True)
+class ModelCall:
+    """What phase 5 prepared for the model call and phase 7 needs to record its reply."""
+
+    provider: Any
+    model: str
+    request: ChatRequest
+    pending: conversation.PendingInput
+    turns: int  # model turns in the log before this one
+    tokens: int  # tokens those turns used
+
+
 class _Step:
     """State of one step of one job (lives for the duration of `execute_step`)."""
 
@@ -125,7 +146,7 @@ class _Step:
         self.uuid: str = db0.uuid(job)
         self.provider = provider
         self.info: DefinitionInfo | None = None  # set by load_limits()
-        self.code_turn = 0  # the turn whose reply code phase 1 runs
+        self.code_turn = 0  # the turn whose reply code phase 4 runs
         self._transcript: conversation.Transcript | None = None
         self.result = StepResult()
         self.limits: harness.Limits
@@ -154,6 +175,17 @@ class _Step:
         assert self.info is not None, "load_limits() runs first"
         return self.info
 
+    def wake(self) -> bool:
+        """Phase 2 (a SUSPENDED job): STARTED again once its future is ready; False if not."""
+        job = self.job
+        future = job.awaiting
+        with store.transition():
+            if future is not None and not future.is_ready():
+                return False
+            job.awaiting = None
+            job.set_status(STARTED)
+        return True
+
     # ------------------------------------------------------------------ helpers
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
         if exit_status is not None and not can_persist(exit_status):
@@ -177,7 +209,7 @@ class _Step:
     def violation(self, exc: SandboxViolation) -> None:
         self.job.write_console(f"[statek] refused: {exc}\n")
 
-    # ------------------------------------------------------------------ phase 1
+    # ------------------------------------------------------------------ phase 4 (run code)
     def code_to_run(self) -> tuple[str, str, bool] | None:
         """(source, replay key, is warmup) of the next code, or None."""
         job = self.job
@@ -198,7 +230,7 @@ class _Step:
         return code, f"r{turns}", False
 
     async def run_code(self) -> bool:
-        """Phase 1; True when the step goes on to the model."""
+        """Phase 4; True when the step goes on to the model."""
         namespace: JobNamespace | None = None
         policy = sandbox_policy()
         if _isolated():
@@ -236,7 +268,7 @@ class _Step:
             return True
 
     def apply(self, outcome: Outcome, warmup: bool, start: int) -> bool:
-        """Record an outcome of phase 1 (of a run from statement `start`, the stored resume
+        """Record an outcome of phase 4 (of a run from statement `start`, the stored resume
         point); True when the step may continue."""
         job = self.job
         kind = outcome.kind
@@ -310,13 +342,14 @@ class _Step:
             value = exc
         functions.tool_results[call.site] = value
 
-    # ------------------------------------------------------------------ phases 2-4
-    async def converse(self) -> None:
+    # ------------------------------------------------------------------ phases 5-8
+    def prepare_call(self) -> ModelCall | None:
+        """Phase 5: the request for the model, or None when the job ends or has no provider."""
         job = self.job
         with store.transition():
             state = job.state
-            if state == DONE:  # cancelled while phase 1 awaited a tool: nothing to ask
-                return
+            if state == DONE:  # cancelled while phase 4 awaited a tool: nothing to ask
+                return None
             if state != STARTED:
                 job.set_status(STARTED)
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
@@ -325,16 +358,21 @@ class _Step:
             reason = harness.breach_before_request(turns, tokens, self.limits)
             if reason is not None:
                 self.finish(error=reason)
-                return
+                return None
             pending = conversation.pending_user_text(job, turns)
         try:
             prov, model = self.resolve()
         except Exception as exc:  # e.g. no provider of that name: a failed call, not a crash
             self.provider_failed(exc)
-            return
-        request = self.build_request(pending.text, model)
+            return None
+        return ModelCall(prov, model, self.build_request(pending.text, model), pending, turns,
+                         tokens)
+
+    async def call_model(self, call: ModelCall) -> ChatReply | None:
+        """Phase 6: the provider's reply (None when the call failed: recorded on the job)."""
+        prov, request = call.provider, call.request
         try:
-            gate = limiter_for(prov, model)  # None (one check) unless rate limits are set
+            gate = limiter_for(prov, call.model)  # None (one check) unless rate limits are set
             if gate is None:
                 reply = await _bounded(prov.complete(request), self.limits.step_timeout)
             else:  # queued (outside the step timeout) until the shared limits admit it
@@ -344,13 +382,8 @@ class _Step:
                 raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
         except Exception as exc:  # ProviderError by contract; anything else is the same to us
             self.provider_failed(exc)
-            return
-        with store.transition():
-            if job.state == DONE:  # cancelled while the model answered: drop the reply
-                return
-            self.record_reply(reply, pending, turns, tokens)
-        if reply.tool_calls and not self.result.completed:
-            await self.run_native_tools(reply)
+            return None
+        return reply
 
     def resolve(self) -> tuple[Any, str]:
         key = (self.defn.uuid, self.provider, store.settings().default_provider,
@@ -371,7 +404,15 @@ class _Step:
                            messages=(*past, ChatMessage("user", user_text)), tools=tools,
                            max_tokens=store.settings().reply_max_tokens)
 
-    def record_reply(self, reply: ChatReply, pending: conversation.PendingInput, turns: int,
+    def record_reply(self, call: ModelCall, reply: ChatReply) -> bool:
+        """Phase 7: the turn in the chat log; True when the reply's native tools run next."""
+        with store.transition():
+            if self.job.state == DONE:  # cancelled while the model answered: drop the reply
+                return False
+            self._record_turn(reply, call.pending, call.turns, call.tokens)
+        return bool(reply.tool_calls) and not self.result.completed
+
+    def _record_turn(self, reply: ChatReply, pending: conversation.PendingInput, turns: int,
                      tokens: int) -> None:
         job = self.job
         usage = reply.usage
@@ -405,6 +446,7 @@ class _Step:
             budgets.check_after_reply(self, budget)
 
     async def run_native_tools(self, reply: ChatReply) -> None:
+        """Phase 8: run the reply's native tool calls and append their results to the log."""
         results: list[tuple[str, str, str]] = []
         for call in reply.tool_calls:
             info = find_tool(call.name)
@@ -527,15 +569,14 @@ async def execute_step(job: Any, provider: str | None = None) -> StepResult:
         limit = step.limits.code_budget
         if limit > 0:
             budget_token = step_budget.set(harness.CodeBudget(limit, limit))
-        if state == SUSPENDED:
-            future = job.awaiting
-            with store.transition():
-                if future is not None and not future.is_ready():
-                    return StepResult(suspended=True, ran=False)
-                job.awaiting = None
-                job.set_status(STARTED)
+        if state == SUSPENDED and not step.wake():
+            return StepResult(suspended=True, ran=False)
         if budgets.may_run(step) and await step.run_code():
-            await step.converse()
+            call = step.prepare_call()
+            if call is not None:
+                reply = await step.call_model(call)
+                if reply is not None and step.record_reply(call, reply):
+                    await step.run_native_tools(reply)
     except BaseException as exc:  # whatever a job or a tool raised; the worker's cancel goes on
         _reraise_if_cancelled(exc)
         _internal_error(step, exc)

@@ -31,6 +31,6 @@ is the executor's. A job always runs in the same executor (its namespace is ther
 runs in a fresh context there, as in-process (a decimal context set up by a step ends with it).
 
 Modules: `protocol` (frames of plain data; the worker refuses any class from an executor),
-`child` (the executor), `limits`, `pool` (spawn, feed, watch, replace), `runner` (phase 1 of
-a step in this mode).
+`child` (the executor), `limits`, `pool` (spawn, feed, watch, replace), `runner` (phase 4 of a
+step, run code, in this mode).
 """

@@ -1,4 +1,4 @@
-"""Phase 1 of a step (the job's pending code) run in an executor process.
+"""Phase 4 of a step (run code: the job's pending code) in an executor process.
 
 The scheduler keeps all storage: it compiles the block (for the statements' bindings), sends
 what a run needs (source, resume point, the persisted locals as plain values, definitions,
@@ -381,7 +381,7 @@ def _names_of(func: Any) -> tuple[Any, Any]:
 
 
 async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
-    """Phase 1 in an executor; True when the step goes on to the model (as `run_code`)."""
+    """Phase 4 in an executor; True when the step goes on to the model (as `run_code`)."""
     from statek.execution.step import _bounded
 
     pool = pool_for(pool_config())
