@@ -14,7 +14,7 @@
 (b) The same call when nothing waits (`try_acquire` + `settle`), and `limiter_for` with no
     limits configured (what every model call pays when admission control is off).
 (c) Token-limit utilisation: a real worker (`run_jobs_loop`) runs 2,000 one-call jobs against
-    tests/admission/mock_llm_server.py (600 requests and 60,000 tokens per 2-second window,
+    tests/support/mock_llm_server.py (600 requests and 60,000 tokens per 2-second window,
     the issue's limits with the minute scaled down): tokens charged after the first window
     over what the limit allowed, and the 429s before/after the first window; 3 runs, median.
 """
@@ -130,7 +130,7 @@ def utilisation(jobs: int, window: float) -> dict[str, Any]:
     """Run `jobs` one-call jobs through a worker against the mock server."""
     import statek
     from benchmarks._harness import fresh_store
-    from tests.admission import harness
+    from tests.support import admission_harness as harness
 
     rpm, tpm = 600, 60_000
     with fresh_store("test"), harness.mock_server(

@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from tests.service.conftest import Worker, clean_env, prepare_store
+from tests.e2e.service.conftest import Worker, clean_env, prepare_store
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 100

@@ -120,7 +120,7 @@ def make_waiting_pairs(pairs: int, batch: int = 2000) -> dict[str, Any]:
     (same futures, `awaiting`, status through `set_status`), because stepping 100k+ jobs
     would take minutes of setup. The replay table (`sites`) is left out: it is read only
     when a job resumes, these never do, and it would double the setup time.
-    `tests/test_benchmarks_smoke.py`
+    `tests/e2e/test_benchmarks_smoke.py`
     checks that real steps index the same wake keys. Objects are created in committed
     batches and no references are kept."""
     import dbzero as db0

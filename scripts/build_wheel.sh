@@ -5,7 +5,7 @@
 #   scripts/build_wheel.sh                        # python3.11, kernels only (default build)
 #   PYTHON=python3.13 scripts/build_wheel.sh      # another interpreter
 #   STATEK_COMPILE_PIPELINE=1 scripts/build_wheel.sh   # also the mypyc pipeline (opt-in)
-#   SUITE="tests/test_speedups.py" scripts/build_wheel.sh   # fewer tests (default: all)
+#   SUITE="tests/unit/test_speedups.py" scripts/build_wheel.sh   # fewer tests (default: all)
 #
 # Same as cibuildwheel ([tool.cibuildwheel] in pyproject.toml): `build` frontend in an
 # isolated env, STATEK_REQUIRE_EXTENSIONS=1 (a wheel without its compiled code fails the

@@ -1,4 +1,16 @@
-"""Shared fixtures: a fresh dbzero store per test, torn down completely afterwards."""
+"""Shared fixtures: a fresh dbzero store (and worker state owner) per test, torn down
+completely afterwards.
+
+The suite is laid out by what a test needs, so `pytest tests/unit` is a quick check:
+
+    tests/unit/     no store: kernels, sandbox compile, providers over a stub, settings, docs
+    tests/store/    dbzero in this process: models, steps, queues, budgets, security cases
+    tests/e2e/      other processes: workers, restarts, the CLI, the HTTP API, the dashboard
+    tests/support/  helpers the layers share (provider stub, tool server, mock LLM server,
+                    the fixture running a test on both kernel twins)
+
+A feature folder (admission/, outbox/, security/...) sits under each layer its tests need.
+"""
 
 from __future__ import annotations
 

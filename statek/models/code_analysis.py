@@ -165,7 +165,8 @@ def external_names(blocks: Sequence[str], provided: Iterable[str] = ()) -> tuple
 
 
 #: Names statek injects into every job's namespace: `JobFunctions.builtins` in the worker and
-#: the executor's in isolation="process" define exactly these (tests/test_job_function_names.py).
+#: the executor's in isolation="process" define exactly these
+#: (tests/store/test_job_function_names.py).
 JOB_BUILTINS = (
     "exit", "delegate", "set_budget", "sleep", "sleep_until", "wait_message", "get_all",
     "get_any", "wait_for", "params",

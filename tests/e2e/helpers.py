@@ -199,9 +199,9 @@ def anthropic_headers() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- tool server
 class ToolServer:
-    """tests/servers/tool_server.py in its own process."""
+    """tests/support/tool_server.py in its own process."""
 
-    SCRIPT = Path(__file__).resolve().parent.parent / "servers" / "tool_server.py"
+    SCRIPT = Path(__file__).resolve().parents[1] / "support" / "tool_server.py"
 
     def __init__(self) -> None:
         self.server = ServerProcess("tool-server", python_argv(str(self.SCRIPT)),

@@ -6,7 +6,7 @@ the calls/s of pyreqwest on the same run), and a worker's throughput is bounded 
 It speaks HTTP/1.1 over TCP or TLS, which every model API and local server answers; it does not
 follow redirects or speak HTTP/2. `pyreqwest` (statek[fast]) and `aiohttp` stay available by
 name for deployments that want a general-purpose library. All three pass the same provider
-tests (tests/test_providers_http.py runs on each).
+tests (tests/unit/test_providers_http.py runs on each).
 """
 
 from __future__ import annotations

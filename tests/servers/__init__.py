@@ -1,1 +1,0 @@
-"""Small servers the end-to-end tests start as separate processes."""

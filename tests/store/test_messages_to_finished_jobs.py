@@ -1,0 +1,117 @@
+"""Messages to jobs that have ended, through the worker loop.
+
+The rule (docstring of `Job.push_user_message`): a message re-opens a DONE job and the result
+it had finished with moves to `job.previous_results`; a cancelled job never runs again, and a
+message meeting one becomes a dead letter of its queue (or, pushed directly, an error).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from types import ModuleType
+
+import dbzero as db0
+import pytest
+
+import statek
+from statek.errors import IllegalTransitionError
+from statek.executors.utils import run_jobs_loop
+from statek.models.status import JobStatus
+from statek.providers import ScriptedProvider, add_provider, remove_provider
+from tests.store.test_queue_cross_prefix import kernels  # noqa: F401
+from tests.support.speedups_fixture import sched_impl  # noqa: F401
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedProvider]:
+    provider = ScriptedProvider(["exit('the model answered')"], record=True)
+    add_provider("scripted", provider)
+    yield provider
+    remove_provider("scripted")
+
+
+async def test_message_queued_before_a_cancel_is_a_dead_letter(
+        api: statek.StatekClientAPI, agent: statek.Agent, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider, caplog: pytest.LogCaptureFixture) -> None:
+    job = api.submit_new_job(agent)  # no warmup: its first step would call the model
+    api.push_message(job, "are you there?")
+    assert api.cancel_job(job) is True
+    with caplog.at_level(logging.WARNING, logger="statek.queues"):
+        stats = await run_jobs_loop(4, "scripted", queue_prefixes=["test"],
+                                    auto_terminate=True)
+    assert scripted.calls == 0 and stats.steps_done == 0
+    assert job.status == JobStatus.DONE and job.cancelled
+    assert job.exit_status == "cancelled" and job.error == "cancelled"
+    assert job.messages == [] and job.previous_results == []
+    queue = statek.StatekPushQueue()
+    (letter,) = list(queue.dead_letters)
+    assert letter["kind"] == "message" and letter["target"] == job.uuid
+    assert letter["item"] == "are you there?" and "cancelled" in letter["reason"]
+    assert queue.message_count() == 0
+    assert any(job.uuid in r.getMessage() and "cancelled" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_cancelled_suspended_job_stays_cancelled(
+        api: statek.StatekClientAPI, agent: statek.Agent, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider) -> None:
+    waiter = api.submit_new_job(agent, warmup_code="exit(wait_message().value)")
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert waiter.status == JobStatus.SUSPENDED
+    statek.StatekPushQueue().push_message(waiter, "wake up")
+    waiter.cancel("no longer needed")
+    db0.commit()
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert waiter.exit_status == "no longer needed" and waiter.status == JobStatus.DONE
+    assert scripted.calls == 0 and waiter.messages == []
+    (letter,) = list(statek.StatekPushQueue().dead_letters)
+    assert letter["item"] == "wake up"
+
+
+def test_pushing_to_a_cancelled_job_is_refused(api: statek.StatekClientAPI,
+                                               agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent)
+    api.cancel_job(job)
+    with pytest.raises(IllegalTransitionError, match=f"{job.uuid} was cancelled"):
+        api.push_message(job.uuid, "hello?")
+    with pytest.raises(IllegalTransitionError, match="takes no messages"):
+        job.push_user_message("hello?")
+    assert statek.StatekPushQueue().message_count() == 0 and job.messages == []
+
+
+async def test_message_reopens_done_job_keeping_its_result(
+        api: statek.StatekClientAPI, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider) -> None:
+    agent = statek.Agent("finisher")
+    job = api.submit_new_job(agent, warmup_code="exit({'answer': 41})")
+    failed = api.submit_new_job(agent, warmup_code="exit(1 / 0)")
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert dict(job.exit_status) == {"answer": 41} and failed.error is not None
+    first_error = failed.error
+    api.push_message(job, "one more time")
+    api.push_message(failed, "try again")
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    for reopened in (job, failed):
+        assert reopened.exit_status == "the model answered" and reopened.error is None
+        assert reopened.status == JobStatus.DONE
+    (before,) = job.previous_results
+    assert dict(before["exit_status"]) == {"answer": 41} and before["error"] is None
+    assert before["finished_at"] <= before["reopened_at"] <= job.finished_at
+    (failure,) = failed.previous_results
+    assert failure["error"] == first_error
+    assert scripted.calls == 2
+    assert "Message: one more time" in scripted.requests[0].messages[-1].content
+
+
+async def test_message_to_a_uuid_that_is_no_job_is_a_dead_letter(
+        api: statek.StatekClientAPI, agent: statek.Agent, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider) -> None:
+    queue = statek.StatekPushQueue()
+    queue.push_message(db0.uuid(agent), "for an agent?")
+    job = api.submit_new_job(agent, warmup_code="exit(wait_message().value)")
+    api.push_message(job, "for the job")
+    stats = await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert job.exit_status == "for the job" and stats.messages_delivered == 1
+    (letter,) = list(queue.dead_letters)
+    assert letter["item"] == "for an agent?" and "names a Agent, not a job" in letter["reason"]
