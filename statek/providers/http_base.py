@@ -57,6 +57,11 @@ logger = logging.getLogger("statek.providers")
 Sleep = Callable[[float], Awaitable[None]]
 ERROR_TEXT_LIMIT = 500  # characters of a server's error text kept in ProviderError messages
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # decoded reply body; a chat reply is far smaller
+#: What a transport's `post` may raise (base.py); `_post` maps each to a ProviderError.
+_WIRE_ERRORS = (ReplyTimeout, ConnectionFailed, RequestFailed, BodyRefused)
+#: One attempt's outcome: the transport's reply (status, body, Retry-After, rate headers) or
+#: the error it raised.
+_Attempt = tuple[int, bytes, str | None, dict[str, str] | None] | Exception
 MAX_TOKEN_COUNT = 10**9  # per usage field: far above any context window, far below overflow
 
 
@@ -286,7 +291,17 @@ class HTTPProvider(ABC):
             body = _json.dumps(self.build_body(request))
         except (TypeError, ValueError) as exc:
             raise ProviderError(f"{self.name}: request cannot be encoded: {exc}") from exc
-        status, content, rate_headers = await self._post(body)
+        # The first attempt is made here, so a call answered at once takes no coroutine more
+        # (each one lives, and is walked by the collector, while the call waits).
+        client = self._ensure_client()
+        try:
+            first: _Attempt = await client.post(self.url, body)
+        except _WIRE_ERRORS as exc:
+            first = exc
+        if not isinstance(first, Exception) and 200 <= first[0] < 300:
+            status, content, rate_headers = first[0], first[1], first[3]
+        else:
+            status, content, rate_headers = await self._post(client, body, first)
         try:
             data = _json.loads(content)
         except ValueError as exc:
@@ -309,36 +324,39 @@ class HTTPProvider(ABC):
             retryable=False,
         )
 
-    async def _post(self, body: bytes) -> tuple[int, bytes, dict[str, str] | None]:
-        """POST with retries; returns the first 2xx (status, body, rate-limit headers) or
-        raises ProviderError (RateLimitedError for a 429: at once under DEFER_RATE_LIMITS)."""
-        client = self._ensure_client()
+    async def _post(
+        self, client: Transport, body: bytes, got: _Attempt
+    ) -> tuple[int, bytes, dict[str, str] | None]:
+        """Retries after a first attempt that got `got` (a reply or a transport error);
+        returns the first 2xx (status, body, rate-limit headers) or raises ProviderError
+        (RateLimitedError for a 429: at once under DEFER_RATE_LIMITS)."""
         attempt = 0
         while True:
             cause: BaseException | None = None
             retry_after: float | None = None
             limits: RateLimitInfo | None = None
-            try:
-                status, content, retry_header, rate_headers = await client.post(self.url, body)
-            except ReplyTimeout as exc:
+            if isinstance(got, ReplyTimeout):
                 failure = ProviderError(
-                    f"{self.name}: no reply within {self.timeout:g}s ({exc})", retryable=True
+                    f"{self.name}: no reply within {self.timeout:g}s ({got})", retryable=True
                 )
-                cause = exc
-            except ConnectionFailed as exc:
+                cause = got
+            elif isinstance(got, ConnectionFailed):
                 failure = ProviderError(
-                    f"{self.name}: connection to {self.url} failed: {exc}", retryable=True
+                    f"{self.name}: connection to {self.url} failed: {got}", retryable=True
                 )
-                cause = exc
-            except RequestFailed as exc:
-                raise ProviderError(f"{self.name}: request failed: {exc}") from exc
-            except BodyRefused as exc:
+                cause = got
+            elif isinstance(got, RequestFailed):
+                raise ProviderError(f"{self.name}: request failed: {got}") from got
+            elif isinstance(got, BodyRefused):
                 raise ProviderError(
-                    f"{self.name}: reply refused: {exc.why} (HTTP {exc.status})",
-                    status=exc.status,
+                    f"{self.name}: reply refused: {got.why} (HTTP {got.status})",
+                    status=got.status,
                     retryable=False,
                 ) from None
+            elif isinstance(got, Exception):
+                raise got  # not one of the transport's four: never caught above
             else:
+                status, content, retry_header, rate_headers = got
                 if 200 <= status < 300:
                     return status, content, rate_headers
                 failure = ProviderError(
@@ -367,3 +385,7 @@ class HTTPProvider(ABC):
             logger.debug("%s: %s; retry %d in %.3fs", self.name, failure, attempt + 1, wait)
             await self._sleep(wait)
             attempt += 1
+            try:
+                got = await client.post(self.url, body)
+            except _WIRE_ERRORS as exc:
+                got = exc

@@ -252,3 +252,34 @@ async def test_queued_calls_share_the_pool_across_hosts_and_time_out_while_queue
         again = await asyncio.gather(*(client.post(a.url, b"{}") for _ in range(4)))
         assert [r.body for r in again] == [b"a"] * 4
         await client.aclose()
+
+
+async def test_one_timer_times_calls_out_and_keeps_no_pile_of_finished_ones() -> None:
+    """Timeouts share one timer (deadlines come in call order): 300 answered calls leave at
+    most a bounded queue of finished ones behind, and a later call nobody answers still
+    fails with ReplyTimeout, as does one made while it waits."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if request == b"hang":
+                await reader.read()  # until the client gives up and drops the connection
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    async with RawServer(handler) as server:
+        client = transport(max_connections=4, timeout=0.4)
+        for _ in range(300):
+            assert (await client.post(server.url, b"{}")).body == b"{}"
+        assert len(client._deadlines) <= 2 * 1 + 64  # compacted: not one entry per call
+        first = asyncio.ensure_future(client.post(server.url, b"hang"))
+        await asyncio.sleep(0)  # `first` is sent and waiting before `second` starts
+        second = asyncio.ensure_future(client.post(server.url, b"hang"))
+        for call in (first, second):
+            with pytest.raises(ReplyTimeout):
+                await call
+        assert (await client.post(server.url, b"{}")).body == b"{}"
+        await client.aclose()

@@ -16,6 +16,12 @@ as with the other transports), redirects (a 3xx is returned as is), HTTP/2, pipe
 body is inflated within `max_response_bytes` as it arrives (`BoundedBody`). A reused
 connection that the server closed before answering (a keep-alive race) is retried once on a
 new connection; nothing else is retried here.
+
+Per call the transport allocates what must outlive the wait (a future, the call's record) and
+no timer: every call has the same timeout, so deadlines come in the order calls are made and
+one timer, armed for the oldest pending deadline, expires them all (`_Deadlines`). Objects held
+across a call's wait are what a worker's young garbage collections walk, once per call in
+flight (docs/costs.md#cost-table, C28).
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from statek.providers.deadline import OrderedDeadlines
 from statek.providers.ratelimit import RATE_HEADER_PREFIXES
 from statek.providers.transports.base import (
     BodyRefused,
@@ -42,6 +50,7 @@ __all__ = ["AsyncioTransport"]
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one reply
 _MAX_CHUNK_LINE = 1024
+_OWS = " \t\r\n\x0b\x0c"  # what is stripped around a header's name and value
 
 # body framing of the reply being read
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _TO_CLOSE, _DONE = range(8)
@@ -57,13 +66,6 @@ class _Target(NamedTuple):
     prefix: bytes
 
 
-class _Reply(NamedTuple):
-    status: int
-    headers: list[tuple[str, str]]  # names lower-cased
-    body: bytes
-    reusable: bool
-
-
 class _Slot(NamedTuple):
     """What a queued call gets instead of a reply when no connection to its host is free: a
     connection to another host (to close) or None, and the slot to open its own in."""
@@ -74,13 +76,15 @@ class _Slot(NamedTuple):
 class _Call:
     """A request on its way: sent at once on an idle connection, or queued in the pool."""
 
-    __slots__ = ("conn", "key", "request", "waiter")
+    __slots__ = ("conn", "deadline", "done", "key", "request", "waiter")
 
     def __init__(self, key: tuple[str, str, int], request: bytes,
-                 waiter: asyncio.Future[Any]) -> None:
+                 waiter: asyncio.Future[Any], deadline: float) -> None:
         self.key = key
         self.request = request
-        self.waiter = waiter  # the _Reply, or a _Slot
+        self.waiter = waiter  # the WireReply, or a _Slot
+        self.deadline = deadline  # loop time; `_Deadlines` fails `waiter` past it
+        self.done = False  # the caller has its answer (no timeout is due any more)
         self.conn: _Connection | None = None  # the connection it was sent on
 
     def send_on(self, conn: _Connection) -> None:
@@ -97,18 +101,20 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.used = 0  # replies read on it (a reused connection may have gone stale)
-        self.waiter: asyncio.Future[_Reply] | None = None
+        self.waiter: asyncio.Future[WireReply] | None = None
         self.got_bytes = False
+        self.reusable = False  # the last reply left the connection fit for another request
         self._reset()
 
     def _reset(self) -> None:
         self.buffer = b""
         self.state = _HEAD
         self.status = 0
-        self.headers: list[tuple[str, str]] = []
+        self.retry_after: str | None = None
+        self.rate: dict[str, str] | None = None  # rate-limit headers (and Retry-After)
         self.keep_alive = True
         self.remaining = 0
-        self.body: BoundedBody | None = None
+        self.body: BoundedBody | None = None  # made on the first byte an identity body
         self.coding: str | None = None  # the reply's compression, named in its errors
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -144,7 +150,7 @@ class _Connection(asyncio.Protocol):
 
     # -- the exchange --------------------------------------------------------------------------
 
-    def send(self, request: bytes, waiter: asyncio.Future[_Reply]) -> None:
+    def send(self, request: bytes, waiter: asyncio.Future[WireReply]) -> None:
         self._reset()
         self.waiter = waiter
         self.got_bytes = False
@@ -162,9 +168,8 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
     def _complete(self, rest: bytes) -> None:
-        assert self.body is not None
         try:
-            body = self.body.finish()
+            body = self.body.finish() if self.body is not None else b""
         except BodyTooLarge:
             raise too_large(self.status, self.limit, self.coding) from None
         except zlib.error as exc:
@@ -173,15 +178,16 @@ class _Connection(asyncio.Protocol):
         self._resolve(body, rest)
 
     def _resolve(self, body: bytes, rest: bytes) -> None:
-        reusable = self.keep_alive and not rest and not self.closed
+        self.reusable = self.keep_alive and not rest and not self.closed
         self.state = _DONE
         waiter, self.waiter = self.waiter, None
         self.used += 1
         if waiter is not None and not waiter.done():
-            waiter.set_result(_Reply(self.status, self.headers, body, reusable))
+            waiter.set_result(WireReply(self.status, body, self.retry_after, self.rate))
 
     def _feed(self, data: bytes) -> None:
-        assert self.body is not None
+        if self.body is None:
+            self.body = BoundedBody(None, self.limit)
         try:
             self.body.feed(data)
         except BodyTooLarge:
@@ -216,8 +222,7 @@ class _Connection(asyncio.Protocol):
                 buffer = buffer[end + 4:]
             elif state == _LENGTH:
                 size = self.remaining
-                if self.coding is None and len(buffer) >= size and size <= self.limit \
-                        and not self.body.size:  # type: ignore[union-attr]
+                if self.body is None and len(buffer) >= size and size <= self.limit:
                     self._resolve(buffer[:size], buffer[size:])  # the usual reply: one read
                     return
                 buffer = self._take(buffer)
@@ -269,25 +274,27 @@ class _Connection(asyncio.Protocol):
         self.state = _CHUNK_DATA if size else _TRAILER
 
     def _head(self, head: bytes) -> None:
-        """Status and headers; picks the body's framing (RFC 9112 section 6.3)."""
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
+        """Status and headers; picks the body's framing (RFC 9112 section 6.3) and keeps the
+        headers admission control reads (rate limits, Retry-After)."""
+        first, _, rest = head.partition(b"\r\n")
+        parts = first.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise RequestFailed(f"not an HTTP/1.x reply: {lines[0][:80]!r}")
+            raise RequestFailed(f"not an HTTP/1.x reply: {first[:80]!r}")
         status = int(parts[1])
         if 100 <= status < 200:
             return  # an interim reply: the real one follows (state stays _HEAD)
-        headers = []
         length: str | None = None
+        coding: str | None = None
+        retry_after: str | None = None
+        rate: dict[str, str] | None = None
         chunked = False
         keep_alive = parts[0] == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
+        for line in rest.decode("latin-1").split("\r\n") if rest else ():
+            name, colon, value = line.partition(":")
             if not colon:
-                raise RequestFailed(f"malformed reply header {line[:80]!r}")
-            key = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("latin-1")
-            headers.append((key, text))
+                raise RequestFailed(f"malformed reply header {line[:80].encode('latin-1')!r}")
+            key = name.strip(_OWS).lower()
+            text = value.strip(_OWS)
             if key == "content-length":
                 length = text
             elif key == "transfer-encoding":
@@ -295,25 +302,32 @@ class _Connection(asyncio.Protocol):
             elif key == "connection":
                 keep_alive = "close" not in text.lower() and (
                     keep_alive or "keep-alive" in text.lower())
-        self.status, self.headers, self.keep_alive = status, headers, keep_alive
-        self.coding = body_coding(status, self._header("content-encoding"))
-        self.body = BoundedBody(self.coding, self.limit)
+            elif key == "content-encoding":
+                coding = text if coding is None else coding
+            elif key.startswith(RATE_HEADER_PREFIXES):
+                if rate is None:
+                    rate = {}
+                rate[key] = text
+            elif key == "retry-after" and retry_after is None:
+                retry_after = text
+        if retry_after is not None:
+            rate = rate if rate is not None else {}
+            rate["retry-after"] = retry_after
+        self.status, self.keep_alive = status, keep_alive
+        self.retry_after, self.rate = retry_after, rate
+        self.coding = body_coding(status, coding)
+        if self.coding is not None:
+            self.body = BoundedBody(self.coding, self.limit)
         if status in (204, 304):
             self.state, self.remaining = _LENGTH, 0
         elif chunked:
             self.state = _CHUNK_SIZE
         elif length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise RequestFailed(f"malformed content-length {length[:40]!r}")
             self.state, self.remaining = _LENGTH, int(length)
         else:
             self.state, self.keep_alive = _TO_CLOSE, False
-
-    def _header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 class AsyncioTransport:
@@ -332,6 +346,7 @@ class AsyncioTransport:
         self._waiters: deque[_Call] = deque()  # calls queued for a connection, in order
         self._closed = False
         self._loop = asyncio.get_running_loop()
+        self._deadlines = _Deadlines(self._loop)
 
     @property
     def closed(self) -> bool:
@@ -339,61 +354,59 @@ class AsyncioTransport:
 
     async def post(self, url: str, body: bytes) -> WireReply:
         target = self._targets.get(url) or self._target(url)
-        request = b"%s%d\r\n\r\n%s" % (target.prefix, len(body), body)
         loop = self._loop
-        deadline = loop.time() + self._timeout
-        reply = await self._exchange(target, request, deadline)
-        retry_after = None
-        rate: dict[str, str] | None = None
-        for name, value in reply.headers:  # names are lower-cased already
-            if name.startswith(RATE_HEADER_PREFIXES):
-                if rate is None:
-                    rate = {}
-                rate[name] = value
-            elif name == "retry-after" and retry_after is None:
-                retry_after = value
-        if retry_after is not None:
-            rate = rate if rate is not None else {}
-            rate["retry-after"] = retry_after
-        return WireReply(reply.status, reply.body, retry_after, rate)
-
-    async def _exchange(self, target: _Target, request: bytes, deadline: float) -> _Reply:
-        """One request on a pooled connection; once more on a new one if a reused connection
-        turns out closed before any byte of the reply."""
-        loop = self._loop
-        while True:
-            call = _Call(target.key, request, loop.create_future())
-            timer = loop.call_at(deadline, _expire, call.waiter)
-            reusable = False
-            try:
-                if not self._send_idle(target, call):
-                    if self._open < self._config.max_connections:
-                        self._open += 1
-                        await self._send_new(target, call, deadline)
-                    else:
-                        self._waiters.append(call)  # `_pass_on` sends it
-                got = await call.waiter
-                while isinstance(got, _Slot):  # no connection to this host was handed over
+        call = _Call(target.key, b"%s%d\r\n\r\n%s" % (target.prefix, len(body), body),
+                     loop.create_future(), loop.time() + self._timeout)
+        self._deadlines.watch(call)
+        reusable = False
+        try:
+            while True:
+                try:
+                    got = await self._exchange(target, call)
+                    reusable = call.conn is not None and call.conn.reusable
+                    return got
+                except ConnectionFailed:
+                    conn = call.conn
+                    if (conn is None or conn.used == 0 or conn.got_bytes
+                            or loop.time() >= call.deadline):
+                        raise
+                    # a keep-alive race (the server had closed it first): once more, anew
+                    call.conn = None
+                    self._release(conn, False)
                     call.waiter = loop.create_future()
-                    timer.cancel()
-                    timer = loop.call_at(deadline, _expire, call.waiter)
-                    await self._use_slot(target, call, got.conn, deadline)
-                    got = await call.waiter
-                reusable = got.reusable
-                return got  # type: ignore[no-any-return]
-            except ConnectionFailed:
-                conn = call.conn
-                if (conn is not None and conn.used > 0 and not conn.got_bytes
-                        and loop.time() < deadline):
-                    continue  # a keep-alive race: the server had closed it first
-                raise
-            except BaseException:
-                self._hand_back(call.waiter)
-                raise
-            finally:
-                timer.cancel()
-                if call.conn is not None:
-                    self._release(call.conn, reusable)
+        except BaseException:
+            self._hand_back(call.waiter)
+            raise
+        finally:
+            call.done = True
+            self._deadlines.finished()
+            if call.conn is not None:
+                self._release(call.conn, reusable)
+
+    def _exchange(self, target: _Target, call: _Call) -> Awaitable[WireReply]:
+        """The reply to `call`: sent on an idle connection to its host at once (the usual
+        case: its future is awaited directly, no coroutine between), else on a new or a
+        freed connection."""
+        if self._send_idle(target, call):
+            return call.waiter
+        return self._exchange_queued(target, call)
+
+    async def _exchange_queued(self, target: _Target, call: _Call) -> WireReply:
+        """`call` on a new connection while the pool has room, else once one is freed."""
+        loop = self._loop
+        if self._open < self._config.max_connections:
+            self._open += 1
+            await self._send_new(target, call)
+        else:
+            self._waiters.append(call)  # `_pass_on` sends it
+        got = await call.waiter
+        while isinstance(got, _Slot):  # no connection to this host was handed over
+            if loop.time() >= call.deadline:  # expired while its slot was on the way
+                raise ReplyTimeout("TimeoutError")
+            call.waiter = loop.create_future()  # `_Deadlines` expires the new one
+            await self._use_slot(target, call, got.conn)
+            got = await call.waiter
+        return got  # type: ignore[no-any-return]
 
     def _send_idle(self, target: _Target, call: _Call) -> bool:
         """Send `call` on an idle connection to its host, if there is one."""
@@ -406,8 +419,7 @@ class AsyncioTransport:
             self._free_slot()
         return False
 
-    async def _use_slot(self, target: _Target, call: _Call, conn: _Connection | None,
-                        deadline: float) -> None:
+    async def _use_slot(self, target: _Target, call: _Call, conn: _Connection | None) -> None:
         """Send `call` on a connection handed over for another host (closed first: its slot
         is ours) or on a new one in a freed slot."""
         if conn is not None:
@@ -415,12 +427,12 @@ class AsyncioTransport:
                 call.send_on(conn)
                 return
             conn.abort()
-        await self._send_new(target, call, deadline)
+        await self._send_new(target, call)
 
-    async def _send_new(self, target: _Target, call: _Call, deadline: float) -> None:
+    async def _send_new(self, target: _Target, call: _Call) -> None:
         """Send `call` on a new connection, in a slot already counted as open."""
         try:
-            conn = await self._connect(target, deadline)
+            conn = await self._connect(target, call.deadline)
         except BaseException:
             self._free_slot()
             raise
@@ -531,9 +543,18 @@ class AsyncioTransport:
                 call.waiter.set_exception(ConnectionFailed("the HTTP client was closed"))
 
 
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReplyTimeout("TimeoutError"))
+class _Deadlines(OrderedDeadlines[_Call]):
+    """The timeouts of a transport's calls: all have the same timeout, so their deadlines
+    come in the order the calls are made; passing one fails the call's waiter."""
+
+    __slots__ = ()
+
+    def watch(self, call: _Call) -> None:
+        self.add(call)
+
+    def expired(self, item: _Call) -> None:
+        if not item.waiter.done():
+            item.waiter.set_exception(ReplyTimeout("TimeoutError"))
 
 
 def _header_line(name: str, value: str) -> bytes:
