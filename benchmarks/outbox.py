@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,8 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("args", nargs="*")
     args = parser.parse_args(argv)
     if args.role is not None:
-        role = {"setup": setup_role, "worker": worker_role, "w1worker": w1_worker_role,
-                "producer": producer_role, "latency": latency_role}[args.role]
+        roles: dict[str, Callable[..., None]] = {
+            "setup": setup_role, "worker": worker_role, "w1worker": w1_worker_role,
+            "producer": producer_role, "latency": latency_role}
+        role = roles[args.role]
         role(args.args[0], *map(int, args.args[1:]))
         return
     load = os.getloadavg()

@@ -19,6 +19,11 @@
   runs the jobs), 16 connections: what accepting a job costs the worker's process by itself,
   apart from running it.
 
+Beside each submission rate: "done" jobs/s (from the first POST to the last of those jobs
+DONE; each measurement starts with the worker idle) and CPU per accepted job of the worker
+process (accepting, applying and running it: `worker_cpu_us`) and of this client process
+(`client_cpu_us`), which the machine's other work moves far less than the rates.
+
 Each figure is the median of 3 runs, each against a fresh worker process.
 
     python -m benchmarks.w11_http_api [--quick]
@@ -154,6 +159,28 @@ def _server_only_rate(jobs: int) -> float:
             server.wait(timeout=60)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process `pid` has used."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(worker: Worker, jobs: int, connections: int, respond_async: bool,
+              made: list[int]) -> dict[str, float]:
+    """One submission rate from an idle worker, then until the worker ran those jobs: the
+    rates and CPU per job of the worker and of this (client) process."""
+    count = jobs // BATCH // connections * connections * BATCH
+    cpu, client_cpu, began = _cpu_s(worker.proc.pid), time.process_time(), time.perf_counter()
+    rate = asyncio.run(_submit_rate(worker.url, jobs, connections, respond_async))
+    client_cpu = time.process_time() - client_cpu
+    made[0] += count
+    _wait_idle(worker.url, made[0])
+    return {"rate": rate, "done": count / (time.perf_counter() - began),
+            "worker_cpu_us": (_cpu_s(worker.proc.pid) - cpu) / count * 1e6,
+            "client_cpu_us": client_cpu / count * 1e6}
+
+
 def _p90(values: list[float]) -> float:
     return sorted(values)[int(len(values) * 0.9)]
 
@@ -167,21 +194,27 @@ def _one_run(quick: bool) -> dict[str, Any]:
         prepare_store(data)
         worker = Worker(data, "--concurrency", "1000")
         try:
-            # the two ways of accepting, interleaved in one worker (same load, same store)
-            rate = asyncio.run(_submit_rate(worker.url, jobs))
-            rate_async = asyncio.run(_submit_rate(worker.url, jobs, 4, True))
-            rate_16 = asyncio.run(_submit_rate(worker.url, jobs, 16))
-            rate_16_async = asyncio.run(_submit_rate(worker.url, jobs, 16, True))
+            # the two ways of accepting, interleaved in one worker (same load, same store),
+            # each from an idle worker (latency too, not behind a backlog)
+            made = [0]
+            sync_4 = _measured(worker, jobs, 4, False, made)
+            async_4 = _measured(worker, jobs, 4, True, made)
+            sync_16 = _measured(worker, jobs, 16, False, made)
+            async_16 = _measured(worker, jobs, 16, True, made)
+            rate, rate_async = sync_4["rate"], async_4["rate"]
+            rate_16, rate_16_async = sync_16["rate"], async_16["rate"]
             samples = 50 if quick else 200
-            made = sum(jobs // BATCH // c * c * BATCH for c in (4, 4, 16, 16))
-            _wait_idle(worker.url, made)  # latency on an idle worker, not behind the backlog
             latency = asyncio.run(_first_step_latency(worker.url, samples))
             latency_async = asyncio.run(_first_step_latency(worker.url, samples, True))
         finally:
             worker.stop()
     outbox = _submit_rates(quick)[0]
     alone_path = _server_only_rate(jobs)
-    return {"submit_jobs_per_s": rate, "submit_jobs_per_s_16_connections": rate_16,
+    per_way = {f"{way}_{key}": value
+               for way, found in (("sync_4", sync_4), ("async_4", async_4),
+                                  ("sync_16", sync_16), ("async_16", async_16))
+               for key, value in found.items() if key != "rate"}
+    return {**per_way, "submit_jobs_per_s": rate, "submit_jobs_per_s_16_connections": rate_16,
             "outbox_jobs_per_s_batch_100": outbox, "http_to_outbox": rate / outbox,
             "http_path_alone_jobs_per_s_16_connections": alone_path,
             "first_step_ms_median": statistics.median(latency["first_step"]) * 1e3,

@@ -81,6 +81,16 @@ class OutboxClient:
     def submit(self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
                locale: str | None, job_params: Mapping[str, Any]) -> list[str]:
         """Append jobs (all checked first); returns their ids."""
+        ids, frames = self.submit_frames(agent, shared_vars_batch, locale, job_params)
+        if frames:
+            self.writer.append(frames)
+        return ids
+
+    def submit_frames(self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                      locale: str | None, job_params: Mapping[str, Any],
+                      ) -> tuple[list[str], list[bytes]]:
+        """The jobs checked, their ids, and the records to append (appending is the caller's:
+        the HTTP server groups the appends of concurrent requests, statek.server.accept)."""
         agent_id = agent_uuid(agent)
         if locale is not None and type(locale) is not str:
             raise UnstorableValueError(f"locale must be a str, not {type(locale).__name__}")
@@ -98,9 +108,7 @@ class OutboxClient:
                                           batch[at:at + JOBS_PER_RECORD], strict=True))),
                                 plain=scalars)
                   for at in range(0, len(batch), JOBS_PER_RECORD)]
-        if frames:
-            self.writer.append(frames)
-        return ids
+        return ids, frames
 
     def push_message(self, job: Any, message: Any) -> int:
         job_id = self._job_id(job)

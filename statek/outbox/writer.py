@@ -35,7 +35,8 @@ class OutboxWriter:
     def __init__(self, directory: Path, store_file: Path) -> None:
         self.directory = directory
         self.store_file = store_file
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held across a write and its fdatasync
+        self._ids_lock = threading.Lock()  # ids never wait for an fdatasync in progress
         self._fd: int | None = None
         self._pid = 0
         self._producer = ""
@@ -49,8 +50,10 @@ class OutboxWriter:
     def new_ids(self, count: int) -> list[str]:
         """`count` fresh job ids: "ob" + this producer's id + a counter, lower-case hex, so
         never a dbzero uuid (upper-case base-32)."""
-        with self._lock:
-            self._own()
+        if self._pid != os.getpid():
+            with self._lock:
+                self._own()
+        with self._ids_lock:
             first = self._ids
             self._ids += count
             prefix = "ob" + self._producer

@@ -200,14 +200,17 @@ class Api:
         return (prefer is not None and "respond-async" in prefer.lower()
                 and "Idempotency-Key" not in request.headers and self.accept.available())
 
-    def _accepted(self, agent: Any, batch: list[Any], locale: str | None,
-                  params: dict[str, Any]) -> list[str]:
+    async def _accepted(self, request: web.Request, agent: Any, batch: list[Any],
+                        locale: str | None, params: dict[str, Any]) -> list[str]:
         try:
-            return self.accept.submit(agent, batch, locale, params)
+            ids, frames = self.accept.encode(agent, batch, locale, params)
         except UnstorableValueError as exc:
             raise ApiError(422, "unstorable_value", str(exc)) from None
         except (TypeError, ValueError) as exc:
             raise ApiError(422, "invalid_value", str(exc)) from None
+        self._wrote(request)  # nothing for the store's commit: the outbox append is its own
+        await self.accept.append(frames)
+        return ids
 
     def _job(self, job_id: str) -> Any:
         """`fetch_job`, first applying this process's pending outbox records when the id
@@ -221,7 +224,7 @@ class Api:
         agent, locale, params = self._submission(body)
         shared = validate.typed(body, "vars", dict, {})
         if self._accepts_async(request):
-            (job_id,) = self._accepted(agent, [shared], locale, params)
+            (job_id,) = await self._accepted(request, agent, [shared], locale, params)
             return _json_response({"job": job_id, "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
@@ -243,8 +246,8 @@ class Api:
                 raise bad_field(f"vars_batch[{index}]",
                                 f"must be an object or null, not {type(item).__name__}")
         if self._accepts_async(request):
-            return _json_response({"jobs": self._accepted(agent, batch, locale, params),
-                                   "status": "PENDING"}, 202)
+            jobs = await self._accepted(request, agent, batch, locale, params)
+            return _json_response({"jobs": jobs, "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
             return {"jobs": self.client.submit_new_job_ids(agent, batch, locale, **params)}
@@ -359,6 +362,7 @@ class Api:
         console so far and status; a resume that lost events gets a `gap` event (and, for a
         job's stream, that snapshot again)."""
         hub = self.hub
+        hub.activate()
         last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         point = hub.resume_point(last)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -449,10 +453,14 @@ class _Stream:
             job_uuid, (state, jsonable(job.exit_status), job.error)))
 
 
+API = web.AppKey("api", Api)
+
+
 def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
     api = Api(settings, hub)
     app = web.Application(middlewares=[api.middleware], client_max_size=settings.http_max_body)
     app[validate.MAX_BODY] = settings.http_max_body
+    app[API] = api
     app.router.add_get("/v1/health", api.health)
     app.router.add_get("/v1/openapi.json", api.openapi)
     app.router.add_get("/v1/agents", api.agents)
@@ -478,15 +486,18 @@ def make_app(settings: StatekSettings, hub: EventHub) -> web.Application:
 class HttpServer:
     """A running API: `url`, and `close()` (stops streams and the listening socket)."""
 
-    def __init__(self, runner: web.AppRunner, url: str, remove_observer: Callable[[], None]):
+    def __init__(self, runner: web.AppRunner, url: str, remove_observer: Callable[[], None],
+                 api: Api):
         self.runner = runner
         self.url = url
         self._remove_observer = remove_observer
+        self.api = api
 
     async def close(self) -> None:
         self._remove_observer()
         store.note_holder_url(None)
         await self.runner.cleanup()
+        self.api.accept.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -525,4 +536,4 @@ async def start_server(settings: StatekSettings) -> HttpServer:
     remove = signals.observe(hub.observe)
     store.note_holder_url(url)
     log.info("http api listening on %s", url)
-    return HttpServer(runner, url, remove)
+    return HttpServer(runner, url, remove, app[API])
