@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from typing import Any
 
 #: True when Tasks can start eagerly (Python 3.12+).
@@ -38,37 +38,3 @@ def start_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         task.result()  # re-raises what the coroutine raised; a finished step returns None
         return None
     return task
-
-
-class _Resume:
-    """Awaitable that hands an already-started coroutine's pending future to the current
-    Task and keeps driving the coroutine after it, forwarding results and exceptions
-    (including cancellation). Only ever used within one Task."""
-
-    __slots__ = ("_coro", "_pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
-        self._coro = coro
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, pending = self._coro, self._pending
-        while True:
-            try:
-                value = yield pending
-            except BaseException as exc:
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    pending = coro.send(value)
-                except StopIteration as done:
-                    return done.value
-
-
-def resume(coro: Coroutine[Any, Any, Any], pending: Any) -> _Resume:
-    """Await this, in the Task that started `coro` by hand and saw it yield `pending`, to
-    finish it."""
-    return _Resume(coro, pending)

@@ -29,6 +29,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from statek._held import JOBDEFS_HELD, HeldByObject
+
 if TYPE_CHECKING:
     from statek.execution.conversation import Transcript
     from statek.execution.interpreter import ScalarNamespace
@@ -43,8 +45,8 @@ PER_JOB = ("transient", "namespaces", "scalar_namespaces", "jobdef_of_job", "tra
            "ref_tables", "random_generators")
 
 #: the store-scoped caches, cleared by `release`
-_STORE_CACHES = ("jobdef_facts", "roots", "jobdefs", "prompts", "policies", "resolved_providers",
-                 "known_prefixes", "isolation_parts")
+_STORE_CACHES = ("jobdef_facts", "jobdef_facts_held", "roots", "jobdefs", "prompts", "policies",
+                 "resolved_providers", "known_prefixes", "isolation_parts")
 
 Callback = Callable[[str], None]
 #: code (not state) to run when a job finishes, e.g. telling an executor process to forget it
@@ -68,6 +70,9 @@ class WorkerState:
         # per store
         self.jobdef_facts: OrderedDict[str, DefinitionInfo] = OrderedDict()
         self.jobdef_facts_settings: Any = None  # the settings `jobdef_facts` were read under
+        #: JobDef object -> its facts: a new job's definition found without reading the
+        #: JobDef's uuid (statek._held)
+        self.jobdef_facts_held: HeldByObject[DefinitionInfo] = HeldByObject(JOBDEFS_HELD)
         self.roots: dict[str, Any] = {}
         self.jobdefs: dict[tuple[str, str], Any] = {}
         self.prompts: dict[tuple[str, str], tuple[str, tuple[ToolSpec, ...]]] = {}

@@ -7,14 +7,20 @@ step neither re-reads the log nor stores counts that duplicate it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from statek import _json, worker_state
 from statek.models import chatlog
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
+
+if TYPE_CHECKING:
+    from statek.models.agent import Agent
+    from statek.models.job import Job
+    from statek.worker_state import WorkerState
 
 CACHE_SIZE = 20_000
 MAX_CONSOLE_CHARS = 8_000
@@ -38,11 +44,12 @@ def forget(job_uuid: str) -> None:
     worker_state.current().transcripts.pop(job_uuid, None)
 
 
-def system_prompt(agent: Any, definition: str) -> tuple[str, tuple[ToolSpec, ...]]:
+def system_prompt(agent: Agent, definition: str,
+                  state: WorkerState) -> tuple[str, tuple[ToolSpec, ...]]:
     """(system prompt, native tool specs) for the agent of job definition `definition` (a
     uuid), computed once per prompt text (the text is read each time: it may be edited)."""
     key = (definition, agent.system_prompt)
-    prompts = worker_state.current().prompts
+    prompts = state.prompts
     found = prompts.get(key)
     if found is not None:
         return found
@@ -80,10 +87,10 @@ class Transcript:
     last_reply: str | None  # what the model answered in the last turn
 
 
-def transcript(job: Any, job_uuid: str) -> Transcript:
+def transcript(job: Job, job_uuid: str, state: WorkerState) -> Transcript:
     """From the cache when it has the job (only steps append to a log, and they keep the
     cache in step through `record`); else decoded from the stored log once."""
-    transcripts = worker_state.current().transcripts
+    transcripts = state.transcripts
     cached = transcripts.get(job_uuid)
     if cached is not None:
         transcripts.move_to_end(job_uuid)
@@ -95,7 +102,7 @@ def transcript(job: Any, job_uuid: str) -> Transcript:
         messages.extend(_messages_of(entry))
         _count(found, entry)
     found.messages = tuple(messages)
-    _remember(job_uuid, found)
+    _remember(transcripts, job_uuid, found)
     return found
 
 
@@ -106,17 +113,17 @@ def _count(found: Transcript, entry: Sequence[Any]) -> None:
         found.last_reply = entry[5]
 
 
-def _remember(job_uuid: str, found: Transcript) -> None:
-    transcripts = worker_state.current().transcripts
+def _remember(transcripts: OrderedDict[str, Transcript], job_uuid: str,
+              found: Transcript) -> None:
     transcripts[job_uuid] = found
     transcripts.move_to_end(job_uuid)
     if len(transcripts) > CACHE_SIZE:
         transcripts.popitem(last=False)
 
 
-def record(job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
+def record(state: WorkerState, job_uuid: str, new_length: int, entry: Sequence[Any]) -> None:
     """After appending `entry` to the log, bring the cached transcript up to date."""
-    transcripts = worker_state.current().transcripts
+    transcripts = state.transcripts
     cached = transcripts.get(job_uuid)
     if cached is None:
         return
@@ -139,7 +146,7 @@ class PendingInput(NamedTuple):
     messages_read: int
 
 
-def pending_user_text(job: Any, turns: int) -> PendingInput:
+def pending_user_text(job: Job, turns: int) -> PendingInput:
     """New console output and unread messages of a job that has had `turns` turns."""
     console = job.console_lines
     seen = int(job.console_seen)

@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statek.sandbox import make_uncatchable
+
+if TYPE_CHECKING:
+    from statek.models.job import Job
 
 LIMIT_NAMES = ("max_turns", "max_exceptions", "max_consecutive_exceptions", "max_tokens")
 MAX_PROVIDER_FAILURES = 3
@@ -35,7 +38,7 @@ class Limits:
                    float(pick("step_timeout")), float(pick("step_code_budget")))
 
 
-def breach_after_code(job: Any, limits: Limits) -> str | None:
+def breach_after_code(job: Job, limits: Limits) -> str | None:
     """Reason to stop after running code, or None."""
     if limits.max_exceptions and job.exceptions >= limits.max_exceptions:
         return (f"harness: {job.exceptions} exceptions reached "

@@ -114,11 +114,12 @@ class JobNamespace:
 
     def __init__(self, job: Any, job_uuid: str, policy: SandboxPolicy, code_key: str,
                  on_violation: Callable[[SandboxViolation], None],
-                 info: DefinitionInfo | None = None) -> None:
+                 info: DefinitionInfo | None = None,
+                 state: worker_state.WorkerState | None = None) -> None:
         self.job = job
         self.job_uuid = job_uuid
         self.policy = policy
-        state = self.state = worker_state.current()
+        state = self.state = worker_state.current() if state is None else state
         scalar = state.scalar_namespaces.pop(job_uuid, None)
         if scalar is not None and scalar.policy is policy:
             # the builtins still hold this job's functions: reset them, rebind print and hook
@@ -131,7 +132,7 @@ class JobNamespace:
             self._has_definitions = False
             return
         if info is None:
-            info = definition_info(job.jobdef)
+            info = definition_info(job.jobdef, state)
         functions = self.functions = JobFunctions(job, code_key)
         extra = functions.builtins(info.tool_names, info.params_view)
         fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,

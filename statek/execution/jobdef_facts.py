@@ -13,13 +13,20 @@ jobs sharing one definition would pay it 100k times).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
 from statek import store, worker_state
 from statek.execution import harness
 from statek.execution.job_functions import read_only_params
+
+if TYPE_CHECKING:
+    from statek.models.agent import Agent
+    from statek.models.job import Job
+    from statek.models.jobdef import JobDef
+    from statek.settings import StatekSettings
+    from statek.worker_state import WorkerState
 
 CACHE_SIZE = 4096
 
@@ -31,25 +38,41 @@ class DefinitionInfo:
     params: dict[str, Any]
     params_view: Any  # what job code sees as `params` (read-only, shared by the jobs)
     metadata: dict[str, Any]
-    agent: Any  # the Agent memo object (its prompt is read per request: it may be edited)
+    agent: Agent  # the Agent memo object (its prompt is read per request: it may be edited)
     tool_names: tuple[str, ...]
     limits: harness.Limits
 
 
-def definition_info(jobdef: Any) -> DefinitionInfo:
-    """The cached facts of `jobdef` (limits follow the settings bound by `statek.init`)."""
-    cfg = store.settings()
-    state = worker_state.current()
-    cache = state.jobdef_facts
+def definition_info(jobdef: JobDef, state: WorkerState | None = None,
+                    cfg: StatekSettings | None = None) -> DefinitionInfo:
+    """The cached facts of `jobdef` (limits follow the settings bound by `statek.init`).
+    A step passes its owner and settings: it has looked both up already."""
+    if cfg is None:
+        cfg = store.settings()
+    if state is None:
+        state = worker_state.current()
+    cache, held = state.jobdef_facts, state.jobdef_facts_held
     if state.jobdef_facts_settings is not cfg:  # new settings: limits may differ
         cache.clear()
+        held.clear()
         state.jobdef_facts_settings = cfg
+    found = held.get(jobdef)
+    if found is not None:
+        return found
     key = str(db0.uuid(jobdef))
     info = cache.get(key)
-    if info is not None:
-        return info
+    if info is None:
+        info = _read_facts(jobdef, key, cfg)
+        cache[key] = info
+        if len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+    held.put(jobdef, info)
+    return info
+
+
+def _read_facts(jobdef: JobDef, key: str, cfg: StatekSettings) -> DefinitionInfo:
     params = db0.load(jobdef.params)
-    info = DefinitionInfo(
+    return DefinitionInfo(
         uuid=key,
         warmup_blocks=tuple(jobdef.warmup_blocks),
         params=params,
@@ -59,24 +82,20 @@ def definition_info(jobdef: Any) -> DefinitionInfo:
         tool_names=tuple(jobdef.agent.tool_names),
         limits=harness.Limits.of(cfg, params),
     )
-    cache[key] = info
-    if len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    return info
 
 
-def definition_of(job: Any, job_uuid: str) -> DefinitionInfo:
+def definition_of(job: Job, job_uuid: str, state: WorkerState,
+                  cfg: StatekSettings) -> DefinitionInfo:
     """`definition_info(job.jobdef)`, without reading the reference once the job is known
     (a job's definition never changes; the per-job `jobdef_of_job` cache spares the
     ~6 µs read per step)."""
-    state = worker_state.current()
     of_job = state.jobdef_of_job
     key = of_job.get(job_uuid)
     if key is not None:
         info = state.jobdef_facts.get(key)
-        if info is not None and state.jobdef_facts_settings is store.settings():
+        if info is not None and state.jobdef_facts_settings is cfg:
             return info
-    info = definition_info(job.jobdef)
+    info = definition_info(job.jobdef, state, cfg)
     of_job[job_uuid] = info.uuid
     if len(of_job) > CACHE_SIZE * 8:
         of_job.popitem(last=False)

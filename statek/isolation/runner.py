@@ -382,7 +382,7 @@ def _names_of(func: Any) -> tuple[Any, Any]:
 
 async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
     """Phase 4 in an executor; True when the step goes on to the model (as `run_code`)."""
-    from statek.execution.step import _bounded
+    from statek.providers.deadline import bounded
 
     pool = pool_for(pool_config())
     table = table_for(step.uuid)
@@ -413,7 +413,7 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
                 return False
             kind, go_on, tool = _apply(step, block, outcome, warmup, start, table)
         if kind == AWAITING_TOOL:
-            site, value = await _await_tool(step, tool, table, _bounded)
+            site, value = await _await_tool(step, tool, table, bounded)
             results[site] = value
             continue
         if not go_on:

@@ -39,9 +39,15 @@ _values: list[Any] = []
 
 def status_value(state: int) -> Any:
     """The JobStatus member for an int state (resolved once a prefix is open)."""
+    return (_values or status_values())[state]
+
+
+def status_values() -> list[Any]:
+    """The JobStatus members indexed by int state (one list, resolved once a prefix is
+    open): a status move indexes it twice without two calls."""
     if not _values:
         _values.extend(getattr(JobStatus, name) for name in STATUS_NAMES)
-    return _values[state]
+    return _values
 
 
 def forget_status_values() -> None:

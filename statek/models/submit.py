@@ -14,6 +14,7 @@ from statek.models.budget import checked_limits
 from statek.models.job import Job
 from statek.models.jobdef import get_or_create_jobdef
 from statek.models.root import root_for
+from statek.models.status import READY, status_values
 from statek.models.storable import check_storable_mapping, check_value
 from statek.store import require_prefix, transition
 
@@ -126,14 +127,16 @@ def _submit(agent: Agent, shared_vars_batch: Iterable[Mapping[str, Any] | None],
     anchor = root_for().jobs
     first = len(anchor)
     uuids: list[str] = []
+    ready = status_values()[READY]  # Job.tag_new, without a method lookup on each job
+    tags, uuid_of = db0.tags, db0.uuid
     for start in range(0, len(batch), COMMIT_EVERY):
         chunk: list[str] = []
         with transition():
             for values in batch[start : start + COMMIT_EVERY]:
                 job = Job(jobdef, values, locale)
                 anchor.append(job)
-                job.tag_new()
-                chunk.append(db0.uuid(job))
+                tags(job).add(ready)
+                chunk.append(uuid_of(job))
             del job
         if commit:
             db0.commit()

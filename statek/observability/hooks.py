@@ -39,10 +39,10 @@ def configure(settings: Any) -> None:
 
 # ----------------------------------------------------------------------------- steps
 
-async def observed_step(execute: Callable[[Any, str | None], Awaitable[Any]], job: Any,
+async def observed_step(execute: Callable[[Any, str | None, str], Awaitable[Any]], job: Any,
                         job_uuid: str, provider: str | None) -> Any:
-    """Run `execute(job, provider)` (execute_step) with the job's log context, a step span
-    and the step's counters (written out inline: this runs once per step)."""
+    """Run `execute(job, provider, job_uuid)` (execute_step) with the job's log context, a
+    step span and the step's counters (written out inline: this runs once per step)."""
     number = next(_step_numbers)
     ctx: list[Any] = [job_uuid, number, None]  # logs.StepContext
     token = _set_step(ctx)
@@ -50,7 +50,7 @@ async def observed_step(execute: Callable[[Any, str | None], Awaitable[Any]], jo
     began = _clock()
     outcome = "cancelled"
     try:
-        result = await execute(job, provider)
+        result = await execute(job, provider, job_uuid)
         outcome = _outcome(result, job)
         return result
     finally:

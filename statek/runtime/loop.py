@@ -316,40 +316,38 @@ class JobsLoop:
             log.error("step task failed", exc_info=task.exception())
 
     async def _step(self, number: int) -> None:
+        """One step of job `number` (one coroutine per step: the launch's cost is per job)."""
         began = time.perf_counter()
         self.running += 1  # steps started and not ended, inline or as tasks
-        if self.running > self.stats.max_in_flight:
-            self.stats.max_in_flight = self.running
-        try:
-            await self._run_step(number, began)
-        finally:
-            self.running -= 1
-
-    async def _run_step(self, number: int, began: float) -> None:
+        stats = self.stats
+        if self.running > stats.max_in_flight:
+            stats.max_in_flight = self.running
         sched = self.sched
         try:
-            job = db0.fetch(sched.uuid_of(number))
-        except (KeyError, RuntimeError):
-            sched.in_flight.discard(number)
-            return
-        wake_events = sched.wake_events
-        try:
-            result = await (hooks.observed_step(execute_step, job, sched.uuid_of(number),
-                                                self.provider)
-                            if hooks.ON else execute_step(job, self.provider))
-        except BaseException:  # cancelled at shutdown: the job resumes on the next start
-            sched.in_flight.discard(number)
-            raise
-        sched.step_ended(number, job, result.retry_after, wake_events)
-        stats = self.stats
-        stats.steps_done += 1
-        if result.completed:
-            stats.jobs_completed += 1
-            if job.error is not None:
-                stats.steps_failed += 1
-        stats.step_latency.append(time.perf_counter() - began)
-        self.pending_commits += 1
-        self._maybe_commit()  # within the window even when an iteration runs many steps
+            try:
+                job_uuid = sched.uuid_of(number)
+                job = db0.fetch(job_uuid)
+            except (KeyError, RuntimeError):
+                sched.in_flight.discard(number)
+                return
+            wake_events = sched.wake_events
+            try:
+                result = await (hooks.observed_step(execute_step, job, job_uuid, self.provider)
+                                if hooks.ON else execute_step(job, self.provider, job_uuid))
+            except BaseException:  # cancelled at shutdown: the job resumes on the next start
+                sched.in_flight.discard(number)
+                raise
+            sched.step_ended(number, job, result.retry_after, wake_events)
+            stats.steps_done += 1
+            if result.completed:
+                stats.jobs_completed += 1
+                if job.error is not None:
+                    stats.steps_failed += 1
+            stats.step_latency.append(time.perf_counter() - began)
+            self.pending_commits += 1
+            self._maybe_commit()  # within the window even when an iteration runs many steps
+        finally:
+            self.running -= 1
 
     # ------------------------------------------------------------------ commits
     def _maybe_commit(self) -> None:

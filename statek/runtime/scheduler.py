@@ -17,11 +17,15 @@ from collections.abc import Callable, Iterable
 import dbzero as db0
 
 from statek import signals, store, worker_state
+from statek._held import JOBDEFS_HELD, HeldByObject
 from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
 from statek.models.agent import Agent
 from statek.models.future import JOB, MESSAGE, wake_key
 from statek.models.job import Job
 from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
+
+#: JobDef objects the scheduler holds for their lanes, at most (dbzero commits cost more
+#: with every memo object Python holds: a store with more definitions reads their uuids).
 
 
 class IdTable:
@@ -66,6 +70,14 @@ class IdTable:
             self._keys[number] = None
             self._free.append(number)
 
+    def release_number(self, number: int) -> None:
+        """`release(key(number))` in one call (a job's number is known when its step ends)."""
+        key = self._keys[number]
+        if key is not None:
+            del self._ids[key]
+            self._keys[number] = None
+            self._free.append(number)
+
     def __len__(self) -> int:
         return len(self._ids)
 
@@ -86,6 +98,8 @@ class Scheduler:
         self.wake_events = 0
         self.rechecks: list[int] = []  # such jobs: their futures are looked at again
         self._lanes: dict[str, int] = {}  # jobdef uuid -> lane (one lane per agent)
+        #: JobDef object -> its lane: a job's lane costs no uuid read of its definition
+        self._lane_of_jobdef: HeldByObject[int] = HeldByObject(JOBDEFS_HELD)
         self._agent_lanes: dict[str, int] = {}
         self.notify: Callable[[], None] = _nothing
         self.queue_dirty = True
@@ -101,6 +115,8 @@ class Scheduler:
 
     def job_finished(self, job_uuid: str) -> None:
         self.wake_events += 1
+        if not len(self.wake_keys):  # nothing waits on anything: no key to format
+            return
         key = self.wake_keys.get(wake_key(JOB, job_uuid))
         if key is not None:
             self.pending_wakes.append(key)
@@ -124,12 +140,16 @@ class Scheduler:
     def _lane_of(self, job: Job) -> int:
         """One lane per agent, so a busy agent cannot starve the others."""
         jobdef = job.jobdef
+        known = self._lane_of_jobdef.get(jobdef)
+        if known is not None:
+            return known
         jobdef_id = db0.uuid(jobdef)
         lane = self._lanes.get(jobdef_id)
         if lane is None:
             agent_id = db0.uuid(jobdef.agent)
             lane = self._agent_lanes.setdefault(agent_id, len(self._agent_lanes))
             self._lanes[jobdef_id] = lane
+        self._lane_of_jobdef.put(jobdef, lane)
         return lane
 
     def agent_lane(self, agent: Agent) -> int:
@@ -171,7 +191,7 @@ class Scheduler:
                 self.rechecks.append(number)
                 self.notify()
         else:  # DONE: forget it (waiters on it were woken through job_finished)
-            self.jobs.release(self.jobs.key(number))
+            self.jobs.release_number(number)
 
     def index(self, number: int, job: Job) -> None:
         """Register what a suspended job's future waits on."""

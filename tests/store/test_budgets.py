@@ -153,16 +153,19 @@ async def test_budget_is_per_step_and_model_code_gets_it_too(
 
 async def test_a_timer_fires_while_a_chain_of_inline_steps_runs(
         api: statek.StatekClientAPI) -> None:
-    """The loop yields to the event loop every few ms while runnable work keeps arriving."""
+    """The loop yields to the event loop every few ms of its own work while runnable work
+    keeps arriving. Gaps are measured in this process's CPU time: on a loaded machine the
+    wall clock also counts other processes and the disk's fsync waits, which say nothing
+    about how long the loop runs without yielding."""
     chain = _supervised("chain", "exit(k)")
     jobs = [api.submit_new_job(chain, {"k": i}) for i in range(3000)]
     gaps: list[float] = []
 
     async def ticker() -> None:
-        last = time.perf_counter()
+        last = time.process_time()
         while True:
             await asyncio.sleep(0.001)
-            now = time.perf_counter()
+            now = time.process_time()
             gaps.append(now - last)
             last = now
 
@@ -174,7 +177,7 @@ async def test_a_timer_fires_while_a_chain_of_inline_steps_runs(
     assert jobs[-1].exit_status == 2999
     assert len(gaps) > 10
     gaps.sort()
-    # generous under a loaded 2-core machine: the median tick is served within 50 ms
+    # the median tick is served within 50 ms of the process's CPU time
     assert gaps[len(gaps) // 2] < 0.05, gaps[-5:]
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from statek._eager import EAGER, resume, start_task
+from statek._eager import EAGER, start_task
 
 
 async def test_a_coroutine_that_never_waits() -> None:
@@ -91,14 +91,3 @@ async def test_exception_before_first_wait_propagates() -> None:
 
     with pytest.raises(KeyError):
         start_task(broken())
-
-
-async def test_resume_finishes_a_coroutine_started_by_hand() -> None:
-    async def two_waits() -> int:
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        return 5
-
-    coro = two_waits()
-    pending = coro.send(None)
-    assert await resume(coro, pending) == 5
