@@ -1,8 +1,12 @@
-"""Shared plumbing for benchmark scripts: a fresh store per measurement, medians, tables."""
+"""Shared plumbing for benchmark scripts: a fresh store per measurement, medians, tables,
+instruction counts under callgrind."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,25 @@ def run_isolated(module: str, *args: str, env: dict[str, str] | None = None) -> 
     if done.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stderr[-4000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def require_valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind)")
+
+
+def callgrind_total(module: str, *args: str, env: dict[str, str] | None = None) -> int:
+    """Instructions callgrind counts for `python -m module args` (hash seed fixed, so dict
+    layouts and the counts repeat from run to run)."""
+    full_env = {**os.environ, **(env or {}), "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         "-m", module, *args], capture_output=True, text=True, env=full_env, check=False)
+    found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind run of {module} {' '.join(args)} failed:\n"
+                           f"{done.stderr[-3000:]}")
+    return int(found.group(1))
 
 
 def median_of(repeats: int, measure: Callable[[], float]) -> float:

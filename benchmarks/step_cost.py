@@ -10,6 +10,17 @@ Cases, N jobs each, created with `submit_new_job_ids` outside the timed region:
                  6 steps per job
 The timed region is `asyncio.run` of a loop fetching each job and awaiting `run_job_step` until
 it completes, plus one commit at the end. Target: <= 100 µs per step (earlier: ~1.4 ms).
+
+    python -m benchmarks.step_cost --outside                 # µs per job around the step
+    python -m benchmarks.step_cost --outside --instructions  # the same in instructions
+
+`--outside` measures what a W1 job costs outside the step body (issue 15): (s) submitting it
+with `submit_new_job_ids`, and (l) running it through `run_jobs_loop` with `execute_step`
+replaced by a stub that only finishes the job (`Job.finish('done')` in one transition, the
+one state change a W1 job's step must make): the scheduler, the loop's launch, routing,
+counters and group commits, and the status move. Commits are every 500 jobs
+(STATEK_COMMIT_MAX_PENDING=500, an interval no run reaches) so that every run, and a run under
+callgrind, commits as often per job.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks._harness import fresh_store, print_table
 
@@ -100,6 +112,102 @@ def measure(case: Case, n: int, profile: bool = False) -> float:
         return elapsed / steps * 1e6
 
 
+# ----------------------------------------------------------------------------- outside
+#: Group commits every this many jobs in `--outside` runs, whatever the machine's speed.
+OUTSIDE_ENV = {"STATEK_COMMIT_MAX_PENDING": "500", "STATEK_COMMIT_INTERVAL": "1000000"}
+OUTSIDE_WARM = 50
+
+
+async def _finish_only(job: Any, provider: str | None = None) -> Any:
+    """The stub step of `--outside`: the job's one state change (DONE, exit status)."""
+    from statek import store
+    from statek.execution.step import StepResult
+
+    with store.transition():
+        job.finish("done")
+    return StepResult(completed=True)
+
+
+def outside_child(part: str, n: int) -> dict[str, float]:
+    """Run OUTSIDE_WARM jobs in one store (warm-up: imports, first-use caches), then, as W1
+    does, in a fresh store: submit `n` jobs with no loop listening, and for part "l" run
+    them with the stub step (the loop starts by queueing them: `Scheduler.rebuild`).
+    Returns CPU µs per job of the measured part."""
+    import gc
+
+    import statek
+    import statek.runtime.loop as loop_module
+    from statek.executors.utils import run_jobs_loop
+
+    real_step = loop_module.execute_step
+    loop_module.execute_step = _finish_only  # type: ignore[assignment]
+    try:
+        for size in (OUTSIDE_WARM, n):
+            with fresh_store("bench_outside"):
+                api = statek.StatekClientAPI()
+                agent = statek.Agent("bench-outside")
+                gc.collect()
+                began = time.process_time()
+                api.submit_new_job_ids(agent, [{"i": i} for i in range(size)],
+                                       warmup_code="exit('done')")
+                submitted = time.process_time()
+                if part == "l" or size == OUTSIDE_WARM:
+                    del agent
+                    gc.collect()
+                    submitted = time.process_time()
+                    stats = asyncio.run(run_jobs_loop(1000, queue_prefixes=["bench_outside"],
+                                                      auto_terminate=True))
+                    if stats.jobs_completed != size:
+                        raise AssertionError(f"{stats.jobs_completed} of {size} jobs completed")
+                ended = time.process_time()
+    finally:
+        loop_module.execute_step = real_step
+    return {"submit_us": (submitted - began) / n * 1e6 if part == "s" else 0.0,
+            "loop_us": (ended - submitted) / n * 1e6 if part == "l" else 0.0}
+
+
+def _outside_run(part: str, n: int, callgrind: bool) -> dict[str, Any]:
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "benchmarks.step_cost", "--outside-child", part, str(n)]
+    if callgrind:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
+    done = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, **OUTSIDE_ENV, "PYTHONHASHSEED": "0"})
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if callgrind:
+        found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"no callgrind total in:\n{done.stderr[-2000:]}")
+        out["instructions"] = int(found.group(1))
+    return out
+
+
+def outside(n: int, repeats: int, instructions: bool) -> None:
+    """Print the per-job cost outside the step body (see the module docstring)."""
+    rows = []
+    for part, name in (("s", "(s) submit"), ("l", "(l) loop, stub step")):
+        key = "submit_us" if part == "s" else "loop_us"
+        runs = [_outside_run(part, n, False)[key] for _ in range(repeats)]
+        row = [name, f"{statistics.median(runs):.1f}", " ".join(f"{r:.1f}" for r in runs)]
+        if instructions:
+            small, large = (_outside_run(part, size, True)["instructions"]
+                            for size in (200, 1200))
+            if part == "l":  # the loop's child also submitted the jobs it ran
+                sub_small, sub_large = (_outside_run("s", size, True)["instructions"]
+                                        for size in (200, 1200))
+                small, large = small - sub_small, large - sub_large
+            row.append(f"{(large - small) / 1000:,.0f}")
+        rows.append(row)
+    print(f"N = {n} jobs per run, median of {repeats} fresh processes (CPU µs per job)")
+    print_table(["part", "median µs/job", "runs", *(["instructions/job"] if instructions
+                                                     else [])], rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,7 +216,21 @@ def main() -> None:
     parser.add_argument("--cases", default="abc")
     parser.add_argument("--profile", nargs="?", const="b", choices=list(CASES),
                         help="also profile one case once (default b)")
+    parser.add_argument("--outside", action="store_true",
+                        help="the per-job cost outside the step body instead (see above)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="with --outside: also instructions per job (callgrind)")
+    parser.add_argument("--outside-child", nargs=2, metavar=("PART", "N"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.outside_child:
+        import json
+
+        print(json.dumps(outside_child(args.outside_child[0], int(args.outside_child[1]))))
+        return
+    if args.outside:
+        outside(args.n, args.repeats, args.instructions)
+        return
     rows = []
     for key in args.cases:
         case = CASES[key]

@@ -14,13 +14,8 @@ and job creation cancel out). Needs valgrind on PATH.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import subprocess
-import sys
 
-from benchmarks._harness import print_table
+from benchmarks._harness import callgrind_total, print_table, require_valgrind
 from benchmarks.step_cost import CASES
 
 SMALL, LARGE, CREATED, WARM = 50, 250, 400, 10
@@ -52,15 +47,7 @@ def child(case_key: str, n: int) -> None:
 
 
 def _instructions(case_key: str, n: int) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         "-m", "benchmarks.step_instructions", "--child", case_key, str(n)],
-        capture_output=True, text=True, env=env, check=True)
-    found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind_total("benchmarks.step_instructions", "--child", case_key, str(n))
 
 
 def per_step(case_key: str) -> float:
@@ -77,8 +64,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind)")
+    require_valgrind()
     rows = [[CASES[key].name, f"{per_step(key):,.0f}"] for key in args.cases]
     print_table(["case", "instructions per step"], rows)
 

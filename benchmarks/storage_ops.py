@@ -392,7 +392,23 @@ def step_counts(n: int = 200) -> dict[str, Any]:
             stats = asyncio.run(run_jobs_loop(1000, queue_prefixes=[PREFIX],
                                               auto_terminate=True))
         out["job (W1 one-step)"] = _per(ops, stats.jobs_completed)
+    out["job submitted (W1)"] = submit_counts(n)
     return out
+
+
+def submit_counts(n: int = 200) -> dict[str, Any]:
+    """Operations per job submitted as W1 submits them (one `submit_new_job_ids` call, no
+    loop listening), after one warm-up job (the JobDef and the anchor exist)."""
+    import statek
+
+    with fresh_store(PREFIX):
+        agent = statek.Agent("bench-w1")
+        api = statek.StatekClientAPI()
+        api.submit_new_job_ids(agent, [{"i": -1}], warmup_code="exit('done')")
+        with OpCounter() as ops:
+            ids = api.submit_new_job_ids(agent, [{"i": i} for i in range(n)],
+                                         warmup_code="exit('done')")
+        return _per(ops, len(ids))
 
 
 def _per(ops: OpCounter, units: int) -> dict[str, Any]:

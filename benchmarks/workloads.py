@@ -194,13 +194,14 @@ def w1(n: int = 10_000, concurrency: int = 1000) -> dict[str, Any]:
         create_s = time.perf_counter() - created
         del ids, agent
         gc.collect()
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         stats = asyncio.run(run_jobs_loop(concurrency, queue_prefixes=[PREFIX],
                                           auto_terminate=True))
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return _result("W1", stats.jobs_completed / elapsed, "jobs/s",
                    {"n": n, "max_concurrency": concurrency},
-                   loop_s=elapsed, create_s=create_s, **_loop_stats_dict(stats))
+                   loop_s=elapsed, loop_cpu_s=cpu, jobs_per_cpu_s=stats.jobs_completed / cpu,
+                   create_s=create_s, **_loop_stats_dict(stats))
 
 
 # ----------------------------------------------------------------------------- W2 / W6
@@ -220,11 +221,12 @@ def _steps_run(n: int, concurrency: int, latency: float) -> dict[str, Any]:
         ids = statek.StatekClientAPI().submit_new_job_ids(agent, [{"i": i} for i in range(n)])
         del ids, agent
         gc.collect()
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         stats = asyncio.run(run_jobs_loop(concurrency, "bench", queue_prefixes=[PREFIX],
                                           auto_terminate=True))
-        elapsed = time.perf_counter() - began
-    return {"steps_per_s": stats.steps_done / elapsed, "loop_s": elapsed,
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    return {"steps_per_s": stats.steps_done / elapsed, "loop_s": elapsed, "loop_cpu_s": cpu,
+            "steps_per_cpu_s": stats.steps_done / cpu,
             "provider_calls": provider.calls, **_loop_stats_dict(stats)}
 
 

@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -161,6 +162,29 @@ def test_step_cost_cases_complete(case: str) -> None:
     from benchmarks import step_cost
 
     assert 0 < step_cost.measure(step_cost.CASES[case], 20) < 1e6
+
+
+@pytest.mark.parametrize("shape", ["w1", "w2"])
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+def test_loop_instruction_shapes_complete(shape: str, pure: bool) -> None:
+    """The job shapes the end-to-end instruction gate counts run every job to completion
+    through the loop (the child asserts it), in both builds, without valgrind."""
+    env = dict(os.environ, STATEK_COMMIT_INTERVAL="100000")
+    env.pop("STATEK_NO_EXTENSIONS", None)
+    if pure:
+        env["STATEK_NO_EXTENSIONS"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.loop_instructions", "--child", shape, "30"],
+        capture_output=True, text=True, timeout=300, env=env,
+        cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_loop_instruction_ratio_reads_both_builds() -> None:
+    from benchmarks.loop_instructions import Count
+
+    assert Count("w1", 200.0, 300.0).ratio == 1.5
+    assert Count("w1", 200.0, None).ratio is None
 
 
 def test_w9_runs_every_job_over_real_http(tmp_path: Path) -> None:
