@@ -42,7 +42,13 @@ class StatekSettings(BaseSettings):
     # Storage
     data_dir: Path = Field(Path("statek-data"), description="dbzero root of the embedded store.")
     default_prefix: str = Field("statek", description="Prefix opened by the embedded store.")
-    commit_interval: float = Field(0.05, gt=0, description="Group-commit window in seconds.")
+    commit_interval: float = Field(
+        0.05, gt=0, description="Group-commit window in seconds (the shortest: see "
+        "commit_interval_max).")
+    commit_interval_max: float = Field(
+        0.25, gt=0, description="Longest group-commit window: when commits are costly (many "
+        "jobs in flight), the window stretches so committing takes at most 5% of the loop's "
+        "time, up to this. Set it to commit_interval for a fixed window.")
     commit_max_pending: int = Field(2000, gt=0, description="Commit after this many transitions.")
     gc_young_threshold: int = Field(
         20_000, ge=0, description="Allocations between young garbage collections while a "

@@ -181,6 +181,9 @@ class StatekCollector:
             yield CounterMetricFamily(name, doc, value=total(attr))
         yield _gauge("statek_max_in_flight", "Most steps in flight at once", max(
             (s.max_in_flight for s in stats), default=0))
+        yield _gauge("statek_commit_window_seconds", "The group-commit window: the most "
+                     "recent progress a crash can lose", max(
+                         (s.commit_window for s in stats), default=0.0))
 
     def _recorded(self) -> Iterator[Any]:
         rec = RECORDER

@@ -52,6 +52,19 @@ QUEUE_MAX_PER_ITERATION = 5000
 #: (timers, I/O, signal handlers, other steps' model replies).
 ITERATION_SLICE_S = 0.004
 LAUNCH_CHUNK = 8  # steps started between two looks at the clock
+#: Most of the loop's time commits may take. A commit costs a fixed part that grows with the
+#: memo objects Python holds (docs/storage.md S3: ~2-4 ms with 1,000 steps waiting on model
+#: calls) besides its writes, so under such load a 50 ms window spends ~8% of the loop on
+#: commits; the window stretches to keep them near this share (see `commit_window`).
+COMMIT_SHARE = 0.05
+
+
+def commit_window(last_commit_s: float, shortest: float, longest: float) -> float:
+    """The group-commit window after a commit that took `last_commit_s` of CPU: long enough
+    that committing takes at most COMMIT_SHARE of the loop, within [shortest, max(shortest,
+    longest)]. A cheap commit keeps the configured (shortest) window, and with it the
+    durability window a crash can lose."""
+    return max(shortest, min(longest, last_commit_s / COMMIT_SHARE))
 
 
 class JobsLoop:
@@ -69,6 +82,8 @@ class JobsLoop:
         self.job_prefix = job_prefix
         cfg = store.settings()
         self.commit_interval = cfg.commit_interval
+        self.commit_interval_max = cfg.commit_interval_max
+        self.commit_window = cfg.commit_interval  # stretched by costly commits, see _commit
         self.commit_max_pending = cfg.commit_max_pending
         self.grace = cfg.shutdown_grace
         self.gc_young_threshold = cfg.gc_young_threshold
@@ -211,7 +226,7 @@ class JobsLoop:
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
         if self.pending_commits:
-            timeout = min(timeout, max(0.0, self.last_commit + self.commit_interval
+            timeout = min(timeout, max(0.0, self.last_commit + self.commit_window
                                        - time.monotonic()))
         if timeout <= 0:
             await asyncio.sleep(0)
@@ -354,16 +369,21 @@ class JobsLoop:
         if not self.pending_commits:
             return
         if (self.pending_commits >= self.commit_max_pending
-                or time.monotonic() - self.last_commit >= self.commit_interval):
+                or time.monotonic() - self.last_commit >= self.commit_window):
             self._commit()
 
     def _commit(self) -> None:
         if store.db_initialized():
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.thread_time()
             db0.commit()
+            took = time.perf_counter() - began
+            # by CPU: what grows with the objects held; an fsync's wait is not stretched for
+            self.commit_window = commit_window(time.thread_time() - cpu, self.commit_interval,
+                                               self.commit_interval_max)
             self.stats.commits += 1
+            self.stats.commit_window = self.commit_window
             if hooks.ON:
-                hooks.commit_done(time.perf_counter() - began, self.pending_commits)
+                hooks.commit_done(took, self.pending_commits)
         self.pending_commits = 0
         self.last_commit = time.monotonic()
 

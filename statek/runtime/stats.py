@@ -21,6 +21,7 @@ class LoopStats:
     events_started: int = 0
     jobs_started_by_func: int = 0
     commits: int = 0
+    commit_window: float = 0.0  # the group-commit window (s) after the last commit
     iterations: int = 0
     queue_depth: int = 0  # queued messages + events, as of the last queue check
     stranded: int = 0  # jobs left suspended when auto_terminate stopped the loop

@@ -99,6 +99,8 @@ def test_scrape_after_jobs(worker: Worker) -> None:
                  direction="output") > 0
     assert value(found, "statek_commit_duration_seconds_count") >= 1
     assert value(found, "statek_commit_group_size_sum") >= JOBS
+    # the worker's defaults: a window between commit_interval and commit_interval_max
+    assert 0.05 <= value(found, "statek_commit_window_seconds") <= 0.25
     assert value(found, "statek_loop_iteration_seconds_count") >= 1
     assert value(found, "statek_loop_iterations_total") >= 1
     for state in ("ready", "running", "waiting", "timer"):
