@@ -52,10 +52,10 @@ QUEUE_MAX_PER_ITERATION = 5000
 #: (timers, I/O, signal handlers, other steps' model replies).
 ITERATION_SLICE_S = 0.004
 LAUNCH_CHUNK = 8  # steps started between two looks at the clock
-#: Most of the loop's time commits may take. A commit costs a fixed part that grows with the
-#: memo objects Python holds (docs/storage.md S3: ~2-4 ms with 1,000 steps waiting on model
-#: calls) besides its writes, so under such load a 50 ms window spends ~8% of the loop on
-#: commits; the window stretches to keep them near this share (see `commit_window`).
+#: Most of the loop's time commits may take. Besides its writes a commit costs a part that
+#: grows with the memo objects Python holds (docs/storage.md S3; each step waiting on a model
+#: holds its Job): with 5,000 steps waiting a 50 ms window spent ~6% of the loop on commits.
+#: The window stretches to keep them near this share (see `commit_window`).
 COMMIT_SHARE = 0.05
 
 
