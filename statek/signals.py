@@ -13,17 +13,23 @@ observer it costs one list check.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from statek import worker_state
+
+if TYPE_CHECKING:
+    from statek.models.job import Job
+    from statek.models.jobdef import JobDef
 
 #: callback(job_uuid, job or None): the job may have a new status or console lines.
 Observer = Callable[[str, Any], None]
 
 
 class ReadinessListener(Protocol):
-    def job_runnable(self, job_uuid: str) -> None:
-        """The job has work to do now (new, resumed, messaged)."""
+    def job_runnable(self, job_uuid: str, job: Job | None = None,
+                     jobdef: JobDef | None = None) -> None:
+        """The job has work to do now (new, resumed, messaged). `job` (or its `jobdef`)
+        when the caller holds it: the listener then needs no `db0.fetch` to place it."""
 
     def job_finished(self, job_uuid: str) -> None:
         """The job reached DONE: whoever waits on it may resume."""
@@ -56,9 +62,12 @@ def unsubscribe(listener: ReadinessListener) -> None:
         _listener = None
 
 
-def job_runnable(job_uuid: str) -> None:
+def job_runnable(job_uuid: str, job: Job | None = None, jobdef: JobDef | None = None) -> None:
+    """`job` is the Job when the caller holds it, else `jobdef` its JobDef when known (a
+    batch of new jobs of one definition): either spares the scheduler fetching the job by
+    uuid to find its lane."""
     if _listener is not None:
-        _listener.job_runnable(job_uuid)
+        _listener.job_runnable(job_uuid, job, jobdef)
     if observers:
         job_changed(job_uuid)
 

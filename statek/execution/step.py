@@ -175,8 +175,8 @@ class _Step:
                                        "cannot be stored; its repr() is kept instead\n")
                 exit_status = text
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
-        # bounded preview and an error naming the problem
-        self.job.finish(exit_status, error)  # per-job caches drop it (statek.worker_state)
+        # bounded preview and an error naming the problem; per-job caches drop the job
+        self.job.finish(exit_status, error, self.uuid)
         if error is not None:  # within the step: the record carries the job's context
             log.info("job ended with an error: %s", error[:500])
         self.result.completed = True

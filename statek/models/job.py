@@ -280,8 +280,10 @@ class Job:
         self.inbox_read += 1
         return message
 
-    def finish(self, exit_status: Any = None, error: str | None = None) -> None:
-        """Move to DONE, record why, and tell whoever waits on this job."""
+    def finish(self, exit_status: Any = None, error: str | None = None,
+               job_uuid: str | None = None) -> None:
+        """Move to DONE, record why, and tell whoever waits on this job (`job_uuid`, this
+        job's uuid when the caller knows it, spares reading it)."""
         _move(self, self.state, DONE)  # not self.set_status: a method looked up on a memo
         self.done_at = time.time()  # instance goes through dbzero's attribute lookup
         problem = value_checks.exit_status_problem(exit_status)
@@ -298,12 +300,12 @@ class Job:
             self.awaiting = None
         if self.sites is not None:
             self.sites = None
-        signals.job_finished(db0.uuid(self))
+        signals.job_finished(db0.uuid(self) if job_uuid is None else job_uuid)
 
     def resume(self) -> None:
         """SUSPENDED/DONE -> STARTED and tell the scheduler it is runnable."""
         _move(self, self.state, STARTED)
-        signals.job_runnable(db0.uuid(self))
+        signals.job_runnable(db0.uuid(self), self)  # the scheduler needs no fetch for it
 
     def push_user_message(self, message: Any) -> None:
         """Record a message for the job; what happens next depends on its status.

@@ -104,7 +104,7 @@ def create_job(jobdef: JobDef, shared_vars: Mapping[str, Any] | None, locale: st
     values = _checked_vars(shared_vars, None)
     with transition():
         job = Job.create(jobdef, values, locale, parent)
-    signals.job_runnable(db0.uuid(job))
+    signals.job_runnable(db0.uuid(job), job)
     return job
 
 
@@ -140,8 +140,8 @@ def _submit(agent: Agent, shared_vars_batch: Iterable[Mapping[str, Any] | None],
             del job
         if commit:
             db0.commit()
-        for uuid in chunk:
-            signals.job_runnable(uuid)
+        for uuid in chunk:  # one definition for all: the scheduler fetches none of them
+            signals.job_runnable(uuid, None, jobdef)
         uuids.extend(chunk)
     return uuids, anchor, first
 

@@ -22,6 +22,7 @@ from statek._speedups import ReadyQueue, TimerHeap, WaiterIndex
 from statek.models.agent import Agent
 from statek.models.future import JOB, MESSAGE, wake_key
 from statek.models.job import Job
+from statek.models.jobdef import JobDef
 from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
 
 #: JobDef objects the scheduler holds for their lanes, at most (dbzero commits cost more
@@ -101,16 +102,27 @@ class Scheduler:
         #: JobDef object -> its lane: a job's lane costs no uuid read of its definition
         self._lane_of_jobdef: HeldByObject[int] = HeldByObject(JOBDEFS_HELD)
         self._agent_lanes: dict[str, int] = {}
+        #: job number -> its lane, while the number is the job's (a job's definition never
+        #: changes): a job queued again after a step costs no read of its `jobdef`
+        self._job_lanes: dict[int, int] = {}
         self.notify: Callable[[], None] = _nothing
         self.queue_dirty = True
         self.rebuilt = False
 
     # ----------------------------------------------------------- signal listener
-    def job_runnable(self, job_uuid: str) -> None:
+    def job_runnable(self, job_uuid: str, job: Job | None = None,
+                     jobdef: JobDef | None = None) -> None:
+        """Queue the job in its agent's lane: found from `job` or `jobdef` when the caller
+        gave one, else from the job fetched by uuid."""
         number = self.jobs.intern(job_uuid)
         if number in self.in_flight:
             return  # the runner re-queues it when its step ends, by its status then
-        self.ready.push(number, self._lane_of(db0.fetch(job_uuid)))
+        lane = self._job_lanes.get(number)
+        if lane is None:
+            if jobdef is None:
+                jobdef = (db0.fetch(job_uuid) if job is None else job).jobdef
+            lane = self._job_lanes[number] = self._lane_of_def(jobdef)
+        self.ready.push(number, lane)
         self.notify()
 
     def job_finished(self, job_uuid: str) -> None:
@@ -137,12 +149,29 @@ class Scheduler:
         self.notify()
 
     # ----------------------------------------------------------- lanes
+    def _lane_for(self, number: int, job: Job) -> int:
+        """The lane of job `number` (`job`), remembered for its next push."""
+        lane = self._job_lanes.get(number)
+        if lane is None:
+            lane = self._job_lanes[number] = self._lane_of(job)
+        return lane
+
     def _lane_of(self, job: Job) -> int:
         """One lane per agent, so a busy agent cannot starve the others."""
         jobdef = job.jobdef
         known = self._lane_of_jobdef.get(jobdef)
         if known is not None:
             return known
+        return self._new_lane(jobdef)
+
+    def _lane_of_def(self, jobdef: JobDef) -> int:
+        """`_lane_of` for a caller holding the definition (the job need not be read)."""
+        known = self._lane_of_jobdef.get(jobdef)
+        if known is not None:
+            return known
+        return self._new_lane(jobdef)
+
+    def _new_lane(self, jobdef: JobDef) -> int:
         jobdef_id = db0.uuid(jobdef)
         lane = self._lanes.get(jobdef_id)
         if lane is None:
@@ -184,20 +213,21 @@ class Scheduler:
             if retry_after > 0:
                 self.timers.schedule(number, time.time() + retry_after)
             else:
-                self.ready.push(number, self._lane_of(job))
+                self.ready.push(number, self._lane_for(number, job))
         elif state == SUSPENDED:
             self.index(number, job)
             if self.wake_events != wake_events_before:
                 self.rechecks.append(number)
                 self.notify()
         else:  # DONE: forget it (waiters on it were woken through job_finished)
+            self._job_lanes.pop(number, None)  # before the number can be another job's
             self.jobs.release_number(number)
 
     def index(self, number: int, job: Job) -> None:
         """Register what a suspended job's future waits on."""
         future = job.awaiting
         if future is None:
-            self.ready.push(number, self._lane_of(job))
+            self.ready.push(number, self._lane_for(number, job))
             return
         deadline: float | None = None
         now = time.time()
@@ -245,7 +275,7 @@ class Scheduler:
         state = job.state
         if state != SUSPENDED:
             if state in RUNNABLE:
-                self.ready.push(number, self._lane_of(job))  # e.g. a provider retry
+                self.ready.push(number, self._lane_for(number, job))  # e.g. a provider retry
             return 0
         self.waiters.remove_job(number)
         self.timers.cancel(number)
@@ -261,7 +291,7 @@ class Scheduler:
             return 0
         job.awaiting = None
         job.set_status(STARTED)
-        self.ready.push(number, self._lane_of(job))
+        self.ready.push(number, self._lane_for(number, job))
         return 1
 
     # ----------------------------------------------------------- start-up
@@ -279,7 +309,7 @@ class Scheduler:
                 for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
                     number = self.jobs.intern(db0.uuid(job))
                     if number not in self.in_flight and self.ready.push(
-                            number, self._lane_of(job)):
+                            number, self._lane_for(number, job)):
                         counts["ready"] += 1
             suspended = [db0.uuid(job) for job in db0.find(Job, JobStatus.SUSPENDED, **kwargs)]
             with store.transition():

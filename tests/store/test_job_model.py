@@ -71,7 +71,7 @@ def test_push_user_message_reopens_done_job(api: statek.StatekClientAPI,
     seen: list[str] = []
 
     class Listener:
-        def job_runnable(self, u: str) -> None:
+        def job_runnable(self, u: str, job: object = None, jobdef: object = None) -> None:
             seen.append(u)
 
         def job_finished(self, u: str) -> None: ...

@@ -28,7 +28,7 @@ class Recorder:
     def __init__(self) -> None:
         self.runnable: list[str] = []
 
-    def job_runnable(self, job_uuid: str) -> None:
+    def job_runnable(self, job_uuid: str, job: object = None, jobdef: object = None) -> None:
         self.runnable.append(job_uuid)
 
     def job_finished(self, job_uuid: str) -> None:
