@@ -44,7 +44,8 @@ FIXED_DEMO_JOBS = 4  # statek.demo.FIXED_JOBS (kept here so `--help` imports not
 @click.option("--jobs", "jobs_", default=None, type=click.IntRange(FIXED_DEMO_JOBS),
               help=f"Jobs in the round: the {FIXED_DEMO_JOBS} fixed ones plus N-"
                    f"{FIXED_DEMO_JOBS} helpers (scales the fleet; instead of --helpers).")
-@click.option("--concurrency", default=100, show_default=True, help="max_concurrency.")
+@click.option("--concurrency", default=100, show_default=True, type=click.IntRange(1),
+              help="max_concurrency.")
 @click.option("--dashboard", is_flag=True,
               help="Serve the HTTP API and web dashboard while the round runs, print its URL, "
                    "and keep serving after it until Ctrl-C.")
@@ -187,6 +188,10 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
         except ImportError as exc:
             raise click.BadParameter(f"cannot import {name!r}: {exc}",
                                      param_hint="--import") from exc
+        except Exception as exc:  # the module's own code failed: say where, in one line
+            raise click.ClickException(
+                f"importing {name!r} (--import) failed: {type(exc).__name__}: {exc} "
+                f"(run `python -c 'import {name}'` for the traceback)") from None
 
     if offline:
         if provider not in (None, "scripted"):
@@ -204,7 +209,7 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
         overrides["http_host"] = http_host
     cfg = statek.get_statek_settings(**overrides)
     statek.init(cfg)
-    _open_store("rw")
+    _open_store("worker")
     try:
         stats = statek.start_statek(settings=cfg, max_concurrency=concurrency,
                                     provider=provider, auto_terminate=until_idle)
@@ -217,13 +222,14 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
 
 def _open_store(mode: str) -> None:
     """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
-    it, see statek.outbox); a held store or a missing one is one clear line."""
+    it, see statek.outbox; "worker": "rw" for a worker of its own); a held store or a missing
+    one is one clear line."""
     from statek.errors import StoreLockedError
     from statek.store import open_default_store, open_prefix, settings
 
     cfg = settings()
     try:
-        if mode in ("rw", "feed"):
+        if mode in ("rw", "feed", "worker"):
             open_default_store(when_held="feed" if mode == "feed" else "raise")
             return
         import dbzero as db0
@@ -234,12 +240,21 @@ def _open_store(mode: str) -> None:
         db0.init(dbzero_root=str(cfg.data_dir))
         open_prefix(cfg.default_prefix, "r")
     except StoreLockedError as exc:
+        who = f"a worker (pid {exc.pid})" if exc.pid else "another process"
+        if mode == "worker":  # a second worker cannot run beside the first
+            serving = f"; it serves {exc.url}" if exc.url else ""
+            raise click.ClickException(
+                f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}{serving}: stop it "
+                "first, or give this worker its own STATEK_DATA_DIR") from None
         where = f"--url {exc.url}" if exc.url else (
             "--url URL (start the worker with --http-port to give it one)")
-        who = f"a worker (pid {exc.pid})" if exc.pid else "another process"
         raise click.ClickException(
             f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}: use {where}"
         ) from None
+    except OSError as exc:  # STATEK_DATA_DIR is a file, unwritable, or cannot be created
+        raise click.ClickException(
+            f"cannot open the store at {cfg.data_dir} (STATEK_DATA_DIR): "
+            f"{exc.strerror or exc}") from None
 
 
 def _store_closed() -> None:

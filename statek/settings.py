@@ -7,11 +7,12 @@ the defaults. A bad value is reported with the field name and the variable it ca
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from statek.errors import ConfigurationError
@@ -216,6 +217,17 @@ class StatekSettings(BaseSettings):
         10.0, gt=1.0, description="/readyz answers 503 once the worker loop has not started "
         "an iteration for this many seconds (idle iterations come at least every second).")
 
+    @model_validator(mode="after")
+    def _commit_window_bounds(self) -> StatekSettings:
+        """A longest window set below the shortest is a mistake worth naming; the default
+        longest (250 ms) under a longer commit_interval just means a fixed window."""
+        if ("commit_interval_max" in self.model_fields_set
+                and self.commit_interval_max < self.commit_interval):
+            raise ValueError(f"commit_interval_max ({self.commit_interval_max:g}) is below "
+                             f"commit_interval ({self.commit_interval:g}); set them equal for "
+                             "a fixed window")
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
@@ -258,7 +270,10 @@ class StatekSettings(BaseSettings):
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc, overrides)) from None
         except SettingsError as exc:  # a value the environment source could not even parse
-            raise ConfigurationError(f"invalid statek settings: {exc}") from None
+            named = re.search(r'field "(\w+)"', str(exc))
+            hint = (f" ({ENV_PREFIX}{named.group(1).upper()} must be valid JSON)"
+                    if named else "")
+            raise ConfigurationError(f"invalid statek settings: {exc}{hint}") from None
 
 
 def _load_text_defs(directory: Path | None, suffixes: tuple[str, ...]) -> dict[str, str]:
@@ -274,7 +289,10 @@ def _load_text_defs(directory: Path | None, suffixes: tuple[str, ...]) -> dict[s
 def _describe(exc: ValidationError, overrides: dict[str, Any]) -> str:
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a check across fields: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         variable = ENV_PREFIX + field.upper()
         if field in overrides:
             source = "argument"

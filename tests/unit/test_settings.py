@@ -109,3 +109,13 @@ def test_provider_max_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATEK_PROVIDER_MAX_CONNECTIONS", "0")
     with pytest.raises(ConfigurationError, match="STATEK_PROVIDER_MAX_CONNECTIONS"):
         StatekSettings.build()
+
+
+def test_commit_window_bounds() -> None:
+    with pytest.raises(ConfigurationError,
+                       match=r"commit_interval_max \(0.5\) is below commit_interval \(1\)"):
+        StatekSettings.build(commit_interval=1.0, commit_interval_max=0.5)
+    # a commit_interval above the default longest window alone is a fixed window, as before
+    assert StatekSettings.build(commit_interval=30.0).commit_interval == 30.0
+    fixed = StatekSettings.build(commit_interval=0.1, commit_interval_max=0.1)
+    assert fixed.commit_interval_max == 0.1

@@ -179,7 +179,7 @@ def test_second_writer_is_told_who_holds_the_store(worker: Worker, data_dir: Pat
                             timeout=120)
     assert second.returncode == 1
     assert f"a worker (pid {worker.proc.pid}) holds the store" in second.stderr
-    assert f"--url {worker.url}" in second.stderr
+    assert f"it serves {worker.url}: stop it first" in second.stderr
 
 
 def test_token_limits_and_binding(tmp_path: Path) -> None:

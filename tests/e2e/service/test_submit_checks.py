@@ -133,6 +133,15 @@ def test_http_keeps_big_integers_exact_or_refuses_them(worker: Worker) -> None:
      "Error: invalid statek settings: commit_interval: Input should be greater than 0"),
     (["worker", "--offline", "--until-idle"], {"STATEK_MAX_TURNS": "many"}, 1,
      "Error: invalid statek settings: max_turns"),
+    (["demo", "--concurrency", "0"], {}, 2,
+     "Invalid value for '--concurrency': 0 is not in the range x>=1"),
+    (["jobs"], {"STATEK_COMMIT_INTERVAL": "0.5", "STATEK_COMMIT_INTERVAL_MAX": "0.1"}, 1,
+     "commit_interval_max (0.1) is below commit_interval (0.5)"),
+    (["jobs"], {"STATEK_RATE_LIMITS": "{bad"}, 1, "STATEK_RATE_LIMITS must be valid JSON"),
+    (["worker", "--offline", "--until-idle"], {"STATEK_DATA_DIR": "/dev/null"}, 1,
+     "Error: cannot open the store at /dev/null (STATEK_DATA_DIR)"),
+    (["submit", "helper"], {"STATEK_DATA_DIR": "/proc/no-such-dir"}, 1,
+     "Error: cannot open the store at /proc/no-such-dir (STATEK_DATA_DIR)"),
 ])
 def test_cli_user_errors_are_one_line(tmp_path: Path, args: list[str], env: dict[str, str],
                                       code: int, line: str) -> None:
@@ -141,3 +150,23 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, args: list[str], env: dict
                           text=True, timeout=120)
     assert done.returncode == code, done.stderr
     assert line in done.stderr and "Traceback" not in done.stderr
+
+
+def test_demo_refusing_its_options_stores_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = subprocess.run([sys.executable, "-m", "statek", "demo", "--concurrency", "0"],
+                          env=clean_env(data), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert not data.exists()  # refused before a job was stored
+
+
+def test_an_import_that_fails_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "badmod.py").write_text('raise RuntimeError("boom")\n')
+    done = subprocess.run([sys.executable, "-m", "statek", "worker", "--offline",
+                           "--until-idle", "--import", "badmod"], cwd=tmp_path,
+                          env=clean_env(tmp_path / "data"), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["Error: importing 'badmod' (--import) failed: RuntimeError: boom "
+                     "(run `python -c 'import badmod'` for the traceback)"], done.stderr
