@@ -402,9 +402,11 @@ def _locked_error(exc: RuntimeError) -> StoreLockedError | None:
     else:
         pid, url = info.get("pid"), info.get("url")
         who = f"process {pid} ({str(info.get('cmdline', '?'))[:200]})"
-    how = (f"submit through its HTTP API: statek.connect({url!r}) or `statek ... --url {url}`"
-           if url else "start that worker with an HTTP API (`statek worker --http-port PORT`) "
-           "and use statek.connect(URL) or `statek ... --url URL`")
+    how = ("on this machine, open the store with statek.open_default_store(when_held='feed') "
+           "(writes go through an outbox the worker applies), or "
+           + (f"submit through its HTTP API: statek.connect({url!r}) or `statek ... --url {url}`"
+              if url else "start that worker with an HTTP API (`statek worker --http-port "
+              "PORT`) and use statek.connect(URL) or `statek ... --url URL`"))
     return StoreLockedError(
         f"the store {store} is open for writing by {who}; dbzero allows one writer per "
         f"prefix. To feed that worker, {how}; to read, open the prefix with mode 'r'; or "

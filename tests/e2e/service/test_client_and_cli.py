@@ -174,6 +174,7 @@ def test_second_writer_is_told_who_holds_the_store(worker: Worker, data_dir: Pat
     assert first == f"{worker.proc.pid} {worker.url}"
     assert "open for writing by process" in message and "statek worker" in message
     assert f"statek.connect('{worker.url}')" in message and "mode 'r'" in message
+    assert "open_default_store(when_held='feed')" in message  # the same-machine way
     second = subprocess.run([sys.executable, "-m", "statek", "worker", "--offline"],
                             env=clean_env(data_dir), capture_output=True, text=True,
                             timeout=120)
