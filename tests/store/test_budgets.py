@@ -14,6 +14,7 @@ import pytest
 import statek
 from statek.executors.utils import run_jobs_loop
 from statek.models.status import JobStatus
+from statek.settings import reset_settings_cache
 from statek.tools import idempotency_key, tool
 
 
@@ -183,6 +184,11 @@ async def test_a_timer_fires_while_a_chain_of_inline_steps_runs(
 
 async def test_commits_within_the_window_during_a_burst(
         api: statek.StatekClientAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fixed 50 ms window: what is tested is that a burst does not hold commits back (how
+    # costly commits stretch the window is tests/store/test_commit_window.py's)
+    monkeypatch.setenv("STATEK_COMMIT_INTERVAL_MAX", "0.05")
+    reset_settings_cache()
+    statek.init()
     chain = _supervised("chain", "exit(k)")
     for i in range(3000):
         api.submit_new_job(chain, {"k": i})
