@@ -158,11 +158,7 @@ class Scheduler:
 
     def _lane_of(self, job: Job) -> int:
         """One lane per agent, so a busy agent cannot starve the others."""
-        jobdef = job.jobdef
-        known = self._lane_of_jobdef.get(jobdef)
-        if known is not None:
-            return known
-        return self._new_lane(jobdef)
+        return self._lane_of_def(job.jobdef)
 
     def _lane_of_def(self, jobdef: JobDef) -> int:
         """`_lane_of` for a caller holding the definition (the job need not be read)."""
