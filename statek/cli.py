@@ -193,6 +193,7 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
                 f"importing {name!r} (--import) failed: {type(exc).__name__}: {exc} "
                 f"(run `python -c 'import {name}'` for the traceback)") from None
 
+    _check_provider_names(provider, offline)
     if offline:
         if provider not in (None, "scripted"):
             raise click.UsageError(f"--offline answers every call offline; drop --provider "
@@ -218,6 +219,24 @@ def worker(concurrency: int, provider: str | None, offline: bool, until_idle: bo
         raise click.ClickException(str(exc)) from None
     click.echo(f"worker stopped: {stats.steps_done} steps, {stats.jobs_completed} jobs done")
     statek.close()
+
+
+def _check_provider_names(provider: str | None, offline: bool) -> None:
+    """--provider and STATEK_DEFAULT_PROVIDER name providers that exist (built in, or
+    registered by an --import module): a typo fails here, not in every job."""
+    from statek import get_statek_settings
+    from statek.providers import registered_providers
+
+    known = registered_providers()
+    if provider is not None and provider not in known:
+        raise click.BadParameter(f"no provider named {provider!r} (known: {', '.join(known)}; "
+                                 "--import the module that registers yours)",
+                                 param_hint="--provider")
+    default = get_statek_settings().default_provider
+    if provider is None and not offline and default and default not in known:
+        raise click.ClickException(
+            f"STATEK_DEFAULT_PROVIDER={default!r} names no provider (known: "
+            f"{', '.join(known)}; --import the module that registers yours)")
 
 
 def _open_store(mode: str) -> None:
@@ -399,8 +418,9 @@ def cancel(job: str, url: str | None, token: str | None) -> None:
             done = _run(lambda: client.cancel_job(job))
         finally:
             _store_closed()
-    click.echo((f"cancel of {job} queued for the worker" if queued else f"cancelled {job}")
-               if done else f"{job} had already finished")
+    if not done:  # nothing was cancelled: a script must be able to tell
+        raise click.ClickException(f"{job} had already finished: nothing to cancel")
+    click.echo(f"cancel of {job} queued for the worker" if queued else f"cancelled {job}")
 
 
 def _local_read(read: Callable[[], Any]) -> Any:

@@ -16,6 +16,7 @@ them after the submit (one producer's records are applied in order).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -159,6 +160,7 @@ class OutboxClient:
             return job.uuid
         if isinstance(job, str):
             if state.is_outbox_id(job):
+                self._check_known(job)
                 return job
             check_uuid(job, "job")
             if not db0.exists(job) or not isinstance(db0.fetch(job), Job):
@@ -167,6 +169,35 @@ class OutboxClient:
         if isinstance(job, Job):
             return str(db0.uuid(job))
         raise TypeError(f"a job is a Job, a PendingJob or an id, not {type(job).__name__}")
+
+
+    def _check_known(self, job_id: str) -> None:
+        """JobNotFoundError for an outbox id no producer can have issued: not applied, not
+        this process's, and its producer has no segment left to apply (the worker would
+        only dead-letter what is sent to it). A producer whose segments are still there may
+        have issued it: accepted (its submit may not be applied yet)."""
+        if self.writer.issued(job_id) or self.applied(job_id) is not None:
+            return
+        producer, counter = state.split_id(job_id)
+        if self._has_segments(producer):
+            return
+        # Its last segment may have been applied and reclaimed since the lookup: the job is
+        # committed before its segment goes, so a fresh read finds it.
+        if self.applied(job_id) is None:
+            found = state.find_state(self.prefix)
+            jobs = None if found is None else found.made.get(producer)
+            dead = jobs is not None and counter < len(jobs)  # applied, as None: refused
+            raise JobNotFoundError(
+                f"no job with id {job_id!r}: " + (
+                    "the worker refused its submit (see its outbox dead letters)" if dead
+                    else "no producer has issued it, or its submit is gone"))
+
+    def _has_segments(self, producer: str) -> bool:
+        try:
+            names = os.listdir(self.writer.directory)
+        except FileNotFoundError:
+            return False
+        return any(name.startswith(producer) for name in names)
 
 
 def agent_uuid(agent: Any, remember: bool = True) -> str:

@@ -136,8 +136,10 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     waiter = _cli(data_dir, "submit", "helper", "--url", worker.url).stdout.strip()
     pushed = _cli(data_dir, "push", waiter, '"x"', "--json", "--url", worker.url)
     assert pushed.returncode == 0 and "queued message" in pushed.stdout
-    cancel = _cli(data_dir, "cancel", waiter, "--url", worker.url)
-    assert cancel.returncode == 0
+    for where in (("--url", worker.url), ()):  # a DONE job: nothing cancelled, exit 1
+        cancel = _cli(data_dir, "cancel", job, *where)
+        assert cancel.returncode == 1, cancel.stderr
+        assert "had already finished: nothing to cancel" in cancel.stderr
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -147,6 +149,9 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     (("push", "NOSUCHJOB", "{", "--json"), "not valid JSON"),
     # submit, push and cancel go through the outbox while a worker runs (tests/outbox)
     (("cancel", "NOSUCHJOB"), "no job with uuid"),
+    # a well-formed outbox id no producer issued: refused, not dead-lettered by the worker
+    (("push", "ob" + "0" * 16 + "7", "hello"), "no job with id 'ob00000000000000007'"),
+    (("cancel", "ob" + "f" * 16 + "0"), "no producer has issued it"),
     (("budget", "NOSUCHJOB", "--tokens", "5"), "holds the store"),  # not through the outbox
 ])
 def test_cli_user_errors_are_one_line(worker: Worker, data_dir: Path, args: tuple[str, ...],

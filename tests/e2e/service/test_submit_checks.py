@@ -142,6 +142,10 @@ def test_http_keeps_big_integers_exact_or_refuses_them(worker: Worker) -> None:
      "Error: cannot open the store at /dev/null (STATEK_DATA_DIR)"),
     (["submit", "helper"], {"STATEK_DATA_DIR": "/proc/no-such-dir"}, 1,
      "Error: cannot open the store at /proc/no-such-dir (STATEK_DATA_DIR)"),
+    (["worker", "--until-idle", "--provider", "nosuch"], {}, 2,
+     "Invalid value for --provider: no provider named 'nosuch' (known: anthropic,"),
+    (["worker", "--until-idle"], {"STATEK_DEFAULT_PROVIDER": "opneai"}, 1,
+     "Error: STATEK_DEFAULT_PROVIDER='opneai' names no provider (known: anthropic,"),
 ])
 def test_cli_user_errors_are_one_line(tmp_path: Path, args: list[str], env: dict[str, str],
                                       code: int, line: str) -> None:
