@@ -16,6 +16,7 @@ import dbzero as db0
 from statek.errors import StatekError
 from statek.models.agent import Agent
 from statek.models.job import Job
+from statek.models.jobdef import JobDef
 from statek.models.root import root_for
 from statek.models.storable import check_value
 from statek.models.submit import _checked_vars, create_job, jobdef_for
@@ -41,7 +42,7 @@ class Applier:
     def __init__(self, state: Any) -> None:
         self.state = state
         self.made = state.made
-        self.created: list[str] = []
+        self.created: list[tuple[str, JobDef]] = []  # (uuid, its definition)
         self.applied = 0
 
     def apply(self, item: Any) -> None:
@@ -97,7 +98,7 @@ class Applier:
             anchor.append(job)
             job.tag_new()
             record_made(made, counter, job)
-            self.created.append(str(db0.uuid(job)))
+            self.created.append((str(db0.uuid(job)), jobdef))
             self.applied += 1
 
     def target(self, job_id: str) -> Any:

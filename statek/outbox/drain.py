@@ -128,8 +128,8 @@ class OutboxDrain:
                 self._drain_producer(group, applier, limit, looking)
             if applier.applied >= limit:
                 more = True
-        for uuid in applier.created:
-            signals.job_runnable(uuid)
+        for uuid, jobdef in applier.created:  # the definition places it: no fetch by uuid
+            signals.job_runnable(uuid, jobdef=jobdef)
         self.applied += applier.applied
         changed = applier.applied + self.written  # writes the loop's next commit must take
         if looking:
