@@ -294,8 +294,9 @@ def _remote(url: str, token: str | None) -> Any:
 
     try:
         return connect(url, token, retries=2)
-    except ImportError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ImportError, ValueError) as exc:
+        raise click.ClickException(f"{exc} (--url)" if isinstance(exc, ValueError)
+                                   else str(exc)) from None
 
 
 def _run(call: Callable[[], Any]) -> Any:
@@ -354,6 +355,9 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
     """Submit a job of AGENT (a role or uuid); prints its uuid."""
     values = _parse_vars(pairs, raw)
     params = {} if model is None else {"model": model}
+    if key is not None and not url:
+        raise click.ClickException("--key (an idempotency key) is for --url; the embedded "
+                                   "store takes a submit once, when it returns")
     if url:
         client = _remote(url, token)
         body = {"agent": agent, "vars": values, **({"params": params} if params else {})}
@@ -649,10 +653,11 @@ def tail(job: str, url: str | None, token: str | None) -> None:
     """Print JOB's console and status changes as they happen, until it is DONE."""
     if url:
         client = _remote(url, token)
-        for event in _run(lambda: client.events(job)):
-            if _show_event(event.kind, event.data):
+        events = iter(_run(lambda: client.events(job)))
+        while True:  # the stream's errors (unknown job, worker gone) come while reading it
+            event = _run(lambda: next(events, None))
+            if event is None or _show_event(event.kind, event.data):
                 return
-        return
     _tail_local(job)
 
 

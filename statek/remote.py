@@ -143,6 +143,9 @@ class StatekRemoteClient:
             import httpx
         except ImportError:
             raise ImportError("statek.connect needs httpx: pip install 'statek[client]'") from None
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise ValueError(f"a worker's URL is http://HOST:PORT or https://..., not {url!r}")
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff = backoff

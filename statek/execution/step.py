@@ -36,7 +36,7 @@ from statek.admission import budgets
 from statek.admission.call import admitted_call
 from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
-from statek.execution import conversation, harness
+from statek.execution import conversation, harness, turns
 from statek.execution.harness import step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
@@ -218,6 +218,8 @@ class _Step:
 
             return await run_code_isolated(self, policy)
         while True:
+            if turns.turn_spent():  # long code before this in the turn: let the loop poll
+                await turns.next_turn(namespace is not None)
             with store.transition():
                 found = self.code_to_run()
                 if found is None:

@@ -22,6 +22,7 @@ import dbzero as db0
 
 from statek import store
 from statek._eager import start_task
+from statek.execution import turns
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
@@ -102,13 +103,16 @@ class JobsLoop:
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
-        """Stop launching steps; in-flight steps get `shutdown_grace` seconds."""
+        """Stop launching steps; in-flight steps get `shutdown_grace` seconds (those waiting
+        for a turn to start their code end there: statek.execution.turns)."""
         self.stopping = True
+        turns.hold(True)
         self.wakeup.set()
 
     def abort(self) -> None:
         """Stop now: cancel in-flight steps (committed state stays consistent)."""
         self.stopping = True
+        turns.hold(True)
         for task in list(self.tasks):
             task.cancel()
         self.wakeup.set()
@@ -117,6 +121,7 @@ class JobsLoop:
     async def run(self) -> LoopStats:
         _active.add(self)
         _last_stats[:] = [self.stats]
+        turns.hold(False)
         if _stop_before_start[0]:
             _stop_before_start[0] = False
             self.request_stop()
@@ -140,6 +145,7 @@ class JobsLoop:
             raise
         finally:
             _active.discard(self)
+            turns.hold(False)  # steps run outside a loop (run_job_step) start their code
             self.sched.detach()
             guards.close()
             if self.outbox is not None:
@@ -188,6 +194,7 @@ class JobsLoop:
         stats = self.stats
         while True:
             began = self.iterated_at = time.perf_counter()
+            turns.new_turn()  # the event loop has polled since the steps' code last ran
             self.wakeup.clear()
             started = 0
             if not self.stopping:

@@ -129,9 +129,10 @@ class Api:
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
                                                                  self.token):
-            raise ApiError(401, "unauthorized",
-                           "this API needs 'Authorization: Bearer <token>' (setting http_token)",
-                           headers={"WWW-Authenticate": "Bearer"})
+            told = ("the bearer token is not this worker's (setting http_token)"
+                    if scheme.lower() == "bearer" and value.strip() else
+                    "this API needs 'Authorization: Bearer <token>' (setting http_token)")
+            raise ApiError(401, "unauthorized", told, headers={"WWW-Authenticate": "Bearer"})
 
     # ------------------------------------------------------------ idempotent writes
     async def _write(self, request: web.Request, status: int,

@@ -153,6 +153,8 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     (("push", "ob" + "0" * 16 + "7", "hello"), "no job with id 'ob00000000000000007'"),
     (("cancel", "ob" + "f" * 16 + "0"), "no producer has issued it"),
     (("budget", "NOSUCHJOB", "--tokens", "5"), "holds the store"),  # not through the outbox
+    (("submit", "helper", "--key", "k1"), "--key (an idempotency key) is for --url"),
+    (("jobs", "--url", "localhost:8377"), "a worker's URL is http://HOST:PORT"),
 ])
 def test_cli_user_errors_are_one_line(worker: Worker, data_dir: Path, args: tuple[str, ...],
                                       says: str) -> None:
@@ -165,8 +167,10 @@ def test_cli_user_errors_are_one_line(worker: Worker, data_dir: Path, args: tupl
 
 
 def test_cli_unknown_job_over_http(worker: Worker, data_dir: Path) -> None:
-    done = _cli(data_dir, "show", "NOSUCHJOB", "--url", worker.url)
-    assert done.returncode == 1 and "no job with uuid" in done.stderr
+    for command in ("show", "tail"):  # tail's error comes while it reads the stream
+        done = _cli(data_dir, command, "NOSUCHJOB", "--url", worker.url)
+        assert done.returncode == 1 and "no job with uuid" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_second_writer_is_told_who_holds_the_store(worker: Worker, data_dir: Path) -> None:
@@ -203,8 +207,10 @@ def test_token_limits_and_binding(tmp_path: Path) -> None:
             assert http.get("/v1/health").status_code == 200  # liveness needs no token
             missing = http.get("/v1/jobs")
             assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+            assert "needs 'Authorization: Bearer <token>'" in missing.json()["error"]["message"]
             wrong = http.get("/v1/jobs", headers={"Authorization": "Bearer nope"})
             assert wrong.status_code == 401
+            assert "token is not this worker's" in wrong.json()["error"]["message"]
             auth = {"Authorization": "Bearer s3cret"}
             assert http.get("/v1/jobs", headers=auth).status_code == 200
             big = http.post("/v1/jobs", json={"agent": "helper", "vars": {"t": "x" * 5000}},
