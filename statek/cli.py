@@ -259,7 +259,9 @@ def _open_store(mode: str) -> None:
         db0.init(dbzero_root=str(cfg.data_dir))
         open_prefix(cfg.default_prefix, "r")
     except StoreLockedError as exc:
-        who = f"a worker (pid {exc.pid})" if exc.pid else "another process"
+        # the holder may be an application that opened the store before any worker ran
+        who = ("another process" if not exc.pid else f"process {exc.pid}" + (
+            f" ({exc.cmdline[:120]})" if exc.cmdline else ""))
         if mode == "worker":  # a second worker cannot run beside the first
             serving = f"; it serves {exc.url}" if exc.url else ""
             raise click.ClickException(

@@ -47,10 +47,12 @@ class JobPendingError(JobNotFoundError):
 class StoreLockedError(StatekError, RuntimeError):
     """Another process has the prefix open for writing (dbzero allows one writer)."""
 
-    def __init__(self, message: str, *, pid: int | None = None, url: str | None = None):
+    def __init__(self, message: str, *, pid: int | None = None, url: str | None = None,
+                 cmdline: str | None = None):
         super().__init__(message)
         self.pid = pid
         self.url = url
+        self.cmdline = cmdline  # the holder's command line, when it recorded one
 
 
 class ConfigurationError(StatekError, ValueError):

@@ -411,7 +411,8 @@ def _locked_error(exc: RuntimeError) -> StoreLockedError | None:
         f"the store {store} is open for writing by {who}; dbzero allows one writer per "
         f"prefix. To feed that worker, {how}; to read, open the prefix with mode 'r'; or "
         "stop that process first.", pid=pid if isinstance(pid, int) else None,
-        url=url if isinstance(url, str) else None)
+        url=url if isinstance(url, str) else None,
+        cmdline=str(info["cmdline"]) if info and info.get("cmdline") else None)
 
 
 def on_close(hook: Callable[[], None]) -> Callable[[], None]:

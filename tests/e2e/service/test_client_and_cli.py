@@ -188,7 +188,8 @@ def test_second_writer_is_told_who_holds_the_store(worker: Worker, data_dir: Pat
                             env=clean_env(data_dir), capture_output=True, text=True,
                             timeout=120)
     assert second.returncode == 1
-    assert f"a worker (pid {worker.proc.pid}) holds the store" in second.stderr
+    assert f"process {worker.proc.pid} (" in second.stderr and "holds the store" in second.stderr
+    assert "statek worker" in second.stderr  # the holder's command line
     assert f"it serves {worker.url}: stop it first" in second.stderr
 
 
