@@ -311,7 +311,8 @@ def _run(call: Callable[[], Any]) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-def _parse_vars(pairs: tuple[str, ...], raw: str | None) -> dict[str, Any]:
+def _parse_vars(pairs: tuple[str, ...], raw: str | None, option: str = "--var"
+                ) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if raw is not None:
         try:
@@ -325,12 +326,21 @@ def _parse_vars(pairs: tuple[str, ...], raw: str | None) -> dict[str, Any]:
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name:
-            raise click.ClickException(f"--var {pair!r}: expected NAME=VALUE")
+            raise click.ClickException(f"{option} {pair!r}: expected NAME=VALUE")
         try:
             values[name] = json.loads(text)
         except ValueError:
             values[name] = text  # not JSON: the text itself
     return values
+
+
+def _checked_params(call: Callable[[], Any]) -> Any:
+    """A submit whose params or values statek refuses (ValueError, TypeError naming the
+    param): one line, as over HTTP."""
+    try:
+        return call()
+    except (ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _api_error_line(call: Callable[[], Any]) -> Any:
@@ -349,14 +359,20 @@ def _api_error_line(call: Callable[[], Any]) -> Any:
               help="A shared variable (VALUE read as JSON when it parses, else text).")
 @click.option("--json", "raw", default=None, help="Shared variables as one JSON object.")
 @click.option("--model", default=None, help="The job's MODEL (provider/model).")
+@click.option("--param", "param_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A job param (max_turns, max_tokens, step_timeout, budget, ...; VALUE read "
+                   "as JSON when it parses, else text).")
 @click.option("--key", default=None, help="Idempotency key (with --url).")
 @url_option
 @token_option
 def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | None,
-           key: str | None, url: str | None, token: str | None) -> None:
+           param_pairs: tuple[str, ...], key: str | None, url: str | None,
+           token: str | None) -> None:
     """Submit a job of AGENT (a role or uuid); prints its uuid."""
     values = _parse_vars(pairs, raw)
-    params = {} if model is None else {"model": model}
+    params = _parse_vars(param_pairs, None, "--param")
+    if model is not None:
+        params["model"] = model
     if key is not None and not url:
         raise click.ClickException("--key (an idempotency key) is for --url; the embedded "
                                    "store takes a submit once, when it returns")
@@ -372,7 +388,8 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
     _open_store("feed")
     try:
         target = _api_error_line(lambda: find_agent(agent))
-        job = _run(lambda: StatekClientAPI().submit_new_job(target, values, **params))
+        job = _run(lambda: _checked_params(
+            lambda: StatekClientAPI().submit_new_job(target, values, **params)))
         click.echo(job.uuid)
     finally:
         _store_closed()

@@ -121,7 +121,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Path) -> None:
     made = _cli(data_dir, "submit", "helper", "--var", "n=3", "--var", "who=ann",
-                "--json", '{"w": [1]}', "--url", worker.url)
+                "--json", '{"w": [1]}', "--param", "max_turns=3", "--url", worker.url)
     assert made.returncode == 0, made.stderr
     job = made.stdout.strip()
     tailed = _cli(data_dir, "tail", job, "--url", worker.url)
@@ -154,6 +154,8 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     (("cancel", "ob" + "f" * 16 + "0"), "no producer has issued it"),
     (("budget", "NOSUCHJOB", "--tokens", "5"), "holds the store"),  # not through the outbox
     (("submit", "helper", "--key", "k1"), "--key (an idempotency key) is for --url"),
+    (("submit", "helper", "--param", "max_turns=ten"), "job_params['max_turns'] must be an int"),
+    (("submit", "helper", "--param", "novalue"), "--param 'novalue': expected NAME=VALUE"),
     (("jobs", "--url", "localhost:8377"), "a worker's URL is http://HOST:PORT"),
 ])
 def test_cli_user_errors_are_one_line(worker: Worker, data_dir: Path, args: tuple[str, ...],
