@@ -100,6 +100,15 @@ def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def run_python(code: str, *args: str, timeout: float = 120) -> str:
+    """Run `python -c code args...` (a separate process, as a user's script is); its stdout,
+    or fail the test with its stderr."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def run_app(loop_kind: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run an application's `main` on its own event loop of that kind."""
     factory = None

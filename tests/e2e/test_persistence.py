@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.e2e.helpers import run_python
 
 WRITER = textwrap.dedent("""
     import sys, dbzero as db0, statek
@@ -48,16 +48,11 @@ READER = textwrap.dedent("""
 """)
 
 
-def _run(code: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_state_survives_a_process_restart(tmp_path: Path) -> None:
-    first, last = _run(WRITER, str(tmp_path)).split()
-    state = json.loads(_run(READER, str(tmp_path), first, last))
+    first, last = run_python(WRITER, str(tmp_path)).split()
+    state = json.loads(run_python(READER, str(tmp_path), first, last))
     assert state["agents"] == ["sup", "writer"]
     assert state["jobs"] == 1000
     assert (state["ready"], state["started"]) == (999, 1)

@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.e2e.helpers import run_python
+
 # Both processes know the tool: a job's warmup calls it, and in the worker it tells the test
 # (on stdout) how far the fleet got, so the test signals at a known point, never after a sleep.
 TOOL = textwrap.dedent("""
@@ -64,11 +66,6 @@ REPORT = textwrap.dedent("""
 """)
 
 
-def _python(code: str, *args: str, timeout: float = 120) -> str:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _start_worker(root: Path, mode: str = "forever", grace: float = 1) -> subprocess.Popen[str]:
@@ -90,7 +87,7 @@ def _wait_for(proc: subprocess.Popen[str], *lines: str, began: int = 0) -> None:
 
 
 def _check_all_done_once(root: Path) -> None:
-    rows = json.loads(_python(REPORT, str(root)))
+    rows = json.loads(run_python(REPORT, str(root)))
     assert len(rows) == 41
     for i, exit_status, status, console in rows:
         if i == 40:
@@ -102,30 +99,30 @@ def _check_all_done_once(root: Path) -> None:
 
 
 def test_killed_worker_resumes_every_job_exactly_once(tmp_path: Path) -> None:
-    _python(SETUP, str(tmp_path))
+    run_python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path)
     _wait_for(proc, began=12)  # some jobs done, some asleep, some never started
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    out = _python(WORKER, str(tmp_path), "once")
+    out = run_python(WORKER, str(tmp_path), "once")
     assert "worker done" in out
     _check_all_done_once(tmp_path)
 
 
 def test_sigterm_stops_gracefully_and_next_start_resumes(tmp_path: Path) -> None:
-    _python(SETUP, str(tmp_path))
+    run_python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path)
     _wait_for(proc, "worker ready", began=4)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "worker done" in stdout
-    _python(WORKER, str(tmp_path), "once")
+    run_python(WORKER, str(tmp_path), "once")
     _check_all_done_once(tmp_path)
 
 
 def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
-    _python(SETUP, str(tmp_path))
+    run_python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path, grace=600)  # only the second signal can end it in time
     # one step stays in flight ("holding"): the grace period must be cut short
     _wait_for(proc, "worker ready", "holding", began=4)
@@ -135,15 +132,15 @@ def test_second_signal_aborts_at_once(tmp_path: Path) -> None:
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "aborting in-flight steps" in stdout and "worker done" in stdout
-    _python(WORKER, str(tmp_path), "once")
+    run_python(WORKER, str(tmp_path), "once")
     _check_all_done_once(tmp_path)
 
 
 def test_a_signal_during_start_up_stops_the_worker_cleanly(tmp_path: Path) -> None:
-    _python(SETUP, str(tmp_path))
+    run_python(SETUP, str(tmp_path))
     proc = _start_worker(tmp_path, "signal-at-start")
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "worker done 0" in stdout  # stopped before it started any step
-    _python(WORKER, str(tmp_path), "once")
+    run_python(WORKER, str(tmp_path), "once")
     _check_all_done_once(tmp_path)

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.e2e.helpers import run_python
+
 JOBS = 12
 
 TOOL = textwrap.dedent("""
@@ -49,15 +51,10 @@ REPORT = textwrap.dedent("""
 """)
 
 
-def _python(code: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_sigint_is_handled_between_steps_of_heavy_code(tmp_path: Path) -> None:
-    _python(SETUP, str(tmp_path))
+    run_python(SETUP, str(tmp_path))
     env = {**os.environ, "STATEK_SHUTDOWN_GRACE": "0.2"}
     proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -71,13 +68,13 @@ def test_sigint_is_handled_between_steps_of_heavy_code(tmp_path: Path) -> None:
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "stopping: in-flight steps get their grace period" in stdout, stdout
-    statuses = [status for status, _ in json.loads(_python(REPORT, str(tmp_path)))]
+    statuses = [status for status, _ in json.loads(run_python(REPORT, str(tmp_path)))]
     done = statuses.count("DONE")
     # before: every step in flight ran its code first (12 on Python 3.11, 8 a launch ran
     # inline on 3.12+); now the signal is seen after at most two, plus the 0.2 s grace
     assert 1 <= done <= JOBS // 2, (statuses, stdout)
     assert f"worker done {done}" in stdout
     # the steps that never started their code run in the next worker, once each
-    again = _python(WORKER, str(tmp_path), "once")
+    again = run_python(WORKER, str(tmp_path), "once")
     assert f"worker done {JOBS - done}" in again
-    assert json.loads(_python(REPORT, str(tmp_path))) == [["DONE", 1_500_000]] * JOBS
+    assert json.loads(run_python(REPORT, str(tmp_path))) == [["DONE", 1_500_000]] * JOBS
