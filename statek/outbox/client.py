@@ -170,7 +170,6 @@ class OutboxClient:
             return str(db0.uuid(job))
         raise TypeError(f"a job is a Job, a PendingJob or an id, not {type(job).__name__}")
 
-
     def _check_known(self, job_id: str) -> None:
         """JobNotFoundError for an outbox id no producer can have issued: not applied, not
         this process's, and its producer has no segment left to apply (the worker would
