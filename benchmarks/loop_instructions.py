@@ -13,7 +13,8 @@ start-up, imports and the store's creation cancel out. What the loop does by the
 made count-based, so the timing of a process slowed down 50x cannot change the count: commits
 (`STATEK_COMMIT_INTERVAL` set far above the run's length) and the launch's time slice per
 iteration (`loop.ITERATION_SLICE_S`, unbounded here: an iteration launches until the slots
-or the ready jobs run out). Counts then repeat within ~0.1% from run to run.
+or the ready jobs run out), and a step's turn of job code (`turns.TURN_S`, unbounded: a
+step never yields the event loop for having run long). Counts then repeat within ~0.1%.
 
 Shapes: w1 is W1's job (warmup `exit('done')`, one step), w2 is W2's (no warmup, an offline
 model answering `exit('ok')`: two steps). w3 (not in the default set) is W3's idle loop
@@ -58,11 +59,13 @@ def child(shape: str, n: int) -> None:
 
     import statek
     from benchmarks._harness import fresh_store
+    from statek.execution import turns
     from statek.executors.utils import run_jobs_loop
     from statek.providers import ScriptedProvider, add_provider
     from statek.runtime import loop
 
     loop.ITERATION_SLICE_S = float("inf")  # see the module docstring
+    turns.TURN_S = float("inf")  # a step's turn of code, by the clock too
     if shape == "w3":
         _idle_iterations(n)
         return

@@ -31,8 +31,12 @@ def child(case_key: str, n: int) -> None:
     import statek.executors.utils  # imported before the counted difference
     from benchmarks._harness import fresh_store
     from benchmarks.step_cost import PROVIDER, _drive
+    from statek.execution import turns
     from statek.providers import ScriptedProvider, add_provider
 
+    # a step yields to the event loop after 0.1 s of code in one turn: by the clock, and
+    # callgrind slows the process ~50x; counted runs never yield (as loop_instructions)
+    turns.TURN_S = float("inf")
     case = CASES[case_key]
     with fresh_store("bench_step"):
         agent = statek.Agent("bench", "You are benchmarked.")
