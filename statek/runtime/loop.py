@@ -53,6 +53,9 @@ QUEUE_MAX_PER_ITERATION = 5000
 #: (timers, I/O, signal handlers, other steps' model replies).
 ITERATION_SLICE_S = 0.004
 LAUNCH_CHUNK = 8  # steps started between two looks at the clock
+#: Most steps of one job run in a row in its slot (`Scheduler.keeps_slot`) before it queues
+#: behind the jobs of its agent waiting for a slot.
+STEPS_PER_SLOT = 8
 #: Most of the loop's time commits may take. Besides its writes a commit costs a part that
 #: grows with the memo objects Python holds (docs/storage.md S3; each step waiting on a model
 #: holds its Job): with 5,000 steps waiting a 50 ms window spent ~6% of the loop on commits.
@@ -338,8 +341,9 @@ class JobsLoop:
             log.error("step task failed", exc_info=task.exception())
 
     async def _step(self, number: int) -> None:
-        """One step of job `number` (one coroutine per step: the launch's cost is per job)."""
-        began = time.perf_counter()
+        """Steps of job `number` in its slot: one, or a run of them while the scheduler lets
+        the job keep the slot (`Scheduler.keeps_slot`); one coroutine for the run, so the
+        launch's cost is per job."""
         self.running += 1  # steps started and not ended, inline or as tasks
         stats = self.stats
         if self.running > stats.max_in_flight:
@@ -352,22 +356,31 @@ class JobsLoop:
             except (KeyError, RuntimeError):
                 sched.in_flight.discard(number)
                 return
-            wake_events = sched.wake_events
-            try:
-                result = await (hooks.observed_step(execute_step, job, job_uuid, self.provider)
-                                if hooks.ON else execute_step(job, self.provider, job_uuid))
-            except BaseException:  # cancelled at shutdown: the job resumes on the next start
-                sched.in_flight.discard(number)
-                raise
-            sched.step_ended(number, job, result.retry_after, wake_events)
-            stats.steps_done += 1
-            if result.completed:
-                stats.jobs_completed += 1
-                if job.error is not None:
-                    stats.steps_failed += 1
-            stats.step_latency.append(time.perf_counter() - began)
-            self.pending_commits += 1
-            self._maybe_commit()  # within the window even when an iteration runs many steps
+            for steps in range(1, STEPS_PER_SLOT + 1):
+                began = time.perf_counter()
+                wake_events = sched.wake_events
+                try:
+                    result = await (
+                        hooks.observed_step(execute_step, job, job_uuid, self.provider)
+                        if hooks.ON else execute_step(job, self.provider, job_uuid))
+                except BaseException:  # cancelled at shutdown: the job resumes on next start
+                    sched.in_flight.discard(number)
+                    raise
+                goes_on = (steps < STEPS_PER_SLOT and result.ran and not result.completed
+                           and result.retry_after <= 0 and not self.stopping
+                           and sched.keeps_slot(number, job))
+                if not goes_on:
+                    sched.step_ended(number, job, result.retry_after, wake_events)
+                stats.steps_done += 1
+                if result.completed:
+                    stats.jobs_completed += 1
+                    if job.error is not None:
+                        stats.steps_failed += 1
+                stats.step_latency.append(time.perf_counter() - began)
+                self.pending_commits += 1
+                self._maybe_commit()  # within the window even when an iteration runs many
+                if not goes_on:
+                    return
         finally:
             self.running -= 1
 

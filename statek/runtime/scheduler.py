@@ -192,6 +192,23 @@ class Scheduler:
     def uuid_of(self, number: int) -> str:
         return self.jobs.key(number)
 
+    def keeps_slot(self, number: int, job: Job) -> bool:
+        """Whether job `number`, whose step just left it runnable with no retry delay, runs
+        its next step at once in the same slot rather than queueing for one. It does unless
+        another agent's jobs wait: they keep their round-robin turn. Within an agent this
+        finishes started jobs first, so fewer are in flight and each is fetched, launched
+        and scheduled once per run of steps instead of once per step. Observers hear of the
+        step's end here, as `step_ended` would tell them."""
+        if job.state not in RUNNABLE:
+            return False
+        ready = self.ready
+        waiting = len(ready)
+        if waiting and ready.lane_len(self._lane_for(number, job)) != waiting:
+            return False
+        if signals.observers:
+            signals.job_changed(self.jobs.key(number), job)
+        return True
+
     def step_ended(self, number: int, job: Job, retry_after: float,
                    wake_events_before: int = -1) -> None:
         """Route a job by the status its step left it in (and tell observers, if any).
