@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -402,7 +403,11 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
 @url_option
 @token_option
 def push(job: str, message: str, as_json: bool, url: str | None, token: str | None) -> None:
-    """Queue MESSAGE for JOB (the worker delivers it)."""
+    """Queue MESSAGE for JOB (the worker delivers it); MESSAGE `-` reads it from stdin."""
+    if message == "-":  # long or multi-line messages come from a pipe or a file
+        message = sys.stdin.read()
+        if not message:
+            raise click.ClickException("MESSAGE is '-' but stdin was empty")
     value: Any = message
     if as_json:
         try:

@@ -1,6 +1,7 @@
-"""`statek tail` prints on stdout; `statek show` prints a re-opened job's previous results.
+"""`statek tail` prints on stdout; `statek show` prints a re-opened job's previous results;
+`statek push -` reads its message from stdin.
 
-Both commands read through small seams (`_remote` for --url, `_local_read` for the embedded
+The commands read through small seams (`_remote` for --url, `_local_read` for the embedded
 store), replaced here so the printing is tested without a worker process."""
 
 from __future__ import annotations
@@ -73,3 +74,45 @@ def test_show_prints_previous_results_oldest_first(monkeypatch: pytest.MonkeyPat
 def test_show_without_previous_results_prints_no_section(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert "previous results" not in show(monkeypatch, job_detail([]))
+
+
+class PushRecorder:
+    """Stands in for the HTTP client: records what `push` sends."""
+
+    def __init__(self) -> None:
+        self.pushed: list[tuple[str, Any]] = []
+
+    def push_message(self, job: str, value: Any) -> int:
+        self.pushed.append((job, value))
+        return len(self.pushed) - 1
+
+
+@pytest.mark.parametrize(("args", "stdin", "sent"), [
+    (["-"], "line one\nline two\n", "line one\nline two\n"),
+    (["-", "--json"], '{"task": "sum", "n": [1, 2]}', {"task": "sum", "n": [1, 2]}),
+    (["not -"], "ignored", "not -"),
+])
+def test_push_reads_a_dash_message_from_stdin(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                             stdin: str, sent: Any) -> None:
+    remote = PushRecorder()
+    monkeypatch.setattr(cli, "_remote", lambda url, token: remote)
+    result = CliRunner().invoke(cli.main, ["push", "J1", *args, "--url", "http://127.0.0.1:9"],
+                                input=stdin)
+    assert result.exit_code == 0, result.output
+    assert remote.pushed == [("J1", sent)]
+    assert result.stdout == "queued message #0 for J1\n"
+
+
+@pytest.mark.parametrize(("args", "stdin", "error"), [
+    (["-"], "", "MESSAGE is '-' but stdin was empty"),
+    (["-", "--json"], "{not json", "MESSAGE is not valid JSON"),
+])
+def test_push_refuses_an_empty_or_malformed_stdin_message(
+        monkeypatch: pytest.MonkeyPatch, args: list[str], stdin: str, error: str) -> None:
+    remote = PushRecorder()
+    monkeypatch.setattr(cli, "_remote", lambda url, token: remote)
+    result = CliRunner().invoke(cli.main, ["push", "J1", *args, "--url", "http://127.0.0.1:9"],
+                                input=stdin)
+    assert result.exit_code == 1
+    assert error in result.stderr
+    assert remote.pushed == []
