@@ -421,7 +421,11 @@ def push(job: str, message: str, as_json: bool, url: str | None, token: str | No
 
         _open_store("feed")
         try:
-            seq = _run(lambda: StatekClientAPI().push_message(job, value))
+            client = StatekClientAPI()
+            seq = _run(lambda: client.push_message(job, value))
+            if client.outbox is not None:  # the queue's number is given when it is applied
+                click.echo(f"queued message for {job} through the worker's outbox")
+                return
         finally:
             _store_closed()
     click.echo(f"queued message #{seq} for {job}")

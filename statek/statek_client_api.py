@@ -89,7 +89,9 @@ class StatekClientAPI:
         return obj
 
     def push_message(self, job: Job | PendingJob | str, message: Any) -> int:
-        """Queue a message for a job; the worker delivers it. Returns its sequence number.
+        """Queue a message for a job; the worker delivers it. Returns its sequence number in
+        the queue (in a process feeding a running worker: its position in this process's
+        outbox segment, as the queue numbers it only when the worker applies it).
 
         Delivery follows `Job.push_user_message`: a suspended job waiting for a message wakes,
         a DONE job re-opens with its earlier result kept in `job.previous_results`. A

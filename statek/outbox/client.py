@@ -227,7 +227,8 @@ def _agent_named(name: str, remember: bool = True) -> str:
     if len(matches) != 1:
         roles = sorted({str(a.role) for a in db0.find(Agent)})
         raise LookupError(
-            f"agent: {len(matches)} agents have role {name!r}; name one by uuid" if matches
+            f"agent: {len(matches)} agents have role {name!r}; name one by uuid "
+            f"({', '.join(str(db0.uuid(a)) for a in matches[:5])})" if matches
             else f"agent: no agent with role or uuid {name[:80]!r} (roles: "
                  f"{', '.join(roles[:20]) or 'none'})")
     found = str(db0.uuid(matches[0]))

@@ -318,12 +318,11 @@ class Scheduler:
         counts = {"ready": 0, "suspended": 0, "woken": 0}
         for prefix in prefixes:
             kwargs = {} if prefix is None else {"prefix": prefix}
-            for name in ("READY", "WARMING_UP", "STARTED"):
-                for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
-                    number = self.jobs.intern(db0.uuid(job))
-                    if number not in self.in_flight and self.ready.push(
-                            number, self._lane_for(number, job)):
-                        counts["ready"] += 1
+            for job in _runnable_oldest_first(kwargs):
+                number = self.jobs.intern(db0.uuid(job))
+                if number not in self.in_flight and self.ready.push(
+                        number, self._lane_for(number, job)):
+                    counts["ready"] += 1
             suspended = [db0.uuid(job) for job in db0.find(Job, JobStatus.SUSPENDED, **kwargs)]
             with store.transition():
                 for job_uuid in suspended:
@@ -345,6 +344,23 @@ class Scheduler:
 
 def _nothing() -> None:
     return None
+
+
+def _runnable_oldest_first(kwargs: dict[str, str]) -> list[Job]:
+    """The runnable jobs a new worker queues, oldest first, as a running worker would have
+    queued them (so the agents' lanes also take turns in the order of their oldest jobs).
+    `db0.find` gives newest first."""
+    found: list[Job] = []
+    for name in ("READY", "WARMING_UP", "STARTED"):
+        jobs = list(db0.find(Job, getattr(JobStatus, name), **kwargs))
+        jobs.reverse()
+        found += jobs
+    found.sort(key=_created_at)  # stable: jobs made at one instant keep dbzero's order
+    return found
+
+
+def _created_at(job: Job) -> float:
+    return job.created_at
 
 
 def current_scheduler() -> Scheduler:

@@ -142,6 +142,23 @@ def test_readme_snippet_runs_as_written(source: str, empty_folder: Path,
     assert stray, "a snippet stores its state in the folder it runs in"
 
 
+def test_the_feeding_snippet_runs_again_in_the_same_folder(empty_folder: Path,
+                                                          drop: list[str],
+                                                          nobody_can_respawn: bool) -> None:
+    """A user runs it a second time: it reuses its agent (a second one with the same role
+    made the role ambiguous and the snippet died with its worker still running)."""
+    [source] = [src for name, src in SNIPPETS
+                if name.endswith("-feeding-a-running-worker") and 'when_held="feed"' in src]
+    script = empty_folder / "snippet.py"
+    script.write_text(source, encoding="utf-8")
+    command = [*(drop if nobody_can_respawn else []), sys.executable, str(script)]
+    for _ in range(2):
+        out = subprocess.run(command, cwd=empty_folder, env=_environment(empty_folder),
+                             capture_output=True, text=True, timeout=_TIMEOUT_S)
+        assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+        assert "answer: ok" in out.stdout
+
+
 def test_snippets_run_unprivileged_when_root() -> None:
     """Running as root would hide a snippet that needs root: drop it when this machine can
     (otherwise the snippets still run, and the skip says why they ran as they did)."""

@@ -90,6 +90,8 @@ def test_an_agent_may_be_given_by_role_or_uuid(api: statek.StatekClientAPI) -> N
     assert {db0.uuid(job.jobdef.agent) for job in jobs} == {db0.uuid(agent)}
     with pytest.raises(LookupError, match=r"no agent with role or uuid 'nobody'.*by-name"):
         api.submit_new_job("nobody")
-    statek.Agent("by-name")  # a second agent with that role: ambiguous
-    with pytest.raises(LookupError, match="2 agents have role 'by-name'"):
+    twin = statek.Agent("by-name")  # a second agent with that role: ambiguous
+    with pytest.raises(LookupError, match="2 agents have role 'by-name'") as ambiguous:
         api.submit_new_job("by-name")
+    for one in (agent, twin):  # named, so the caller can pick one by uuid
+        assert str(db0.uuid(one)) in str(ambiguous.value)
