@@ -2,9 +2,11 @@
 
 `EventHub.observe` hears `statek.signals.job_changed` (a job became runnable, finished, or a
 step of it ended) and records what changed since the hub last looked at that job: new
-console lines, then the new status. Events are numbered; the last `capacity` are kept so a
-client that lost its connection resumes with Last-Event-ID ("<epoch>-<seq>"; the epoch names
-this run of the worker). Older or foreign ids are answered with a "gap" event.
+console lines and the new status, in the order they happened as far as one look can tell (a
+job now runnable was started before it printed; a DONE or SUSPENDED one printed first).
+Events are numbered; the last `capacity` are kept so a client that lost its connection
+resumes with Last-Event-ID ("<epoch>-<seq>"; the epoch names this run of the worker). Older
+or foreign ids are answered with a "gap" event.
 
 The hub records nothing until the first stream opens (`activate`): before that no event id
 was given out, so no client can resume from one, and a stream starts from the events after
@@ -22,7 +24,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.models.status import DONE, STATUS_NAMES
+from statek.models.status import DONE, STATUS_NAMES, SUSPENDED
 from statek.server.jsonable import jsonable
 
 #: (seq, job uuid, kind, payload): kind "status" (state, exit_status, error) or "console"
@@ -78,9 +80,15 @@ class EventHub:
         last_state, last_count = (-1, 0) if known is None else known
         if count == last_count and state == last_state:
             return
+        moved = state != last_state
+        # a step that left the job runnable started it before printing; one that finished or
+        # suspended it printed before it stopped: the status goes on the matching side
+        stopped = state in (DONE, SUSPENDED)
+        if moved and not stopped:
+            self._add(job_uuid, "status", (state, None, None))
         for index in range(last_count, count):
             self._add(job_uuid, "console", (index, lines[index]))
-        if state != last_state:
+        if moved and stopped:
             extra = (jsonable(job.exit_status), job.error) if state == DONE else (None, None)
             self._add(job_uuid, "status", (state, *extra))
         self.seen[job_uuid] = (state, count)
