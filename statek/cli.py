@@ -302,13 +302,15 @@ def _remote(url: str, token: str | None) -> Any:
                                    else str(exc)) from None
 
 
-def _run(call: Callable[[], Any]) -> Any:
-    """Run a client call; statek's errors become one line and exit status 1."""
+def _run(call: Callable[[], Any], refused: tuple[type[Exception], ...] = ()) -> Any:
+    """Run a client call; statek's errors, and the `refused` ones (a submit's ValueError or
+    TypeError naming a param, as over HTTP), become one line and exit status 1."""
     from statek.errors import StatekError
 
+    caught: tuple[type[Exception], ...] = (StatekError, *refused)
     try:
         return call()
-    except StatekError as exc:
+    except caught as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -333,15 +335,6 @@ def _parse_vars(pairs: tuple[str, ...], raw: str | None, option: str = "--var"
         except ValueError:
             values[name] = text  # not JSON: the text itself
     return values
-
-
-def _checked_params(call: Callable[[], Any]) -> Any:
-    """A submit whose params or values statek refuses (ValueError, TypeError naming the
-    param): one line, as over HTTP."""
-    try:
-        return call()
-    except (ValueError, TypeError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _api_error_line(call: Callable[[], Any]) -> Any:
@@ -389,8 +382,8 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
     _open_store("feed")
     try:
         target = _api_error_line(lambda: find_agent(agent))
-        job = _run(lambda: _checked_params(
-            lambda: StatekClientAPI().submit_new_job(target, values, **params)))
+        job = _run(lambda: StatekClientAPI().submit_new_job(target, values, **params),
+                   refused=(ValueError, TypeError))
         click.echo(job.uuid)
     finally:
         _store_closed()
