@@ -18,6 +18,7 @@ from statek import worker_state
 from statek.executors.utils import run_jobs_loop
 from statek.providers import ScriptedProvider, add_provider, remove_provider
 from statek.runtime import queues, scheduler
+from tests.support.reopen import reopen
 from tests.support.speedups_fixture import sched_impl  # noqa: F401
 
 QUEUES = "queues"  # the second prefix, where the push queue lives
@@ -53,15 +54,6 @@ def other_queue(statek_store: str) -> statek.StatekPushQueue:
     queue = statek.StatekPushQueue(QUEUES)
     db0.commit()
     return queue
-
-
-def reopen(db_root: Path, *prefixes: str) -> None:
-    """What a new worker process sees: the store closed and opened again."""
-    statek.close()
-    db0.init(dbzero_root=str(db_root))
-    statek.init()
-    for prefix in prefixes:
-        statek.open_prefix(prefix, "rw")
 
 
 async def test_events_in_another_prefix_become_jobs(

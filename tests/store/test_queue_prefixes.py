@@ -17,6 +17,7 @@ from statek.executors.utils import (
     run_jobs_loop,
 )
 from tests.store.test_queue_cross_prefix import kernels  # noqa: F401
+from tests.support.reopen import reopen
 from tests.support.speedups_fixture import sched_impl  # noqa: F401
 
 
@@ -51,14 +52,6 @@ def test_queue_helpers_refuse_a_missing_prefix(statek_store: str, db_root: Path)
     assert _files(db_root) == before
 
 
-def _reopen(db_root: Path, prefix: str) -> None:
-    """A new process that opens only `prefix`."""
-    statek.close()
-    db0.init(dbzero_root=str(db_root))
-    statek.init()
-    statek.open_prefix(prefix, "rw")
-
-
 async def test_a_queue_prefix_made_by_another_process_is_found(
         api: statek.StatekClientAPI, agent: statek.Agent, db_root: Path,
         statek_store: str, kernels: ModuleType) -> None:  # noqa: F811
@@ -66,9 +59,9 @@ async def test_a_queue_prefix_made_by_another_process_is_found(
     application in earlier processes, is opened by the worker and its queue found (not a
     second, empty one made beside it)."""
     job_uuid = api.submit_new_job(agent, warmup_code="exit(wait_message().value)").uuid
-    _reopen(db_root, "inbox")  # the application: makes the queue's prefix and pushes
+    reopen(db_root, "inbox")  # the application: makes the queue's prefix and pushes
     statek.StatekPushQueue().push_message(job_uuid, "via inbox")
-    _reopen(db_root, statek_store)  # the worker
+    reopen(db_root, statek_store)  # the worker
     await run_jobs_loop(4, "scripted", queue_prefixes=["inbox"], auto_terminate=True)
     assert db0.fetch(job_uuid).exit_status == "via inbox"
     assert len(db0.find(statek.StatekPushQueue, prefix="inbox")) == 1

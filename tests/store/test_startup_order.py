@@ -5,21 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dbzero as db0
-
 import statek
 from statek.executors.utils import run_jobs_loop
 from tests.store.test_steps_per_slot import _agent, marks  # noqa: F401
+from tests.support.reopen import reopen
 
 ONE_STEP = {"warmup_code": "mark(who, i)\nexit(i)"}  # a job of one step: marks when it runs
-
-
-def _new_worker_process(db_root: Path, prefix: str) -> None:
-    """What a new `statek worker` sees: the store re-opened, no scheduler state in memory."""
-    statek.close()
-    db0.init(dbzero_root=str(db_root))
-    statek.init()
-    statek.open_prefix(prefix, "rw")
 
 
 async def test_jobs_waiting_at_start_run_oldest_first_across_agents(
@@ -31,7 +22,7 @@ async def test_jobs_waiting_at_start_run_oldest_first_across_agents(
         if i < 2:
             api.submit_new_job_ids(second, [{"who": "second", "i": i}], **ONE_STEP)
     statek.commit_all()
-    _new_worker_process(db_root, statek_store)
+    reopen(db_root, statek_store)  # a new worker process
     stats = await run_jobs_loop(1, queue_prefixes=[statek_store], auto_terminate=True)
     assert stats.jobs_completed == 5
     assert marks == [("first", 0), ("second", 0), ("first", 1), ("second", 1), ("first", 2)]
@@ -43,6 +34,6 @@ async def test_a_batch_waiting_at_start_runs_in_submission_order(
     api.submit_new_job_ids(_agent("solo"), [{"who": "solo", "i": i} for i in range(6)],
                            **ONE_STEP)
     statek.commit_all()
-    _new_worker_process(db_root, statek_store)
+    reopen(db_root, statek_store)  # a new worker process
     await run_jobs_loop(1, queue_prefixes=[statek_store], auto_terminate=True)
     assert marks == [("solo", i) for i in range(6)]
