@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 import dbzero as db0
 
@@ -195,9 +196,10 @@ class Scheduler:
     def keeps_slot(self, number: int, job: Job) -> bool:
         """Whether job `number`, whose step just left it runnable with no retry delay, runs
         its next step at once in the same slot rather than queueing for one. It does unless
-        another agent's jobs wait: they keep their round-robin turn. Within an agent this
-        finishes started jobs first, so fewer are in flight and each is fetched, launched
-        and scheduled once per run of steps instead of once per step. Observers hear of the
+        another agent's jobs wait: they keep their round-robin turn. Within an agent a
+        started job goes on (the loop bounds the run at `STEPS_PER_SLOT`), so fewer are in
+        flight and each is fetched, launched and scheduled once per run of steps instead of
+        once per step. Observers hear of the
         step's end here, as `step_ended` would tell them."""
         if job.state not in RUNNABLE:
             return False
@@ -355,12 +357,8 @@ def _runnable_oldest_first(kwargs: dict[str, str]) -> list[Job]:
         jobs = list(db0.find(Job, getattr(JobStatus, name), **kwargs))
         jobs.reverse()
         found += jobs
-    found.sort(key=_created_at)  # stable: jobs made at one instant keep dbzero's order
+    found.sort(key=attrgetter("created_at"))  # stable: ties keep dbzero's order
     return found
-
-
-def _created_at(job: Job) -> float:
-    return job.created_at
 
 
 def current_scheduler() -> Scheduler:
