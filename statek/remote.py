@@ -30,6 +30,11 @@ from statek.models.storable import check_storable_mapping, check_value
 
 #: Jobs per batch request (the server's default http_max_batch); each is all or nothing.
 BATCH_CHUNK = 10_000
+#: Seconds an event stream read waits for a byte (the server sends a keep-alive every 15).
+STREAM_READ_S = 60.0
+#: The longest read of `wait(timeout=...)`: under the keep-alive interval, so a quiet
+#: stream ends in time to honour the deadline.
+WAIT_READ_S = 10.0
 _RETRY_STATUS = frozenset({502, 503, 504})
 
 
@@ -423,14 +428,35 @@ class StatekRemoteClient:
         return list(self.request("GET", "/v1/agents")["agents"])
 
     def wait(self, job: Any, timeout: float | None = None) -> RemoteJob:
-        """Block until the job is DONE (following its event stream); returns it read anew."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for event in self.events(job):
-            if event.kind == "status" and event.data["status"] == "DONE":
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {_ref(job)} not done after {timeout} s")
-        return self.get_job(_ref(job))
+        """Block until the job is DONE (following its event stream); returns it read anew.
+        `timeout` (seconds) bounds the whole wait, however quiet the stream: TimeoutError."""
+        if timeout is None:
+            for event in self.events(job):
+                if _done(event):
+                    break
+            return self.get_job(_ref(job))
+        deadline = time.monotonic() + timeout
+        failures = 0
+        while (remaining := deadline - time.monotonic()) > 0:
+            # a stream read gives up before the server's keep-alive would come, so a quiet
+            # stream ends in time; each new stream opens with the job's status
+            read_s = min(remaining, WAIT_READ_S)
+            try:
+                for event in self._stream_once(f"/v1/jobs/{_ref(job)}/events", {}, read_s):
+                    failures = 0
+                    if _done(event):
+                        return self.get_job(_ref(job))
+                    if deadline - time.monotonic() < read_s:
+                        break  # open a stream whose reads end by the deadline
+            except self._httpx.TimeoutException:
+                continue
+            except self._httpx.TransportError as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise self._unavailable(exc) from exc
+                time.sleep(max(0.0, min(2.0, self.backoff * 2**failures,
+                                        deadline - time.monotonic())))
+        raise TimeoutError(f"job {_ref(job)} not done after {timeout} s")
 
     def events(self, job: Any = None, last_event_id: str | None = None) -> Iterator[RemoteEvent]:
         """Follow a job's (or every job's) events; a dropped connection is resumed from the
@@ -440,23 +466,30 @@ class StatekRemoteClient:
         while True:
             headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             try:
-                with self._sync_client().stream("GET", path, headers=headers,
-                                                 timeout=self._stream_timeout()) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        self._result(response)
-                    parser = _SseParser()
-                    for line in response.iter_lines():
-                        event = parser.feed(line)
-                        if event is not None:
-                            failures = 0
-                            last_event_id = event.id
-                            yield event
+                for event in self._stream_once(path, headers, STREAM_READ_S):
+                    failures = 0
+                    last_event_id = event.id
+                    yield event
             except self._httpx.TransportError as exc:
                 failures += 1
                 if failures > self.retries:
                     raise self._unavailable(exc) from exc
                 time.sleep(min(2.0, self.backoff * 2**failures))
+
+    def _stream_once(self, path: str, headers: dict[str, str],
+                     read_s: float) -> Iterator[RemoteEvent]:
+        """The events of one connection to an event stream (reads time out after
+        `read_s` seconds without a byte)."""
+        with self._sync_client().stream("GET", path, headers=headers,
+                                         timeout=self._stream_timeout(read_s)) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._result(response)
+            parser = _SseParser()
+            for line in response.iter_lines():
+                event = parser.feed(line)
+                if event is not None:
+                    yield event
 
     async def events_async(self, job: Any = None,
                            last_event_id: str | None = None) -> AsyncIterator[RemoteEvent]:
@@ -484,8 +517,12 @@ class StatekRemoteClient:
                     raise self._unavailable(exc) from exc
                 await asyncio.sleep(min(2.0, self.backoff * 2**failures))
 
-    def _stream_timeout(self) -> Any:
-        return self._httpx.Timeout(self._timeout.connect or 30.0, read=60.0)
+    def _stream_timeout(self, read_s: float = 0.0) -> Any:
+        return self._httpx.Timeout(self._timeout.connect or 30.0, read=read_s or STREAM_READ_S)
+
+
+def _done(event: RemoteEvent) -> bool:
+    return event.kind == "status" and event.data["status"] == "DONE"
 
 
 def _checked_vars(shared_vars: Mapping[str, Any] | None,

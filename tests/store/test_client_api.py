@@ -59,6 +59,7 @@ def test_get_job_unknown(api: statek.StatekClientAPI, agent: statek.Agent) -> No
 def test_push_message_and_event_go_to_the_queue(api: statek.StatekClientAPI,
                                                 statek_store: str) -> None:
     sup = statek.SupervisedAgent("sup")
+    sup.update_warmup_def("exit(ticket)")  # one outside local: the event's
     job = api.submit_new_job(sup)
     assert api.push_message(job, "m1") == 0
     assert api.push_message(job.uuid, "m2") == 1
@@ -66,6 +67,20 @@ def test_push_message_and_event_go_to_the_queue(api: statek.StatekClientAPI,
     q = statek.StatekPushQueue()
     assert q.peek_messages(5)[1] == [(job.uuid, "m1"), (job.uuid, "m2")]
     assert q.peek_events(sup, 5)[1] == [{"ticket": 7}]
+
+
+def test_an_event_no_job_could_take_is_refused_when_pushed(api: statek.StatekClientAPI,
+                                                           statek_store: str) -> None:
+    """It was accepted and only dead-lettered by the worker (found by a new user)."""
+    plain, blind = statek.Agent("plain"), statek.SupervisedAgent("blind")
+    blind.update_warmup_def("exit(1)")  # reads no outside local: nowhere to put the event
+    for agent, says in ((plain, "agent 'plain' is not a SupervisedAgent"),
+                        ("plain", "agent 'plain' is not a SupervisedAgent"),
+                        (blind, "must read exactly one external local")):
+        with pytest.raises(statek.ConfigurationError, match=says):
+            api.push_event(agent, {"n": 1})
+    q = statek.StatekPushQueue()
+    assert q.peek_events(plain, 5)[1] == [] and q.peek_events(blind, 5)[1] == []
 
 
 def test_contract_import_paths() -> None:

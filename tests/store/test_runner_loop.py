@@ -146,7 +146,7 @@ async def test_in_flight_never_exceeds_max_concurrency(api: statek.StatekClientA
 async def test_poisoned_event_does_not_stop_other_agents(api: statek.StatekClientAPI) -> None:
     good = _supervised("good", "exit(task)")
     bad = _supervised("bad", "exit(task + other)")  # two external locals: cannot bind an event
-    api.push_event(bad, 1)
+    api.queue.push_event(bad, 1)  # the queue takes it (the client API refuses it at once)
     api.push_event(good, 2)
     await run_jobs_loop(4, queue_prefixes=["test"], auto_terminate=True)
     assert [j.exit_status for j in db0.find(statek.Job)] == [2]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,30 @@ def test_client_has_the_client_api_and_runs_jobs(worker: Worker) -> None:
         with pytest.raises(RemoteError) as refused:
             client.submit_new_job("nobody")
         assert refused.value.status == 404 and "nobody" in str(refused.value)
+
+
+def test_wait_gives_up_at_its_timeout_on_a_quiet_stream(worker: Worker) -> None:
+    """A job waiting for a message sends no events, only the server's keep-alives: `wait`
+    blocked forever (it looked at its deadline only when an event came)."""
+    outcome: list[BaseException | None] = []
+    with statek.connect(worker.url) as client:
+        waiter = client.submit_new_job("helper", warmup_code=WAITER)
+
+        def wait() -> None:
+            try:
+                client.wait(waiter, timeout=1.0)
+                outcome.append(None)
+            except BaseException as exc:  # the test reports what it got
+                outcome.append(exc)
+
+        began = time.monotonic()
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        thread.join(60)  # a failure bound
+        assert not thread.is_alive(), "wait(timeout=1.0) still blocked after 60 s"
+        assert isinstance(outcome[0], TimeoutError), outcome
+        assert time.monotonic() - began < 15  # before any keep-alive could have ended it
+        assert client.cancel_job(waiter) is True
 
 
 def test_async_variants(worker: Worker) -> None:

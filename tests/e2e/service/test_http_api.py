@@ -192,6 +192,7 @@ def test_agents_health_and_openapi(http: httpx.Client, worker: Worker) -> None:
     ("GET", "/v1/jobs/NOSUCHJOB/events", None, 404, "NOSUCHJOB"),
     ("POST", "/v1/agents/nobody/events", {"event": 1}, 404, "nobody"),
     ("POST", "/v1/agents/collector/events", {}, 400, "event"),
+    ("POST", "/v1/agents/helper/events", {"event": 1}, 409, "is not a SupervisedAgent"),
     ("GET", "/v1/jobs?limit=0", None, 400, "limit"),
     ("GET", "/v1/jobs?limit=x", None, 400, "limit"),
     ("GET", "/v1/jobs?status=BOGUS", None, 400, "status"),
