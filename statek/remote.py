@@ -13,6 +13,7 @@ retried after a connection error never submits or pushes twice. Needs httpx
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid as _uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -154,6 +155,8 @@ class StatekRemoteClient:
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
+        if token is None:  # as the worker and the CLI read it
+            token = os.environ.get("STATEK_HTTP_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._httpx = httpx
         self._timeout = httpx.Timeout(timeout)
@@ -576,5 +579,6 @@ class _SseParser:
 
 def connect(url: str, token: str | None = None, **options: Any) -> StatekRemoteClient:
     """A client of the worker serving its HTTP API at `url` (see `statek worker
-    --http-port`); `token` is its http_token, if it has one."""
+    --http-port`); `token` is its http_token, if it has one (default: the environment's
+    STATEK_HTTP_TOKEN, as the CLI reads it)."""
     return StatekRemoteClient(url, token, **options)

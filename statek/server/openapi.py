@@ -74,7 +74,8 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
                          "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                         {"name": "cursor", "in": "query", "schema": {"type": "integer"}},
                         {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}}],
-                    "responses": _ok("{jobs, next_cursor, total}")}},
+                    "responses": _ok("{jobs, next_cursor, total}: total counts every job "
+                                     "in the store, whatever the filters")}},
         "/v1/jobs/batch": {"post": {
             "summary": f"submit up to {settings.http_max_batch} jobs, all or none",
             "parameters": [_KEY, _PREFER],
@@ -121,7 +122,9 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
                              "responses": _ok("ok")}},
         "/readyz": {"get": {"summary": "the loop iterates within its deadline and the store is "
                                        "writable (503 otherwise; no token needed)",
-                            "responses": _ok("ready")}},
+                            "responses": {**_ok("ready"),
+                                          "503": {"description": "not ready: why, as JSON",
+                                                  "content": {"application/json": {}}}}}},
     }
     return {
         "openapi": "3.1.0",

@@ -221,7 +221,7 @@ def test_second_writer_is_told_who_holds_the_store(worker: Worker, data_dir: Pat
     assert f"it serves {worker.url}: stop it first" in second.stderr
 
 
-def test_token_limits_and_binding(tmp_path: Path) -> None:
+def test_token_limits_and_binding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
     prepare_store(data)
     refused = subprocess.run(
@@ -250,9 +250,13 @@ def test_token_limits_and_binding(tmp_path: Path) -> None:
             assert many.status_code == 400 and "http_max_batch" in many.text
         with statek.connect(secured.url, token="s3cret") as client:
             assert client.wait(client.submit_new_job("helper"), timeout=120).is_done
+        monkeypatch.delenv("STATEK_HTTP_TOKEN", raising=False)
         with statek.connect(secured.url) as client, pytest.raises(RemoteError) as denied:
             client.list_jobs()
         assert denied.value.status == 401
+        monkeypatch.setenv("STATEK_HTTP_TOKEN", "s3cret")  # read as the CLI reads it
+        with statek.connect(secured.url) as client:
+            assert client.list_jobs()["total"] >= 1
     finally:
         secured.stop()
 

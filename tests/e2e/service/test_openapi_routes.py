@@ -21,3 +21,10 @@ def test_every_route_is_documented_and_every_documented_route_served(
                   for method in item}
     assert served - documented == set(), "served but not in the OpenAPI document"
     assert documented - served == set(), "documented but not served"
+
+
+def test_readiness_documents_its_not_ready_answer() -> None:
+    """/readyz answers 503 when the loop stalls or the store is not writable; the document
+    listed only 200 and 4XX."""
+    responses = openapi_document(StatekSettings())["paths"]["/readyz"]["get"]["responses"]
+    assert {"200", "503"} <= set(responses)
