@@ -69,7 +69,8 @@ def outcome(call: Any, what: str) -> str:
     return "stored"
 
 
-def client_paths(api: Any, agent: Any, value: Any) -> dict[str, str]:
+def client_paths(api: Any, agent: Any, value: Any, listener: Any) -> dict[str, str]:
+    """`listener`: a supervised agent that can take events (push_event refuses others)."""
     job = api.submit_new_job(agent, {})
     return {
         "submit": outcome(what="submit", call=lambda: api.submit_new_job(agent, {"v": value})),
@@ -79,7 +80,7 @@ def client_paths(api: Any, agent: Any, value: Any) -> dict[str, str]:
         "metadata": outcome(what="metadata",
                             call=lambda: api.submit_new_job(agent, {}, metadata={"m": value})),
         "message": outcome(what="message", call=lambda: api.push_message(job, value)),
-        "event": outcome(what="event", call=lambda: api.push_event(agent, value)),
+        "event": outcome(what="event", call=lambda: api.push_event(listener, value)),
     }
 
 
@@ -113,11 +114,14 @@ def main() -> None:
     statek.open_prefix("values", "rw")
     api = statek.StatekClientAPI()
     agent = statek.Agent("values")
+    listener = statek.SupervisedAgent("listener")
+    listener.update_warmup_def("exit(event)")
     add_provider("values-driver", ScriptedProvider(["exit(0)"], cycle=True))
     report = []
     for value in values:
         print("value", repr(value)[:300], file=sys.stderr, flush=True)
-        entry = {"value": repr(value)[:200], "client": client_paths(api, agent, value)}
+        entry = {"value": repr(value)[:200], "client": client_paths(api, agent, value,
+                                                                        listener)}
         entry["job"] = asyncio.run(job_paths(api, agent, value))
         report.append(entry)
     jobs_before = len(api.submit_new_jobs_batch(agent, []))  # an empty batch is fine
