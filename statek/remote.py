@@ -503,7 +503,7 @@ class StatekRemoteClient:
             try:
                 async with self._async_client().stream(
                         "GET", path, headers=headers,
-                        timeout=self._stream_timeout()) as response:
+                        timeout=self._stream_timeout(STREAM_READ_S)) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         self._result(response)
@@ -520,8 +520,8 @@ class StatekRemoteClient:
                     raise self._unavailable(exc) from exc
                 await asyncio.sleep(min(2.0, self.backoff * 2**failures))
 
-    def _stream_timeout(self, read_s: float = 0.0) -> Any:
-        return self._httpx.Timeout(self._timeout.connect or 30.0, read=read_s or STREAM_READ_S)
+    def _stream_timeout(self, read_s: float) -> Any:
+        return self._httpx.Timeout(self._timeout.connect or 30.0, read=read_s)
 
 
 def _done(event: RemoteEvent) -> bool:

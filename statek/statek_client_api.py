@@ -13,7 +13,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.errors import ConfigurationError, JobNotFoundError
+from statek.errors import JobNotFoundError
 from statek.models.agent import Agent
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
@@ -21,7 +21,7 @@ from statek.models.storable import check_value
 from statek.models.submit import submit_job_ids, submit_jobs
 from statek.outbox import OutboxClient, PendingJob
 from statek.outbox.state import is_outbox_id, lookup
-from statek.runtime.queues import event_problem
+from statek.runtime.queues import check_event_target
 from statek.store import current_prefix, feeding, feeding_error, require_prefix
 
 
@@ -113,9 +113,7 @@ class StatekClientAPI:
         exactly one outside local) is refused here (ConfigurationError), rather than the
         event becoming a dead letter in the worker."""
         check_value(event, "event")  # the value's own error first, as for messages
-        problem = event_problem(_agent_of(agent))
-        if problem is not None:
-            raise ConfigurationError(f"{problem}: an event for it would never become a job")
+        check_event_target(_agent_of(agent))
         if self.outbox is not None:
             return self.outbox.push_event(agent, event)
         seq = self.queue.push_event(agent, event)

@@ -202,6 +202,14 @@ def event_problem(agent: Any) -> str | None:
     return None
 
 
+def check_event_target(agent: Any) -> None:
+    """Refuse (ConfigurationError) an agent whose events could never become jobs, before an
+    event is queued for it: the worker would only dead-letter it."""
+    problem = event_problem(agent)
+    if problem is not None:
+        raise ConfigurationError(f"{problem}: an event for it would never become a job")
+
+
 def process_agent_events(agents: Iterable[Any] | None = None, max_count: int = 100, *,
                          queue_prefixes: Sequence[str | int]) -> int:
     """Pop queued events of supervised agents and create one job per event.

@@ -33,7 +33,7 @@ from statek.models.status import STATUS_NAMES
 from statek.models.submit import check_job_params
 from statek.observability.http import add_routes as add_observability_routes
 from statek.outbox.state import is_outbox_id
-from statek.runtime.queues import event_problem
+from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
 from statek.server.commit import GroupCommitter
@@ -308,10 +308,10 @@ class Api:
 
     async def push_event(self, request: web.Request) -> web.Response:
         agent = find_agent(request.match_info["agent"], "agent")
-        problem = event_problem(agent)
-        if problem is not None:  # the worker would only dead-letter the event
-            raise ApiError(409, "agent_takes_no_events",
-                           f"{problem}: an event for it would never become a job", "agent")
+        try:
+            check_event_target(agent)
+        except ConfigurationError as exc:
+            raise ApiError(409, "agent_takes_no_events", str(exc), "agent") from None
         body = await validate.json_body(request, ("event",), ("event",))
 
         def act() -> dict[str, Any]:
