@@ -26,7 +26,13 @@ process (accepting, applying and running it: `worker_cpu_us`) and of this client
 
 Each figure is the median of 3 runs, each against a fresh worker process.
 
-    python -m benchmarks.w11_http_api [--quick]
+`--front`: the same batches POSTed to `statek serve` (the API in a process of its own,
+statek.server.front: it appends each request's jobs to its own outbox segment and answers
+202) while the worker runs them; CPU per accepted job of the front and of the worker;
+submit -> first step through the front (the event stream forwarded to the worker's API);
+the outbox rate (benchmarks.outbox) in the same run. Written to `...-w11-http-front.json`.
+
+    python -m benchmarks.w11_http_api [--quick] [--front]
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.service.conftest import Worker, clean_env, prepare_store
+from tests.e2e.service.conftest import Front, Worker, clean_env, prepare_store
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 100
@@ -167,18 +173,25 @@ def _cpu_s(pid: int) -> float:
 
 
 def _measured(worker: Worker, jobs: int, connections: int, respond_async: bool,
-              made: list[int]) -> dict[str, float]:
-    """One submission rate from an idle worker, then until the worker ran those jobs: the
-    rates and CPU per job of the worker and of this (client) process."""
+              made: list[int], front: Front | None = None) -> dict[str, float]:
+    """One submission rate from an idle worker (to its API, or to `front`), then until the
+    worker ran those jobs: the rates and CPU per job of the worker, of the front and of
+    this (client) process."""
     count = jobs // BATCH // connections * connections * BATCH
+    front_cpu = 0.0 if front is None else _cpu_s(front.proc.pid)
     cpu, client_cpu, began = _cpu_s(worker.proc.pid), time.process_time(), time.perf_counter()
-    rate = asyncio.run(_submit_rate(worker.url, jobs, connections, respond_async))
+    url = worker.url if front is None else front.url
+    rate = asyncio.run(_submit_rate(url, jobs, connections, respond_async))
     client_cpu = time.process_time() - client_cpu
+    front_cpu = 0.0 if front is None else _cpu_s(front.proc.pid) - front_cpu
     made[0] += count
     _wait_idle(worker.url, made[0])
-    return {"rate": rate, "done": count / (time.perf_counter() - began),
-            "worker_cpu_us": (_cpu_s(worker.proc.pid) - cpu) / count * 1e6,
-            "client_cpu_us": client_cpu / count * 1e6}
+    found = {"rate": rate, "done": count / (time.perf_counter() - began),
+             "worker_cpu_us": (_cpu_s(worker.proc.pid) - cpu) / count * 1e6,
+             "client_cpu_us": client_cpu / count * 1e6}
+    if front is not None:
+        found["front_cpu_us"] = front_cpu / count * 1e6
+    return found
 
 
 def _p90(values: list[float]) -> float:
@@ -229,12 +242,45 @@ def _one_run(quick: bool) -> dict[str, Any]:
             "async_ack_ms_median": statistics.median(latency_async["ack"]) * 1e3}
 
 
+def _front_run(quick: bool) -> dict[str, Any]:
+    """Batches through `statek serve` while the worker runs them (see the module doc)."""
+    from benchmarks.outbox import _submit_rates
+
+    jobs = 4_000 if quick else 20_000
+    with tempfile.TemporaryDirectory(prefix="statek-w11-") as root:
+        data = Path(root) / "data"
+        prepare_store(data)
+        worker = Worker(data, "--concurrency", "1000")
+        front = Front(data)
+        try:
+            made = [0]
+            by_connections = {n: _measured(worker, jobs, n, True, made, front) for n in (4, 16)}
+            samples = 50 if quick else 200
+            latency = asyncio.run(_first_step_latency(front.url, samples, True))
+        finally:
+            front.stop()
+            worker.stop()
+    outbox = _submit_rates(quick)[0]
+    found: dict[str, Any] = {f"front_{n}_{key}": value for n, measured in by_connections.items()
+                             for key, value in measured.items() if key != "rate"}
+    return {**found, "front_submit_jobs_per_s": by_connections[4]["rate"],
+            "front_submit_jobs_per_s_16_connections": by_connections[16]["rate"],
+            "outbox_jobs_per_s_batch_100": outbox,
+            "front_to_outbox": by_connections[16]["rate"] / outbox,
+            "front_first_step_ms_median": statistics.median(latency["first_step"]) * 1e3,
+            "front_first_step_ms_p90": _p90(latency["first_step"]) * 1e3,
+            "front_event_ms_median": statistics.median(latency["event"]) * 1e3,
+            "front_ack_ms_median": statistics.median(latency["ack"]) * 1e3}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--front", action="store_true",
+                        help="measure through `statek serve` (a front process) instead")
     args = parser.parse_args(argv)
     load = os.getloadavg()
-    runs = [_one_run(args.quick) for _ in range(3)]
+    runs = [(_front_run if args.front else _one_run)(args.quick) for _ in range(3)]
     medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     from statek._speedups import IMPLEMENTATION
 
@@ -244,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
               "medians_of_3": medians, "runs": runs,
               "targets": {"submit_jobs_per_s": ">= 10000", "first_step_ms_median": "<= 10"}}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{result['date']}-w11-http-accept{'-quick' if args.quick else ''}.json"
+    name = "w11-http-front" if args.front else "w11-http-accept"
+    out = RESULTS / f"{result['date']}-{name}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result))
 

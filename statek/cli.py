@@ -144,6 +144,49 @@ def dashboard(host: str, port: int, token: str | None) -> None:
         _store_closed()
 
 
+@main.command()
+@click.option("--host", default=None,
+              help="Address to serve on (setting http_host; another than loopback needs a "
+                   "token).")
+@click.option("--port", default=8378, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: one the OS picks; the printed URL names it).")
+@click.option("--upstream", default=None, metavar="URL",
+              help="The worker's HTTP API for reads and streams (default: the URL the worker "
+                   "holding the store noted).")
+def serve(host: str | None, port: int, upstream: str | None) -> None:
+    """Serve the HTTP API from a process of its own beside a running worker: submits,
+    messages, events and cancels go through this process's outbox (answered 202 once on
+    disk), reads and streams are forwarded to the worker's API."""
+    import asyncio
+    import sys
+
+    import statek
+    from statek.runner import _loop_factory
+    from statek.server.front import serve as serve_front
+    from statek.store import current_prefix
+
+    cfg = statek.get_statek_settings()
+    statek.init(cfg)
+    _log_to_stderr()
+    _open_store("front")
+
+    def ready(url: str) -> None:
+        click.echo(f"statek serve: http api on {url}  (writes through the outbox; Ctrl-C to "
+                   "stop)")
+        sys.stdout.flush()
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
+            runner.run(serve_front(cfg, str(current_prefix()), host or cfg.http_host, port,
+                                   upstream, ready))
+    except KeyboardInterrupt:
+        pass
+    except statek.StatekError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        _store_closed()
+
+
 def _log_to_stderr() -> None:
     """The worker's log (its "worker ready" line, shutdown, failures) on stderr at
     STATEK_LOG_LEVEL, as text or JSON lines (STATEK_LOG_FORMAT)."""
@@ -242,7 +285,8 @@ def _check_provider_names(provider: str | None, offline: bool) -> None:
 
 def _open_store(mode: str) -> None:
     """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
-    it, see statek.outbox; "worker": "rw" for a worker of its own); a held store or a missing
+    it, see statek.outbox; "worker": "rw" for a worker of its own; "front": read-only with
+    writes through the outbox, held or not, for `statek serve`); a held store or a missing
     one is one clear line."""
     from statek.errors import StoreLockedError
     from statek.store import open_default_store, open_prefix, settings
@@ -258,7 +302,7 @@ def _open_store(mode: str) -> None:
             raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
                                        "(STATEK_DATA_DIR): nothing was submitted there yet")
         db0.init(dbzero_root=str(cfg.data_dir))
-        open_prefix(cfg.default_prefix, "r")
+        open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
     except StoreLockedError as exc:
         # the holder may be an application that opened the store before any worker ran
         who = ("another process" if not exc.pid else f"process {exc.pid}" + (

@@ -148,9 +148,10 @@ async def serve(prefix: str, host: str, port: int, token: SecretStr | None,
                 ready: Any = print) -> None:
     """Serve until cancelled; `ready(url)` once listening."""
     from statek.errors import ConfigurationError
-    from statek.server.app import _bind, _loopback
+    from statek.server.app import _bind
+    from statek.server.auth import loopback
 
-    if not _loopback(host) and token is None:
+    if not loopback(host) and token is None:
         raise ConfigurationError(f"refusing to serve the dashboard on {host} without a token: "
                                  "pass --token (or STATEK_HTTP_TOKEN) or bind 127.0.0.1")
     sock = _bind(host, port)

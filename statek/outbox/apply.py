@@ -1,12 +1,19 @@
 """Applying one outbox record in the worker (inside the drain's transition).
 
 Each kind is checked before it writes anything, so a record that cannot be applied becomes a
-dead letter with the reason and writes nothing else. Values were checked by the producer
+dead letter with the reason and writes nothing else.
+
+A "keyed" record wraps the records of one HTTP request that carried an Idempotency-Key
+(statek.server.front): the key is recorded with them, in the same transaction, and a later
+record with the same key and request applies nothing: its job ids are made to name the jobs
+the first one made. So a retry that reached the front after it lost its memory of the key
+(a restart) still makes no second job. Values were checked by the producer
 and are checked again here: the worker trusts no file for what dbzero may crash on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -15,6 +22,7 @@ import dbzero as db0
 
 from statek.errors import StatekError
 from statek.models.agent import Agent
+from statek.models.idempotency import key_store
 from statek.models.job import Job
 from statek.models.jobdef import JobDef
 from statek.models.root import root_for
@@ -39,8 +47,9 @@ class Applier:
     """Applies records to the prefix whose outbox state is `state`; `created` collects the
     uuids of new jobs (the scheduler hears of them after the transition)."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, prefix: str) -> None:
         self.state = state
+        self.prefix = prefix
         self.made = state.made
         self.created: list[tuple[str, JobDef]] = []  # (uuid, its definition)
         self.applied = 0
@@ -56,6 +65,8 @@ class Applier:
                 self._event(*item[1:])
             elif kind == "cancel":
                 self._cancel(*item[1:])
+            elif kind == "keyed":
+                self._keyed(*item[1:])
             elif kind == "bad":
                 self.dead_letter("record", "", None, str(item[1]))
             elif kind != "end":
@@ -133,6 +144,44 @@ class Applier:
             return
         job.cancel()
         self.applied += 1
+
+    def _keyed(self, key: str, print_: str, status: int, answer: str, items: Any) -> None:
+        if type(key) is not str or type(print_) is not str or type(answer) is not str:
+            raise TypeError("a keyed record needs a str key, fingerprint and answer")
+        if type(items) is not list or any(type(item) is not tuple for item in items):
+            raise TypeError("a keyed record holds a list of records")
+        keys = key_store(self.prefix)
+        found = keys.find(key)
+        if found is None:
+            for item in items:
+                self.apply(item)
+            keys.remember(key, print_, int(status), answer.encode())
+        elif found[0] != print_:
+            self.dead_letter("keyed", key, None, f"Idempotency-Key {key!r} was used before "
+                                                 "for a different request: nothing applied")
+        else:
+            self._same_jobs(found[2], items)
+
+    def _same_jobs(self, first_answer: bytes, items: list[Any]) -> None:
+        """A repeated request: its job ids name the jobs its first answer named."""
+        try:
+            first = json.loads(first_answer)
+        except ValueError:
+            return
+        if type(first) is not dict:
+            return
+        first_ids = first.get("jobs") or [first.get("job")]
+        retry_ids = [pair[0] for item in items if len(item) == 5 and item[0] == "jobs"
+                     for pair in item[4]]
+        for first_id, job_id in zip(first_ids, retry_ids, strict=False):
+            job = self.target(first_id) if type(first_id) is str else None
+            if isinstance(job, Job) and is_outbox_id(job_id):
+                producer, counter = split_id(job_id)
+                made = self.made.get(producer)
+                if made is None:
+                    self.made[producer] = []
+                    made = self.made[producer]
+                record_made(made, counter, job)
 
     def dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
         letters = self.state.dead_letters

@@ -92,6 +92,14 @@ class OutboxClient:
                       ) -> tuple[list[str], list[bytes]]:
         """The jobs checked, their ids, and the records to append (appending is the caller's:
         the HTTP server groups the appends of concurrent requests, statek.server.accept)."""
+        ids, items, plain = self.submit_records(agent, shared_vars_batch, locale, job_params)
+        return ids, [records.dumps(item, plain=plain) for item in items]
+
+    def submit_records(self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
+                       locale: str | None, job_params: Mapping[str, Any],
+                       ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+        """The jobs checked: their ids, the records (not framed) and whether those hold
+        plain scalars only (`records.dumps(plain=...)`)."""
         agent_id = agent_uuid(agent)
         if locale is not None and type(locale) is not str:
             raise UnstorableValueError(f"locale must be a str, not {type(locale).__name__}")
@@ -104,35 +112,50 @@ class OutboxClient:
                  for i, v in enumerate(given)]
         scalars = _scalars(params) and all(_scalars(values) for values in batch)
         ids = self.writer.new_ids(len(batch))
-        frames = [records.dumps(("jobs", agent_id, locale, params,
-                                 list(zip(ids[at:at + JOBS_PER_RECORD],
-                                          batch[at:at + JOBS_PER_RECORD], strict=True))),
-                                plain=scalars)
-                  for at in range(0, len(batch), JOBS_PER_RECORD)]
-        return ids, frames
+        items: list[tuple[Any, ...]] = [
+            ("jobs", agent_id, locale, params,
+             list(zip(ids[at:at + JOBS_PER_RECORD], batch[at:at + JOBS_PER_RECORD],
+                      strict=True)))
+            for at in range(0, len(batch), JOBS_PER_RECORD)]
+        return ids, items, scalars
 
     def push_message(self, job: Any, message: Any) -> int:
+        return self.writer.append([records.dumps(self.message_record(job, message))])
+
+    def message_record(self, job: Any, message: Any) -> tuple[Any, ...]:
+        """The record of a message, checked: the job exists (or is pending) and takes
+        messages as this process last read it."""
         job_id = self._job_id(job)
         check_value(message, "message")
         found = self.applied(job_id)
         if isinstance(found, Job):
             found.check_takes_messages()
-        return self.writer.append([records.dumps(("msg", job_id, plain_copy(message)))])
+        return ("msg", job_id, plain_copy(message))
 
     def push_event(self, agent: Any, event: Any) -> int:
+        return self.writer.append([records.dumps(self.event_record(agent, event))])
+
+    def event_record(self, agent: Any, event: Any) -> tuple[Any, ...]:
         agent_id = agent_uuid(agent)
         check_value(event, "event")
-        return self.writer.append([records.dumps(("event", agent_id, plain_copy(event)))])
+        return ("event", agent_id, plain_copy(event))
 
     def cancel(self, job: Any) -> bool:
         """Queue the cancel; False (and nothing queued) when the job is already DONE as this
         process last read it."""
+        item = self.cancel_record(job)
+        if item is None:
+            return False
+        self.writer.append([records.dumps(item)])
+        return True
+
+    def cancel_record(self, job: Any) -> tuple[Any, ...] | None:
+        """The record of a cancel, or None for a job DONE as this process last read it."""
         job_id = self._job_id(job)
         found = self.applied(job_id)
         if isinstance(found, Job) and found.state == DONE:
-            return False
-        self.writer.append([records.dumps(("cancel", job_id))])
-        return True
+            return None
+        return ("cancel", job_id)
 
     # ------------------------------------------------------------ reads
     def applied(self, job_id: str) -> Any:

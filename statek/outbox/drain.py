@@ -117,7 +117,7 @@ class OutboxDrain:
             reclaim.reclaim(self)
         if not self.segments:
             return 0
-        applier = Applier(self.state)
+        applier = Applier(self.state, self.prefix)
         self.written = 0
         more = False
         with store.transition():

@@ -69,6 +69,11 @@ class OutboxWriter:
         except ValueError:
             return False
 
+    @property
+    def records(self) -> int:
+        """Records this process appended (the sequence number of the next one)."""
+        return self._records if self._pid == os.getpid() else 0
+
     # ------------------------------------------------------------ appending
     def append(self, frames: Sequence[bytes]) -> int:
         """Write the framed records durably, in order; returns the sequence number (of this

@@ -58,12 +58,12 @@ class OutboxAccept:
             self._client = OutboxClient(self.prefix)
         return self._client.submit_frames(agent, batch, locale, params)
 
-    async def append(self, frames: list[bytes]) -> None:
+    async def append(self, frames: list[bytes]) -> int:
         """Returns once `frames` are on disk (grouped with other requests' records)."""
         if self._group is None:
             assert self._client is not None, "encode() first"
             self._group = GroupAppend(self._client.writer)
-        await self._group.append(frames)
+        return await self._group.append(frames)
 
     async def submit(self, agent: Any, batch: Sequence[Mapping[str, Any] | None],
                      locale: str | None, params: Mapping[str, Any]) -> list[str]:
@@ -84,7 +84,11 @@ class OutboxAccept:
 
 class GroupAppend:
     """One append (a write and an fdatasync, off the event loop) for all the records given
-    while the previous one ran; `append` returns once the append holding its records did."""
+    while the previous one ran; `append` returns once the append holding its records did,
+    with the sequence number of the first of them in this producer's outbox. Numbers are
+    given when records are handed in (a front puts them in its answers before appending:
+    the group is the writer's only user there); after a failed append they run ahead of the
+    records on disk, unique and increasing all the same."""
 
     def __init__(self, writer: OutboxWriter) -> None:
         self.writer = writer
@@ -93,16 +97,20 @@ class GroupAppend:
         self._busy = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="statek-outbox-append")
         self.appends = 0  # fdatasyncs made (a test reads how requests were grouped)
+        self.next_seq = writer.records  # the number the next record given will have
 
-    async def append(self, frames: list[bytes]) -> None:
+    async def append(self, frames: list[bytes]) -> int:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        seq = self.next_seq  # a caller may read next_seq before, to put it in its answer
+        self.next_seq += len(frames)
         self._frames.extend(frames)
         self._waiting.append(done)
         if not self._busy:
             self._start(loop)
         await done  # a cancelled request leaves its records in the group: they are accepted
         # only once this returns, and the worker applies them whether or not it was answered
+        return seq
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         frames, self._frames = self._frames, []

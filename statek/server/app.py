@@ -8,8 +8,6 @@ request against ~171 µs for starlette + uvicorn: the same within this machine's
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 import os
 import socket
@@ -29,6 +27,7 @@ from statek.errors import (
     UnstorableValueError,
 )
 from statek.models.budget import KINDS
+from statek.models.idempotency import fingerprint, key_store
 from statek.models.status import STATUS_NAMES
 from statek.models.submit import check_job_params
 from statek.observability.http import add_routes as add_observability_routes
@@ -36,11 +35,11 @@ from statek.outbox.state import is_outbox_id
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
+from statek.server.auth import authorize, check_bind
 from statek.server.commit import GroupCommitter
 from statek.server.errors import ApiError, bad_field
 from statek.server.events import EventHub, console_data, status_data
 from statek.server.jsonable import jsonable
-from statek.server.keys import fingerprint, key_store
 from statek.server.openapi import openapi_document
 from statek.server.views import (
     agent_data,
@@ -59,19 +58,7 @@ log = logging.getLogger("statek.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEEPALIVE_S = 15.0
-_OPEN_PATHS = frozenset({"/v1/health", "/healthz", "/readyz"})  # probes need no token
-_SUBMIT_FIELDS = ("agent", "vars", "locale", "params")
-_BATCH_FIELDS = ("agent", "vars_batch", "locale", "params")
 _WRITING = "statek.writing"  # request key: a POST not yet waiting for its commit
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _json_response(data: Any, status: int = 200) -> web.Response:
@@ -99,7 +86,7 @@ class Api:
             self.committer.started()
             request[_WRITING] = True
         try:
-            self._authorize(request)
+            authorize(request, self.token)
             return await handler(request)
         except ApiError as exc:
             return exc.response()
@@ -122,18 +109,6 @@ class Api:
     async def _durable(self, request: web.Request) -> None:
         self._wrote(request)
         await self.committer.durable()
-
-    def _authorize(self, request: web.Request) -> None:
-        if self.token is None or request.path in _OPEN_PATHS:
-            return
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
-                                                                 self.token):
-            told = ("the bearer token is not this worker's (setting http_token)"
-                    if scheme.lower() == "bearer" and value.strip() else
-                    "this API needs 'Authorization: Bearer <token>' (setting http_token)")
-            raise ApiError(401, "unauthorized", told, headers={"WWW-Authenticate": "Bearer"})
 
     # ------------------------------------------------------------ idempotent writes
     async def _write(self, request: web.Request, status: int,
@@ -222,7 +197,7 @@ class Api:
         return fetch_job(job_id)
 
     async def submit(self, request: web.Request) -> web.Response:
-        body = await validate.json_body(request, _SUBMIT_FIELDS, ("agent",))
+        body = await validate.json_body(request, validate.SUBMIT_FIELDS, ("agent",))
         agent, locale, params = self._submission(body)
         shared = validate.typed(body, "vars", dict, {})
         if self._accepts_async(request):
@@ -236,17 +211,9 @@ class Api:
         return await self._write(request, 201, act)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
-        body = await validate.json_body(request, _BATCH_FIELDS, ("agent", "vars_batch"))
+        body = await validate.json_body(request, validate.BATCH_FIELDS, ("agent", "vars_batch"))
         agent, locale, params = self._submission(body)
-        batch = validate.typed(body, "vars_batch", list)
-        limit = self.settings.http_max_batch
-        if not 0 < len(batch) <= limit:
-            raise bad_field("vars_batch", f"must hold 1 to {limit} objects (setting "
-                                          f"http_max_batch), not {len(batch)}")
-        for index, item in enumerate(batch):
-            if item is not None and type(item) is not dict:
-                raise bad_field(f"vars_batch[{index}]",
-                                f"must be an object or null, not {type(item).__name__}")
+        batch = validate.vars_batch(body, self.settings.http_max_batch)
         if self._accepts_async(request):
             jobs = await self._accepted(request, agent, batch, locale, params)
             return _json_response({"jobs": jobs, "status": "PENDING"}, 202)
@@ -527,10 +494,7 @@ async def start_server(settings: StatekSettings) -> HttpServer:
     host, port = settings.http_host, settings.http_port
     if port is None:
         raise ConfigurationError("http_port is unset: no HTTP API to start")
-    if not _loopback(host) and settings.http_token is None:
-        raise ConfigurationError(
-            f"refusing to serve the HTTP API on {host} without a token: set http_token "
-            "(STATEK_HTTP_TOKEN) or bind 127.0.0.1")
+    check_bind(host, settings.http_token is not None)
     hub = EventHub(settings.http_event_buffer)
     app = make_app(settings, hub)
     sock = _bind(host, port)

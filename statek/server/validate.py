@@ -15,6 +15,9 @@ from statek.server.errors import ApiError, bad_field
 #: the largest request body the app accepts (bytes), for the error that names it
 MAX_BODY = web.AppKey("max_body", int)
 
+#: The fields of a submit and of a batch submit.
+SUBMIT_FIELDS = ("agent", "vars", "locale", "params")
+BATCH_FIELDS = ("agent", "vars_batch", "locale", "params")
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 _UUID = re.compile(r"[A-Za-z0-9]{1,64}")
 _TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
@@ -104,3 +107,16 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if not low <= value <= high:
         raise bad_field(name, f"must be between {low} and {high}, not {value}")
     return value
+
+
+def vars_batch(body: Mapping[str, Any], limit: int) -> list[Any]:
+    """body["vars_batch"]: 1 to `limit` objects (or nulls)."""
+    batch: list[Any] = typed(body, "vars_batch", list)
+    if not 0 < len(batch) <= limit:
+        raise bad_field("vars_batch", f"must hold 1 to {limit} objects (setting "
+                                      f"http_max_batch), not {len(batch)}")
+    for index, item in enumerate(batch):
+        if item is not None and type(item) is not dict:
+            raise bad_field(f"vars_batch[{index}]",
+                            f"must be an object or null, not {type(item).__name__}")
+    return batch

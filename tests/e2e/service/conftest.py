@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -40,26 +41,31 @@ def prepare_store(data_dir: Path) -> None:
                    timeout=120, capture_output=True)
 
 
-class Worker:
-    """`statek worker --offline --http-port 0` as a subprocess; `url` once it listens."""
+class _Served:
+    """A statek process that prints its API's URL once it listens; `url`."""
 
-    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
+    def __init__(self, data_dir: Path, command: list[str], env: dict[str, str],
+                 url_on_stdout: bool) -> None:
         self.data_dir = data_dir
-        self.env = clean_env(data_dir, **env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "statek", "worker", "--offline", "--http-port", "0", *args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.env = env
+        self.proc = subprocess.Popen([sys.executable, "-m", "statek", *command], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        stream = self.proc.stdout if url_on_stdout else self.proc.stderr
+        other = self.proc.stderr if url_on_stdout else self.proc.stdout
+        threading.Thread(target=self._read, args=(stream, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(other, False), daemon=True).start()
         self.url = self._wait_for_url()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+    def _read(self, stream: IO[str] | None, watched: bool) -> None:
+        assert stream is not None
+        for line in stream:
             self.output.append(line)
-            self.lines.put(line)
-        self.lines.put(None)
+            if watched:
+                self.lines.put(line)
+        if watched:
+            self.lines.put(None)
 
     def _wait_for_url(self) -> str:
         while True:
@@ -67,10 +73,10 @@ class Worker:
                 line = self.lines.get(timeout=START_BOUND_S)
             except queue.Empty:
                 self.stop()
-                raise AssertionError("worker printed no URL:\n" + "".join(self.output)) from None
+                raise AssertionError("printed no URL:\n" + "".join(self.output)) from None
             if line is None:
                 self.proc.wait(timeout=30)
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n"
+                raise AssertionError(f"exited {self.proc.returncode}:\n"
                                      + "".join(self.output))
             found = READY_LINE.search(line)
             if found:
@@ -84,6 +90,22 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Worker(_Served):
+    """`statek worker --offline --http-port 0` as a subprocess; `url` once it listens."""
+
+    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
+        super().__init__(data_dir, ["worker", "--offline", "--http-port", "0", *args],
+                         clean_env(data_dir, **env), url_on_stdout=False)
+
+
+class Front(_Served):
+    """`statek serve --port 0` (the HTTP API in a process of its own) as a subprocess."""
+
+    def __init__(self, data_dir: Path, *args: str, **env: str) -> None:
+        super().__init__(data_dir, ["serve", "--port", "0", *args],
+                         clean_env(data_dir, **env), url_on_stdout=True)
 
 
 @pytest.fixture(scope="module")

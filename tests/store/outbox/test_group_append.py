@@ -22,6 +22,7 @@ class _GatedWriter:
         self.started = threading.Semaphore(0)
         self.release = threading.Semaphore(0)
         self.fail_next = False
+        self.records = 0
 
     def append(self, frames: list[bytes]) -> int:
         self.calls.append(list(frames))
@@ -53,8 +54,9 @@ async def test_requests_arriving_during_an_append_share_the_next_one() -> None:
         assert writer.calls == [[b"a"], [b"b", b"c", b"d"]]
         assert not any(t.done() for t in later)  # not answered before it returned
         writer.release.release()
-        await asyncio.wait_for(asyncio.gather(*later), 60)
+        numbers = await asyncio.wait_for(asyncio.gather(*later), 60)
         assert group.appends == 2
+        assert (first.result(), numbers) == (0, [1, 3])  # each request's first record
     finally:
         group.close()
 
@@ -74,6 +76,7 @@ async def test_a_failed_append_fails_every_request_in_it_and_the_next_group_goes
         writer.release.release()
         await asyncio.wait_for(queued, 60)
         assert writer.calls == [[b"x"], [b"y"]]
+        assert queued.result() == 1  # numbers stay unique after a failure
     finally:
         group.close()
 

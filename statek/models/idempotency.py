@@ -2,8 +2,12 @@
 
 The key -> (request fingerprint, answer) mapping is stored in the worker's prefix, written in
 the transaction (and commit) of the write it answers for, so a retry after a crash or a lost
-response finds it. Keys live between `ttl` and twice that: two generations of dicts, the
-older dropped as a whole when the newer one is `ttl` old (no per-key expiry scan).
+response finds it. The worker's HTTP API writes it with the request's writes; a request
+accepted by a front process (statek.server.front) carries its key in its outbox record, and
+the worker's outbox drain records it when it applies that record (statek.outbox.apply).
+
+Keys live between `ttl` and twice that: two generations of dicts, the older dropped as a whole
+when the newer one is `ttl` old (no per-key expiry scan).
 """
 
 from __future__ import annotations
@@ -33,6 +37,21 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).hexdigest()
 
 
+def stored_answer(prefix: str, key: str) -> tuple[str, int, bytes] | None:
+    """What the worker stored for `key` (works where `prefix` is open read-only)."""
+    keys = db0.find_singleton(IdempotencyKeys, prefix)
+    return None if keys is None else _entry(keys, key)
+
+
+def _entry(keys: Any, key: str) -> tuple[str, int, bytes] | None:
+    found = keys.current.get(key)
+    if found is None:
+        found = keys.previous.get(key)
+    if found is None:
+        return None
+    return str(found[0]), int(found[1]), str(found[2]).encode()
+
+
 class KeyStore:
     """The worker's view of the stored keys (all calls run on its event loop)."""
 
@@ -42,12 +61,7 @@ class KeyStore:
 
     def find(self, key: str) -> tuple[str, int, bytes] | None:
         """(fingerprint, status, answer body) stored for `key`, if any."""
-        found = self.keys.current.get(key)
-        if found is None:
-            found = self.keys.previous.get(key)
-        if found is None:
-            return None
-        return str(found[0]), int(found[1]), str(found[2]).encode()
+        return _entry(self.keys, key)
 
     def remember(self, key: str, fingerprint: str, status: int, body: bytes) -> None:
         """Record the answer (callers hold the transition of the write it answers)."""

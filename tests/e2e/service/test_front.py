@@ -1,0 +1,249 @@
+"""`statek serve`: the HTTP API from a front process beside a running worker (a subprocess
+each): writes through the front's outbox, reads and streams forwarded, idempotency keys
+across a front restart and with the worker down, bad input, auth, SIGKILL of the front."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import statek
+from statek.outbox.state import is_outbox_id
+from tests.e2e.service.conftest import Front, Worker, prepare_store
+
+APPLY_BOUND_S = 120.0  # failure bound only: the worker applies within milliseconds
+WAITER = "print('waiting')\nexit(wait_message().value)"
+
+
+@pytest.fixture(scope="module")
+def front(worker: Worker, data_dir: Path) -> Iterator[Front]:
+    served = Front(data_dir)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture
+def http(front: Front) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=front.url, timeout=60) as client:
+        yield client
+
+
+def _done(client: httpx.Client, job_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + APPLY_BOUND_S
+    while True:
+        got = client.get(f"/v1/jobs/{job_id}")
+        if got.status_code == 200 and got.json()["status"] == "DONE":
+            return dict(got.json())
+        assert got.status_code in (200, 404), got.text
+        assert time.monotonic() < deadline, f"{job_id} not done: {got.text}"
+
+
+def test_a_batch_is_accepted_by_the_front_and_run_by_the_worker(http: httpx.Client) -> None:
+    answer = http.post("/v1/jobs/batch", json={
+        "agent": "helper", "vars_batch": [{"i": i} for i in range(30)],
+        "params": {"warmup_code": "exit(i * 3)"}})
+    assert answer.status_code == 202, answer.text
+    ids = answer.json()["jobs"]
+    assert len(set(ids)) == 30 and all(is_outbox_id(i) for i in ids)
+    first = http.get(f"/v1/jobs/{ids[0]}")  # right after: waits until the worker applied it
+    assert first.status_code == 200, first.text
+    assert not is_outbox_id(first.json()["uuid"])
+    assert [_done(http, job_id)["exit_status"] for job_id in ids] == [i * 3 for i in range(30)]
+
+
+def test_the_client_api_through_the_front(front: Front) -> None:
+    with statek.connect(front.url) as client:
+        job = client.submit_new_job("helper", {"x": 1})
+        assert job.status == "PENDING" and is_outbox_id(job.uuid)
+        done = client.wait(job, timeout=APPLY_BOUND_S)  # the stream, forwarded
+        assert done.is_done and done.locals == {"x": 1}
+        waiter = client.submit_new_job("helper", warmup_code=WAITER)
+        assert client.push_message(waiter, "hi") >= 0  # before the worker applied the job
+        assert client.wait(waiter, timeout=APPLY_BOUND_S).exit_status == "hi"
+        blocked = client.submit_new_job("helper", warmup_code=WAITER)
+        assert client.cancel_job(blocked) is True
+        cancelled = client.wait(blocked, timeout=APPLY_BOUND_S)
+        assert cancelled.cancelled
+        assert client.cancel_job(blocked.uuid) is False  # DONE as the front reads it
+        with pytest.raises(statek.IllegalTransitionError):
+            client.push_message(blocked, "late")
+        ids = client.submit_new_job_ids("helper", [{"i": 0}, {"i": 1}])
+        assert [client.wait(j, timeout=APPLY_BOUND_S).locals["i"] for j in ids] == [0, 1]
+        assert client.push_event("collector", {"n": 5}) >= 0
+
+
+def test_a_job_stream_through_the_front_has_console_and_end(http: httpx.Client) -> None:
+    answer = http.post("/v1/jobs", json={
+        "agent": "helper", "params": {"warmup_code": "print('one')\nexit(wait_message().value)"}})
+    job_id = answer.json()["job"]
+    seen: list[str] = []
+    with http.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                seen.append(line)
+                if '"SUSPENDED"' in line:
+                    pushed = http.post(f"/v1/jobs/{job_id}/messages", json={"message": "end"})
+                    assert pushed.status_code == 202, pushed.text
+                if '"DONE"' in line:
+                    break
+    assert any('"one\\n"' in line for line in seen) and '"exit_status":"end"' in seen[-1]
+
+
+def test_bad_input_is_refused_by_name_and_nothing_is_accepted(http: httpx.Client) -> None:
+    checks = [
+        (http.post("/v1/jobs", json={"agent": "nobody"}), 404, "agent_not_found"),
+        (http.post("/v1/jobs", json={"agent": "helper", "colour": 1}), 400, "invalid_field"),
+        (http.post("/v1/jobs/batch", json={"agent": "helper", "vars_batch": []}), 400,
+         "invalid_field"),
+        (http.post("/v1/jobs/batch", json={"agent": "helper",
+                                           "vars_batch": [{"i": 1}, {"_hidden": 2}]}),
+         422, "unstorable_value"),
+        (http.post("/v1/jobs", content=b"{", headers={"Content-Type": "application/json"}),
+         400, "invalid_json"),
+        (http.post("/v1/jobs/NOSUCHJOB/messages", json={"message": 1}), 404, "job_not_found"),
+        (http.post("/v1/jobs/" + "ob" + "0" * 16 + "7/cancel"), 404, "job_not_found"),
+        (http.post("/v1/agents/helper/events", json={"event": 1}), 409,
+         "agent_takes_no_events"),
+    ]
+    for answer, status, code in checks:
+        assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), \
+            answer.text
+    assert "shared_vars_batch[1]" in checks[3][0].json()["error"]["message"]
+
+
+def test_a_repeated_key_replays_and_a_reused_one_is_a_409(http: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "front-1"}
+    body = {"agent": "helper", "vars": {"n": 1}}
+    first = http.post("/v1/jobs", headers=headers, json=body)
+    again = http.post("/v1/jobs", headers=headers, json=body)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    other = http.post("/v1/jobs", headers=headers, json={**body, "vars": {"n": 2}})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_key_is_answered_after_the_front_restarts(worker: Worker, data_dir: Path) -> None:
+    body = {"agent": "helper", "vars": {"n": 7}}
+    first_front = Front(data_dir)
+    try:
+        with httpx.Client(base_url=first_front.url, timeout=60) as client:
+            first = client.post("/v1/jobs", headers={"Idempotency-Key": "restart-1"}, json=body)
+            assert first.status_code == 202
+            _done(client, first.json()["job"])  # applied: the key is in the worker's store
+    finally:
+        first_front.proc.send_signal(signal.SIGKILL)
+        first_front.proc.wait(timeout=60)
+    second_front = Front(data_dir)
+    try:
+        with httpx.Client(base_url=second_front.url, timeout=60) as client:
+            again = client.post("/v1/jobs", headers={"Idempotency-Key": "restart-1"}, json=body)
+            assert again.json() == first.json(), again.text
+            assert again.headers["Idempotent-Replayed"] == "true"
+    finally:
+        second_front.stop()
+
+
+def test_with_no_worker_writes_wait_and_a_retried_key_makes_one_job(tmp_path: Path) -> None:
+    """The worker is down: the front accepts into its segment and says reads need a worker;
+    a front restarted before anything was applied cannot know a key, so the retry gets new
+    ids: the worker makes them name the first request's job."""
+    data = tmp_path / "data"
+    prepare_store(data)
+    body = {"agent": "helper", "vars": {"n": 3}, "params": {"warmup_code": "exit(n)"}}
+    answers = []
+    for _ in range(2):
+        front = Front(data)
+        try:
+            with httpx.Client(base_url=front.url, timeout=60) as client:
+                answer = client.post("/v1/jobs", headers={"Idempotency-Key": "down-1"},
+                                     json=body)
+                assert answer.status_code == 202, answer.text
+                answers.append(answer.json()["job"])
+                read = client.get("/v1/jobs")
+                assert read.status_code == 503 and read.json()["error"]["code"] == \
+                    "no_worker_api"
+                assert "statek worker --http-port" in read.json()["error"]["message"]
+        finally:
+            front.proc.send_signal(signal.SIGKILL)
+            front.proc.wait(timeout=60)
+    assert answers[0] != answers[1]
+    worker = Worker(data)
+    try:
+        with httpx.Client(base_url=worker.url, timeout=60) as client:
+            made = {_done(client, job_id)["uuid"] for job_id in answers}
+            assert len(made) == 1  # one job, named by both ids
+            assert client.get("/v1/jobs", params={"limit": 1}).json()["total"] == 1
+    finally:
+        worker.stop()
+
+
+def test_sigkill_of_the_front_loses_no_accepted_job_and_doubles_none(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    prepare_store(data)
+    worker = Worker(data, "--concurrency", "200")
+    accepted: dict[str, int] = {}
+    chooser = random.Random(23)
+    value = 0
+    try:
+        for _ in range(5):  # SIGKILL right after the n-th answer, at a seeded n
+            front = Front(data)
+            try:
+                with httpx.Client(base_url=front.url, timeout=60) as client:
+                    for _ in range(chooser.randint(1, 5)):
+                        batch = list(range(value, value + 50))
+                        value += 50
+                        answer = client.post("/v1/jobs/batch", json={
+                            "agent": "helper", "vars_batch": [{"v": v} for v in batch],
+                            "params": {"warmup_code": "exit(v)"}})
+                        assert answer.status_code == 202, answer.text
+                        accepted.update(zip(answer.json()["jobs"], batch, strict=True))
+            finally:
+                front.proc.send_signal(signal.SIGKILL)
+                front.proc.wait(timeout=60)
+        with httpx.Client(base_url=worker.url, timeout=60) as client:
+            made = {job_id: _done(client, job_id) for job_id in accepted}
+            assert all(made[job_id]["exit_status"] == v for job_id, v in accepted.items())
+            assert len({str(job["uuid"]) for job in made.values()}) == len(accepted)
+            assert client.get("/v1/jobs", params={"limit": 1}).json()["total"] == len(accepted)
+    finally:
+        worker.stop()
+
+
+def test_a_token_guards_the_front_and_is_passed_to_the_worker(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    prepare_store(data)
+    worker = Worker(data, STATEK_HTTP_TOKEN="s3cret")
+    front = Front(data, STATEK_HTTP_TOKEN="s3cret")
+    try:
+        with httpx.Client(base_url=front.url, timeout=60) as client:
+            refused = client.post("/v1/jobs", json={"agent": "helper"})
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+            assert client.get("/v1/jobs").status_code == 401
+            wrong = client.get("/v1/jobs", headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+        with statek.connect(front.url, token="s3cret") as remote:
+            job = remote.submit_new_job("helper", {"k": 2})
+            assert remote.wait(job, timeout=APPLY_BOUND_S).locals == {"k": 2}
+    finally:
+        front.stop()
+        worker.stop()
+
+
+def test_the_front_refuses_a_public_bind_without_a_token(data_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.service.conftest import clean_env
+
+    done = subprocess.run([sys.executable, "-m", "statek", "serve", "--host", "0.0.0.0",
+                           "--port", "0"], env=clean_env(data_dir), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0 and "without a token" in done.stderr
