@@ -238,7 +238,7 @@ class Api:
         limit = validate.query_int(request, "limit", 100, 1, 1000)
         cursor = (validate.query_int(request, "cursor", 0, 0, 2**62)
                   if "cursor" in request.query else None)
-        order = request.query.get("order", "asc")
+        order = request.query.get("order", "asc").lower()
         if order not in ("asc", "desc"):
             raise bad_field("order", f"must be 'asc' or 'desc', not {order[:40]!r}")
         page = list_jobs(states, agent, limit, cursor, order == "desc")

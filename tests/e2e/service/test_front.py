@@ -126,6 +126,9 @@ def test_a_repeated_key_replays_and_a_reused_one_is_a_409(http: httpx.Client) ->
     again = http.post("/v1/jobs", headers=headers, json=body)
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    reordered = http.post("/v1/jobs", content=b'{"vars": {"n": 1}, "agent": "helper"}',
+                          headers={**headers, "Content-Type": "application/json"})
+    assert reordered.json() == first.json(), reordered.text
     other = http.post("/v1/jobs", headers=headers, json={**body, "vars": {"n": 2}})
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
 

@@ -95,6 +95,9 @@ def test_idempotency_key_replays_the_first_answer(http: httpx.Client) -> None:
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     assert http.get("/v1/jobs", params={"limit": 1}).json()["total"] == total
+    reordered = http.post("/v1/jobs", content=b'{ "vars": {"n": 17},  "agent": "helper"}',
+                          headers={**headers, "Content-Type": "application/json"})
+    assert reordered.json() == first.json(), reordered.text  # the same JSON value
     other = http.post("/v1/jobs", json={"agent": "helper", "vars": {"n": 18}}, headers=headers)
     assert error_of(other, 409)["field"] == "Idempotency-Key"
     bad_key = http.post("/v1/jobs", json={"agent": "helper"}, headers={"Idempotency-Key": "a b"})
@@ -148,6 +151,8 @@ def test_listing_pages_filters_and_counts(http: httpx.Client) -> None:
     assert seen[-5:] == mine and len(seen) == len(set(seen))
     newest = http.get("/v1/jobs", params={"order": "desc", "limit": 5}).json()["jobs"]
     assert [j["uuid"] for j in newest] == mine[::-1]
+    shouted = http.get("/v1/jobs", params={"order": "DESC", "limit": 5}).json()["jobs"]
+    assert shouted == newest  # as status=done is taken for DONE
     counts = http.get("/v1/counts").json()
     assert counts["total"] == len(seen)
     assert sum(counts["by_status"].values()) == counts["total"]
