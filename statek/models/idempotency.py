@@ -12,6 +12,7 @@ when the newer one is `ttl` old (no per-key expiry scan).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -38,11 +39,9 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     """What makes two requests the same: method, path and the body's JSON value (key order
     and spacing do not matter; a body that is not JSON counts as its bytes). The standard
     library parses it: integers stay exact, so different big ids never look alike."""
-    try:
+    with contextlib.suppress(ValueError, RecursionError):
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False).encode()
-    except (ValueError, RecursionError):
-        pass
     return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).hexdigest()
 
 

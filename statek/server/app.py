@@ -37,7 +37,7 @@ from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
 from statek.server.auth import authorize, check_bind
 from statek.server.commit import GroupCommitter
-from statek.server.errors import ApiError, bad_field
+from statek.server.errors import ApiError, bad_field, unstorable
 from statek.server.events import EventHub, console_data, status_data
 from statek.server.jsonable import jsonable
 from statek.server.openapi import openapi_document
@@ -136,7 +136,7 @@ class Api:
                 if key is not None:
                     self.keys.remember(key, print_, status, answer)
         except UnstorableValueError as exc:
-            raise ApiError(422, "unstorable_value", str(exc)) from None
+            raise unstorable(exc) from None
         except JobNotFoundError as exc:
             raise ApiError(404, "job_not_found", str(exc)) from None
         except IllegalTransitionError as exc:
@@ -182,7 +182,7 @@ class Api:
         try:
             ids, frames = self.accept.encode(agent, batch, locale, params)
         except UnstorableValueError as exc:
-            raise ApiError(422, "unstorable_value", str(exc)) from None
+            raise unstorable(exc) from None
         except (TypeError, ValueError) as exc:
             raise ApiError(422, "invalid_value", str(exc)) from None
         self._wrote(request)  # nothing for the store's commit: the outbox append is its own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -32,3 +33,19 @@ class ApiError(Exception):
 def bad_field(field: str, message: str) -> ApiError:
     """400 naming the field of the request body (or query) that is wrong."""
     return ApiError(400, "invalid_field", f"{field}: {message}", field)
+
+
+#: How the Python API names a job's variables in its errors: `shared_vars['n']`,
+#: `shared_vars_batch[2]['n']`.
+_PYTHON_VARS = re.compile(r"shared_vars(?:_batch(\[\d+\]))?((?:\['[^']*'\])*)")
+
+
+def unstorable(exc: Exception) -> ApiError:
+    """422 for a value no job could store, naming the request's field (`vars['n']`,
+    `vars_batch[2]['n']`) where the Python API's message names its parameter."""
+    text = str(exc)
+    found = _PYTHON_VARS.match(text)
+    if found is None:
+        return ApiError(422, "unstorable_value", text)
+    field = ("vars" if found.group(1) is None else "vars_batch" + found.group(1)) + found.group(2)
+    return ApiError(422, "unstorable_value", field + text[found.end():], field)

@@ -49,7 +49,7 @@ from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
 from statek.server.auth import authorize, check_bind
-from statek.server.errors import ApiError, bad_field
+from statek.server.errors import ApiError, bad_field, unstorable
 from statek.server.views import find_agent
 from statek.settings import StatekSettings
 
@@ -317,7 +317,7 @@ def _checked(make: Callable[[], _T]) -> _T:
     try:
         return make()
     except UnstorableValueError as exc:
-        raise ApiError(422, "unstorable_value", str(exc)) from None
+        raise unstorable(exc) from None
     except JobNotFoundError as exc:
         raise ApiError(404, "job_not_found", str(exc)) from None
     except IllegalTransitionError as exc:

@@ -113,7 +113,7 @@ def test_http_keeps_big_integers_exact_or_refuses_them(worker: Worker) -> None:
             body = '{"agent": "helper", "vars": {"n": LITERAL}}'.replace("LITERAL", literal)
             answer = http.post("/v1/jobs", headers=headers, content=body)
             assert answer.status_code == 422, answer.text  # was stored as a float
-            assert "shared_vars['n']" in answer.json()["error"]["message"]
+            assert answer.json()["error"]["field"] == "vars['n']"
             assert "does not fit in 64 bits" in answer.json()["error"]["message"]
         answer = http.post("/v1/jobs", headers=headers, content=(
             '{"agent": "helper", "vars": {"n": 9223372036854775807, "s": "12345678901234567890"}}'))
