@@ -291,7 +291,8 @@ class Front:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = aiohttp.ClientSession(  # no pool limit: each open stream holds
+                connector=aiohttp.TCPConnector(limit=0),  # a connection to the worker
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
                 auto_decompress=False)
         return self._session
