@@ -129,6 +129,11 @@ class RemoteJob:
         return f"<RemoteJob {self.uuid} {self.status}>"
 
 
+def _batch_answer(answer: Mapping[str, Any]) -> list[tuple[str, str]]:
+    status = str(answer.get("status", "READY"))
+    return [(str(uuid), status) for uuid in answer["jobs"]]
+
+
 def _ref(thing: Any) -> str:
     """A job or agent given as uuid/role text, a RemoteJob, or a local statek object."""
     if isinstance(thing, str):
@@ -299,35 +304,47 @@ class StatekRemoteClient:
     def submit_new_job_ids(self, agent: Any,
                            shared_vars_batch: Iterable[Mapping[str, Any] | None],
                            locale: str | None = None, **job_params: Any) -> list[str]:
-        """Jobs in requests of up to BATCH_CHUNK, each all or nothing; returns uuids."""
-        uuids: list[str] = []
-        for chunk in self._chunks(shared_vars_batch):
-            body = {**self._submission(agent, locale, job_params), "vars_batch": chunk}
-            uuids.extend(self.request("POST", "/v1/jobs/batch", body)["jobs"])
-        return uuids
+        """Jobs in requests of up to BATCH_CHUNK, each all or nothing; returns uuids (outbox
+        ids from a front, `statek serve`: the jobs are made once the worker applies them)."""
+        return [uuid for uuid, _status in self._submit_batch(agent, shared_vars_batch,
+                                                              locale, job_params)]
 
     async def submit_new_job_ids_async(self, agent: Any,
                                        shared_vars_batch: Iterable[Mapping[str, Any] | None],
                                        locale: str | None = None,
                                        **job_params: Any) -> list[str]:
-        uuids: list[str] = []
-        for chunk in self._chunks(shared_vars_batch):
-            body = {**self._submission(agent, locale, job_params), "vars_batch": chunk}
-            uuids.extend((await self.request_async("POST", "/v1/jobs/batch", body))["jobs"])
-        return uuids
+        return [uuid for uuid, _status in await self._submit_batch_async(
+            agent, shared_vars_batch, locale, job_params)]
 
     def submit_new_jobs_batch(self, agent: Any,
                               shared_vars_batch: Iterable[Mapping[str, Any] | None],
                               locale: str | None = None, **job_params: Any) -> list[RemoteJob]:
-        ids = self.submit_new_job_ids(agent, shared_vars_batch, locale, **job_params)
-        return [RemoteJob(self, {"uuid": u, "status": "READY"}) for u in ids]
+        made = self._submit_batch(agent, shared_vars_batch, locale, job_params)
+        return [RemoteJob(self, {"uuid": u, "status": status}) for u, status in made]
 
     async def submit_new_jobs_batch_async(
             self, agent: Any, shared_vars_batch: Iterable[Mapping[str, Any] | None],
             locale: str | None = None, **job_params: Any) -> list[RemoteJob]:
-        ids = await self.submit_new_job_ids_async(agent, shared_vars_batch, locale,
-                                                  **job_params)
-        return [RemoteJob(self, {"uuid": u, "status": "READY"}) for u in ids]
+        made = await self._submit_batch_async(agent, shared_vars_batch, locale, job_params)
+        return [RemoteJob(self, {"uuid": u, "status": status}) for u, status in made]
+
+    def _submit_batch(self, agent: Any, batch: Iterable[Mapping[str, Any] | None],
+                      locale: str | None, job_params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(id, status as answered) of each job: READY from a worker, PENDING from a front."""
+        made: list[tuple[str, str]] = []
+        for chunk in self._chunks(batch):
+            body = {**self._submission(agent, locale, job_params), "vars_batch": chunk}
+            made.extend(_batch_answer(self.request("POST", "/v1/jobs/batch", body)))
+        return made
+
+    async def _submit_batch_async(self, agent: Any, batch: Iterable[Mapping[str, Any] | None],
+                                  locale: str | None,
+                                  job_params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        made: list[tuple[str, str]] = []
+        for chunk in self._chunks(batch):
+            body = {**self._submission(agent, locale, job_params), "vars_batch": chunk}
+            made.extend(_batch_answer(await self.request_async("POST", "/v1/jobs/batch", body)))
+        return made
 
     def get_job(self, uuid: str) -> RemoteJob:
         return RemoteJob(self, self.request("GET", f"/v1/jobs/{_ref(uuid)}"))

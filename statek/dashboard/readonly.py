@@ -149,11 +149,12 @@ async def serve(prefix: str, host: str, port: int, token: SecretStr | None,
     """Serve until cancelled; `ready(url)` once listening."""
     from statek.errors import ConfigurationError
     from statek.server.app import _bind
-    from statek.server.auth import loopback
+    from statek.server.auth import check_bind
 
-    if not loopback(host) and token is None:
-        raise ConfigurationError(f"refusing to serve the dashboard on {host} without a token: "
-                                 "pass --token (or STATEK_HTTP_TOKEN) or bind 127.0.0.1")
+    try:
+        check_bind(host, token)
+    except ConfigurationError as exc:
+        raise ConfigurationError(str(exc).replace("the HTTP API", "the dashboard")) from None
     sock = _bind(host, port)
     runner = web.AppRunner(make_app(prefix, token), access_log=None, handle_signals=False,
                            shutdown_timeout=1.0)

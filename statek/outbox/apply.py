@@ -159,6 +159,7 @@ class Applier:
         elif found[0] != print_:
             self.dead_letter("keyed", key, None, f"Idempotency-Key {key!r} was used before "
                                                  "for a different request: nothing applied")
+            self._refused(items)
         else:
             self._same_jobs(found[2], items)
 
@@ -182,6 +183,22 @@ class Applier:
                     self.made[producer] = []
                     made = self.made[producer]
                 record_made(made, counter, job)
+
+    def _refused(self, items: list[Any]) -> None:
+        """Mark the job ids of refused records as applied to nothing (a read of one then
+        says it was refused, rather than not applied yet)."""
+        for item in items:
+            if len(item) != 5 or item[0] != "jobs" or type(item[4]) is not list:
+                continue
+            for pair in item[4]:
+                if type(pair) is tuple and pair and is_outbox_id(pair[0]):
+                    producer, counter = split_id(pair[0])
+                    made = self.made.get(producer)
+                    if made is None:
+                        self.made[producer] = []
+                        made = self.made[producer]
+                    if counter >= len(made):
+                        record_made(made, counter, None)
 
     def dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
         letters = self.state.dead_letters

@@ -64,6 +64,17 @@ def made_for(state: Any, job_id: str) -> Any:
     return jobs[counter] if jobs is not None and counter < len(jobs) else None
 
 
+def settled(prefix: str, job_id: str) -> bool:
+    """Whether the worker has applied the submit of outbox id `job_id`: made its job, or
+    refused it (its slot holds None; the reason is a dead letter)."""
+    found = find_state(prefix)
+    if found is None:
+        return False
+    producer, counter = split_id(job_id)
+    jobs = found.made.get(producer)
+    return jobs is not None and counter < len(jobs)
+
+
 def record_made(jobs: Any, counter: int, job: Any) -> None:
     """Put `job` at `counter` in a producer's list (ids may arrive out of order when a
     producer's threads race: the gap is filled with None until its job comes)."""

@@ -494,7 +494,7 @@ async def start_server(settings: StatekSettings) -> HttpServer:
     host, port = settings.http_host, settings.http_port
     if port is None:
         raise ConfigurationError("http_port is unset: no HTTP API to start")
-    check_bind(host, settings.http_token is not None)
+    check_bind(host, settings.http_token)
     hub = EventHub(settings.http_event_buffer)
     app = make_app(settings, hub)
     sock = _bind(host, port)

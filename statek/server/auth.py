@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from statek.errors import ConfigurationError
 from statek.server.errors import ApiError
@@ -24,12 +25,30 @@ def loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, has_token: bool) -> None:
-    """A non-loopback host without a token is refused."""
-    if not loopback(host) and not has_token:
+#: The shortest token that may guard an address other than loopback.
+MIN_PUBLIC_TOKEN = 16
+
+
+def check_bind(host: str, token: SecretStr | None) -> None:
+    """Refuse a token that lets anyone in (empty: `Authorization: Bearer` with nothing after
+    it would match) and a non-loopback host without a token, or with a short one."""
+    secret = None if token is None else token.get_secret_value()
+    if secret is not None and not secret.strip():
+        raise ConfigurationError(
+            "http_token (STATEK_HTTP_TOKEN) is set but empty: it would let every request in; "
+            "unset it (then only 127.0.0.1 can be served) or set a real one, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if loopback(host):
+        return
+    if secret is None:
         raise ConfigurationError(
             f"refusing to serve the HTTP API on {host} without a token: set http_token "
             "(STATEK_HTTP_TOKEN) or bind 127.0.0.1")
+    if len(secret.strip()) < MIN_PUBLIC_TOKEN:
+        raise ConfigurationError(
+            f"refusing to serve the HTTP API on {host} with a token of {len(secret.strip())} "
+            f"characters: a public address needs at least {MIN_PUBLIC_TOKEN}, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
 
 
 def authorize(request: web.Request, token: bytes | None) -> None:
@@ -38,7 +57,8 @@ def authorize(request: web.Request, token: bytes | None) -> None:
         return
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+    if (scheme.lower() != "bearer" or not token.strip()  # an empty token admits no one
+            or not hmac.compare_digest(value.strip().encode(), token)):
         told = ("the bearer token is not this worker's (setting http_token)"
                 if scheme.lower() == "bearer" and value.strip() else
                 "this API needs 'Authorization: Bearer <token>' (setting http_token)")

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -32,8 +34,10 @@ from typing import Any, TypeVar
 import aiohttp
 import dbzero as db0
 from aiohttp import web
+from yarl import URL
 
 from statek import _json, store
+from statek._version import __version__
 from statek.errors import (
     ConfigurationError,
     IllegalTransitionError,
@@ -45,11 +49,13 @@ from statek.models.status import STATUS_NAMES
 from statek.models.submit import check_job_params
 from statek.outbox import records
 from statek.outbox.client import OutboxClient
+from statek.outbox.state import settled
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
 from statek.server.auth import authorize, check_bind
 from statek.server.errors import ApiError, bad_field, unstorable
+from statek.server.openapi import openapi_document
 from statek.server.views import find_agent
 from statek.settings import StatekSettings
 
@@ -61,7 +67,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                   "upgrade", "proxy-authorization", "proxy-authenticate", "host",
                   "content-length"})
+_VIA = "X-Statek-Front"  # marks a request this front forwarded (a loop is refused)
+#: Cancels remembered, so a repeated cancel is answered as already queued.
+_CANCELS_KEPT = 100_000
 _JOB_PATH = re.compile(r"/v1/jobs/(ob[0-9a-f]{16,32})(/.*)?")
+_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 #: How long a read of a job this front accepted waits for the worker to apply it.
 APPLIED_WAIT_S = 10.0
 _APPLIED_POLL_S = 0.005
@@ -99,6 +109,8 @@ class Front:
         self.keys = RecentKeys()
         self._keyed: dict[str, asyncio.Future[None]] = {}  # keys whose request is appending
         self.given_upstream = upstream.rstrip("/") if upstream else None
+        self.marker = f"{os.getpid()}-{secrets.token_hex(8)}"  # sent on: a loop comes back
+        self._cancelled: dict[str, None] = {}  # ids whose cancel this front queued, newest last
         self._upstream: str | None = self.given_upstream
         self._session: aiohttp.ClientSession | None = None
         token = settings.http_token
@@ -154,15 +166,24 @@ class Front:
         return await self._accept(request, [item], False, lambda seq: {"seq": seq})
 
     async def cancel(self, request: web.Request) -> web.Response:
-        job_id = validate.uuid_text(request.match_info["uuid"], "uuid")
+        """Queue the cancel (202); `cancelled` is False, and nothing is queued, for a job
+        DONE as last read or one whose cancel this front already queued."""
+        job_id = request.match_info["uuid"]
+        if not _ID.fullmatch(job_id):
+            raise ApiError(404, "job_not_found", f"no job with uuid {job_id[:80]!r}")
         item = _checked(lambda: self.outbox.cancel_record(job_id))
-        if item is None:
-            return _json_response({"cancelled": False, "status": "DONE"})
         found = self.outbox.applied(job_id)
         status = "PENDING" if found is None else STATUS_NAMES[found.state]
-        return await self._accept(request, [item], False,
-                                  lambda seq: {"cancelled": True, "status": status,
-                                               "queued": True})
+        if item is None or job_id in self._cancelled:
+            return _json_response({"cancelled": False, "status": status,
+                                   "queued": item is not None})
+        answer = await self._accept(request, [item], False,
+                                    lambda seq: {"cancelled": True, "status": status,
+                                                 "queued": True})
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > _CANCELS_KEPT:
+            del self._cancelled[next(iter(self._cancelled))]
+        return answer
 
     def _submission(self, body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
         agent_ref = validate.typed(body, "agent", str)
@@ -236,6 +257,20 @@ class Front:
         await self.group.append(frames)
         self.accepted += len(frames)
 
+    # ------------------------------------------------------------ its own probes
+    async def health(self, request: web.Request) -> web.Response:
+        """The front's own liveness (it accepts writes with or without a worker); the
+        worker's address as last found, if any."""
+        try:
+            worker: str | None = self._upstream_url()
+        except ApiError:
+            worker = None
+        return _json_response({"ok": True, "version": __version__, "pid": os.getpid(),
+                               "prefix": self.prefix, "role": "front", "worker_url": worker})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json_response(openapi_document(self.settings))
+
     # ------------------------------------------------------------ everything else
     async def forward(self, request: web.Request) -> web.StreamResponse:
         """The request, answered by the worker's own API (a stream is passed on as it
@@ -243,10 +278,18 @@ class Front:
         found = _JOB_PATH.fullmatch(request.path)
         if found is not None and request.method == "GET":
             await self._applied(found.group(1))
+        if request.headers.get(_VIA) == self.marker:
+            raise ApiError(508, "forwarding_loop", "this front forwarded the request to itself: "
+                           "--upstream must name the worker's API, not the front's")
         data = await request.read() if request.body_exists else None
         upstream = await self._request(request, data)
         try:
             headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
+            if upstream.status == 401:
+                raise ApiError(401, "unauthorized", "the worker behind this front refused the "
+                               "request's token (the front passes the Authorization header on: "
+                               "give both processes the same STATEK_HTTP_TOKEN)",
+                               headers={"WWW-Authenticate": "Bearer"})
             if upstream.content_type != "text/event-stream":
                 body = await upstream.read()
                 return web.Response(status=upstream.status, body=body, headers=headers)
@@ -264,6 +307,7 @@ class Front:
     async def _request(self, request: web.Request,
                        data: bytes | None) -> aiohttp.ClientResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers[_VIA] = self.marker
         for attempt in range(2):
             base = self._upstream_url(refresh=attempt > 0)
             try:
@@ -271,7 +315,10 @@ class Front:
                     request.method, base + str(request.rel_url), headers=headers, data=data,
                     allow_redirects=False)
             except aiohttp.ClientConnectionError as exc:
-                failed = exc  # the worker may have restarted on another port: read again
+                failed: Exception = exc  # the worker may have restarted elsewhere: read again
+            except aiohttp.ClientError as exc:  # e.g. an --upstream that is no URL
+                failed = exc
+                break
         raise ApiError(502, "worker_unreachable",
                        f"the worker's HTTP API at {base} does not answer ({failed}); writes "
                        "are still accepted here and applied when a worker runs")
@@ -300,11 +347,16 @@ class Front:
     async def _applied(self, job_id: str) -> None:
         if not self.outbox.writer.issued(job_id):
             return
+        self._upstream_url()  # no worker: 503 at once, not after the wait
         deadline = time.monotonic() + APPLIED_WAIT_S
-        while self.outbox.applied(job_id) is None:
+        while not self._settled(job_id):
             if time.monotonic() >= deadline:
                 return  # the worker answers 404 naming the outbox id
             await asyncio.sleep(_APPLIED_POLL_S)  # a read-only prefix cannot be woken
+
+    def _settled(self, job_id: str) -> bool:
+        db0.refresh()
+        return settled(self.prefix, job_id)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -345,6 +397,17 @@ def worker_url(prefix: str) -> str | None:
     return url.rstrip("/") if isinstance(url, str) else None
 
 
+def check_upstream(url: str) -> None:
+    """An --upstream that can name a worker's API: http(s)://host[:port]."""
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"--upstream {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"--upstream {url!r} must be http(s)://HOST[:PORT], the "
+                                 "address of the worker's HTTP API")
+
+
 def make_app(front: Front) -> web.Application:
     app = web.Application(middlewares=[front.middleware],
                           client_max_size=front.settings.http_max_body)
@@ -354,6 +417,9 @@ def make_app(front: Front) -> web.Application:
     app.router.add_post("/v1/jobs/{uuid}/messages", front.push_message)
     app.router.add_post("/v1/jobs/{uuid}/cancel", front.cancel)
     app.router.add_post("/v1/agents/{agent}/events", front.push_event)
+    for probe in ("/v1/health", "/healthz", "/readyz"):
+        app.router.add_get(probe, front.health)
+    app.router.add_get("/v1/openapi.json", front.openapi)
     app.router.add_route("*", "/{tail:.*}", front.forward)
     return app
 
@@ -364,7 +430,9 @@ async def serve(settings: StatekSettings, prefix: str, host: str, port: int,
     """Serve until cancelled; `ready(url)` once listening."""
     from statek.server.app import _bind
 
-    check_bind(host, settings.http_token is not None)
+    check_bind(host, settings.http_token)
+    if upstream is not None:
+        check_upstream(upstream)
     front = Front(settings, prefix, upstream)
     sock = _bind(host, port)
     runner = web.AppRunner(make_app(front), access_log=None, handle_signals=False,

@@ -13,7 +13,7 @@ from statek.models.agent import Agent, SupervisedAgent
 from statek.models.job import Job
 from statek.models.root import root_jobs
 from statek.models.status import DONE, STATUS_NAMES
-from statek.outbox.state import is_outbox_id, lookup
+from statek.outbox.state import is_outbox_id, lookup, settled
 from statek.server.errors import ApiError, bad_field
 from statek.server.jsonable import jsonable
 
@@ -29,6 +29,10 @@ def fetch_job(job_uuid: str) -> Any:
         found = lookup(db0.get_current_prefix().name, job_uuid)
         if isinstance(found, Job):
             return found
+        if settled(db0.get_current_prefix().name, job_uuid):
+            raise ApiError(404, "job_not_found", f"no job with id {job_uuid!r}: the worker "
+                           "refused its submit (the reason is in its outbox dead letters, e.g. "
+                           "an Idempotency-Key reused for another request)")
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid!r} (an outbox id the "
                        "worker has not applied yet, or one no producer gave)")
     if not _UUID.fullmatch(job_uuid) or not db0.exists(job_uuid):

@@ -142,21 +142,27 @@ def test_readme_snippet_runs_as_written(source: str, empty_folder: Path,
     assert stray, "a snippet stores its state in the folder it runs in"
 
 
-def test_the_feeding_snippet_runs_again_in_the_same_folder(empty_folder: Path,
-                                                          drop: list[str],
-                                                          nobody_can_respawn: bool) -> None:
-    """A user runs it a second time: it reuses its agent (a second one with the same role
-    made the role ambiguous and the snippet died with its worker still running)."""
-    [source] = [src for name, src in SNIPPETS
-                if name.endswith("-feeding-a-running-worker") and 'when_held="feed"' in src]
+#: Snippets that feed a worker by agent role: run twice in one folder, they must reuse their
+#: agent (a second one with the same role made the role ambiguous, and the snippet died with
+#: its worker still running).
+FEEDING = [pytest.param(src, id=name) for name, src in SNIPPETS
+           if 'when_held="feed"' in src or "statek.connect(" in src]
+
+
+@pytest.mark.parametrize(("source",), FEEDING)
+def test_the_feeding_snippets_run_again_in_the_same_folder(source: str, empty_folder: Path,
+                                                           drop: list[str],
+                                                           nobody_can_respawn: bool) -> None:
+    assert len(FEEDING) >= 3
     script = empty_folder / "snippet.py"
     script.write_text(source, encoding="utf-8")
     command = [*(drop if nobody_can_respawn else []), sys.executable, str(script)]
+    expected = _PRINTS.findall(source)
     for _ in range(2):
         out = subprocess.run(command, cwd=empty_folder, env=_environment(empty_folder),
                              capture_output=True, text=True, timeout=_TIMEOUT_S)
         assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-        assert "answer: ok" in out.stdout
+        assert expected and all(text in out.stdout for text in expected), out.stdout
 
 
 def test_snippets_run_unprivileged_when_root() -> None:

@@ -229,6 +229,17 @@ def test_token_limits_and_binding(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
          "--http-host", "0.0.0.0"], env=clean_env(data), capture_output=True, text=True,
         timeout=120)
     assert refused.returncode == 1 and "without a token" in refused.stderr
+    for token, told in (("", "set but empty"), ("  ", "set but empty"),
+                        ("short", "a token of 5 characters")):
+        # an empty token matched `Authorization: Bearer` with nothing after it
+        for host in ("0.0.0.0", "127.0.0.1"):
+            if host == "127.0.0.1" and token == "short":
+                continue  # a short token on loopback is the user's choice
+            weak = subprocess.run(
+                [sys.executable, "-m", "statek", "worker", "--offline", "--http-port", "0",
+                 "--http-host", host], env=clean_env(data, STATEK_HTTP_TOKEN=token),
+                capture_output=True, text=True, timeout=120)
+            assert weak.returncode == 1 and told in weak.stderr, (token, host, weak.stderr)
     secured = Worker(data, STATEK_HTTP_TOKEN="s3cret", STATEK_HTTP_MAX_BODY="2000",
                      STATEK_HTTP_MAX_BATCH="3")
     try:

@@ -15,7 +15,8 @@ import pytest
 
 import statek
 from statek.outbox.state import is_outbox_id
-from tests.e2e.service.conftest import Front, Worker, prepare_store
+from statek.server.front import APPLIED_WAIT_S
+from tests.e2e.service.conftest import Front, Worker, clean_env, prepare_store
 
 APPLY_BOUND_S = 120.0  # failure bound only: the worker applies within milliseconds
 WAITER = "print('waiting')\nexit(wait_message().value)"
@@ -70,6 +71,7 @@ def test_the_client_api_through_the_front(front: Front) -> None:
         assert client.wait(waiter, timeout=APPLY_BOUND_S).exit_status == "hi"
         blocked = client.submit_new_job("helper", warmup_code=WAITER)
         assert client.cancel_job(blocked) is True
+        assert client.cancel_job(blocked) is False  # queued already: not queued twice
         cancelled = client.wait(blocked, timeout=APPLY_BOUND_S)
         assert cancelled.cancelled
         assert client.cancel_job(blocked.uuid) is False  # DONE as the front reads it
@@ -77,6 +79,8 @@ def test_the_client_api_through_the_front(front: Front) -> None:
             client.push_message(blocked, "late")
         ids = client.submit_new_job_ids("helper", [{"i": 0}, {"i": 1}])
         assert [client.wait(j, timeout=APPLY_BOUND_S).locals["i"] for j in ids] == [0, 1]
+        batch = client.submit_new_jobs_batch("helper", [{"i": 2}])
+        assert [job.status for job in batch] == ["PENDING"]  # as answered, not assumed
         assert client.push_event("collector", {"n": 5}) >= 0
 
 
@@ -174,6 +178,13 @@ def test_with_no_worker_writes_wait_and_a_retried_key_makes_one_job(tmp_path: Pa
                 assert read.status_code == 503 and read.json()["error"]["code"] == \
                     "no_worker_api"
                 assert "statek worker --http-port" in read.json()["error"]["message"]
+                began = time.monotonic()  # a job it accepted: no wait for a worker that
+                pending = client.get(f"/v1/jobs/{answers[-1]}")  # is not there
+                assert pending.status_code == 503, pending.text
+                assert time.monotonic() - began < APPLIED_WAIT_S
+                for probe in ("/healthz", "/readyz", "/v1/health", "/v1/openapi.json"):
+                    assert client.get(probe).status_code == 200, probe  # the front's own
+                assert client.get("/v1/health").json()["worker_url"] is None
         finally:
             front.proc.send_signal(signal.SIGKILL)
             front.proc.wait(timeout=60)
@@ -240,13 +251,91 @@ def test_a_token_guards_the_front_and_is_passed_to_the_worker(tmp_path: Path) ->
         worker.stop()
 
 
-def test_the_front_refuses_a_public_bind_without_a_token(data_dir: Path) -> None:
+def test_the_front_refuses_a_public_bind_without_a_real_token(data_dir: Path) -> None:
     import subprocess
     import sys
 
     from tests.e2e.service.conftest import clean_env
 
-    done = subprocess.run([sys.executable, "-m", "statek", "serve", "--host", "0.0.0.0",
-                           "--port", "0"], env=clean_env(data_dir), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode != 0 and "without a token" in done.stderr
+    for token, told in ((None, "without a token"), ("", "set but empty"),
+                        ("tiny", "a token of 4 characters")):
+        extra = {} if token is None else {"STATEK_HTTP_TOKEN": token}
+        done = subprocess.run([sys.executable, "-m", "statek", "serve", "--host", "0.0.0.0",
+                               "--port", "0"], env=clean_env(data_dir, **extra),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and told in done.stderr, done.stderr
+
+
+def test_a_key_reused_through_two_fronts_is_refused_by_name(tmp_path: Path) -> None:
+    """Two fronts cannot see each other's keys: both accept; the worker applies the one it
+    meets first (producers are not ordered among themselves) and refuses the other, whose
+    id then reads as refused (not as pending forever)."""
+    data = tmp_path / "data"
+    prepare_store(data)
+    first, second = Front(data), Front(data)
+    try:
+        ids = []
+        for front, n in ((first, 1), (second, 2)):
+            with httpx.Client(base_url=front.url, timeout=60) as client:
+                answer = client.post("/v1/jobs", headers={"Idempotency-Key": "twice"},
+                                     json={"agent": "helper", "vars": {"n": n},
+                                           "params": {"warmup_code": "exit(n)"}})
+                assert answer.status_code == 202, answer.text
+                ids.append(answer.json()["job"])
+    finally:
+        first.stop()
+        second.stop()
+    worker = Worker(data)
+    try:
+        with httpx.Client(base_url=worker.url, timeout=60) as client:
+            deadline = time.monotonic() + APPLY_BOUND_S
+            while True:  # until one is DONE and the other reads as refused
+                answers = [client.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+                done = [a for a in answers if a.get("status") == "DONE"]
+                refused = [a for a in answers if "refused" in str(a.get("error"))]
+                if done and refused:
+                    break
+                assert time.monotonic() < deadline, answers
+            assert done[0]["exit_status"] == done[0]["locals"]["n"]
+            assert client.get("/v1/jobs", params={"limit": 1}).json()["total"] == 1
+    finally:
+        worker.stop()
+
+
+def test_a_bad_or_looping_upstream_is_refused(data_dir: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "statek", "serve", "--port", "0",
+                          "--upstream", "notaurl"], env=clean_env(data_dir),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--upstream 'notaurl' must be http(s)" in bad.stderr
+    with socket.socket() as probe:  # a free port, then the front told to forward to itself
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # the last --port wins: the front listens where it forwards
+    looping = Front(data_dir, "--port", str(port), "--upstream", f"http://127.0.0.1:{port}")
+    try:
+        with httpx.Client(base_url=looping.url, timeout=60) as client:
+            answer = client.get("/v1/jobs")
+            assert answer.status_code == 508 and answer.json()["error"]["code"] == \
+                "forwarding_loop"
+    finally:
+        looping.stop()
+
+
+def test_a_token_the_worker_refuses_is_explained(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    prepare_store(data)
+    worker = Worker(data, STATEK_HTTP_TOKEN="worker-token")
+    front = Front(data, STATEK_HTTP_TOKEN="front-token")
+    try:
+        with httpx.Client(base_url=front.url, timeout=60,
+                          headers={"Authorization": "Bearer front-token"}) as client:
+            read = client.get("/v1/jobs")
+            assert read.status_code == 401, read.text
+            assert "same STATEK_HTTP_TOKEN" in read.json()["error"]["message"]
+    finally:
+        front.stop()
+        worker.stop()
