@@ -421,6 +421,7 @@ class _Stream:
             await self.send("console", event_id, {"job": job_uuid, "line": index, "text": text})
         self.lines_sent = len(lines)
         state = int(job.state)
+        hub.baseline(job_uuid, state, len(lines))
         self.last_status = state
         await self.send("status", event_id, status_data(
             job_uuid, (state, jsonable(job.exit_status), job.error)))

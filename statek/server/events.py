@@ -97,6 +97,16 @@ class EventHub:
         elif len(self.seen) > _SEEN_MAX:
             self.seen.popitem(last=False)
 
+    def baseline(self, job_uuid: str, state: int, lines: int) -> None:
+        """A stream just sent the job as stored: a job the hub has not looked at yet is
+        taken as seen in that state, so its earlier console lines do not come again as new
+        events (they did, to a client resuming that stream, when the job had printed before
+        the hub was active)."""
+        if self.active and job_uuid not in self.seen:
+            self.seen[job_uuid] = (state, lines)
+            if len(self.seen) > _SEEN_MAX:
+                self.seen.popitem(last=False)
+
     def _add(self, job_uuid: str, kind: str, payload: tuple[Any, ...]) -> None:
         self.seq += 1
         self.events.append((self.seq, job_uuid, kind, payload))

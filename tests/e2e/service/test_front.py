@@ -101,6 +101,32 @@ def test_a_job_stream_through_the_front_has_console_and_end(http: httpx.Client) 
     assert any('"one\\n"' in line for line in seen) and '"exit_status":"end"' in seen[-1]
 
 
+def test_a_stream_through_the_front_resumes_after_a_dropped_connection(
+        http: httpx.Client) -> None:
+    from tests.e2e.service.test_http_api import sse
+
+    job_id = http.post("/v1/jobs", json={"agent": "helper", "params": {
+        "warmup_code": WAITER}}).json()["job"]
+    uuid = http.get(f"/v1/jobs/{job_id}").json()["uuid"]
+    last_id = ""
+    with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        for event_id, kind, data in sse(response):
+            last_id = event_id
+            if kind == "status" and data["status"] == "SUSPENDED":
+                break  # the connection drops here
+    assert http.post(f"/v1/jobs/{job_id}/messages", json={"message": "go"}).status_code == 202
+    resumed: list[tuple[str, dict[str, object]]] = []
+    with http.stream("GET", f"/v1/jobs/{job_id}/events",
+                     headers={"Last-Event-ID": last_id}) as response:
+        for _, kind, data in sse(response):
+            resumed.append((kind, data))
+            if kind == "status" and data["status"] == "DONE":
+                break
+    assert resumed[-1][1]["exit_status"] == "go"
+    assert ("console", {"job": uuid, "line": 0, "text": "waiting\n"}) not in resumed
+    assert all(d["job"] == uuid for _, d in resumed)
+
+
 def test_bad_input_is_refused_by_name_and_nothing_is_accepted(http: httpx.Client) -> None:
     checks = [
         (http.post("/v1/jobs", json={"agent": "nobody"}), 404, "agent_not_found"),
