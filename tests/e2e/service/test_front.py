@@ -257,6 +257,47 @@ def test_sigkill_of_the_front_loses_no_accepted_job_and_doubles_none(tmp_path: P
         worker.stop()
 
 
+def test_sigkill_of_the_worker_behind_the_front_loses_nothing_and_doubles_nothing(
+        tmp_path: Path) -> None:
+    """The front keeps accepting while the worker is SIGKILLed at seeded moments (after a
+    seeded number of accepted batches, the worker mid-way through applying and running
+    them) and started again; every accepted job runs exactly once."""
+    data = tmp_path / "data"
+    prepare_store(data)
+    front = Front(data)
+    accepted: dict[str, int] = {}
+    chooser = random.Random(29)
+    value = 0
+    try:
+        with httpx.Client(base_url=front.url, timeout=60) as client:
+            for _ in range(5):
+                worker = Worker(data, "--concurrency", "50")
+                try:
+                    for _ in range(chooser.randint(1, 6)):
+                        batch = list(range(value, value + 60))
+                        value += 60
+                        answer = client.post("/v1/jobs/batch", json={
+                            "agent": "helper", "vars_batch": [{"v": v} for v in batch],
+                            "params": {"warmup_code": "exit(v)"}})
+                        assert answer.status_code == 202, answer.text
+                        accepted.update(zip(answer.json()["jobs"], batch, strict=True))
+                finally:
+                    worker.proc.send_signal(signal.SIGKILL)
+                    worker.proc.wait(timeout=60)
+        worker = Worker(data)
+        try:
+            with httpx.Client(base_url=worker.url, timeout=60) as client:
+                made = {job_id: _done(client, job_id) for job_id in accepted}
+                assert all(made[i]["exit_status"] == v for i, v in accepted.items())
+                assert len({str(job["uuid"]) for job in made.values()}) == len(accepted)
+                total = client.get("/v1/jobs", params={"limit": 1}).json()["total"]
+                assert total == len(accepted)
+        finally:
+            worker.stop()
+    finally:
+        front.stop()
+
+
 def test_a_token_guards_the_front_and_is_passed_to_the_worker(tmp_path: Path) -> None:
     data = tmp_path / "data"
     prepare_store(data)
