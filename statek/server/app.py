@@ -29,13 +29,12 @@ from statek.errors import (
 from statek.models.budget import KINDS
 from statek.models.idempotency import fingerprint, key_store
 from statek.models.status import STATUS_NAMES
-from statek.models.submit import check_job_params
 from statek.observability.http import add_routes as add_observability_routes
 from statek.outbox.state import is_outbox_id
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
-from statek.server.auth import authorize, check_bind
+from statek.server.auth import check_bind
 from statek.server.commit import GroupCommitter
 from statek.server.errors import ApiError, bad_field, unstorable
 from statek.server.events import EventHub, console_data, status_data
@@ -86,16 +85,8 @@ class Api:
             self.committer.started()
             request[_WRITING] = True
         try:
-            authorize(request, self.token)
-            return await handler(request)
-        except ApiError as exc:
-            return exc.response()
-        except web.HTTPRequestEntityTooLarge:
-            return validate.too_large(self.settings.http_max_body).response()
-        except web.HTTPException as exc:  # aiohttp's own 404/405
-            if exc.status < 400:
-                raise
-            return ApiError(exc.status, "http_error", exc.reason).response()
+            return await validate.answered(request, handler, self.token,
+                                           self.settings.http_max_body)
         finally:
             if writing:
                 self._wrote(request)
@@ -158,15 +149,7 @@ class Api:
         return _json_response({"agents": [agent_data(a) for a in db0.find(Agent)]})
 
     def _submission(self, body: dict[str, Any]) -> tuple[Any, str | None, dict[str, Any]]:
-        agent_ref = validate.typed(body, "agent", str)
-        if not agent_ref:
-            raise bad_field("agent", "required: an agent role or uuid")
-        locale = validate.typed(body, "locale", str)
-        params = validate.typed(body, "params", dict, {})
-        try:
-            check_job_params(params)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_param", str(exc), "params") from None
+        agent_ref, locale, params = validate.submission(body)
         return find_agent(agent_ref), locale, params
 
     def _accepts_async(self, request: web.Request) -> bool:

@@ -46,15 +46,14 @@ from statek.errors import (
 )
 from statek.models.idempotency import KEY_TTL, fingerprint, stored_answer
 from statek.models.status import STATUS_NAMES
-from statek.models.submit import check_job_params
 from statek.outbox import records
 from statek.outbox.client import OutboxClient
 from statek.outbox.state import settled
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
-from statek.server.auth import authorize, check_bind
-from statek.server.errors import ApiError, bad_field, unstorable
+from statek.server.auth import check_bind
+from statek.server.errors import ApiError, unstorable
 from statek.server.openapi import openapi_document
 from statek.server.views import find_agent
 from statek.settings import StatekSettings
@@ -120,17 +119,8 @@ class Front:
     # ------------------------------------------------------------ middleware
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            authorize(request, self.token)
-            return await handler(request)
-        except ApiError as exc:
-            return exc.response()
-        except web.HTTPRequestEntityTooLarge:
-            return validate.too_large(self.settings.http_max_body).response()
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return ApiError(exc.status, "http_error", exc.reason).response()
+        return await validate.answered(request, handler, self.token,
+                                       self.settings.http_max_body)
 
     # ------------------------------------------------------------ writes
     async def submit(self, request: web.Request) -> web.Response:
@@ -186,15 +176,7 @@ class Front:
         return answer
 
     def _submission(self, body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
-        agent_ref = validate.typed(body, "agent", str)
-        if not agent_ref:
-            raise bad_field("agent", "required: an agent role or uuid")
-        locale = validate.typed(body, "locale", str)
-        params = validate.typed(body, "params", dict, {})
-        try:
-            check_job_params(params)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_param", str(exc), "params") from None
+        agent_ref, locale, params = validate.submission(body)
         return str(db0.uuid(self._agent(agent_ref))), locale, params
 
     def _jobs(self, agent_id: str, batch: list[Any], locale: str | None,

@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from statek import _json
+from statek.models.submit import check_job_params
+from statek.server.auth import authorize
 from statek.server.errors import ApiError, bad_field
 
 #: the largest request body the app accepts (bytes), for the error that names it
@@ -107,6 +109,38 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     if not low <= value <= high:
         raise bad_field(name, f"must be between {low} and {high}, not {value}")
     return value
+
+
+def submission(body: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    """(agent role or uuid, locale, job params) of a submit's body, checked."""
+    agent_ref = typed(body, "agent", str)
+    if not agent_ref:
+        raise bad_field("agent", "required: an agent role or uuid")
+    locale = typed(body, "locale", str)
+    params = typed(body, "params", dict, {})
+    try:
+        check_job_params(params)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_param", str(exc), "params") from None
+    return agent_ref, locale, params
+
+
+async def answered(request: web.Request, handler: Any, token: bytes | None,
+                   max_body: int) -> web.StreamResponse:
+    """The handler's response, with the bearer token checked first, and every refusal
+    (statek's, or aiohttp's own 404/405/413) as a JSON error body."""
+    try:
+        authorize(request, token)
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPRequestEntityTooLarge:
+        return too_large(max_body).response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return ApiError(exc.status, "http_error", exc.reason).response()
 
 
 def vars_batch(body: Mapping[str, Any], limit: int) -> list[Any]:
