@@ -22,8 +22,6 @@ from statek._version import __version__
 from statek.admission.budgets import budget_fields, budget_info, mark_held
 from statek.errors import (
     ConfigurationError,
-    IllegalTransitionError,
-    JobNotFoundError,
     UnstorableValueError,
 )
 from statek.models.budget import KINDS
@@ -36,7 +34,7 @@ from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
 from statek.server.auth import check_bind
 from statek.server.commit import GroupCommitter
-from statek.server.errors import ApiError, bad_field, unstorable
+from statek.server.errors import ApiError, bad_field, refusals, unstorable
 from statek.server.events import EventHub, console_data, status_data
 from statek.server.jsonable import jsonable
 from statek.server.openapi import openapi_document
@@ -120,18 +118,11 @@ class Api:
                 return web.Response(status=found[1], body=found[2],
                                     content_type="application/json",
                                     headers={"Idempotent-Replayed": "true"})
-        try:
-            with store.transition():
-                data = act()
-                answer = _json.dumps(data)
-                if key is not None:
-                    self.keys.remember(key, print_, status, answer)
-        except UnstorableValueError as exc:
-            raise unstorable(exc) from None
-        except JobNotFoundError as exc:
-            raise ApiError(404, "job_not_found", str(exc)) from None
-        except IllegalTransitionError as exc:
-            raise ApiError(409, "illegal_transition", str(exc)) from None
+        with refusals(), store.transition():
+            data = act()
+            answer = _json.dumps(data)
+            if key is not None:
+                self.keys.remember(key, print_, status, answer)
         await self._durable(request)
         return web.Response(status=status, body=answer, content_type="application/json")
 

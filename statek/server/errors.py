@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
 from statek import _json
+from statek.errors import IllegalTransitionError, JobNotFoundError, UnstorableValueError
 
 
 class ApiError(Exception):
@@ -49,3 +52,25 @@ def unstorable(exc: Exception) -> ApiError:
         return ApiError(422, "unstorable_value", text)
     field = ("vars" if found.group(1) is None else "vars_batch" + found.group(1)) + found.group(2)
     return ApiError(422, "unstorable_value", field + text[found.end():], field)
+
+
+@contextlib.contextmanager
+def refusals(*, lookups_and_values: bool = False) -> Iterator[None]:
+    """statek's refusals of a call as 4xx naming the problem; `lookups_and_values`: also a
+    LookupError (an agent not found) as 404 and a TypeError or ValueError as 422."""
+    try:
+        yield
+    except UnstorableValueError as exc:  # a TypeError: before the general case
+        raise unstorable(exc) from None
+    except JobNotFoundError as exc:  # a LookupError: likewise
+        raise ApiError(404, "job_not_found", str(exc)) from None
+    except IllegalTransitionError as exc:
+        raise ApiError(409, "illegal_transition", str(exc)) from None
+    except LookupError as exc:
+        if not lookups_and_values:
+            raise
+        raise ApiError(404, "agent_not_found", str(exc), "agent") from None
+    except (TypeError, ValueError) as exc:
+        if not lookups_and_values:
+            raise
+        raise ApiError(422, "invalid_value", str(exc)) from None

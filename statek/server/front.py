@@ -40,9 +40,6 @@ from statek import _json, store
 from statek._version import __version__
 from statek.errors import (
     ConfigurationError,
-    IllegalTransitionError,
-    JobNotFoundError,
-    UnstorableValueError,
 )
 from statek.models.idempotency import KEY_TTL, fingerprint, stored_answer
 from statek.models.status import STATUS_NAMES
@@ -53,7 +50,7 @@ from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
 from statek.server.auth import check_bind
-from statek.server.errors import ApiError, unstorable
+from statek.server.errors import ApiError, refusals
 from statek.server.openapi import openapi_document
 from statek.server.views import find_agent
 from statek.settings import StatekSettings
@@ -349,18 +346,8 @@ class Front:
 
 def _checked(make: Callable[[], _T]) -> _T:
     """`make()`, its refusals as 4xx naming the problem."""
-    try:
+    with refusals(lookups_and_values=True):
         return make()
-    except UnstorableValueError as exc:
-        raise unstorable(exc) from None
-    except JobNotFoundError as exc:
-        raise ApiError(404, "job_not_found", str(exc)) from None
-    except IllegalTransitionError as exc:
-        raise ApiError(409, "illegal_transition", str(exc)) from None
-    except LookupError as exc:
-        raise ApiError(404, "agent_not_found", str(exc), "agent") from None
-    except (TypeError, ValueError) as exc:
-        raise ApiError(422, "invalid_value", str(exc)) from None
 
 
 def _answer(status: int, body: bytes) -> web.Response:

@@ -17,9 +17,10 @@ import statek
 from statek.outbox.state import is_outbox_id
 from statek.server.front import APPLIED_WAIT_S
 from tests.e2e.service.conftest import Front, Worker, clean_env, prepare_store
+from tests.e2e.service.test_async_accept import _applied_jobs
+from tests.e2e.service.test_http_api import WAITER, check_stream_resumes
 
 APPLY_BOUND_S = 120.0  # failure bound only: the worker applies within milliseconds
-WAITER = "print('waiting')\nexit(wait_message().value)"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,11 @@ def front(worker: Worker, data_dir: Path) -> Iterator[Front]:
 def http(front: Front) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=front.url, timeout=60) as client:
         yield client
+
+
+def _killed(served: Front | Worker) -> None:
+    served.proc.send_signal(signal.SIGKILL)
+    served.proc.wait(timeout=60)
 
 
 def _done(client: httpx.Client, job_id: str) -> dict[str, object]:
@@ -103,28 +109,9 @@ def test_a_job_stream_through_the_front_has_console_and_end(http: httpx.Client) 
 
 def test_a_stream_through_the_front_resumes_after_a_dropped_connection(
         http: httpx.Client) -> None:
-    from tests.e2e.service.test_http_api import sse
-
     job_id = http.post("/v1/jobs", json={"agent": "helper", "params": {
         "warmup_code": WAITER}}).json()["job"]
-    uuid = http.get(f"/v1/jobs/{job_id}").json()["uuid"]
-    last_id = ""
-    with http.stream("GET", f"/v1/jobs/{job_id}/events") as response:
-        for event_id, kind, data in sse(response):
-            last_id = event_id
-            if kind == "status" and data["status"] == "SUSPENDED":
-                break  # the connection drops here
-    assert http.post(f"/v1/jobs/{job_id}/messages", json={"message": "go"}).status_code == 202
-    resumed: list[tuple[str, dict[str, object]]] = []
-    with http.stream("GET", f"/v1/jobs/{job_id}/events",
-                     headers={"Last-Event-ID": last_id}) as response:
-        for _, kind, data in sse(response):
-            resumed.append((kind, data))
-            if kind == "status" and data["status"] == "DONE":
-                break
-    assert resumed[-1][1]["exit_status"] == "go"
-    assert ("console", {"job": uuid, "line": 0, "text": "waiting\n"}) not in resumed
-    assert all(d["job"] == uuid for _, d in resumed)
+    check_stream_resumes(http, job_id, http.get(f"/v1/jobs/{job_id}").json()["uuid"])
 
 
 def test_bad_input_is_refused_by_name_and_nothing_is_accepted(http: httpx.Client) -> None:
@@ -172,8 +159,7 @@ def test_a_key_is_answered_after_the_front_restarts(worker: Worker, data_dir: Pa
             assert first.status_code == 202
             _done(client, first.json()["job"])  # applied: the key is in the worker's store
     finally:
-        first_front.proc.send_signal(signal.SIGKILL)
-        first_front.proc.wait(timeout=60)
+        _killed(first_front)
     second_front = Front(data_dir)
     try:
         with httpx.Client(base_url=second_front.url, timeout=60) as client:
@@ -212,8 +198,7 @@ def test_with_no_worker_writes_wait_and_a_retried_key_makes_one_job(tmp_path: Pa
                     assert client.get(probe).status_code == 200, probe  # the front's own
                 assert client.get("/v1/health").json()["worker_url"] is None
         finally:
-            front.proc.send_signal(signal.SIGKILL)
-            front.proc.wait(timeout=60)
+            _killed(front)
     assert answers[0] != answers[1]
     worker = Worker(data)
     try:
@@ -225,34 +210,34 @@ def test_with_no_worker_writes_wait_and_a_retried_key_makes_one_job(tmp_path: Pa
         worker.stop()
 
 
+def _accept_batches(url: str, count: int, accepted: dict[str, int]) -> None:
+    """`count` batches of 50 jobs `exit(v)` through the front at `url`, each v new;
+    `accepted` gets outbox id -> v for each job answered."""
+    start = max(accepted.values(), default=-1) + 1
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for first in range(start, start + 50 * count, 50):
+            batch = list(range(first, first + 50))
+            answer = client.post("/v1/jobs/batch", json={
+                "agent": "helper", "vars_batch": [{"v": v} for v in batch],
+                "params": {"warmup_code": "exit(v)"}})
+            assert answer.status_code == 202, answer.text
+            accepted.update(zip(answer.json()["jobs"], batch, strict=True))
+
+
 def test_sigkill_of_the_front_loses_no_accepted_job_and_doubles_none(tmp_path: Path) -> None:
     data = tmp_path / "data"
     prepare_store(data)
     worker = Worker(data, "--concurrency", "200")
     accepted: dict[str, int] = {}
     chooser = random.Random(23)
-    value = 0
     try:
         for _ in range(5):  # SIGKILL right after the n-th answer, at a seeded n
             front = Front(data)
             try:
-                with httpx.Client(base_url=front.url, timeout=60) as client:
-                    for _ in range(chooser.randint(1, 5)):
-                        batch = list(range(value, value + 50))
-                        value += 50
-                        answer = client.post("/v1/jobs/batch", json={
-                            "agent": "helper", "vars_batch": [{"v": v} for v in batch],
-                            "params": {"warmup_code": "exit(v)"}})
-                        assert answer.status_code == 202, answer.text
-                        accepted.update(zip(answer.json()["jobs"], batch, strict=True))
+                _accept_batches(front.url, chooser.randint(1, 5), accepted)
             finally:
-                front.proc.send_signal(signal.SIGKILL)
-                front.proc.wait(timeout=60)
-        with httpx.Client(base_url=worker.url, timeout=60) as client:
-            made = {job_id: _done(client, job_id) for job_id in accepted}
-            assert all(made[job_id]["exit_status"] == v for job_id, v in accepted.items())
-            assert len({str(job["uuid"]) for job in made.values()}) == len(accepted)
-            assert client.get("/v1/jobs", params={"limit": 1}).json()["total"] == len(accepted)
+                _killed(front)
+        _applied_jobs(worker.url, accepted)  # each done once, with its own value
     finally:
         worker.stop()
 
@@ -267,31 +252,16 @@ def test_sigkill_of_the_worker_behind_the_front_loses_nothing_and_doubles_nothin
     front = Front(data)
     accepted: dict[str, int] = {}
     chooser = random.Random(29)
-    value = 0
     try:
-        with httpx.Client(base_url=front.url, timeout=60) as client:
-            for _ in range(5):
-                worker = Worker(data, "--concurrency", "50")
-                try:
-                    for _ in range(chooser.randint(1, 6)):
-                        batch = list(range(value, value + 60))
-                        value += 60
-                        answer = client.post("/v1/jobs/batch", json={
-                            "agent": "helper", "vars_batch": [{"v": v} for v in batch],
-                            "params": {"warmup_code": "exit(v)"}})
-                        assert answer.status_code == 202, answer.text
-                        accepted.update(zip(answer.json()["jobs"], batch, strict=True))
-                finally:
-                    worker.proc.send_signal(signal.SIGKILL)
-                    worker.proc.wait(timeout=60)
+        for _ in range(5):
+            worker = Worker(data, "--concurrency", "50")
+            try:
+                _accept_batches(front.url, chooser.randint(1, 6), accepted)
+            finally:
+                _killed(worker)
         worker = Worker(data)
         try:
-            with httpx.Client(base_url=worker.url, timeout=60) as client:
-                made = {job_id: _done(client, job_id) for job_id in accepted}
-                assert all(made[i]["exit_status"] == v for i, v in accepted.items())
-                assert len({str(job["uuid"]) for job in made.values()}) == len(accepted)
-                total = client.get("/v1/jobs", params={"limit": 1}).json()["total"]
-                assert total == len(accepted)
+            _applied_jobs(worker.url, accepted)
         finally:
             worker.stop()
     finally:

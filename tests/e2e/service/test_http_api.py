@@ -228,6 +228,12 @@ def test_message_needs_json_content_type(http: httpx.Client) -> None:
 
 def test_job_stream_resumes_after_a_dropped_connection(http: httpx.Client) -> None:
     job = submit(http, params={"warmup_code": WAITER})
+    check_stream_resumes(http, job, job)
+
+
+def check_stream_resumes(http: httpx.Client, job: str, uuid: str) -> None:
+    """The stream of a job waiting for a message (WAITER), dropped once the job suspended,
+    then resumed with Last-Event-ID: what came after, and nothing sent before."""
     last_id = ""
     with http.stream("GET", f"/v1/jobs/{job}/events") as response:
         for event_id, kind, data in sse(response):
@@ -243,8 +249,8 @@ def test_job_stream_resumes_after_a_dropped_connection(http: httpx.Client) -> No
             if kind == "status" and data["status"] == "DONE":
                 break
     assert resumed[-1][1]["exit_status"] == "go"
-    assert ("console", {"job": job, "line": 0, "text": "waiting\n"}) not in resumed
-    assert all(d["job"] == job for _, d in resumed)
+    assert ("console", {"job": uuid, "line": 0, "text": "waiting\n"}) not in resumed
+    assert all(d["job"] == uuid for _, d in resumed)
 
 
 def test_stream_from_an_unknown_point_reports_a_gap(http: httpx.Client) -> None:
