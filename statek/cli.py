@@ -179,6 +179,7 @@ def serve(host: str | None, port: int, upstream: str | None) -> None:
         with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
             runner.run(serve_front(cfg, str(current_prefix()), host or cfg.http_host, port,
                                    upstream, ready))
+        click.echo("statek serve stopped (what it accepted is on disk for the worker)")
     except KeyboardInterrupt:
         pass
     except statek.StatekError as exc:

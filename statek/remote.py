@@ -37,6 +37,17 @@ STREAM_READ_S = 60.0
 #: stream ends in time to honour the deadline.
 WAIT_READ_S = 10.0
 _RETRY_STATUS = frozenset({502, 503, 504})
+#: Reconnections an event stream makes while the server answers 502-504 (a front whose worker
+#: restarts, ~0.2-2 s apart): a stream outlives a worker restart.
+STREAM_RETRIES = 12
+
+
+class _Retryable(Exception):
+    """A stream answered 502-504: reconnect; `error` is raised once the retries are spent."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class RemoteError(StatekError):
@@ -476,6 +487,10 @@ class StatekRemoteClient:
                     raise self._unavailable(exc) from exc
                 time.sleep(max(0.0, min(2.0, self.backoff * 2**failures,
                                         deadline - time.monotonic())))
+            except _Retryable:  # a front whose worker restarts: until the deadline
+                failures += 1
+                time.sleep(max(0.0, min(2.0, self.backoff * 2**failures,
+                                        deadline - time.monotonic())))
         raise TimeoutError(f"job {_ref(job)} not done after {timeout} s")
 
     def events(self, job: Any = None, last_event_id: str | None = None) -> Iterator[RemoteEvent]:
@@ -495,6 +510,11 @@ class StatekRemoteClient:
                 if failures > self.retries:
                     raise self._unavailable(exc) from exc
                 time.sleep(min(2.0, self.backoff * 2**failures))
+            except _Retryable as exc:
+                failures += 1
+                if failures > max(self.retries, STREAM_RETRIES):
+                    raise exc.error from None
+                time.sleep(min(2.0, self.backoff * 2**failures))
 
     def _stream_once(self, path: str, headers: dict[str, str],
                      read_s: float) -> Iterator[RemoteEvent]:
@@ -504,7 +524,7 @@ class StatekRemoteClient:
                                          timeout=self._stream_timeout(read_s)) as response:
             if response.status_code >= 400:
                 response.read()
-                self._result(response)
+                self._refused(response)
             parser = _SseParser()
             for line in response.iter_lines():
                 event = parser.feed(line)
@@ -523,7 +543,7 @@ class StatekRemoteClient:
                         timeout=self._stream_timeout(STREAM_READ_S)) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        self._result(response)
+                        self._refused(response)
                     parser = _SseParser()
                     async for line in response.aiter_lines():
                         event = parser.feed(line)
@@ -536,6 +556,20 @@ class StatekRemoteClient:
                 if failures > self.retries:
                     raise self._unavailable(exc) from exc
                 await asyncio.sleep(min(2.0, self.backoff * 2**failures))
+            except _Retryable as exc:
+                failures += 1
+                if failures > max(self.retries, STREAM_RETRIES):
+                    raise exc.error from None
+                await asyncio.sleep(min(2.0, self.backoff * 2**failures))
+
+    def _refused(self, response: Any) -> None:
+        """Raise the error a stream's 4xx/5xx answer names (502-504: `_Retryable`)."""
+        try:
+            self._result(response)
+        except RemoteError as exc:
+            if response.status_code in _RETRY_STATUS:
+                raise _Retryable(exc) from None
+            raise
 
     def _stream_timeout(self, read_s: float) -> Any:
         return self._httpx.Timeout(self._timeout.connect or 30.0, read=read_s)

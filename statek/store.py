@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import gc
 import json
 import os
@@ -376,10 +377,18 @@ def _remove_holders() -> None:
     _runtime.holders.clear()
 
 
-def read_holder(lock_path: str) -> dict[str, Any] | None:
-    """What the holder file beside `lock_path` says, if its process still lives."""
+def read_holder(lock_path: str, *, out_of_files_raises: bool = False) -> dict[str, Any] | None:
+    """What the holder file beside `lock_path` says, if its process still lives.
+    `out_of_files_raises`: this process running out of file descriptors raises OSError
+    (EMFILE/ENFILE) instead of reading as "no holder"."""
     try:
-        info = json.loads(_holder_path(lock_path).read_text(encoding="utf-8"))
+        text = _holder_path(lock_path).read_text(encoding="utf-8")
+    except OSError as exc:
+        if out_of_files_raises and exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise
+        return None
+    try:
+        info = json.loads(text)
         pid = int(info["pid"])
         os.kill(pid, 0)
     except PermissionError:

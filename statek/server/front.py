@@ -23,10 +23,13 @@ and before that the worker itself makes the repeat name the first request's jobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
+import resource
 import secrets
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -45,13 +48,13 @@ from statek.models.idempotency import KEY_TTL, fingerprint, stored_answer
 from statek.models.status import STATUS_NAMES
 from statek.outbox import records
 from statek.outbox.client import OutboxClient
-from statek.outbox.state import settled
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
 from statek.server.auth import check_bind
 from statek.server.errors import ApiError, refusals
 from statek.server.openapi import openapi_document
+from statek.server.settling import Settling
 from statek.server.views import find_agent
 from statek.settings import StatekSettings
 
@@ -68,9 +71,14 @@ _VIA = "X-Statek-Front"  # marks a request this front forwarded (a loop is refus
 _CANCELS_KEPT = 100_000
 _JOB_PATH = re.compile(r"/v1/jobs/(ob[0-9a-f]{16,32})(/.*)?")
 _ID = re.compile(r"[A-Za-z0-9]{1,64}")
-#: How long a read of a job this front accepted waits for the worker to apply it.
-APPLIED_WAIT_S = 10.0
-_APPLIED_POLL_S = 0.005
+#: How long a read of a job this front accepted waits for the worker to apply it before
+#: answering it PENDING.
+READ_WAIT_S = 1.0
+#: How long requests in flight may take to finish once SIGTERM/SIGINT came (an append in
+#: progress is answered; streams are then closed).
+SHUTDOWN_S = 5.0
+#: How long a stream of a job this front accepted waits for the worker to apply it.
+STREAM_WAIT_S = 300.0
 
 
 class RecentKeys:
@@ -101,6 +109,9 @@ class Front:
         self.settings = settings
         self.prefix = prefix
         self.outbox = OutboxClient(prefix)
+        self.settling = Settling(prefix)
+        stem = store.prefix_stem(prefix)  # found once: later the process may be out of files
+        self.lock_path = None if stem is None else f"{stem}.db0.lock"
         self.group = GroupAppend(self.outbox.writer)
         self.keys = RecentKeys()
         self._keyed: dict[str, asyncio.Future[None]] = {}  # keys whose request is appending
@@ -255,8 +266,11 @@ class Front:
         """The request, answered by the worker's own API (a stream is passed on as it
         comes); a read of a job this front accepted waits until the worker applied it."""
         found = _JOB_PATH.fullmatch(request.path)
-        if found is not None and request.method == "GET":
-            await self._applied(found.group(1))
+        if (found is not None and request.method == "GET"
+                and self.outbox.writer.issued(found.group(1))):
+            pending = await self._applied(found.group(1), found.group(2) is None)
+            if pending is not None:
+                return pending
         if request.headers.get(_VIA) == self.marker:
             raise ApiError(508, "forwarding_loop", "this front forwarded the request to itself: "
                            "--upstream must name the worker's API, not the front's")
@@ -306,7 +320,7 @@ class Front:
         if self.given_upstream is not None:
             return self.given_upstream
         if self._upstream is None or refresh:
-            self._upstream = worker_url(self.prefix)
+            self._upstream = worker_url(self.lock_path)
         if self._upstream is None:
             raise ApiError(503, "no_worker_api",
                            "no worker serving an HTTP API holds this store (start one with "
@@ -323,21 +337,24 @@ class Front:
                 auto_decompress=False)
         return self._session
 
-    async def _applied(self, job_id: str) -> None:
-        if not self.outbox.writer.issued(job_id):
-            return
+    async def _applied(self, job_id: str, read: bool) -> web.Response | None:
+        """Wait for the worker to apply a job this front accepted: a read of the job
+        waits up to `READ_WAIT_S` and then answers it PENDING; a stream (or another read of
+        it) waits while a worker runs, up to `STREAM_WAIT_S`. None: forward the request."""
         self._upstream_url()  # no worker: 503 at once, not after the wait
-        deadline = time.monotonic() + APPLIED_WAIT_S
-        while not self._settled(job_id):
-            if time.monotonic() >= deadline:
-                return  # the worker answers 404 naming the outbox id
-            await asyncio.sleep(_APPLIED_POLL_S)  # a read-only prefix cannot be woken
-
-    def _settled(self, job_id: str) -> bool:
-        db0.refresh()
-        return settled(self.prefix, job_id)
+        if read:
+            if await self.settling.wait(job_id, READ_WAIT_S):
+                return None
+            return _json_response({"uuid": job_id, "status": "PENDING", "applied": False,
+                                   "message": "accepted (on disk); the worker has not applied "
+                                              "it yet"})
+        deadline = time.monotonic() + STREAM_WAIT_S
+        while not await self.settling.wait(job_id, 1.0) and time.monotonic() < deadline:
+            self._upstream_url(refresh=True)  # the worker went: 503
+        return None
 
     async def close(self) -> None:
+        self.settling.close()
         if self._session is not None:
             await self._session.close()
         self.group.close()
@@ -358,12 +375,29 @@ def _json_response(data: Any, status: int = 200) -> web.Response:
     return _answer(status, _json.dumps(data))
 
 
-def worker_url(prefix: str) -> str | None:
-    """The HTTP API the worker holding `prefix` noted in the holder file, if any."""
-    stem = store.prefix_stem(prefix)
-    info = store.read_holder(f"{stem}.db0.lock") if stem is not None else None
+def worker_url(lock_path: str | None) -> str | None:
+    """The HTTP API the worker holding the store noted in the holder file beside its lock
+    (`lock_path`), if any. Out of file descriptors: a 503 that says so."""
+    if lock_path is None:
+        return None
+    try:
+        info = store.read_holder(lock_path, out_of_files_raises=True)
+    except OSError as exc:
+        log.warning("cannot read the worker's address: %s", exc)
+        raise ApiError(503, "front_out_of_files",
+                       f"this front ran out of file descriptors ({exc.strerror}); close idle "
+                       "streams or raise its limit (ulimit -n)") from None
     url = None if info is None else info.get("url")
     return url.rstrip("/") if isinstance(url, str) else None
+
+
+def raise_file_limit() -> None:
+    """Each forwarded stream holds two descriptors (client and worker): take the hard limit
+    as the soft one."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def check_upstream(url: str) -> None:
@@ -402,16 +436,27 @@ async def serve(settings: StatekSettings, prefix: str, host: str, port: int,
     check_bind(host, settings.http_token)
     if upstream is not None:
         check_upstream(upstream)
+    raise_file_limit()
     front = Front(settings, prefix, upstream)
     sock = _bind(host, port)
     runner = web.AppRunner(make_app(front), access_log=None, handle_signals=False,
-                           shutdown_timeout=1.0)
+                           shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    taken = []
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(number, stop.set)
+            taken.append(number)
     try:
         await web.SockSite(runner, sock).start()
         bound = sock.getsockname()[1]
         ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}")
-        await asyncio.Event().wait()
+        await stop.wait()  # SIGTERM/SIGINT: stop listening, let requests in flight finish
+        log.info("statek serve stopping: requests in flight get up to %s s", SHUTDOWN_S)
     finally:
+        for number in taken:
+            loop.remove_signal_handler(number)
         await runner.cleanup()
         await front.close()

@@ -99,7 +99,9 @@ def openapi_document(settings: StatekSettings) -> dict[str, Any]:
             "responses": _ok("queued: {seq}", "202")}},
         "/v1/jobs/{uuid}/cancel": {"post": {
             "summary": "cancel a job", "parameters": [_UUID, _KEY],
-            "responses": _ok("{cancelled, status}")}},
+            "responses": {**_ok("{cancelled, status}"),
+                          "202": {"description": "queued (statek serve, a front process): "
+                                                 "{cancelled, status, queued}"}}}},
         "/v1/jobs/{uuid}/events": {"get": {
             "summary": "SSE: the job's console so far and status, then changes",
             "parameters": [_UUID], "responses": _SSE}},

@@ -141,6 +141,8 @@ async def answered(request: web.Request, handler: Any, token: bytes | None,
         if exc.status < 400:
             raise
         return ApiError(exc.status, "http_error", exc.reason).response()
+    except ConnectionResetError:  # the client went mid-request: nothing to answer, no
+        return web.Response(status=400, text="connection lost")  # traceback in the log
 
 
 def vars_batch(body: Mapping[str, Any], limit: int) -> list[Any]:
