@@ -15,6 +15,7 @@ import pytest
 
 import statek
 from statek.outbox.state import is_outbox_id
+from statek.remote import RemoteEvent
 from tests.e2e.service.conftest import Front, Worker, clean_env, prepare_store
 from tests.e2e.service.test_async_accept import _applied_jobs
 from tests.e2e.service.test_http_api import WAITER, check_stream_resumes
@@ -414,3 +415,53 @@ def test_sigterm_stops_the_front_cleanly(data_dir: Path) -> None:
     while not any("statek serve stopped" in line for line in front.output):
         assert time.monotonic() < deadline, "".join(front.output)
         time.sleep(0.05)
+
+
+def test_an_event_stream_through_the_front_outlives_a_worker_restart(tmp_path: Path) -> None:
+    """connect(front).events() while the worker is SIGKILLed and started again (on another
+    port): the front answers 502/503 meanwhile, the client reconnects (a `gap`: the new
+    worker's events are numbered anew) and sees the new worker's jobs."""
+    import queue
+    import threading
+
+    data = tmp_path / "data"
+    prepare_store(data)
+    worker = Worker(data)
+    front = Front(data)
+    seen: queue.Queue[object] = queue.Queue()
+
+    def follow() -> None:
+        try:
+            with statek.connect(front.url) as client:
+                for event in client.events(last_event_id="unknown-0"):  # a gap first
+                    seen.put(event)
+        except Exception as exc:  # the test fails on it below
+            seen.put(exc)
+
+    def next_event(until: float) -> RemoteEvent:
+        event = seen.get(timeout=max(0.1, until - time.monotonic()))
+        assert isinstance(event, RemoteEvent), event  # not the follower's exception
+        return event
+
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        deadline = time.monotonic() + APPLY_BOUND_S
+        assert next_event(deadline).kind == "gap"  # connected: what happens now is heard
+        with statek.connect(front.url) as client:
+            first = client.submit_new_job("helper", {"n": 1})
+            while next_event(deadline).data.get("status") != "DONE":
+                pass  # the follower is connected and hears the first worker
+            _killed(worker)
+            worker = Worker(data)
+            while next_event(deadline).kind != "gap":
+                pass  # reconnected (502/503 meanwhile) to the new worker: a gap
+            second = client.submit_new_job("helper", {"n": 2})
+            uuid = client.wait(second, timeout=APPLY_BOUND_S).uuid
+        while True:
+            event = next_event(deadline)
+            if event.data.get("job") == uuid and event.data.get("status") == "DONE":
+                break
+        assert first.uuid != second.uuid
+    finally:
+        front.stop()
+        worker.stop()
