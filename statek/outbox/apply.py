@@ -97,11 +97,7 @@ class Applier:
             producer, counter = split_id(job_id)
             made = lists.get(producer)
             if made is None:
-                made = self.made.get(producer)
-                if made is None:
-                    self.made[producer] = []
-                    made = self.made[producer]
-                lists[producer] = made
+                made = lists[producer] = self._made_by(producer)
             if counter > len(made) + MAX_ID_GAP:
                 self.dead_letter("job", job_id, None, "job id counter far beyond its producer's")
                 continue
@@ -176,13 +172,10 @@ class Applier:
                      for pair in item[4]]
         for first_id, job_id in zip(first_ids, retry_ids, strict=False):
             job = self.target(first_id) if type(first_id) is str else None
-            if isinstance(job, Job) and is_outbox_id(job_id):
+            if is_outbox_id(job_id):  # the first one refused: this one reads as refused too
                 producer, counter = split_id(job_id)
-                made = self.made.get(producer)
-                if made is None:
-                    self.made[producer] = []
-                    made = self.made[producer]
-                record_made(made, counter, job)
+                record_made(self._made_by(producer), counter,
+                            job if isinstance(job, Job) else None)
 
     def _refused(self, items: list[Any]) -> None:
         """Mark the job ids of refused records as applied to nothing (a read of one then
@@ -193,12 +186,17 @@ class Applier:
             for pair in item[4]:
                 if type(pair) is tuple and pair and is_outbox_id(pair[0]):
                     producer, counter = split_id(pair[0])
-                    made = self.made.get(producer)
-                    if made is None:
-                        self.made[producer] = []
-                        made = self.made[producer]
+                    made = self._made_by(producer)
                     if counter >= len(made):
                         record_made(made, counter, None)
+
+    def _made_by(self, producer: str) -> Any:
+        """The stored list of jobs made for `producer`'s ids (created on first use)."""
+        made = self.made.get(producer)
+        if made is None:
+            self.made[producer] = []
+            made = self.made[producer]
+        return made
 
     def dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
         letters = self.state.dead_letters

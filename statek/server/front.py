@@ -122,7 +122,6 @@ class Front:
         self._session: aiohttp.ClientSession | None = None
         token = settings.http_token
         self.token = None if token is None else token.get_secret_value().encode()
-        self.accepted = 0  # records appended (a test and the benchmark read it)
 
     # ------------------------------------------------------------ middleware
     @web.middleware
@@ -209,7 +208,7 @@ class Front:
         key = validate.idempotency_key(request)
         if key is None:
             answer = _json.dumps(answer_for(self.group.next_seq))
-            await self._append([records.dumps(item, plain=plain) for item in items])
+            await self.group.append([records.dumps(item, plain=plain) for item in items])
             return _answer(202, answer)
         print_ = fingerprint(request.method, request.path, await request.read())
         while (appending := self._keyed.get(key)) is not None:
@@ -222,7 +221,7 @@ class Front:
                               plain=plain)
         done = self._keyed[key] = asyncio.get_running_loop().create_future()
         try:
-            await self._append([frame])
+            await self.group.append([frame])
             self.keys.remember(key, (print_, 202, answer))
         finally:
             del self._keyed[key]
@@ -243,9 +242,6 @@ class Front:
         return web.Response(status=found[1], body=found[2], content_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
 
-    async def _append(self, frames: list[bytes]) -> None:
-        await self.group.append(frames)
-        self.accepted += len(frames)
 
     # ------------------------------------------------------------ its own probes
     async def health(self, request: web.Request) -> web.Response:
