@@ -34,7 +34,7 @@ from statek.server import validate
 from statek.server.accept import OutboxAccept, apply_pending
 from statek.server.auth import check_bind
 from statek.server.commit import GroupCommitter
-from statek.server.errors import ApiError, bad_field, refusals, unstorable
+from statek.server.errors import ApiError, bad_field, json_response, refusals, unstorable
 from statek.server.events import EventHub, console_data, status_data
 from statek.server.jsonable import jsonable
 from statek.server.openapi import openapi_document
@@ -56,10 +56,6 @@ log = logging.getLogger("statek.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEEPALIVE_S = 15.0
 _WRITING = "statek.writing"  # request key: a POST not yet waiting for its commit
-
-
-def _json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=_json.dumps(data), content_type="application/json")
 
 
 class Api:
@@ -128,16 +124,16 @@ class Api:
 
     # ------------------------------------------------------------ handlers
     async def health(self, request: web.Request) -> web.Response:
-        return _json_response({"ok": True, "version": __version__, "pid": os.getpid(),
+        return json_response({"ok": True, "version": __version__, "pid": os.getpid(),
                                "prefix": self.client.prefix})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json_response(openapi_document(self.settings))
+        return json_response(openapi_document(self.settings))
 
     async def agents(self, request: web.Request) -> web.Response:
         from statek.models.agent import Agent
 
-        return _json_response({"agents": [agent_data(a) for a in db0.find(Agent)]})
+        return json_response({"agents": [agent_data(a) for a in db0.find(Agent)]})
 
     def _submission(self, body: dict[str, Any]) -> tuple[Any, str | None, dict[str, Any]]:
         agent_ref, locale, params = validate.submission(body)
@@ -176,7 +172,7 @@ class Api:
         shared = validate.typed(body, "vars", dict, {})
         if self._accepts_async(request):
             (job_id,) = await self._accepted(request, agent, [shared], locale, params)
-            return _json_response({"job": job_id, "status": "PENDING"}, 202)
+            return json_response({"job": job_id, "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
             (job_uuid,) = self.client.submit_new_job_ids(agent, [shared], locale, **params)
@@ -190,7 +186,7 @@ class Api:
         batch = validate.vars_batch(body, self.settings.http_max_batch)
         if self._accepts_async(request):
             jobs = await self._accepted(request, agent, batch, locale, params)
-            return _json_response({"jobs": jobs, "status": "PENDING"}, 202)
+            return json_response({"jobs": jobs, "status": "PENDING"}, 202)
 
         def act() -> dict[str, Any]:
             return {"jobs": self.client.submit_new_job_ids(agent, batch, locale, **params)}
@@ -199,7 +195,7 @@ class Api:
 
     async def get_job(self, request: web.Request) -> web.Response:
         job = self._job(request.match_info["uuid"])
-        return _json_response({**job_detail(job), **budget_fields(job)})
+        return json_response({**job_detail(job), **budget_fields(job)})
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         unknown = sorted(set(request.query) - {"status", "agent", "limit", "cursor", "order"})
@@ -217,7 +213,7 @@ class Api:
             raise bad_field("order", f"must be 'asc' or 'desc', not {order[:40]!r}")
         page = list_jobs(states, agent, limit, cursor, order == "desc")
         mark_held(page.get("jobs", ()))
-        return _json_response(page)
+        return json_response(page)
 
     async def counts(self, request: web.Request) -> web.Response:
         """Jobs by status, and by agent and status (the latter reads every job: it yields
@@ -229,7 +225,7 @@ class Api:
         for start in range(0, total, 2000):
             count_by_agent(anchor, start, min(start + 2000, total), role_of, by_agent)
             await asyncio.sleep(0)
-        return _json_response({"by_status": status_counts(), "by_agent": by_agent,
+        return json_response({"by_status": status_counts(), "by_agent": by_agent,
                                "total": total})
 
     def client_root_jobs(self) -> Any:
@@ -272,7 +268,7 @@ class Api:
     # ------------------------------------------------------------ budgets
     async def get_budget(self, request: web.Request) -> web.Response:
         job = fetch_job(request.match_info["uuid"])
-        return _json_response({"budget": budget_info(job)})
+        return json_response({"budget": budget_info(job)})
 
     async def set_budget(self, request: web.Request) -> web.Response:
         """Give the job a budget of its own: absolute limits and a policy."""

@@ -33,6 +33,11 @@ class ApiError(Exception):
                             content_type="application/json", headers=self.headers)
 
 
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer (the one encoder of every handler's body: statek._json)."""
+    return web.Response(status=status, body=_json.dumps(data), content_type="application/json")
+
+
 def bad_field(field: str, message: str) -> ApiError:
     """400 naming the field of the request body (or query) that is wrong."""
     return ApiError(400, "invalid_field", f"{field}: {message}", field)

@@ -52,7 +52,7 @@ from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
 from statek.server.auth import check_bind
-from statek.server.errors import ApiError, refusals
+from statek.server.errors import ApiError, json_response, refusals
 from statek.server.openapi import openapi_document
 from statek.server.settling import Settling
 from statek.server.views import find_agent
@@ -70,7 +70,6 @@ _VIA = "X-Statek-Front"  # marks a request this front forwarded (a loop is refus
 #: Cancels remembered, so a repeated cancel is answered as already queued.
 _CANCELS_KEPT = 100_000
 _JOB_PATH = re.compile(r"/v1/jobs/(ob[0-9a-f]{16,32})(/.*)?")
-_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 #: How long a read of a job this front accepted waits for the worker to apply it before
 #: answering it PENDING.
 READ_WAIT_S = 1.0
@@ -166,13 +165,13 @@ class Front:
         """Queue the cancel (202); `cancelled` is False, and nothing is queued, for a job
         DONE as last read or one whose cancel this front already queued."""
         job_id = request.match_info["uuid"]
-        if not _ID.fullmatch(job_id):
+        if not validate.ID.fullmatch(job_id):
             raise ApiError(404, "job_not_found", f"no job with uuid {job_id[:80]!r}")
         item = _checked(lambda: self.outbox.cancel_record(job_id))
         found = self.outbox.applied(job_id)
         status = "PENDING" if found is None else STATUS_NAMES[found.state]
         if item is None or job_id in self._cancelled:
-            return _json_response({"cancelled": False, "status": status,
+            return json_response({"cancelled": False, "status": status,
                                    "queued": item is not None})
         answer = await self._accept(request, [item], False,
                                     lambda seq: {"cancelled": True, "status": status,
@@ -251,11 +250,11 @@ class Front:
             worker: str | None = self._upstream_url()
         except ApiError:
             worker = None
-        return _json_response({"ok": True, "version": __version__, "pid": os.getpid(),
+        return json_response({"ok": True, "version": __version__, "pid": os.getpid(),
                                "prefix": self.prefix, "role": "front", "worker_url": worker})
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json_response(openapi_document(self.settings))
+        return json_response(openapi_document(self.settings))
 
     # ------------------------------------------------------------ everything else
     async def forward(self, request: web.Request) -> web.StreamResponse:
@@ -341,7 +340,7 @@ class Front:
         if read:
             if await self.settling.wait(job_id, READ_WAIT_S):
                 return None
-            return _json_response({"uuid": job_id, "status": "PENDING", "applied": False,
+            return json_response({"uuid": job_id, "status": "PENDING", "applied": False,
                                    "message": "accepted (on disk); the worker has not applied "
                                               "it yet"})
         deadline = time.monotonic() + STREAM_WAIT_S
@@ -365,10 +364,6 @@ def _checked(make: Callable[[], _T]) -> _T:
 
 def _answer(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _json_response(data: Any, status: int = 200) -> web.Response:
-    return _answer(status, _json.dumps(data))
 
 
 def worker_url(lock_path: str | None) -> str | None:

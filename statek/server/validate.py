@@ -21,7 +21,8 @@ MAX_BODY = web.AppKey("max_body", int)
 SUBMIT_FIELDS = ("agent", "vars", "locale", "params")
 BATCH_FIELDS = ("agent", "vars_batch", "locale", "params")
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
-_UUID = re.compile(r"[A-Za-z0-9]{1,64}")
+#: What a statek uuid (or an outbox id) can look like: checked before any store lookup.
+ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
 #: 19+ digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float
 _LONG_DIGITS = re.compile(rb"\d{19,}")
@@ -83,7 +84,7 @@ def typed(body: Mapping[str, Any], name: str, kind: type, default: Any = None) -
 
 
 def uuid_text(value: str, field: str) -> str:
-    if not _UUID.fullmatch(value):
+    if not ID.fullmatch(value):
         raise bad_field(field, f"{value[:80]!r} is not a statek uuid")
     return value
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +15,8 @@ from statek.models.status import DONE, STATUS_NAMES
 from statek.outbox.state import is_outbox_id, lookup, settled
 from statek.server.errors import ApiError, bad_field
 from statek.server.jsonable import jsonable
+from statek.server.validate import ID
 
-_UUID = re.compile(r"[A-Za-z0-9]{1,64}")
 #: Jobs one page of a listing looks at, at most (a page may hold fewer than `limit`).
 SCAN_PER_PAGE = 20_000
 
@@ -35,7 +34,7 @@ def fetch_job(job_uuid: str) -> Any:
                            "an Idempotency-Key reused for another request)")
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid!r} (an outbox id the "
                        "worker has not applied yet, or one no producer gave)")
-    if not _UUID.fullmatch(job_uuid) or not db0.exists(job_uuid):
+    if not ID.fullmatch(job_uuid) or not db0.exists(job_uuid):
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid[:80]!r}")
     job = db0.fetch(job_uuid)
     if not isinstance(job, Job):
@@ -45,7 +44,7 @@ def fetch_job(job_uuid: str) -> Any:
 
 def find_agent(ref: str, field: str = "agent") -> Any:
     """The agent named by uuid or by role (a role several agents share is refused)."""
-    if _UUID.fullmatch(ref) and db0.exists(ref):
+    if ID.fullmatch(ref) and db0.exists(ref):
         found = db0.fetch(ref)
         if isinstance(found, Agent):
             return found
