@@ -53,6 +53,22 @@ def implementation() -> str:
     return _speedups.IMPLEMENTATION
 
 
+def event_loop() -> str:
+    """The loop the runs of `run_like_a_worker` use: "uvloop" or "asyncio"."""
+    from statek.runner import event_loop_factory
+
+    return "asyncio" if event_loop_factory(None) is None else "uvloop"
+
+
+def run_like_a_worker(coro: Any) -> Any:
+    """Run `coro` on the event loop `statek worker` would use (uvloop with the `fast` extra,
+    unless STATEK_USE_UVLOOP=0), so a figure is what a worker reaches."""
+    from statek.runner import event_loop_factory
+
+    with asyncio.Runner(loop_factory=event_loop_factory(None)) as runner:
+        return runner.run(coro)
+
+
 def _result(workload: str, figure: float, unit: str, params: dict[str, Any],
             **details: Any) -> dict[str, Any]:
     return {"workload": workload, "figure": figure, "unit": unit, "params": params,
@@ -195,13 +211,36 @@ def w1(n: int = 10_000, concurrency: int = 1000) -> dict[str, Any]:
         del ids, agent
         gc.collect()
         began, cpu_began = time.perf_counter(), time.process_time()
-        stats = asyncio.run(run_jobs_loop(concurrency, queue_prefixes=[PREFIX],
+        stats = run_like_a_worker(run_jobs_loop(concurrency, queue_prefixes=[PREFIX],
                                           auto_terminate=True))
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return _result("W1", stats.jobs_completed / elapsed, "jobs/s",
                    {"n": n, "max_concurrency": concurrency},
-                   loop_s=elapsed, loop_cpu_s=cpu, jobs_per_cpu_s=stats.jobs_completed / cpu,
+                   event_loop=event_loop(), loop_s=elapsed, loop_cpu_s=cpu,
+                   jobs_per_cpu_s=stats.jobs_completed / cpu,
                    create_s=create_s, **_loop_stats_dict(stats))
+
+
+def restart(n: int = 40_000) -> dict[str, Any]:
+    """A restarted worker's start-up over `n` READY jobs: the scheduler's rebuild (one
+    indexed query per runnable status, every job queued in its lane, oldest first); µs per
+    job. Not one of W1-W7: W1 includes this once, so it shows what of W1's time at large N
+    is start-up (docs/costs.md#cost-table, C29)."""
+    import statek
+    from statek.runtime.scheduler import Scheduler
+
+    with fresh_store(PREFIX) as root:
+        agent = statek.Agent("bench-restart")
+        statek.StatekClientAPI().submit_new_job_ids(agent, [{"i": i} for i in range(n)],
+                                                    warmup_code="exit('done')")
+        del agent
+        _reopen(root)
+        gc.collect()
+        began = time.perf_counter()
+        counts = Scheduler().rebuild()
+        elapsed = time.perf_counter() - began
+    return _result("restart", elapsed / max(n, 1) * 1e6, "µs/job", {"n": n},
+                   rebuild_s=elapsed, queued=counts["ready"])
 
 
 # ----------------------------------------------------------------------------- W2 / W6
@@ -222,10 +261,11 @@ def _steps_run(n: int, concurrency: int, latency: float) -> dict[str, Any]:
         del ids, agent
         gc.collect()
         began, cpu_began = time.perf_counter(), time.process_time()
-        stats = asyncio.run(run_jobs_loop(concurrency, "bench", queue_prefixes=[PREFIX],
+        stats = run_like_a_worker(run_jobs_loop(concurrency, "bench", queue_prefixes=[PREFIX],
                                           auto_terminate=True))
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
-    return {"steps_per_s": stats.steps_done / elapsed, "loop_s": elapsed, "loop_cpu_s": cpu,
+    return {"steps_per_s": stats.steps_done / elapsed, "event_loop": event_loop(),
+            "loop_s": elapsed, "loop_cpu_s": cpu,
             "steps_per_cpu_s": stats.steps_done / cpu,
             "provider_calls": provider.calls, **_loop_stats_dict(stats)}
 
@@ -583,6 +623,7 @@ def _traced_rebuild_bytes() -> int:
 
 WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {
     "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7,
+    "restart": restart,
 }
 
 

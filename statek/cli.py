@@ -161,7 +161,7 @@ def serve(host: str | None, port: int, upstream: str | None) -> None:
     import sys
 
     import statek
-    from statek.runner import _loop_factory
+    from statek.runner import event_loop_factory
     from statek.server.front import serve as serve_front
     from statek.store import current_prefix
 
@@ -176,7 +176,7 @@ def serve(host: str | None, port: int, upstream: str | None) -> None:
         sys.stdout.flush()
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory(cfg)) as runner:
             runner.run(serve_front(cfg, str(current_prefix()), host or cfg.http_host, port,
                                    upstream, ready))
         click.echo("statek serve stopped (what it accepted is on disk for the worker)")

@@ -139,7 +139,10 @@ async def _run_loops(active: list[Any], prefixes: list[Any], max_concurrency: in
     return await run_agentic_fleet(defs, prefixes, max_concurrency, provider, auto_terminate)
 
 
-def _loop_factory(settings: StatekSettings | None) -> Any:
+def event_loop_factory(settings: StatekSettings | None) -> Any:
+    """The event loop a worker runs on: uvloop's when installed and `use_uvloop` is on
+    (the `fast` extra), else None (asyncio's default). Benchmarks use it too, so their
+    figures are a worker's."""
     cfg = settings if settings is not None else store.settings()
     if not cfg.use_uvloop:
         return None
@@ -166,6 +169,7 @@ def start_statek(agents: Sequence[Agent] | None = None,
         raise RuntimeError("start_statek() cannot run inside an active event loop; "
                            "use `await start_statek_async(...)` from async code")
     signals = WorkerSignals()
-    with signals.during_startup(), asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
+    with signals.during_startup(), \
+            asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
         return runner.run(_run_worker(agents, push_queues, settings, max_concurrency, provider,
                                       auto_terminate, signals, take_all_signals=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from operator import attrgetter
+from operator import itemgetter
 
 import dbzero as db0
 
@@ -320,10 +320,8 @@ class Scheduler:
         counts = {"ready": 0, "suspended": 0, "woken": 0}
         for prefix in prefixes:
             kwargs = {} if prefix is None else {"prefix": prefix}
-            for job in _runnable_oldest_first(kwargs):
-                number = self.jobs.intern(db0.uuid(job))
-                if number not in self.in_flight and self.ready.push(
-                        number, self._lane_for(number, job)):
+            for number, lane in self._runnable_oldest_first(kwargs):
+                if number not in self.in_flight and self.ready.push(number, lane):
                     counts["ready"] += 1
             suspended = [db0.uuid(job) for job in db0.find(Job, JobStatus.SUSPENDED, **kwargs)]
             with store.transition():
@@ -333,6 +331,23 @@ class Scheduler:
                         counts["suspended"] += 1
                         counts["woken"] += self._wake(number, db0.fetch(job_uuid))
         return counts
+
+    def _runnable_oldest_first(self, kwargs: dict[str, str]) -> list[tuple[int, int]]:
+        """(number, lane) of the runnable jobs a new worker queues, oldest first, as a
+        running worker would have queued them (so the agents' lanes also take turns in the
+        order of their oldest jobs). Each job is read once while dbzero's query is walked and
+        let go at once: listing the job objects first cost about 1.5x as much per job
+        (docs/costs.md#cost-table, C29)."""
+        found: list[tuple[float, int, int]] = []
+        for name in ("READY", "WARMING_UP", "STARTED"):
+            jobs: list[tuple[float, int, int]] = []
+            for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
+                number = self.jobs.intern(db0.uuid(job))
+                jobs.append((job.created_at, number, self._lane_for(number, job)))
+            jobs.reverse()  # dbzero gives newest first
+            found += jobs
+        found.sort(key=itemgetter(0))  # stable: ties keep the order above
+        return [(number, lane) for _, number, lane in found]
 
     def detach(self) -> None:
         """Stop waking a loop (it has ended)."""
@@ -346,19 +361,6 @@ class Scheduler:
 
 def _nothing() -> None:
     return None
-
-
-def _runnable_oldest_first(kwargs: dict[str, str]) -> list[Job]:
-    """The runnable jobs a new worker queues, oldest first, as a running worker would have
-    queued them (so the agents' lanes also take turns in the order of their oldest jobs).
-    `db0.find` gives newest first."""
-    found: list[Job] = []
-    for name in ("READY", "WARMING_UP", "STARTED"):
-        jobs = list(db0.find(Job, getattr(JobStatus, name), **kwargs))
-        jobs.reverse()
-        found += jobs
-    found.sort(key=attrgetter("created_at"))  # stable: ties keep dbzero's order
-    return found
 
 
 def current_scheduler() -> Scheduler:

@@ -44,6 +44,13 @@ def test_w1_completes_every_job() -> None:
     assert _common(got, "W1", "jobs/s") > 0
     assert got["jobs_completed"] == 50
     assert got["steps_failed"] == 0
+    assert got["event_loop"] in ("uvloop", "asyncio")  # the loop a worker would run on
+
+
+def test_restart_queues_every_ready_job() -> None:
+    got = workloads.restart(60)
+    assert _common(got, "restart", "µs/job") > 0
+    assert got["queued"] == 60
 
 
 def test_w2_two_steps_per_job() -> None:
