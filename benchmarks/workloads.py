@@ -212,7 +212,7 @@ def w1(n: int = 10_000, concurrency: int = 1000) -> dict[str, Any]:
         gc.collect()
         began, cpu_began = time.perf_counter(), time.process_time()
         stats = run_like_a_worker(run_jobs_loop(concurrency, queue_prefixes=[PREFIX],
-                                          auto_terminate=True))
+                                                auto_terminate=True))
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return _result("W1", stats.jobs_completed / elapsed, "jobs/s",
                    {"n": n, "max_concurrency": concurrency},
@@ -262,7 +262,7 @@ def _steps_run(n: int, concurrency: int, latency: float) -> dict[str, Any]:
         gc.collect()
         began, cpu_began = time.perf_counter(), time.process_time()
         stats = run_like_a_worker(run_jobs_loop(concurrency, "bench", queue_prefixes=[PREFIX],
-                                          auto_terminate=True))
+                                                auto_terminate=True))
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return {"steps_per_s": stats.steps_done / elapsed, "event_loop": event_loop(),
             "loop_s": elapsed, "loop_cpu_s": cpu,

@@ -125,7 +125,7 @@ class Api:
     # ------------------------------------------------------------ handlers
     async def health(self, request: web.Request) -> web.Response:
         return json_response({"ok": True, "version": __version__, "pid": os.getpid(),
-                               "prefix": self.client.prefix})
+                              "prefix": self.client.prefix})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(openapi_document(self.settings))
@@ -226,7 +226,7 @@ class Api:
             count_by_agent(anchor, start, min(start + 2000, total), role_of, by_agent)
             await asyncio.sleep(0)
         return json_response({"by_status": status_counts(), "by_agent": by_agent,
-                               "total": total})
+                              "total": total})
 
     def client_root_jobs(self) -> Any:
         from statek.models.root import root_jobs

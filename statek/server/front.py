@@ -172,7 +172,7 @@ class Front:
         status = "PENDING" if found is None else STATUS_NAMES[found.state]
         if item is None or job_id in self._cancelled:
             return json_response({"cancelled": False, "status": status,
-                                   "queued": item is not None})
+                                  "queued": item is not None})
         answer = await self._accept(request, [item], False,
                                     lambda seq: {"cancelled": True, "status": status,
                                                  "queued": True})
@@ -251,7 +251,7 @@ class Front:
         except ApiError:
             worker = None
         return json_response({"ok": True, "version": __version__, "pid": os.getpid(),
-                               "prefix": self.prefix, "role": "front", "worker_url": worker})
+                              "prefix": self.prefix, "role": "front", "worker_url": worker})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(openapi_document(self.settings))
@@ -341,8 +341,8 @@ class Front:
             if await self.settling.wait(job_id, READ_WAIT_S):
                 return None
             return json_response({"uuid": job_id, "status": "PENDING", "applied": False,
-                                   "message": "accepted (on disk); the worker has not applied "
-                                              "it yet"})
+                                  "message": "accepted (on disk); the worker has not applied "
+                                             "it yet"})
         deadline = time.monotonic() + STREAM_WAIT_S
         while not await self.settling.wait(job_id, 1.0) and time.monotonic() < deadline:
             self._upstream_url(refresh=True)  # the worker went: 503
