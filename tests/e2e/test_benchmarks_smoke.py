@@ -211,3 +211,13 @@ def test_w9_runs_every_job_over_real_http(tmp_path: Path) -> None:
     assert rows and all(row["jobs_failed"] == 0 for row in rows), rows
     assert all(row["calls_per_s"] > 0 for row in rows)
     assert sorted(row["client"] for row in rows) == clients
+
+
+def test_w1_budget_runs_every_way_to_completion(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import w1_budget
+
+    w1_budget.main(["--n", "40", "--rounds", "1"])  # each way's child raises if a job is left
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(got["cpu_us_per_job"]) == {"move", "finish", "step"}
+    assert all(len(runs) == 1 for runs in got["runs"].values())
+    assert all(us > 0 for us in got["cpu_us_per_job"].values())
