@@ -91,6 +91,8 @@ def definition_of(job: Job, job_uuid: str, state: WorkerState,
     ~6 µs read per step)."""
     of_job = state.jobdef_of_job
     key = of_job.get(job_uuid)
+    if key is None and state.scheduler is not None:  # a worker's: it read the definition
+        key = state.scheduler.definition_key(job_uuid)  # to queue the job in its lane
     if key is not None:
         info = state.jobdef_facts.get(key)
         if info is not None and state.jobdef_facts_settings is cfg:

@@ -26,8 +26,9 @@ from statek.models.job import Job
 from statek.models.jobdef import JobDef
 from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
 
-#: JobDef objects the scheduler holds for their lanes, at most (dbzero commits cost more
-#: with every memo object Python holds: a store with more definitions reads their uuids).
+#: Where a job is queued: (its lane, its definition's uuid). One tuple per definition,
+#: shared by all its jobs.
+Placement = tuple[int, str]
 
 
 class IdTable:
@@ -99,13 +100,15 @@ class Scheduler:
         #: may have suspended on a future that became ready before its keys were indexed
         self.wake_events = 0
         self.rechecks: list[int] = []  # such jobs: their futures are looked at again
-        self._lanes: dict[str, int] = {}  # jobdef uuid -> lane (one lane per agent)
-        #: JobDef object -> its lane: a job's lane costs no uuid read of its definition
-        self._lane_of_jobdef: HeldByObject[int] = HeldByObject(JOBDEFS_HELD)
+        #: jobdef uuid -> its placement (one lane per agent)
+        self._lanes: dict[str, Placement] = {}
+        #: JobDef object -> its placement: a job's lane costs no uuid read of its definition
+        self._lane_of_jobdef: HeldByObject[Placement] = HeldByObject(JOBDEFS_HELD)
         self._agent_lanes: dict[str, int] = {}
-        #: job number -> its lane, while the number is the job's (a job's definition never
-        #: changes): a job queued again after a step costs no read of its `jobdef`
-        self._job_lanes: dict[int, int] = {}
+        #: job number -> its placement, while the number is the job's (a job's definition
+        #: never changes): a job queued again after a step costs no read of its `jobdef`,
+        #: and its step finds its definition's facts without reading it (`definition_key`)
+        self._job_lanes: dict[int, Placement] = {}
         self.notify: Callable[[], None] = _nothing
         self.queue_dirty = True
         self.rebuilt = False
@@ -118,12 +121,12 @@ class Scheduler:
         number = self.jobs.intern(job_uuid)
         if number in self.in_flight:
             return  # the runner re-queues it when its step ends, by its status then
-        lane = self._job_lanes.get(number)
-        if lane is None:
+        placed = self._job_lanes.get(number)
+        if placed is None:
             if jobdef is None:
                 jobdef = (db0.fetch(job_uuid) if job is None else job).jobdef
-            lane = self._job_lanes[number] = self._lane_of_def(jobdef)
-        self.ready.push(number, lane)
+            placed = self._job_lanes[number] = self._lane_of_def(jobdef)
+        self.ready.push(number, placed[0])
         self.notify()
 
     def job_finished(self, job_uuid: str) -> None:
@@ -152,31 +155,35 @@ class Scheduler:
     # ----------------------------------------------------------- lanes
     def _lane_for(self, number: int, job: Job) -> int:
         """The lane of job `number` (`job`), remembered for its next push."""
-        lane = self._job_lanes.get(number)
-        if lane is None:
-            lane = self._job_lanes[number] = self._lane_of(job)
-        return lane
+        placed = self._job_lanes.get(number)
+        if placed is None:
+            placed = self._job_lanes[number] = self._lane_of_def(job.jobdef)
+        return placed[0]
 
-    def _lane_of(self, job: Job) -> int:
+    def definition_key(self, job_uuid: str) -> str | None:
+        """The uuid of the definition of a job this scheduler has queued (None if unknown):
+        its step then finds the definition's facts without reading `job.jobdef` (~6 µs,
+        docs/costs.md#cost-table, C12)."""
+        number = self.jobs.get(job_uuid)
+        placed = None if number is None else self._job_lanes.get(number)
+        return None if placed is None else placed[1]
+
+    def _lane_of_def(self, jobdef: JobDef) -> Placement:
         """One lane per agent, so a busy agent cannot starve the others."""
-        return self._lane_of_def(job.jobdef)
-
-    def _lane_of_def(self, jobdef: JobDef) -> int:
-        """`_lane_of` for a caller holding the definition (the job need not be read)."""
         known = self._lane_of_jobdef.get(jobdef)
         if known is not None:
             return known
         return self._new_lane(jobdef)
 
-    def _new_lane(self, jobdef: JobDef) -> int:
-        jobdef_id = db0.uuid(jobdef)
-        lane = self._lanes.get(jobdef_id)
-        if lane is None:
+    def _new_lane(self, jobdef: JobDef) -> Placement:
+        jobdef_id = str(db0.uuid(jobdef))
+        placed = self._lanes.get(jobdef_id)
+        if placed is None:
             agent_id = db0.uuid(jobdef.agent)
             lane = self._agent_lanes.setdefault(agent_id, len(self._agent_lanes))
-            self._lanes[jobdef_id] = lane
-        self._lane_of_jobdef.put(jobdef, lane)
-        return lane
+            placed = self._lanes[jobdef_id] = (lane, jobdef_id)
+        self._lane_of_jobdef.put(jobdef, placed)
+        return placed
 
     def agent_lane(self, agent: Agent) -> int:
         return self._agent_lanes.setdefault(db0.uuid(agent), len(self._agent_lanes))
