@@ -51,7 +51,9 @@ def _swap_step(way: str) -> None:
 
     swaps = {"move": only_move, "finish": only_finish}
     if way in swaps:
-        setattr(loop_module, "execute_step", swaps[way])  # noqa: B010 (the loop's own name)
+        # setattr: mypy refuses assigning these over the module's function (their
+        # defaults are not part of the dict's value type)
+        setattr(loop_module, "execute_step", swaps[way])  # noqa: B010
     elif way != "step":
         raise ValueError(f"unknown way {way!r}: one of {', '.join(WAYS)}")
 

@@ -87,12 +87,13 @@ def _read_facts(jobdef: JobDef, key: str, cfg: StatekSettings) -> DefinitionInfo
 def definition_of(job: Job, job_uuid: str, state: WorkerState,
                   cfg: StatekSettings) -> DefinitionInfo:
     """`definition_info(job.jobdef)`, without reading the reference once the job is known
-    (a job's definition never changes; the per-job `jobdef_of_job` cache spares the
-    ~6 µs read per step)."""
+    (~6 µs per read; a job's definition never changes): from the per-job `jobdef_of_job`
+    cache after a first step, and for a first step from the worker's scheduler, which learnt
+    the definition when it queued the job in its agent's lane."""
     of_job = state.jobdef_of_job
     key = of_job.get(job_uuid)
-    if key is None and state.scheduler is not None:  # a worker's: it read the definition
-        key = state.scheduler.definition_key(job_uuid)  # to queue the job in its lane
+    if key is None and state.scheduler is not None:
+        key = state.scheduler.definition_uuid(job_uuid)
     if key is not None:
         info = state.jobdef_facts.get(key)
         if info is not None and state.jobdef_facts_settings is cfg:

@@ -101,14 +101,14 @@ class Scheduler:
         self.wake_events = 0
         self.rechecks: list[int] = []  # such jobs: their futures are looked at again
         #: jobdef uuid -> its placement (one lane per agent)
-        self._lanes: dict[str, Placement] = {}
+        self._placements: dict[str, Placement] = {}
         #: JobDef object -> its placement: a job's lane costs no uuid read of its definition
-        self._lane_of_jobdef: HeldByObject[Placement] = HeldByObject(JOBDEFS_HELD)
+        self._placement_of_jobdef: HeldByObject[Placement] = HeldByObject(JOBDEFS_HELD)
         self._agent_lanes: dict[str, int] = {}
         #: job number -> its placement, while the number is the job's (a job's definition
         #: never changes): a job queued again after a step costs no read of its `jobdef`,
-        #: and its step finds its definition's facts without reading it (`definition_key`)
-        self._job_lanes: dict[int, Placement] = {}
+        #: and its step finds its definition's facts without reading it (`definition_uuid`)
+        self._job_placements: dict[int, Placement] = {}
         self.notify: Callable[[], None] = _nothing
         self.queue_dirty = True
         self.rebuilt = False
@@ -121,11 +121,11 @@ class Scheduler:
         number = self.jobs.intern(job_uuid)
         if number in self.in_flight:
             return  # the runner re-queues it when its step ends, by its status then
-        placed = self._job_lanes.get(number)
+        placed = self._job_placements.get(number)
         if placed is None:
             if jobdef is None:
                 jobdef = (db0.fetch(job_uuid) if job is None else job).jobdef
-            placed = self._job_lanes[number] = self._lane_of_def(jobdef)
+            placed = self._job_placements[number] = self._placement_of_def(jobdef)
         self.ready.push(number, placed[0])
         self.notify()
 
@@ -155,34 +155,34 @@ class Scheduler:
     # ----------------------------------------------------------- lanes
     def _lane_for(self, number: int, job: Job) -> int:
         """The lane of job `number` (`job`), remembered for its next push."""
-        placed = self._job_lanes.get(number)
+        placed = self._job_placements.get(number)
         if placed is None:
-            placed = self._job_lanes[number] = self._lane_of_def(job.jobdef)
+            placed = self._job_placements[number] = self._placement_of_def(job.jobdef)
         return placed[0]
 
-    def definition_key(self, job_uuid: str) -> str | None:
+    def definition_uuid(self, job_uuid: str) -> str | None:
         """The uuid of the definition of a job this scheduler has queued (None if unknown):
         its step then finds the definition's facts without reading `job.jobdef` (~6 µs,
         docs/costs.md#cost-table, C12)."""
         number = self.jobs.get(job_uuid)
-        placed = None if number is None else self._job_lanes.get(number)
+        placed = None if number is None else self._job_placements.get(number)
         return None if placed is None else placed[1]
 
-    def _lane_of_def(self, jobdef: JobDef) -> Placement:
+    def _placement_of_def(self, jobdef: JobDef) -> Placement:
         """One lane per agent, so a busy agent cannot starve the others."""
-        known = self._lane_of_jobdef.get(jobdef)
+        known = self._placement_of_jobdef.get(jobdef)
         if known is not None:
             return known
-        return self._new_lane(jobdef)
+        return self._new_placement(jobdef)
 
-    def _new_lane(self, jobdef: JobDef) -> Placement:
+    def _new_placement(self, jobdef: JobDef) -> Placement:
         jobdef_id = str(db0.uuid(jobdef))
-        placed = self._lanes.get(jobdef_id)
+        placed = self._placements.get(jobdef_id)
         if placed is None:
             agent_id = db0.uuid(jobdef.agent)
             lane = self._agent_lanes.setdefault(agent_id, len(self._agent_lanes))
-            placed = self._lanes[jobdef_id] = (lane, jobdef_id)
-        self._lane_of_jobdef.put(jobdef, placed)
+            placed = self._placements[jobdef_id] = (lane, jobdef_id)
+        self._placement_of_jobdef.put(jobdef, placed)
         return placed
 
     def agent_lane(self, agent: Agent) -> int:
@@ -242,7 +242,7 @@ class Scheduler:
                 self.rechecks.append(number)
                 self.notify()
         else:  # DONE: forget it (waiters on it were woken through job_finished)
-            self._job_lanes.pop(number, None)  # before the number can be another job's
+            self._job_placements.pop(number, None)  # before the number can be another job's
             self.jobs.release_number(number)
 
     def index(self, number: int, job: Job) -> None:
@@ -349,6 +349,7 @@ class Scheduler:
         for name in ("READY", "WARMING_UP", "STARTED"):
             jobs: list[tuple[float, int, int]] = []
             for job in db0.find(Job, getattr(JobStatus, name), **kwargs):
+                # numbers in query order (they are only ids); a job in flight is placed too
                 number = self.jobs.intern(db0.uuid(job))
                 jobs.append((job.created_at, number, self._lane_for(number, job)))
             jobs.reverse()  # dbzero gives newest first

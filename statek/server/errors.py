@@ -34,7 +34,7 @@ class ApiError(Exception):
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    """A JSON answer (the one encoder of every handler's body: statek._json)."""
+    """A JSON answer of the HTTP API (the worker's and the front's handlers)."""
     return web.Response(status=status, body=_json.dumps(data), content_type="application/json")
 
 

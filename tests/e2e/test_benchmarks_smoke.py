@@ -97,6 +97,7 @@ def test_w6_reports_share_of_ideal() -> None:
     assert _common(got, "W6", "% of ideal") > 0
     assert got["slow_run"]["steps_done"] == 80
     assert got["cpu_run"]["steps_done"] == 80
+    assert got["event_loop"] in ("uvloop", "asyncio")
     assert got["ideal_steps_per_s"] == min(got["provider_bound_steps_per_s"],
                                            got["cpu_bound_steps_per_s"])
 
