@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from statek.models.status import DONE, STATUS_NAMES, status_value
 from statek.providers import ScriptedProvider, add_provider
 from statek.runtime.agentic import AgentLoopDef, run_agentic_fleet
 from statek.runtime.loop import last_stats
+from statek.runtime.os_signals import stop_event
 from statek.runtime.stats import LoopStats
 from statek.statek_client_api import StatekClientAPI
 
@@ -228,18 +228,8 @@ async def _main(helpers: int, concurrency: int, watch: Callable[[Progress], None
 
 async def _until_stopped() -> None:
     """Wait for SIGINT (Ctrl-C) or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    taken = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            taken.append(sig)
-    try:
+    with stop_event() as stop:
         await stop.wait()
-    finally:
-        for sig in taken:
-            loop.remove_signal_handler(sig)
 
 
 def describe(report: DemoReport) -> list[str]:

@@ -24,6 +24,25 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = (signal.SIG_DFL, signal.default_int_handler, None)
 
 
+@contextlib.contextmanager
+def stop_event() -> Iterator[asyncio.Event]:
+    """An event SIGINT/SIGTERM set while the block runs, for a process that runs until either
+    arrives (`statek serve`, the demo's dashboard); the loop's handlers go when it ends.
+    Where the loop cannot take signals (not the main thread), nothing sets it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    taken = []
+    for sig in SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            taken.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in taken:
+            loop.remove_signal_handler(sig)
+
+
 class WorkerSignals:
     """Counts presses of SIGINT/SIGTERM and tells `on_press(count)` about each."""
 

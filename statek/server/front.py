@@ -29,7 +29,6 @@ import os
 import re
 import resource
 import secrets
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -48,6 +47,7 @@ from statek.models.idempotency import KEY_TTL, fingerprint, stored_answer
 from statek.models.status import STATUS_NAMES
 from statek.outbox import records
 from statek.outbox.client import OutboxClient
+from statek.runtime.os_signals import stop_event
 from statek.runtime.queues import check_event_target
 from statek.server import validate
 from statek.server.accept import GroupAppend
@@ -433,21 +433,13 @@ async def serve(settings: StatekSettings, prefix: str, host: str, port: int,
     runner = web.AppRunner(make_app(front), access_log=None, handle_signals=False,
                            shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    taken = []
-    for number in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(number, stop.set)
-            taken.append(number)
     try:
-        await web.SockSite(runner, sock).start()
-        bound = sock.getsockname()[1]
-        ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}")
-        await stop.wait()  # SIGTERM/SIGINT: stop listening, let requests in flight finish
-        log.info("statek serve stopping: requests in flight get up to %s s", SHUTDOWN_S)
+        with stop_event() as stop:  # its handlers go before the clean-up below
+            await web.SockSite(runner, sock).start()
+            bound = sock.getsockname()[1]
+            ready(f"http://{f'[{host}]' if ':' in host else host}:{bound}")
+            await stop.wait()  # SIGTERM/SIGINT: stop listening, let requests in flight finish
+            log.info("statek serve stopping: requests in flight get up to %s s", SHUTDOWN_S)
     finally:
-        for number in taken:
-            loop.remove_signal_handler(number)
         await runner.cleanup()
         await front.close()
