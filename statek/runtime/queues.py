@@ -98,13 +98,14 @@ def refusal_of(job: Any) -> str | None:
 
 
 def _deliver_batch(queue: StatekPushQueue, first_seq: int, job_ids: list[Any],
-                   messages: list[Any], cache: dict[str, _Target], written: set[str]) -> int:
+                   messages: list[Any], cache: dict[str, _Target], written: set[str],
+                   reopened: list[str]) -> int:
     """Apply one peeked batch (inside the caller's transition); returns messages applied.
 
     Messages are grouped per job (`partition_batch`), so each job is written once per batch
     however many messages it gets. A message that cannot be delivered becomes a dead letter
     of the queue, with the reason. The prefixes of jobs living outside the queue's prefix
-    are added to `written`."""
+    are added to `written`, the uuids of finished jobs re-opened to `reopened`."""
     ids: dict[str, int] = {}
     numbers = [ids.setdefault(str(job_uuid), len(ids)) for job_uuid in job_ids]
     uuids = list(ids)
@@ -128,7 +129,7 @@ def _deliver_batch(queue: StatekPushQueue, first_seq: int, job_ids: list[Any],
         job = target.job
         if target.prefix != queue_key:
             batch = [plain_copy(m) for m in batch]
-        target.inbox = job.apply_messages(batch, target.inbox, uuids[number])
+        target.inbox = job.apply_messages(batch, target.inbox, uuids[number], reopened)
         delivered += len(indices)
         if target.prefix != queue_key:
             _remember_seq(job, queue_key, first_seq + indices[-1])
@@ -169,6 +170,7 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
         return 0
     delivered = 0
     cache: dict[str, _Target] = {}
+    reopened: list[str] = []
     for queue in queues_of(queue_prefixes):
         if delivered >= max_count:
             break
@@ -177,10 +179,21 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
             first, job_ids, messages = queue.peek_message_columns(max_count - delivered)
             if not job_ids:
                 continue
-            delivered += _deliver_batch(queue, first, job_ids, messages, cache, written)
+            delivered += _deliver_batch(queue, first, job_ids, messages, cache, written,
+                                        reopened)
         if written:  # jobs first, then the queue: a crash in between re-reads items
             _commit_in_order(written, queue.prefix_name)  # the jobs then skip
+    if reopened:
+        _log_reopened(reopened)
     return delivered
+
+
+def _log_reopened(reopened: list[str], named: int = 5) -> None:
+    """One line for the finished jobs a drain call re-opened (each job's own line is DEBUG)."""
+    more = len(reopened) - named
+    log.info("%d finished job(s) re-opened by queued messages (%s%s); their results are kept "
+             "in previous_results", len(reopened), ", ".join(reopened[:named]),
+             f" and {more} more" if more > 0 else "")
 
 
 def _commit_in_order(first: Iterable[str], last: str) -> None:

@@ -115,3 +115,42 @@ async def test_message_to_a_uuid_that_is_no_job_is_a_dead_letter(
     assert job.exit_status == "for the job" and stats.messages_delivered == 1
     (letter,) = list(queue.dead_letters)
     assert letter["item"] == "for an agent?" and "names a Agent, not a job" in letter["reason"]
+
+
+async def test_a_drain_names_the_jobs_it_reopened_in_one_line(
+        api: statek.StatekClientAPI, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider, caplog: pytest.LogCaptureFixture) -> None:
+    """Seven finished jobs re-opened by one drain: one INFO line with the count and five of
+    them; each job's own line at DEBUG (a line per job made a drain mostly log writing)."""
+    agent = statek.Agent("finisher")
+    jobs = [api.submit_new_job(agent, warmup_code=f"exit({i})") for i in range(7)]
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert all(j.status == JobStatus.DONE for j in jobs)
+    statek.StatekPushQueue().push_messages([(j, "again") for j in jobs])
+    db0.commit()
+    with caplog.at_level(logging.DEBUG, logger="statek"):
+        await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    assert all(len(j.previous_results) == 1 for j in jobs)
+    summary = [r for r in caplog.records
+               if r.name == "statek.queues" and "re-opened" in r.getMessage()]
+    (line,) = summary
+    assert line.levelno == logging.INFO
+    text = line.getMessage()
+    assert text.startswith("7 finished job(s) re-opened by queued messages")
+    assert sum(j.uuid in text for j in jobs) == 5 and "and 2 more" in text
+    per_job = [r for r in caplog.records
+               if r.name == "statek.jobs" and "re-opened by a message" in r.getMessage()]
+    assert sorted(r.getMessage().split()[1] for r in per_job) == sorted(j.uuid for j in jobs)
+    assert {r.levelno for r in per_job} == {logging.DEBUG}
+
+
+async def test_a_direct_message_reopening_a_job_logs_at_info(
+        api: statek.StatekClientAPI, kernels: ModuleType,  # noqa: F811
+        scripted: ScriptedProvider, caplog: pytest.LogCaptureFixture) -> None:
+    job = api.submit_new_job(statek.Agent("finisher"), warmup_code="exit('first')")
+    await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
+    with caplog.at_level(logging.INFO, logger="statek.jobs"):
+        job.push_user_message("again")
+    (line,) = [r for r in caplog.records if "re-opened by a message" in r.getMessage()]
+    assert line.levelno == logging.INFO and job.uuid in line.getMessage()
+    assert "'first'" in line.getMessage()
