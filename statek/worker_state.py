@@ -7,11 +7,11 @@ first use of `current()`. In between the owner holds:
 
 * per-job caches, keyed by job uuid (`PER_JOB`): a job's kept globals and unstorable locals,
   its transcript, the definition it runs, its executor-side reference table, its `random`
-  generator, the queue drain's handle on it (job object, inbox, prefix). Every path that
-  ends a job (exit, a client's cancel, a failed wake-up, a harness breach) goes through
-  `Job.finish`, which fires `signals.job_finished`, which calls `drop_job`: no call site has
-  to remember to forget a job. Each of these caches also bounds itself (least recently used
-  first) or holds suspended jobs only, so memory follows the jobs in memory, not jobs seen;
+  generator. Every path that ends a job (exit, a client's cancel, a failed wake-up, a harness
+  breach) goes through `Job.finish`, which fires `signals.job_finished`, which calls
+  `drop_job`: no call site has to remember to forget a job. Each of these caches also bounds
+  itself (least recently used first) or holds suspended jobs only, so memory follows the jobs
+  in memory, not jobs seen;
 * store-scoped caches (prefix roots, JobDefs by key, JobDef facts, system prompts, sandbox
   policies, resolved providers, known queue prefixes, isolation's definition parts);
 * the scheduler (created by `runtime.scheduler.current_scheduler`, unsubscribed here).
@@ -37,13 +37,12 @@ if TYPE_CHECKING:
     from statek.execution.jobdef_facts import DefinitionInfo
     from statek.isolation.runner import RefTable
     from statek.providers.types import ToolSpec
-    from statek.runtime.queues import DeliveryTarget
     from statek.runtime.scheduler import Scheduler
     from statek.sandbox import SandboxPolicy
 
 #: the per-job caches: `drop_job` pops the finished job from each, `resident()` counts them
 PER_JOB = ("transient", "namespaces", "scalar_namespaces", "jobdef_of_job", "transcripts",
-           "ref_tables", "random_generators", "delivery_targets")
+           "ref_tables", "random_generators")
 
 #: the store-scoped caches, cleared by `release`
 _STORE_CACHES = ("jobdef_facts", "jobdef_facts_held", "roots", "jobdefs", "prompts", "policies",
@@ -68,8 +67,6 @@ class WorkerState:
         self.transcripts: OrderedDict[str, Transcript] = OrderedDict()
         self.ref_tables: OrderedDict[str, RefTable] = OrderedDict()
         self.random_generators: OrderedDict[str, random.Random] = OrderedDict()
-        #: jobs that take messages, as the queue drain found them (job, inbox, prefix)
-        self.delivery_targets: OrderedDict[str, DeliveryTarget] = OrderedDict()
         # per store
         self.jobdef_facts: OrderedDict[str, DefinitionInfo] = OrderedDict()
         self.jobdef_facts_settings: Any = None  # the settings `jobdef_facts` were read under
@@ -94,7 +91,6 @@ class WorkerState:
         self.transcripts.pop(job_uuid, None)
         self.ref_tables.pop(job_uuid, None)
         self.random_generators.pop(job_uuid, None)
-        self.delivery_targets.pop(job_uuid, None)
         for callback in _drop_callbacks:
             callback(job_uuid)
 
