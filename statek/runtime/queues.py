@@ -74,7 +74,9 @@ def _job_or_none(job_uuid: str) -> Any:
 
 
 class _Target:
-    """A job a drain delivers to, looked up once per drain call."""
+    """A job a drain delivers to, looked up once per drain call. Not kept between calls:
+    holding jobs and their inboxes alive makes every commit dearer
+    (docs/costs.md#cost-table, C30)."""
 
     __slots__ = ("inbox", "job", "prefix", "refusal")
 
