@@ -397,6 +397,17 @@ class Job:
             return True
 
 
+def log_reopened(logger: logging.Logger, reopened: list[str], by: str, named: int = 5) -> None:
+    """One INFO line for the finished jobs one delivery call re-opened (`by` says what
+    carried the messages); each job's own line went out at DEBUG (`Job.apply_messages`)."""
+    if not reopened:
+        return
+    more = len(reopened) - named
+    logger.info("%d finished job(s) re-opened by %s (%s%s); their results are kept in "
+                "previous_results", len(reopened), by, ", ".join(reopened[:named]),
+                f" and {more} more" if more > 0 else "")
+
+
 def _move(job: Job, current: int, target: int) -> None:
     """`Job.set_status` for a known current state: the int and the explicit tag moved
     together (an explicit tag, not a tag field: a move costs ~16k fewer instructions in

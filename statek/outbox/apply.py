@@ -52,6 +52,7 @@ class Applier:
         self.prefix = prefix
         self.made = state.made
         self.created: list[tuple[str, JobDef]] = []  # (uuid, its definition)
+        self.reopened: list[str] = []  # finished jobs messages re-opened: one line per drain
         self.applied = 0
 
     def apply(self, item: Any) -> None:
@@ -120,7 +121,7 @@ class Applier:
         if refusal is not None:
             self.dead_letter("message", job_id, message, refusal)
             return
-        job.apply_messages([message])
+        job.apply_messages([message], reopened=self.reopened)
         self.applied += 1
 
     def _event(self, agent_id: str, event: Any) -> None:

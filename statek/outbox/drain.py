@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from statek import signals, store
+from statek.models.job import log_reopened
 from statek.outbox import layout, reclaim
 from statek.outbox.apply import Applier
 from statek.outbox.reader import Segment
@@ -128,6 +129,7 @@ class OutboxDrain:
                 self._drain_producer(group, applier, limit, looking)
             if applier.applied >= limit:
                 more = True
+        log_reopened(log, applier.reopened, "outbox messages")
         for uuid, jobdef in applier.created:  # the definition places it: no fetch by uuid
             signals.job_runnable(uuid, jobdef=jobdef)
         self.applied += applier.applied

@@ -24,7 +24,7 @@ from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
 from statek.models.containers import plain_copy as plain_copy  # re-exported (tests)
-from statek.models.job import Job
+from statek.models.job import Job, log_reopened
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.submit import create_job, jobdef_for
 
@@ -185,17 +185,8 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
                                         reopened)
         if written:  # jobs first, then the queue: a crash in between re-reads items
             _commit_in_order(written, queue.prefix_name)  # the jobs then skip
-    if reopened:
-        _log_reopened(reopened)
+    log_reopened(log, reopened, "queued messages")
     return delivered
-
-
-def _log_reopened(reopened: list[str], named: int = 5) -> None:
-    """One line for the finished jobs a drain call re-opened (each job's own line is DEBUG)."""
-    more = len(reopened) - named
-    log.info("%d finished job(s) re-opened by queued messages (%s%s); their results are kept "
-             "in previous_results", len(reopened), ", ".join(reopened[:named]),
-             f" and {more} more" if more > 0 else "")
 
 
 def _commit_in_order(first: Iterable[str], last: str) -> None:

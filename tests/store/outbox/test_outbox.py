@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import logging
 import os
 import pickle
 import select
@@ -240,3 +241,29 @@ def test_a_producer_wakes_the_listener(tmp_path: Path) -> None:
         listener.close()
         notifier.close()
     Notifier(store_file).notify()  # no worker listening: ignored, no error
+
+
+def test_outbox_messages_reopening_finished_jobs_log_one_line(
+        client: OutboxClient, drain: OutboxDrain, agent: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Seven finished jobs re-opened by one outbox drain: one INFO line naming five of them,
+    each job's own line at DEBUG (a feeder messaging many finished jobs filled the log)."""
+    api = statek.StatekClientAPI()
+    jobs = [api.submit_new_job(agent, warmup_code="x = 1") for _ in range(7)]
+    for job in jobs:
+        job.finish(exit_status="first")
+    db0.commit()
+    for job in jobs:
+        client.push_message(job.uuid, "again")
+    with caplog.at_level(logging.DEBUG, logger="statek"):
+        drain.drain(100)
+    assert all(len(job.previous_results) == 1 for job in jobs)
+    summary = [r for r in caplog.records
+               if r.name == "statek.outbox" and "re-opened" in r.getMessage()]
+    (line,) = summary
+    assert line.levelno == logging.INFO
+    assert line.getMessage().startswith("7 finished job(s) re-opened by outbox messages")
+    assert sum(job.uuid in line.getMessage() for job in jobs) == 5
+    per_job = [r for r in caplog.records
+               if r.name == "statek.jobs" and "re-opened by a message" in r.getMessage()]
+    assert len(per_job) == 7 and {r.levelno for r in per_job} == {logging.DEBUG}
