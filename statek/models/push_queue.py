@@ -47,7 +47,7 @@ class StatekPushQueue:
     def __init__(self, prefix: str | None = None) -> None:
         db0.set_prefix(self, prefix)
         self.prefix_name = prefix or current_prefix()
-        self.messages = Fifo(prefix, stride=2)  # (job uuid, message) pairs, stored flat
+        self.messages = Fifo(prefix, stride=2, packed=True)  # (job uuid, message) pairs
         self.events: Any = {}  # agent uuid -> Fifo
         self.dead_letters: Any = []
         self.created_at = time.time()
@@ -158,4 +158,9 @@ def open_queue(prefix: str | None = None) -> StatekPushQueue:
         current = current_prefix()
         open_prefix(name, "rw")
         open_prefix(current, "rw" if current in writable else "r")
-    return StatekPushQueue(name)
+    queue = StatekPushQueue(name)
+    messages = queue.messages
+    if messages.width() == 2 and not messages.packs(1 << 62):  # stored before packing
+        with transition():
+            messages.pack_from_next_chunk()
+    return queue

@@ -4,6 +4,7 @@ head once; queues stored before the flat layout still work."""
 
 from __future__ import annotations
 
+import datetime
 import tempfile
 from collections import deque
 from typing import Any
@@ -16,6 +17,7 @@ import statek
 from benchmarks.storage_ops import OpCounter
 from statek import store
 from statek.models.fifo import CHUNK_SIZE, Fifo
+from statek.models.push_queue import open_queue
 from statek.runtime.queues import process_push_notifications
 from statek.statek_push_queue import StatekPushQueue
 
@@ -112,19 +114,26 @@ def test_counter_leaves_every_memo_class_as_it_was(api: statek.StatekClientAPI) 
     assert not OpCounter().ops  # nothing counted once uninstalled
 
 
+def _message(i: int) -> Any:
+    """Mostly plain JSON (packed as a string), sometimes what JSON would change (stored as it
+    is in a packed fifo): both forms meet in one chunk."""
+    return (i, "tuple") if i % 7 == 3 else f"m{i}"
+
+
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.one_of(st.tuples(st.just("one"), st.integers(0, 3)),
+@given(st.booleans(),
+       st.lists(st.one_of(st.tuples(st.just("one"), st.integers(0, 3)),
                           st.tuples(st.just("many"), st.integers(0, 700)),
                           st.tuples(st.just("pop"), st.integers(0, 900))), max_size=14))
-def test_pair_fifo_matches_a_deque(ops: list[tuple[str, int]]) -> None:
-    """A stride-2 fifo (the messages layout) against a deque of pairs, across chunks, with
-    single pushes after a chunk was started, filled and dropped."""
+def test_pair_fifo_matches_a_deque(packed: bool, ops: list[tuple[str, int]]) -> None:
+    """A stride-2 fifo (the messages layout), flat or packed, against a deque of pairs,
+    across chunks, with single pushes after a chunk was started, filled and dropped."""
     with tempfile.TemporaryDirectory() as root:
         db0.init(dbzero_root=root)
         statek.open_prefix("prop", "rw")
         try:
-            fifo = Fifo(stride=2)
-            model: deque[tuple[int, str]] = deque()
+            fifo = Fifo(stride=2, packed=packed)
+            model: deque[tuple[int, Any]] = deque()
             counter = 0
             for op, n in ops:
                 if op == "pop":
@@ -137,15 +146,69 @@ def test_pair_fifo_matches_a_deque(ops: list[tuple[str, int]]) -> None:
                     continue
                 if op == "one":
                     for _ in range(n):
-                        item = (counter, f"m{counter}")
+                        item = (counter, _message(counter))
                         assert fifo.push(item) == counter  # its sequence number
                         model.append(item)
                         counter += 1
                 else:
-                    items = [(i, f"m{i}") for i in range(counter, counter + n)]
+                    items = [(i, _message(i)) for i in range(counter, counter + n)]
                     assert fifo.push_many(items) == counter
                     model.extend(items)
                     counter += n
                 assert len(fifo) == len(model)
         finally:
             store.close()
+
+
+def test_a_batch_of_plain_messages_is_one_stored_value(api: statek.StatekClientAPI,
+                                                       agent: statek.Agent) -> None:
+    job: Any = api.submit_new_job(agent)
+    q = StatekPushQueue()
+    q.push_messages([(job, {"n": i}) for i in range(300)])
+    q.push_message(job, "one more")
+    assert [type(entry) for entry in q.messages.chunks[0]] == [str, str]
+    with OpCounter() as ops:
+        first, ids, messages = q.peek_message_columns(500)
+    assert ops.ops["container read: Fifo.chunks[].getslice"] == 1
+    assert (first, ids) == (0, [job.uuid] * 301)
+    assert messages == [{"n": i} for i in range(300)] + ["one more"]
+
+
+def test_messages_json_would_change_arrive_unchanged(api: statek.StatekClientAPI,
+                                                     agent: statek.Agent) -> None:
+    """Tuples, dates, bytes, int dict keys, a memo reference: stored as they are, in order
+    with the plain messages around them, and delivered as they were pushed."""
+    job: Any = api.submit_new_job(agent)
+    when = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
+    sent: list[Any] = ["plain", (1, "pair"), when, b"\x00\xff", {1: "int key"}, agent,
+                       {"nested": [1.5, None]}, "last"]
+    q = StatekPushQueue()
+    q.push_messages([(job, message) for message in sent[:4]])
+    for message in sent[4:]:
+        q.push_message(job, message)
+    assert process_push_notifications(100, 100, queue_prefixes=[q.prefix_name]) == len(sent)
+    inbox = list(job.inbox)
+    assert inbox[:4] == ["plain", (1, "pair"), when, b"\x00\xff"]
+    assert dict(inbox[4]) == {1: "int key"}
+    assert inbox[5] == agent and dict(inbox[6]) == {"nested": [1.5, None]}
+    assert inbox[7] == "last"
+
+
+def test_a_queue_stored_before_packing_packs_from_its_next_chunk(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    job: Any = api.submit_new_job(agent)
+    q = StatekPushQueue()
+    del q.messages.packed_from  # as stored by earlier versions
+    q.push_messages([(job, i) for i in range(CHUNK_SIZE - 2)])
+    db0.commit()
+    open_queue(q.prefix_name)  # the worker opens its queues: packing starts at chunk 1
+    assert q.messages.packed_from == 1 and not q.messages.packs(0)
+    q.push_messages([(job, i) for i in range(CHUNK_SIZE - 2, CHUNK_SIZE + 10)])
+    q.push_message(job, "after")
+    assert len(q.messages.chunks[0]) == 2 * CHUNK_SIZE  # still flat
+    assert [type(entry) for entry in q.messages.chunks[1]] == [str, str]
+    assert process_push_notifications(100, 2000, queue_prefixes=[q.prefix_name]) == \
+        CHUNK_SIZE + 11
+    assert list(job.inbox) == [*range(CHUNK_SIZE + 10), "after"]
+    open_queue(q.prefix_name)
+    assert q.messages.packed_from == 1  # set once

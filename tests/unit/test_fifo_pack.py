@@ -1,0 +1,86 @@
+"""The packed chunk form: any run of values packs and unpacks to the same values, of the
+same types; plain-JSON runs become one string, anything else is stored as it is."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from statek.models.fifo_pack import MAX_DEPTH, is_plain_json, pack, pack_item, unpack
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (1 == 1.0 == True would pass `==`)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float and math.isnan(a):
+        return math.isnan(b)
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return list(a) == list(b) and all(same(a[k], b[k]) and same(k, kb)
+                                          for k, kb in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(), st.binary(max_size=4), st.dates(), st.just(decimal.Decimal("1.5")),
+    st.sampled_from(["\ud800", "a\udfffb"]))  # lone surrogates: JSON backends refuse them
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=3), st.integers(0, 3)), inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3).flatmap(
+    lambda stride: st.tuples(st.just(stride),
+                             st.lists(st.lists(values, min_size=stride, max_size=stride),
+                                      max_size=8))))
+def test_any_run_unpacks_to_the_values_pushed(case: tuple[int, list[list[Any]]]) -> None:
+    stride, items = case
+    flat = [value for item in items for value in item]
+    assert same(unpack(pack(flat, stride), stride), flat)
+    one_by_one = [entry for item in items for entry in pack_item(tuple(item))]
+    assert same(unpack(one_by_one, stride), flat)
+
+
+def test_a_plain_json_run_is_one_string() -> None:
+    flat = ["JOBA", "hello", "JOBB", {"k": [1, 2.5, None, True]}]
+    (entry,) = pack(flat, 2)
+    assert type(entry) is str and same(unpack([entry], 2), flat)
+
+
+def test_items_json_would_change_are_stored_as_they_are() -> None:
+    when = datetime.date(2026, 12, 3)
+    flat = ["A", "one", "B", (1, 2), "C", when, "D", "two"]
+    entries = pack(flat, 2)
+    assert entries[1:6] == [2, "B", (1, 2), "C", when]  # a count, then the values as they are
+    assert type(entries[0]) is str and type(entries[6]) is str
+    assert same(unpack(entries, 2), flat)
+
+
+def test_plain_json_is_what_comes_back_unchanged() -> None:
+    for plain in ("s", 0, -(1 << 63), (1 << 63) - 1, 1.5, True, None, [1, {"a": []}]):
+        assert is_plain_json(plain), plain
+    deep: Any = []
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    for not_plain in ((1,), {1: "a"}, 1 << 63, math.inf, math.nan, b"x",
+                      datetime.date(2026, 1, 1), {"a": (1,)}, deep):
+        assert not is_plain_json(not_plain), not_plain
+
+
+def test_a_lone_surrogate_is_stored_as_it_is() -> None:
+    flat = ["A", "fine", "B", "bad \ud800", "C", "fine too"]
+    entries = pack(flat, 2)
+    assert "bad \ud800" in entries and same(unpack(entries, 2), flat)
+    assert pack_item(("B", "bad \ud800")) == [1, "B", "bad \ud800"]
