@@ -10,7 +10,9 @@ The counting shim (`OpCounter`) is installed only for the duration of a measurem
   each class is wrapped; method lookups are not counted), and memo objects created;
 * operations on dbzero containers read from memo attributes (they are handed out wrapped in a
   counting proxy: item get/set/del, len, iteration, `in`, and every method call);
-* calls of the dbzero module functions statek uses (`commit`, `fetch`, `uuid`, ...).
+* calls of the dbzero module functions statek uses (`commit`, `fetch`, `uuid`, ...);
+* stored values read (each item of a slice) and stored (each item appended, extended or set,
+  a list set as an item counting its items): dbzero charges by value, not by byte.
 
 Counting is slow (every counted operation goes through Python); timings are measured
 separately, without the shim. The counts are deterministic for a given code version.
@@ -75,11 +77,15 @@ class _Counted:
 
     def __getitem__(self, key: Any) -> Any:
         self._count("getslice" if type(key) is slice else "getitem")
-        return self._counter.wrap(self._target[_plain(key)], self._label + "[]")
+        found = self._target[_plain(key)]
+        self._counter.values("values read", self._label, len(found) if type(key) is slice else 1)
+        return self._counter.wrap(found, self._label + "[]")
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._count("setitem")
         self._counter.created(self._label, (value,))
+        self._counter.values("values stored", self._label,
+                             len(value) if type(value) in (list, tuple) else 1)
         self._target[_plain(key)] = _plain(value)
 
     def __delitem__(self, key: Any) -> None:
@@ -110,6 +116,8 @@ class _Counted:
             self._count(name)
             if name in ("append", "extend", "add") and args:
                 self._counter.created(self._label, args[0] if name == "extend" else args[:1])
+                self._counter.values("values stored", self._label,
+                                     len(args[0]) if name == "extend" else 1)
             return method(*(_plain(a) for a in args), **kwargs)
         return call
 
@@ -126,6 +134,11 @@ class OpCounter:
     def container(self, label: str, op: str) -> None:
         kind = "read" if op in _READS else "write"
         self.ops[f"container {kind}: {label}.{op}"] += 1
+
+    def values(self, kind: str, label: str, count: int) -> None:
+        """Stored values read or stored by one container operation (dbzero charges by value:
+        ~1.4 µs to read one back, docs/costs.md C31)."""
+        self.ops[f"{kind}: {label}"] += count
 
     def created(self, label: str, values: Any) -> None:
         """Count the dbzero containers that storing `values` creates (a plain tuple, list,
@@ -557,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         result["counts"] = {**queue_counts(), **step_counts()}
         rows = [[name, *(got["per_unit"].get(k, 0) for k in _KINDS)]
                 for name, got in result["counts"].items()]
-        print_table(["per", *_KINDS], rows, )
+        print_table(["per", *_KINDS], rows)
     if args.times:
         result["w4"] = _median_runs(args.repeats, lambda: w4_times(args.m))
     if args.floor:
@@ -566,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_KINDS = ("attr read", "attr write", "container read", "container write", "create", "db0")
+_KINDS = ("attr read", "attr write", "container read", "container write", "create", "db0",
+          "values read", "values stored")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -170,6 +170,7 @@ def test_a_batch_of_plain_messages_is_one_stored_value(api: statek.StatekClientA
     with OpCounter() as ops:
         first, ids, messages = q.peek_message_columns(500)
     assert ops.ops["container read: Fifo.chunks[].getslice"] == 1
+    assert ops.ops["values read: Fifo.chunks[]"] == 2  # 301 messages, two stored values
     assert (first, ids) == (0, [job.uuid] * 301)
     assert messages == [{"n": i} for i in range(300)] + ["one more"]
 
