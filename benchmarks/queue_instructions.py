@@ -31,10 +31,10 @@ CASES = {
 }
 
 
-def child(mode: str, flag: int, n: int) -> None:
+def child(mode: str, flag: int, n: int) -> tuple[int, int]:
     """push: queue `n` messages (one call each when `flag` is 1, else calls of `flag`).
     drain: queue `n` messages for 1,000 new jobs in calls of 500, then drain them all the
-    way the loop does when `flag` is 1."""
+    way the loop does when `flag` is 1. Returns (messages queued, messages in inboxes)."""
     import dbzero as db0
 
     import statek
@@ -59,11 +59,13 @@ def child(mode: str, flag: int, n: int) -> None:
                                      for k in range(start, min(n, start + batch))])
                 db0.commit()
         db0.commit()
+        queued = queue.message_count()
         if mode == "drain" and flag:
             while process_push_notifications(QUEUE_STEP, QUEUE_MAX_PER_ITERATION,
                                              queue_prefixes=[PREFIX]):
                 db0.commit()
             db0.commit()
+        return queued, sum(len(db0.fetch(u).messages) for u in ids)
 
 
 def _instructions(args: tuple[str, ...], n: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import workloads
+from benchmarks import queue_instructions, workloads
 
 HANG_S = 60.0  # a hang (see the delegate/nested-transition note in workloads) fails loudly
 
@@ -45,6 +45,15 @@ def test_w1_completes_every_job() -> None:
     assert got["jobs_completed"] == 50
     assert got["steps_failed"] == 0
     assert got["event_loop"] in ("uvloop", "asyncio")  # the loop a worker would run on
+
+
+def test_queue_instruction_cases_do_the_work_they_count() -> None:
+    """Each callgrind case of benchmarks/queue_instructions.py, in process at a tiny size:
+    the pushes queue every message, the drain delivers every one."""
+    assert queue_instructions.child("push", 1, 30) == (30, 0)
+    assert queue_instructions.child("push", 500, 1200) == (1200, 0)
+    assert queue_instructions.child("drain", 0, 1500) == (1500, 0)
+    assert queue_instructions.child("drain", 1, 1500) == (1500, 1500)
 
 
 def test_restart_queues_every_ready_job() -> None:
