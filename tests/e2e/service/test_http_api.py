@@ -262,3 +262,35 @@ def test_stream_from_an_unknown_point_reports_a_gap(http: httpx.Client) -> None:
         for _, kind, data in events:  # then the job as stored, and on
             if kind == "status" and data["status"] == "DONE":
                 break
+
+
+COLLECTOR = ("a = wait_message().value\nb = wait_message().value\nc = wait_message().value\n"
+             "exit(repr([a, b, c]))")
+
+
+def test_messages_of_every_shape_arrive_as_sent(http: httpx.Client) -> None:
+    """Messages over HTTP (which the worker's queue stores packed as JSON) reach the job in
+    the order sent and unchanged, at the edges of what is storable (the least int, 60 levels
+    of nesting); a lone surrogate, an int beyond 64 bits and 70 levels are refused, naming
+    the problem, and queue nothing."""
+    job = submit(http, params={"warmup_code": COLLECTOR})
+
+    def nested(levels: int) -> Any:
+        value: Any = "bottom"
+        for _ in range(levels):
+            value = [value]
+        return value
+    refused = http.post(f"/v1/jobs/{job}/messages", content=b'{"message": "half \\ud800 pair"}',
+                        headers={"content-type": "application/json"})
+    assert "surrogate" in error_of(refused, 400)["message"]
+    too_big = http.post(f"/v1/jobs/{job}/messages", json={"message": 2 ** 70})
+    assert "64 bits" in error_of(too_big, 422)["message"]
+    too_deep = http.post(f"/v1/jobs/{job}/messages", json={"message": nested(70)})
+    assert "nested" in error_of(too_deep, 422)["message"]
+    sent = [{"plain": [1, 2.5, None, True, "\u00e9"]}, -(2 ** 63), nested(60)]
+    for message in sent:
+        pushed = http.post(f"/v1/jobs/{job}/messages", json={"message": message})
+        assert pushed.status_code == 202, pushed.text
+    data = until_done(http, job)
+    assert data["exit_status"] == repr(sent)
+    assert data["messages"]["received"] == 3
