@@ -331,15 +331,17 @@ class Job:
 
     def apply_messages(self, messages: list[Any], inbox: Any = None,
                        job_uuid: str | None = None,
-                       reopened: list[str] | None = None) -> Any:
+                       reopened: list[str] | None = None, state: int | None = None) -> Any:
         """Record messages in order (one inbox write for the lot), then re-open or wake the job
         once (`push_user_message` says how). Callers hold a transition. `inbox` is this job's
         inbox if the caller already has it (reading the attribute costs ~10 µs), `job_uuid`
         its uuid if known; returns the inbox for the next call. A caller delivering to many
         jobs passes `reopened`: a re-opened job's uuid is appended there for the caller's one
         summary line, and its own line goes out at DEBUG instead of INFO (with the log on a
-        pipe, a line per job was most of a drain's time when it re-opened many jobs)."""
-        state = self.state
+        pipe, a line per job was most of a drain's time when it re-opened many jobs). `state`
+        is the job's status if the caller read it in this transition."""
+        if state is None:
+            state = self.state
         if state == DONE:
             self.check_takes_messages()
         if inbox is None:

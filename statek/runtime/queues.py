@@ -26,6 +26,7 @@ from statek.models.agent import SupervisedAgent
 from statek.models.containers import plain_copy as plain_copy  # re-exported (tests)
 from statek.models.job import Job, log_reopened
 from statek.models.push_queue import StatekPushQueue, open_queue
+from statek.models.status import DONE
 from statek.models.submit import create_job, jobdef_for
 
 log = logging.getLogger("statek.queues")
@@ -78,14 +79,22 @@ class _Target:
     holding jobs and their inboxes alive makes every commit dearer
     (docs/costs.md#cost-table, C30)."""
 
-    __slots__ = ("inbox", "job", "prefix", "refusal")
+    __slots__ = ("inbox", "job", "prefix", "refusal", "state")
 
     def __init__(self, job_uuid: str) -> None:
         job = _job_or_none(job_uuid)
         self.job = job
         self.inbox: Any = None  # the job's inbox once known (reading it costs ~10 µs)
-        self.refusal = refusal_of(job)
+        self.state: int | None = None  # the job's status until a delivery changes it
+        if isinstance(job, Job):  # only a DONE job can be cancelled: one read for most
+            self.state = state = job.state
+            self.refusal = CANCELLED if state == DONE and job.cancelled else None
+        else:
+            self.refusal = refusal_of(job)
         self.prefix = "" if self.refusal is not None else _prefix_of(job)
+
+
+CANCELLED = "the job was cancelled: a cancelled job takes no messages"
 
 
 def refusal_of(job: Any) -> str | None:
@@ -95,7 +104,7 @@ def refusal_of(job: Any) -> str | None:
     if not isinstance(job, Job):
         return f"the uuid names a {type(job).__name__}, not a job"
     if job.cancelled:
-        return "the job was cancelled: a cancelled job takes no messages"
+        return CANCELLED
     return None
 
 
@@ -131,7 +140,9 @@ def _deliver_batch(queue: StatekPushQueue, first_seq: int, job_ids: list[Any],
         job = target.job
         if target.prefix != queue_key:
             batch = [plain_copy(m) for m in batch]
-        target.inbox = job.apply_messages(batch, target.inbox, uuids[number], reopened)
+        target.inbox = job.apply_messages(batch, target.inbox, uuids[number], reopened,
+                                          target.state)
+        target.state = None  # changed by the delivery: read again if another queue feeds it
         delivered += len(indices)
         if target.prefix != queue_key:
             _remember_seq(job, queue_key, first_seq + indices[-1])

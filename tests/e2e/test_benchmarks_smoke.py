@@ -50,10 +50,10 @@ def test_w1_completes_every_job() -> None:
 def test_queue_instruction_cases_do_the_work_they_count() -> None:
     """Each callgrind case of benchmarks/queue_instructions.py, in process at a tiny size:
     the pushes queue every message, the drain delivers every one."""
-    assert queue_instructions.child("push", 1, 30) == (30, 0)
-    assert queue_instructions.child("push", 500, 1200) == (1200, 0)
-    assert queue_instructions.child("drain", 0, 1500) == (1500, 0)
-    assert queue_instructions.child("drain", 1, 1500) == (1500, 1500)
+    assert queue_instructions.child("push", 1, 30, check=True) == (30, 0)
+    assert queue_instructions.child("push", 500, 1200, check=True) == (1200, 0)
+    assert queue_instructions.child("drain", 0, 1500, check=True) == (1500, 0)
+    assert queue_instructions.child("drain", 1, 1500, check=True) == (1500, 1500)
 
 
 def test_restart_queues_every_ready_job() -> None:

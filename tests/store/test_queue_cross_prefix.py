@@ -110,6 +110,23 @@ async def test_a_redelivered_cross_prefix_batch_is_skipped(
     assert job.messages == ["one", "two"] and other_queue.message_count() == 0
 
 
+def test_two_queues_reopen_a_finished_job_once_in_one_drain(
+        api: statek.StatekClientAPI, agent: statek.Agent,
+        other_queue: statek.StatekPushQueue, statek_store: str) -> None:
+    """One drain call feeding a DONE job from two queues: the first delivery re-opens it,
+    the second finds it open (the drain re-reads a status its delivery changed)."""
+    job = api.submit_new_job(agent)
+    job.finish(exit_status="first")
+    other_queue.push_message(job, "from the other prefix")
+    statek.StatekPushQueue(statek_store).push_message(job, "from its own prefix")
+    db0.commit()
+    assert queues.process_push_notifications(queue_prefixes=[QUEUES, statek_store]) == 2
+    assert sorted(job.messages) == ["from its own prefix", "from the other prefix"]
+    (earlier,) = job.previous_results
+    assert earlier["exit_status"] == "first"
+    assert job.status != statek.JobStatus.DONE
+
+
 def test_plain_copy_keeps_memo_references(statek_store: str) -> None:
     agent = statek.Agent("kept")
     stored = db0.list([{"agent": agent, "pair": (1, 2)}, {3}])
