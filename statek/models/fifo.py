@@ -13,15 +13,15 @@ Storage operations are what a push or a drain costs (benchmarks/storage_ops.py c
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
-* a drain reads each chunk it touches with one slice and writes the head once per call.
-
+* a drain reads each chunk it touches with one slice and writes the head once per call;
 * a packed fifo (the queue's messages) stores each pushed run of plain-JSON items as one JSON
   string (`statek.models.fifo_pack`): a value read from dbzero costs ~1.4 µs, a value decoded
   from JSON ~0.13 µs.
 
 Fifos stored before `stride`/`last` existed read as stride 1 and gain `last` when they start
 a chunk. Fifos stored before packing existed have no `packed_from`: their chunks stay flat,
-and `pack_from_next_chunk` makes the chunks they start from then on packed.
+and `pack_from_next_chunk` makes the chunks they start from then on packed (the worker calls
+it through `StatekPushQueue.upgrade_stored_form` when it opens a queue).
 
 Containers are assigned as plain Python values, which dbzero converts into the object's own
 prefix: a `db0.dict()` made in `__init__` of an object placed in another prefix than the

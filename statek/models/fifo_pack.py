@@ -28,7 +28,8 @@ _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what every JSON backend gives 
 
 
 def is_plain_json(value: Any, depth: int = 0) -> bool:
-    """True when JSON decoding `value`'s encoding gives back an equal value of the same types."""
+    """True when JSON decoding `value`'s encoding gives back an equal value of the same types
+    (a str holding a lone surrogate passes here: the encoder refuses it, see `_encoded`)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True

@@ -139,6 +139,14 @@ class StatekPushQueue:
             {"at": time.time(), "kind": kind, "target": target, "item": item, "reason": reason}
         )
 
+    def upgrade_stored_form(self) -> None:
+        """Pack the messages of a queue stored before packing, from its next chunk on (the
+        worker calls this once per queue it drains; producers never pay the check)."""
+        messages = self.messages
+        if messages.width() == 2 and not messages.packs(1 << 62):
+            with transition():
+                messages.pack_from_next_chunk()
+
     def pop_messages(self, limit: int) -> list[tuple[str, Any]]:
         """Remove and return up to `limit` messages (for consumers that apply them elsewhere)."""
         with transition():
@@ -158,9 +166,4 @@ def open_queue(prefix: str | None = None) -> StatekPushQueue:
         current = current_prefix()
         open_prefix(name, "rw")
         open_prefix(current, "rw" if current in writable else "r")
-    queue = StatekPushQueue(name)
-    messages = queue.messages
-    if messages.width() == 2 and not messages.packs(1 << 62):  # stored before packing
-        with transition():
-            messages.pack_from_next_chunk()
-    return queue
+    return StatekPushQueue(name)

@@ -51,7 +51,7 @@ def check_queue_prefixes(prefixes: Sequence[str | int] | None) -> list[str]:
                 f"{', '.join(repr(n) for n in sorted(existing)) or 'none'}); create it with "
                 f"statek.open_prefix({missing[0]!r}) before starting the worker")
         for name in unique:
-            open_queue(name)
+            open_queue(name).upgrade_stored_form()
         known.update(unique)
     return unique
 

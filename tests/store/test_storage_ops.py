@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 import statek
 from benchmarks.storage_ops import OpCounter
-from statek import store
+from statek import store, worker_state
 from statek.models.fifo import CHUNK_SIZE, Fifo
-from statek.models.push_queue import open_queue
-from statek.runtime.queues import process_push_notifications
+from statek.runtime.queues import check_queue_prefixes, process_push_notifications
 from statek.statek_push_queue import StatekPushQueue
 
 
@@ -202,14 +201,18 @@ def test_a_queue_stored_before_packing_packs_from_its_next_chunk(
     del q.messages.packed_from  # as stored by earlier versions
     q.push_messages([(job, i) for i in range(CHUNK_SIZE - 2)])
     db0.commit()
-    open_queue(q.prefix_name)  # the worker opens its queues: packing starts at chunk 1
+    statek.StatekClientAPI().push_message(job, CHUNK_SIZE - 2)  # a producer: no upgrade
+    assert not q.messages.packs(1 << 62)
+    worker_state.current().known_prefixes.clear()  # as a worker starting
+    check_queue_prefixes([q.prefix_name])  # the worker opens its queues: packing from chunk 1
     assert q.messages.packed_from == 1 and not q.messages.packs(0)
-    q.push_messages([(job, i) for i in range(CHUNK_SIZE - 2, CHUNK_SIZE + 10)])
+    q.push_messages([(job, i) for i in range(CHUNK_SIZE - 1, CHUNK_SIZE + 10)])
     q.push_message(job, "after")
     assert len(q.messages.chunks[0]) == 2 * CHUNK_SIZE  # still flat
     assert [type(entry) for entry in q.messages.chunks[1]] == [str, str]
     assert process_push_notifications(100, 2000, queue_prefixes=[q.prefix_name]) == \
         CHUNK_SIZE + 11
     assert list(job.inbox) == [*range(CHUNK_SIZE + 10), "after"]
-    open_queue(q.prefix_name)
+    worker_state.current().known_prefixes.clear()
+    check_queue_prefixes([q.prefix_name])
     assert q.messages.packed_from == 1  # set once
