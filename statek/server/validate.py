@@ -26,6 +26,8 @@ ID = re.compile(r"[A-Za-z0-9]{1,64}")
 _TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
 #: 19+ digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float
 _LONG_DIGITS = re.compile(rb"\d{19,}")
+#: A \uD800-\uDFFF escape: maybe a lone surrogate, which orjson refuses and json reads
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 async def json_body(request: web.Request, allowed: tuple[str, ...],
@@ -58,9 +60,22 @@ def _loads(raw: bytes) -> Any:
     """The body parsed; integers kept exact: orjson turns one beyond 64 bits into a float
     (a big id would be stored rounded), so a body that may hold one is parsed by the
     standard library, and the storable checks refuse what dbzero cannot hold, by name."""
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_DIGITS.search(raw) is None and _json.JSON_BACKEND == "orjson":
         return _json.loads(raw)
-    return json.loads(raw, parse_constant=_no_constant)
+    body = json.loads(raw, parse_constant=_no_constant)
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        _refuse_lone_surrogates(body)
+    return body
+
+
+def _refuse_lone_surrogates(body: Any) -> None:
+    """Refuse what orjson refuses, whichever parser read the body: a string holding half of
+    a surrogate pair is not Unicode text (and cannot be written out as UTF-8 again)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate (a \\ud800-\\udfff escape that "
+                         "is not half of a pair)") from None
 
 
 def _no_constant(name: str) -> Any:
