@@ -35,7 +35,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.models.fifo_pack import pack, pack_item, unpack
+from statek.models.fifo_pack import pack, unpack
 
 CHUNK_SIZE = 512
 
@@ -71,9 +71,13 @@ class Fifo:
             return False
         return first is not None and number >= first
 
+    def packing(self) -> bool:
+        """Whether the chunks started from now on are stored packed."""
+        return self.packs(1 << 62)
+
     def pack_from_next_chunk(self) -> None:
         """Store the chunks started from now on packed (a fifo stored before packing)."""
-        if not self.packs(1 << 62):
+        if not self.packing():
             self.packed_from = -(-int(self.tail) // CHUNK_SIZE)
 
     def push(self, item: Any) -> int:
@@ -90,7 +94,7 @@ class Fifo:
                 if stride > 1 and len(item) != stride:
                     raise ValueError(f"an item of this fifo is {stride} values, got {item!r}")
                 if first_packed is not None and seq // CHUNK_SIZE >= first_packed:
-                    last.extend(pack_item(item if stride > 1 else (item,)))
+                    last.extend(pack(item if stride > 1 else (item,), stride))
                 elif stride == 1:
                     last.append(item)
                 else:

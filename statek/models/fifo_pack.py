@@ -47,11 +47,20 @@ def is_plain_json(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _all_plain(values: Sequence[Any]) -> bool:
+    # A str (most values: job uuids, text) is taken without a call. A loop, not all() over
+    # a generator: ~2,200 fewer instructions per single push (benchmarks.queue_instructions).
+    for value in values:  # noqa: SIM110
+        if type(value) is not str and not is_plain_json(value):
+            return False
+    return True
+
+
 def pack(values: Sequence[Any], stride: int) -> list[Any]:
     """The entries storing `values` (items of `stride` consecutive values), in order."""
-    if all(map(is_plain_json, values)):  # the common case: one string for the lot
+    if _all_plain(values):  # the common case: one string for the lot
         return _encoded(values, stride)
-    plain = [all(map(is_plain_json, values[i:i + stride]))
+    plain = [_all_plain(values[i:i + stride])
              for i in range(0, len(values), stride)]
     entries: list[Any] = []
     start = 0
@@ -67,17 +76,6 @@ def pack(values: Sequence[Any], stride: int) -> list[Any]:
             entries.extend(run)
         start = end
     return entries
-
-
-def pack_item(values: Sequence[Any]) -> list[Any]:
-    """The entries storing one item (`pack` for a single item, without its run search)."""
-    for value in values:
-        if type(value) is not str and not is_plain_json(value):
-            return [1, *values]
-    try:
-        return [_json.dumps(values if type(values) is list else list(values)).decode()]
-    except (TypeError, ValueError):  # a lone surrogate
-        return [1, *values]
 
 
 def _encoded(run: Sequence[Any], stride: int) -> list[Any]:

@@ -143,7 +143,7 @@ class StatekPushQueue:
         """Pack the messages of a queue stored before packing, from its next chunk on (the
         worker calls this once per queue it drains; producers never pay the check)."""
         messages = self.messages
-        if messages.width() == 2 and not messages.packs(1 << 62):
+        if messages.width() == 2 and not messages.packing():
             with transition():
                 messages.pack_from_next_chunk()
 

@@ -59,7 +59,8 @@ async def json_body(request: web.Request, allowed: tuple[str, ...],
 def _loads(raw: bytes) -> Any:
     """The body parsed; integers kept exact: orjson turns one beyond 64 bits into a float
     (a big id would be stored rounded), so a body that may hold one is parsed by the
-    standard library, and the storable checks refuse what dbzero cannot hold, by name."""
+    standard library, and the storable checks refuse what dbzero cannot hold, by name. The
+    standard library's reading is held to orjson's: NaN and lone surrogates are refused."""
     if _LONG_DIGITS.search(raw) is None and _json.JSON_BACKEND == "orjson":
         return _json.loads(raw)
     body = json.loads(raw, parse_constant=_no_constant)

@@ -202,7 +202,7 @@ def test_a_queue_stored_before_packing_packs_from_its_next_chunk(
     q.push_messages([(job, i) for i in range(CHUNK_SIZE - 2)])
     db0.commit()
     statek.StatekClientAPI().push_message(job, CHUNK_SIZE - 2)  # a producer: no upgrade
-    assert not q.messages.packs(1 << 62)
+    assert not q.messages.packing()
     worker_state.current().known_prefixes.clear()  # as a worker starting
     check_queue_prefixes([q.prefix_name])  # the worker opens its queues: packing from chunk 1
     assert q.messages.packed_from == 1 and not q.messages.packs(0)

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statek.models.fifo_pack import MAX_DEPTH, is_plain_json, pack, pack_item, unpack
+from statek.models.fifo_pack import MAX_DEPTH, is_plain_json, pack, unpack
 
 
 def same(a: Any, b: Any) -> bool:
@@ -49,7 +49,7 @@ def test_any_run_unpacks_to_the_values_pushed(case: tuple[int, list[list[Any]]])
     stride, items = case
     flat = [value for item in items for value in item]
     assert same(unpack(pack(flat, stride), stride), flat)
-    one_by_one = [entry for item in items for entry in pack_item(tuple(item))]
+    one_by_one = [entry for item in items for entry in pack(tuple(item), stride)]
     assert same(unpack(one_by_one, stride), flat)
 
 
@@ -83,4 +83,4 @@ def test_a_lone_surrogate_is_stored_as_it_is() -> None:
     flat = ["A", "fine", "B", "bad \ud800", "C", "fine too"]
     entries = pack(flat, 2)
     assert "bad \ud800" in entries and same(unpack(entries, 2), flat)
-    assert pack_item(("B", "bad \ud800")) == [1, "B", "bad \ud800"]
+    assert pack(("B", "bad \ud800"), 2) == [1, "B", "bad \ud800"]
