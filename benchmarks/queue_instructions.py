@@ -1,5 +1,6 @@
 """Instructions per queued message (callgrind): enqueue one by one, enqueue in calls of 500,
-and the drain to 1,000 jobs, each the difference of two runs that differ only in that work.
+and the drain to 1,000 open jobs and to 1,000 finished ones (W4's shape: each is re-opened),
+each the difference of two runs that differ only in that work.
 
     python -m benchmarks.queue_instructions            # needs valgrind; prints one JSON line
     python -m benchmarks.queue_instructions --n 20000
@@ -28,14 +29,17 @@ CASES = {
     "enqueue_one": (("push", "1", "{n}"), ("push", "1", "0")),
     "enqueue_batch_500": (("push", str(BATCH), "{n}"), ("push", str(BATCH), "0")),
     "drain_to_1000_jobs": (("drain", "1", "{n}"), ("drain", "0", "{n}")),
+    # W4's shape: every job had finished, so the drain re-opens each once
+    "drain_reopening_1000_jobs": (("drain_done", "1", "{n}"), ("drain_done", "0", "{n}")),
 }
 
 
 def child(mode: str, flag: int, n: int, check: bool = False) -> tuple[int, int]:
     """push: queue `n` messages (one call each when `flag` is 1, else calls of `flag`).
     drain: queue `n` messages for 1,000 new jobs in calls of 500, then drain them all the
-    way the loop does when `flag` is 1. With `check` (not under callgrind: it reads every
-    inbox), returns (messages queued, messages in inboxes); else (messages queued, 0)."""
+    way the loop does when `flag` is 1; drain_done: the same for 1,000 finished jobs, which
+    the drain re-opens. With `check` (not under callgrind: it reads every inbox), returns
+    (messages queued, messages in inboxes); else (messages queued, 0)."""
     import dbzero as db0
 
     import statek
@@ -47,6 +51,9 @@ def child(mode: str, flag: int, n: int, check: bool = False) -> tuple[int, int]:
         ids = statek.StatekClientAPI().submit_new_job_ids(
             statek.Agent("bench-queue"), [{"i": i} for i in range(JOBS)])
         queue = StatekPushQueue(PREFIX)
+        if mode == "drain_done":
+            for uuid in ids:
+                db0.fetch(uuid).finish("done")
         db0.commit()
         batch = flag if mode == "push" else BATCH
         if batch == 1:
@@ -61,7 +68,7 @@ def child(mode: str, flag: int, n: int, check: bool = False) -> tuple[int, int]:
                 db0.commit()
         db0.commit()
         queued = queue.message_count()
-        if mode == "drain" and flag:
+        if mode != "push" and flag:
             while process_push_notifications(QUEUE_STEP, QUEUE_MAX_PER_ITERATION,
                                              queue_prefixes=[PREFIX]):
                 db0.commit()

@@ -20,7 +20,7 @@ import dbzero as db0
 from statek import signals
 from statek._views import FrozenMapping
 from statek.errors import IllegalTransitionError
-from statek.models import chatlog, job_locals, value_checks
+from statek.models import chatlog, job_locals, past_outcomes, value_checks
 from statek.models.budget import is_held
 from statek.models.containers import container_kind
 from statek.models.job_locals import StoredLocals
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 on_close(forget_status_values)
 log = logging.getLogger("statek.jobs")
-#: The fields of one entry of `Job.past_results` (stored as a tuple, in this order).
+#: The fields of one outcome in `Job.past_results`, in their stored order.
 PAST_RESULT_KEYS = ("exit_status", "error", "finished_at", "reopened_at")
 
 #: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
@@ -95,7 +95,7 @@ class Job:
     tree_delegated = 0  # on a tree's root job: jobs delegated in the tree (max_delegates_per_tree)
     done_at: float | None = None  # when it last finished (the one timestamped status change)
     cancelled = False  # set by `cancel`: a cancelled job never runs again
-    past_results: Any = None  # outcomes it had before messages re-opened it (oldest first)
+    past_results: Any = None  # outcomes it had before messages re-opened it (models.past_outcomes)
     # budgets (statek.models.budget): the node this job spends against (its own or its
     # parent's), and the node that ran out while the job is suspended on it
     budget: Any = None
@@ -203,12 +203,10 @@ class Job:
     def previous_results(self) -> list[dict[str, Any]]:
         """What the job had finished with each time a message re-opened it, oldest first:
         dicts of exit_status, error, finished_at and reopened_at."""
-        past = self.past_results
-        if past is None:
-            return []
         return [dict(zip(PAST_RESULT_KEYS, r, strict=True))
                 if type(r) is tuple or container_kind(r) == "Tuple"
-                else dict(r) for r in past]  # dicts: stored by earlier versions
+                else dict(r)  # dicts: stored by earlier versions
+                for r in past_outcomes.decoded(self.past_results)]
 
     @property
     def finished_at(self) -> float | None:
@@ -352,6 +350,7 @@ class Job:
         else:
             inbox.extend(messages)
         if state == DONE:
+            job_uuid = job_uuid or db0.uuid(self)
             self._reopen(job_uuid, reopened)
         elif state == SUSPENDED:
             awaiting = self.awaiting
@@ -360,33 +359,36 @@ class Job:
         signals.job_messaged(job_uuid or db0.uuid(self))
         return inbox
 
-    def _reopen(self, job_uuid: str | None, reopened: list[str] | None) -> None:
+    def _reopen(self, job_uuid: str, reopened: list[str] | None) -> None:
         """DONE -> STARTED for a message; the finished result moves to `past_results`."""
         exit_status, error = self.exit_status, self.error
-        # a tuple of PAST_RESULT_KEYS: storing a dict cost twice as much (~40 against ~18 µs)
-        outcome = (exit_status, error, self.done_at, time.time())
-        if self.past_results is None:
-            self.past_results = [outcome]
-        else:
-            self.past_results.append(outcome)
+        # PAST_RESULT_KEYS in order: a tuple, or a JSON string while plain (docs/costs.md C32)
+        stored = past_outcomes.appended(self.past_results,
+                                        (exit_status, error, self.done_at, time.time()))
+        if stored is not None:
+            self.past_results = stored
         level = logging.INFO
         if reopened is not None:
-            job_uuid = job_uuid or db0.uuid(self)
             reopened.append(job_uuid)
             level = logging.DEBUG
         if log.isEnabledFor(level):
             log.log(level, "job %s re-opened by a message; its result (exit_status=%.200r, "
-                    "error=%.200r) is kept in previous_results", job_uuid or db0.uuid(self),
-                    exit_status, error)
+                    "error=%.200r) is kept in previous_results", job_uuid, exit_status, error)
         if exit_status is not None:
             self.exit_status = None
         if error is not None:
             self.error = None
-        self.block = WARMUP_OVER  # whatever code it ran has ended; the model goes next
-        self.ran_turn = self.turns
+        # whatever code it ran has ended; the model goes next (a read is ~4x cheaper than a
+        # write, and a job re-opened before or finished after its reply's code has these)
+        if self.block != WARMUP_OVER:
+            self.block = WARMUP_OVER
+        turns = self.turns
+        if self.ran_turn != turns:
+            self.ran_turn = turns
         if self.stmt:
             self.stmt = 0
-        self.resume()
+        _move(self, DONE, STARTED)  # `resume` without reading the status and uuid again
+        signals.job_runnable(job_uuid, self)
 
     def cancel(self, reason: str = "cancelled") -> bool:
         """End the job now for good (unless already DONE); returns whether it was cancelled.

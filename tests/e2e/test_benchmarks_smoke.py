@@ -54,6 +54,7 @@ def test_queue_instruction_cases_do_the_work_they_count() -> None:
     assert queue_instructions.child("push", 500, 1200, check=True) == (1200, 0)
     assert queue_instructions.child("drain", 0, 1500, check=True) == (1500, 0)
     assert queue_instructions.child("drain", 1, 1500, check=True) == (1500, 1500)
+    assert queue_instructions.child("drain_done", 1, 1500, check=True) == (1500, 1500)
 
 
 def test_restart_queues_every_ready_job() -> None:

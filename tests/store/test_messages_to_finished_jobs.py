@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import dbzero as db0
 import pytest
@@ -17,9 +19,13 @@ import pytest
 import statek
 from statek.errors import IllegalTransitionError
 from statek.executors.utils import run_jobs_loop
+from statek.models import past_outcomes
+from statek.models.containers import plain_copy
 from statek.models.status import JobStatus
 from statek.providers import ScriptedProvider, add_provider, remove_provider
+from statek.store import transition
 from tests.store.test_queue_cross_prefix import kernels  # noqa: F401
+from tests.support.reopen import reopen
 from tests.support.speedups_fixture import sched_impl  # noqa: F401
 
 
@@ -104,6 +110,38 @@ async def test_message_reopens_done_job_keeping_its_result(
     assert "Message: one more time" in scripted.requests[0].messages[-1].content
 
 
+def test_every_earlier_outcome_is_kept_in_order_across_stored_forms(
+        api: statek.StatekClientAPI, agent: statek.Agent, db_root: Path) -> None:
+    """A job re-opened more times than the string form holds, with a dict exit status in
+    the middle: every outcome reads back in order, also from a store opened again."""
+    job = api.submit_new_job(agent)
+    statuses: list[Any] = ["text", 7, 2.5, None, True]
+    statuses += [f"round {n}" for n in range(past_outcomes.MAX_PACKED)]
+    statuses += [{"answer": [41, "x"]}, "after the dict"]
+    forms = []
+    for n, status in enumerate(statuses):
+        with transition():
+            job.finish(status, f"error {n}" if n % 3 == 0 else None)
+            job.apply_messages([f"message {n}"])
+        forms.append(type(job.past_results) is str)
+    # the string form until the bound, a list after it
+    packed = past_outcomes.MAX_PACKED
+    assert forms == [True] * packed + [False] * (len(statuses) - packed)
+    uuid = job.uuid
+    del job
+    reopen(db_root, "test")
+    job = db0.fetch(uuid)
+    earlier = job.previous_results
+    assert [plain_copy(r["exit_status"]) for r in earlier] == statuses
+    assert [type(r["exit_status"]) for r in earlier[:5]] == [str, int, float, type(None), bool]
+    assert [r["error"] for r in earlier] == [
+        f"error {n}" if n % 3 == 0 else None for n in range(len(statuses))]
+    stamps = [(r["finished_at"], r["reopened_at"]) for r in earlier]
+    assert all(done <= reopened for done, reopened in stamps)
+    assert [s[1] for s in stamps] == sorted(s[1] for s in stamps)
+    assert len(job.messages) == len(statuses)
+
+
 async def test_message_to_a_uuid_that_is_no_job_is_a_dead_letter(
         api: statek.StatekClientAPI, agent: statek.Agent, kernels: ModuleType,  # noqa: F811
         scripted: ScriptedProvider) -> None:
@@ -154,3 +192,4 @@ async def test_a_direct_message_reopening_a_job_logs_at_info(
     (line,) = [r for r in caplog.records if "re-opened by a message" in r.getMessage()]
     assert line.levelno == logging.INFO and job.uuid in line.getMessage()
     assert "'first'" in line.getMessage()
+
