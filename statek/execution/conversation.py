@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from statek import _json, worker_state
 from statek.models import chatlog
+from statek.models.inbox import messages_from
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
 
@@ -162,12 +163,11 @@ def pending_user_text(job: Job, turns: int) -> PendingInput:
         if len(out) > MAX_CONSOLE_CHARS:
             out = "[... output truncated ...]\n" + out[-MAX_CONSOLE_CHARS:]
         parts.append(f"Output:\n{out}")
-    inbox = job.inbox
     unread = 0
-    if inbox is not None:
-        start = int(job.inbox_read)
-        unread = len(inbox) - start
-        parts.extend(f"Message: {inbox[i]}" for i in range(start, start + unread))
+    if job.inbox is not None:
+        messages = messages_from(job, int(job.inbox_read))
+        unread = len(messages)
+        parts.extend(f"Message: {message}" for message in messages)
     if not parts:
         parts.append("(no output)" if turns else "Begin.")
     return PendingInput("\n\n".join(parts), seen, total, unread)

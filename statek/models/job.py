@@ -21,6 +21,7 @@ from statek import signals
 from statek._views import FrozenMapping
 from statek.errors import IllegalTransitionError
 from statek.models import chatlog, job_locals, past_outcomes, value_checks
+from statek.models import inbox as stored_inbox
 from statek.models.budget import is_held
 from statek.models.containers import container_kind
 from statek.models.job_locals import StoredLocals
@@ -75,7 +76,8 @@ class Job:
     vars: Any = None  # None, a flat (name, value, ...) tuple seed, or a dict once written
     console_lines: Any = None
     chat: Any = None
-    inbox: Any = None
+    inbox: Any = None  # the messages delivered (see statek.models.inbox for its forms)
+    inbox_more: Any = None  # those after the inbox's string head
     inbox_read = 0
     block = 0  # warmup block being run; len(warmup blocks) once the warmup is over
     stmt = 0  # statement of the current code to run next (the resume point)
@@ -193,11 +195,11 @@ class Job:
     @property
     def messages(self) -> list[Any]:
         """Every message pushed to this job, read or not."""
-        return [] if self.inbox is None else list(self.inbox)
+        return stored_inbox.messages_from(self, 0)
 
     @property
     def unread_messages(self) -> int:
-        return 0 if self.inbox is None else len(self.inbox) - self.inbox_read
+        return stored_inbox.count(self) - int(self.inbox_read)
 
     @property
     def previous_results(self) -> list[dict[str, Any]]:
@@ -274,7 +276,7 @@ class Job:
 
     def take_message(self) -> Any:
         """Consume the oldest unread message (caller checked `unread_messages`)."""
-        message = self.inbox[self.inbox_read]
+        message = stored_inbox.message_at(self, int(self.inbox_read))
         self.inbox_read += 1
         return message
 
@@ -331,24 +333,19 @@ class Job:
                        job_uuid: str | None = None,
                        reopened: list[str] | None = None, state: int | None = None) -> Any:
         """Record messages in order (one inbox write for the lot), then re-open or wake the job
-        once (`push_user_message` says how). Callers hold a transition. `inbox` is this job's
-        inbox if the caller already has it (reading the attribute costs ~10 µs), `job_uuid`
-        its uuid if known; returns the inbox for the next call. A caller delivering to many
-        jobs passes `reopened`: a re-opened job's uuid is appended there for the caller's one
-        summary line, and its own line goes out at DEBUG instead of INFO (with the log on a
-        pipe, a line per job was most of a drain's time when it re-opened many jobs). `state`
-        is the job's status if the caller read it in this transition."""
+        once (`push_user_message` says how). Callers hold a transition. `inbox` is what the
+        last call returned for this job, if the caller kept it (`statek.models.inbox.deliver`
+        says what it is), `job_uuid` its uuid if known; returns that for the next call. A
+        caller delivering to many jobs passes `reopened`: a re-opened job's uuid is appended
+        there for the caller's one summary line, and its own line goes out at DEBUG instead
+        of INFO (with the log on a pipe, a line per job was most of a drain's time when it
+        re-opened many jobs). `state` is the job's status if the caller read it in this
+        transition."""
         if state is None:
             state = self.state
         if state == DONE:
             self.check_takes_messages()
-        if inbox is None:
-            inbox = self.inbox
-        if inbox is None:
-            self.inbox = messages
-            inbox = self.inbox
-        else:
-            inbox.extend(messages)
+        inbox = stored_inbox.deliver(self, messages, inbox)
         if state == DONE:
             job_uuid = job_uuid or db0.uuid(self)
             self._reopen(job_uuid, reopened)

@@ -84,7 +84,7 @@ class _Target:
     def __init__(self, job_uuid: str) -> None:
         job = _job_or_none(job_uuid)
         self.job = job
-        self.inbox: Any = None  # the job's inbox once known (reading it costs ~10 µs)
+        self.inbox: Any = None  # what its last delivery returned (statek.models.inbox.deliver)
         self.state: int | None = None  # the job's status until a delivery changes it
         if isinstance(job, Job):  # only a DONE job can be cancelled: one read for most
             self.state = state = job.state

@@ -19,6 +19,7 @@ import pytest
 import statek
 from statek.errors import IllegalTransitionError
 from statek.executors.utils import run_jobs_loop
+from statek.models import inbox as stored_inbox
 from statek.models import past_outcomes
 from statek.models.containers import plain_copy
 from statek.models.status import JobStatus
@@ -193,3 +194,49 @@ async def test_a_direct_message_reopening_a_job_logs_at_info(
     assert line.levelno == logging.INFO and job.uuid in line.getMessage()
     assert "'first'" in line.getMessage()
 
+
+
+def test_the_inbox_keeps_every_message_in_order_across_stored_forms(
+        api: statek.StatekClientAPI, agent: statek.Agent, db_root: Path) -> None:
+    """Scalars delivered a few at a time (the string head) past its bound, then a dict (in
+    the tail list): every message reads back in order and of its type, is taken one by one
+    across the two, and reads the same from a store opened again."""
+    job = api.submit_new_job(agent)
+    sent: list[Any] = []
+    heads = []
+    while job.inbox_more is None:
+        start = len(sent)
+        batch: list[Any] = [f"m{n}" if n % 4 else n for n in range(start, start + 7)]
+        batch[0] = start + 0.5 if start % 2 else True
+        with transition():
+            job.apply_messages(batch)
+        sent += batch
+        heads.append(job.inbox)
+    with transition():
+        job.apply_messages([{"text": "a dict"}])
+    sent.append({"text": "a dict"})
+    assert len(heads) > 10 and all(len(h) <= stored_inbox.MAX_HEAD_CHARS for h in heads)
+    assert heads[-1] == heads[-2] == job.inbox  # a head with a tail is not written again
+    in_head = len(sent) - len(job.inbox_more)
+    with transition():  # across the head and the tail
+        taken = [job.take_message() for _ in range(in_head + 3)]
+    assert taken == sent[:in_head + 3]
+    assert [type(m) for m in taken] == [type(m) for m in sent[:in_head + 3]]
+    assert job.unread_messages == len(sent) - in_head - 3
+    uuid = job.uuid
+    del job
+    reopen(db_root, "test")
+    job = db0.fetch(uuid)
+    got = [plain_copy(m) for m in job.messages]
+    assert got == sent and [type(m) for m in got] == [type(m) for m in sent]
+    assert job.unread_messages == len(sent) - in_head - 3
+
+
+def test_a_dict_first_makes_the_whole_inbox_a_list(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    job = api.submit_new_job(agent)
+    with transition():
+        job.apply_messages([{"a": 1}, "then text"])
+        job.apply_messages(["more"])
+    assert type(job.inbox) is not str and job.inbox_more is None
+    assert [plain_copy(m) for m in job.messages] == [{"a": 1}, "then text", "more"]

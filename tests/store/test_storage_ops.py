@@ -10,6 +10,7 @@ from collections import deque
 from typing import Any
 
 import dbzero as db0
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ import statek
 from benchmarks.storage_ops import OpCounter
 from statek import store, worker_state
 from statek.models.fifo import CHUNK_SIZE, Fifo
+from statek.models.inbox import MAX_HEAD_CHARS
 from statek.runtime.queues import check_queue_prefixes, process_push_notifications
 from statek.statek_push_queue import StatekPushQueue
 
@@ -39,20 +41,26 @@ def test_push_message_is_one_append_and_one_int_write(api: statek.StatekClientAP
                                                             for i in range(10)]
 
 
-def test_drain_writes_each_job_once_per_call(api: statek.StatekClientAPI,
-                                             agent: statek.Agent) -> None:
+@pytest.mark.parametrize(("earlier", "inbox_write"), [
+    (1, "attr write: Job.inbox"),  # the string form: rewritten once
+    (MAX_HEAD_CHARS // 4, "container write: Job.inbox.extend"),  # past it: a list
+])
+def test_drain_writes_each_job_once_per_call(api: statek.StatekClientAPI, agent: statek.Agent,
+                                             earlier: int, inbox_write: str) -> None:
     jobs: list[Any] = [api.submit_new_job(agent) for _ in range(2)]
     q = StatekPushQueue()
     q.push_messages([(jobs[i % 2], i) for i in range(20)])
-    for job in jobs:  # the inboxes exist: each job's delivery is one extend
-        job.apply_messages(["hello"])
+    for job in jobs:  # the inboxes exist
+        job.apply_messages(["hello"] * earlier)
     with OpCounter() as ops:
         assert process_push_notifications(3, 100, queue_prefixes=[q.prefix_name]) == 20
-    assert ops.ops["container write: Job.inbox.extend"] == 2
+    assert ops.ops[inbox_write] == 2
+    assert not {"attr write: Job.inbox", "container write: Job.inbox.extend"} - {inbox_write} \
+        & set(ops.ops)
     assert ops.ops["attr write: Fifo.head"] == 1
     assert ops.ops["container read: Fifo.chunks[].getslice"] == 1
-    assert [list(job.inbox) for job in jobs] == [
-        ["hello", *range(0, 20, 2)], ["hello", *range(1, 20, 2)]]
+    assert [job.messages for job in jobs] == [
+        ["hello"] * earlier + [*range(0, 20, 2)], ["hello"] * earlier + [*range(1, 20, 2)]]
     assert q.message_count() == 0
 
 
@@ -97,7 +105,7 @@ def test_queue_of_the_earlier_layout_still_delivers(api: statek.StatekClientAPI,
     q.push_message(job, "d")
     assert q.peek_message_columns(10) == (0, [job.uuid] * 4, ["a", "b", "c", "d"])
     assert process_push_notifications(2, 10, queue_prefixes=[q.prefix_name]) == 4
-    assert list(job.inbox) == ["a", "b", "c", "d"]
+    assert job.messages == ["a", "b", "c", "d"]
     db0.commit()
     assert q.message_count() == 0
 
@@ -187,7 +195,7 @@ def test_messages_json_would_change_arrive_unchanged(api: statek.StatekClientAPI
     for message in sent[4:]:
         q.push_message(job, message)
     assert process_push_notifications(100, 100, queue_prefixes=[q.prefix_name]) == len(sent)
-    inbox = list(job.inbox)
+    inbox = job.messages
     assert inbox[:4] == ["plain", (1, "pair"), when, b"\x00\xff"]
     assert dict(inbox[4]) == {1: "int key"}
     assert inbox[5] == agent and dict(inbox[6]) == {"nested": [1.5, None]}
@@ -212,7 +220,7 @@ def test_a_queue_stored_before_packing_packs_from_its_next_chunk(
     assert [type(entry) for entry in q.messages.chunks[1]] == [str, str]
     assert process_push_notifications(100, 2000, queue_prefixes=[q.prefix_name]) == \
         CHUNK_SIZE + 11
-    assert list(job.inbox) == [*range(CHUNK_SIZE + 10), "after"]
+    assert job.messages == [*range(CHUNK_SIZE + 10), "after"]
     worker_state.current().known_prefixes.clear()
     check_queue_prefixes([q.prefix_name])
     assert q.messages.packed_from == 1  # set once
