@@ -21,16 +21,15 @@ are the only readers and writers of these two attributes.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from statek import _json
+from statek.models.fifo_pack import is_plain_json
 
 #: The head's length at most, in characters: it is read, and decoded, by every read of the
 #: inbox, and written again by every delivery while it grows; bounding its size, not its
 #: count, lets a delivery append to it without decoding it.
 MAX_HEAD_CHARS = 1024
-_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what every JSON backend gives back
 
 
 def deliver(job: Any, messages: list[Any], receiving: Any = None) -> Any:
@@ -120,13 +119,11 @@ def message_at(job: Any, index: int) -> Any:
 
 
 def _all_scalars(values: list[Any]) -> bool:
+    """Whether every value is a scalar JSON gives back unchanged (`fifo_pack` says which)."""
     for value in values:
         kind = type(value)
-        if kind is str or kind is bool or value is None:
+        if kind is str:  # most messages: no call
             continue
-        if kind is int and _INT_MIN <= value <= _INT_MAX:
-            continue
-        if kind is float and math.isfinite(value):
-            continue
-        return False
+        if kind is list or kind is dict or not is_plain_json(value):
+            return False
     return True
