@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from statek import _json, worker_state
 from statek.models import chatlog
-from statek.models.inbox import messages_from
+from statek.models.inbox import unread
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
 from statek.tools import find_tool
 
@@ -163,14 +163,15 @@ def pending_user_text(job: Job, turns: int) -> PendingInput:
         if len(out) > MAX_CONSOLE_CHARS:
             out = "[... output truncated ...]\n" + out[-MAX_CONSOLE_CHARS:]
         parts.append(f"Output:\n{out}")
-    unread = 0
-    if job.inbox is not None:
-        messages = messages_from(job, int(job.inbox_read))
-        unread = len(messages)
+    head = job.inbox
+    unread_count = 0
+    if head is not None:
+        messages = unread(job, head)
+        unread_count = len(messages)
         parts.extend(f"Message: {message}" for message in messages)
     if not parts:
         parts.append("(no output)" if turns else "Begin.")
-    return PendingInput("\n\n".join(parts), seen, total, unread)
+    return PendingInput("\n\n".join(parts), seen, total, unread_count)
 
 
 def _short(value: Any, limit: int = 300) -> str:

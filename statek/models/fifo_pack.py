@@ -78,16 +78,25 @@ def pack(values: Sequence[Any], stride: int) -> list[Any]:
     return entries
 
 
-def _encoded(run: Sequence[Any], stride: int) -> list[Any]:
+def json_text(values: Sequence[Any]) -> str | None:
+    """The JSON array of `values` (checked by `is_plain_json`), or None when the encoder
+    refuses one: a str holding a lone surrogate."""
     try:
-        return [_json.dumps(run if type(run) is list else list(run)).decode()]
-    except (TypeError, ValueError):  # a lone surrogate: find the items JSON cannot take
-        if len(run) <= stride:
-            return [1, *run]
-        entries: list[Any] = []
-        for i in range(0, len(run), stride):
-            entries.extend(_encoded(run[i:i + stride], stride))
-        return entries
+        return _json.dumps(values if type(values) is list else list(values)).decode()
+    except (TypeError, ValueError):
+        return None
+
+
+def _encoded(run: Sequence[Any], stride: int) -> list[Any]:
+    text = json_text(run)
+    if text is not None:
+        return [text]
+    if len(run) <= stride:  # a lone surrogate: find the items JSON cannot take
+        return [1, *run]
+    entries: list[Any] = []
+    for i in range(0, len(run), stride):
+        entries.extend(_encoded(run[i:i + stride], stride))
+    return entries
 
 
 def unpack(entries: Sequence[Any], stride: int) -> list[Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from statek import _json
-from statek.models.fifo_pack import is_plain_json
+from statek.models.fifo_pack import is_plain_json, json_text
 
 #: The head's length at most, in characters: it is read, and decoded, by every read of the
 #: inbox, and written again by every delivery while it grows; bounding its size, not its
@@ -68,12 +68,7 @@ def _start(job: Any, head: str | None, messages: list[Any]) -> Any:
 
 def _packed(messages: list[Any]) -> str | None:
     """The JSON array of `messages` when they are all scalars JSON keeps as they are."""
-    if not _all_scalars(messages):
-        return None
-    try:
-        return _json.dumps(messages).decode()
-    except (TypeError, ValueError):  # a str holding a lone surrogate
-        return None
+    return json_text(messages) if _all_scalars(messages) else None
 
 
 def count(job: Any) -> int:
@@ -89,7 +84,17 @@ def count(job: Any) -> int:
 
 def messages_from(job: Any, start: int) -> list[Any]:
     """The messages delivered from position `start` on, in order."""
-    head = job.inbox
+    return _from(job, job.inbox, start)
+
+
+def unread(job: Any, head: Any) -> list[Any]:
+    """The messages not taken yet (from `Job.inbox_read` on), in order; `head` is
+    `job.inbox`, which the caller read (a prompt is built for every model call, most of
+    them for jobs without messages: the caller skips this call when it is None)."""
+    return _from(job, head, int(job.inbox_read))
+
+
+def _from(job: Any, head: Any, start: int) -> list[Any]:
     if head is None:
         return []
     if type(head) is not str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from statek import _json
-from statek.models.fifo_pack import is_plain_json
+from statek.models.fifo_pack import is_plain_json, json_text
 
 #: Outcomes kept in the string form; one more moves them all to a list (rewriting a growing
 #: string on every re-open would cost a job re-opened n times O(n²)).
@@ -54,7 +54,4 @@ def _packed(outcomes: list[Outcome]) -> str | None:
     give back unchanged."""
     if not all(is_plain_json(value) for outcome in outcomes for value in outcome):
         return None
-    try:
-        return _json.dumps(outcomes).decode()
-    except (TypeError, ValueError):  # a str holding a lone surrogate
-        return None
+    return json_text(outcomes)
