@@ -28,9 +28,13 @@ class HeldByObject(Generic[V]):
         return None if found is None else found[1]
 
     def put(self, obj: object, value: V) -> None:
-        """Remember `value` for `obj` (holding `obj`), unless `limit` objects are held."""
-        if len(self._items) < self.limit:
-            self._items[id(obj)] = (obj, value)
+        """Remember `value` for `obj` (holding `obj`), unless `limit` other objects are held."""
+        items, key = self._items, id(obj)
+        if key in items or len(items) < self.limit:
+            items[key] = (obj, value)
+
+    def forget(self, obj: object) -> None:
+        self._items.pop(id(obj), None)
 
     def clear(self) -> None:
         self._items.clear()

@@ -9,7 +9,9 @@ prefixes.
 Storage operations are what a push or a drain costs (benchmarks/storage_ops.py counts them):
 
 * the chunk being filled is also kept as `last`, so a push is one list append plus one int
-  write; looking it up in `chunks` again (a dbzero dict read) is done once per chunk;
+  read and write; looking it up in `chunks` again (a dbzero dict read) is done once per
+  chunk, and so is reading `last`, `stride` and `packed_from`: the process keeps them in
+  Python between pushes (`_TailChunk`);
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
@@ -35,9 +37,37 @@ from typing import Any
 
 import dbzero as db0
 
+from statek._held import HeldByObject
 from statek.models.fifo_pack import pack, unpack
+from statek.store import on_close
 
 CHUNK_SIZE = 512
+#: Fifos whose tail chunk a process keeps between pushes: a worker's queue and its agents'
+#: event fifos; past this the others read their tail from the store on every push.
+TAILS_HELD = 64
+
+
+class _TailChunk:
+    """What a push needs of a fifo's tail chunk, kept in Python between pushes: reading a
+    reference (`last`) and two constants from dbzero costs more than the append itself.
+
+    It stays true while the tail is in chunk `number`: a chunk is dropped only once the head
+    has passed all of it, so never while it is the tail's; one process writes a prefix
+    (dbzero's single writer); and a chunk is created at its first item, which forgets the
+    kept one (a `db0.atomic()` block that was reverted can make the tail start a chunk
+    number again). The tail itself is read on every push: such a block moves it back."""
+
+    __slots__ = ("chunk", "number", "packed", "stride")
+
+    def __init__(self, number: int, chunk: Any, stride: int, packed: bool) -> None:
+        self.number = number
+        self.chunk = chunk
+        self.stride = stride
+        self.packed = packed
+
+
+_tails: HeldByObject[_TailChunk] = HeldByObject(TAILS_HELD)
+on_close(_tails.clear)
 
 
 @db0.memo(id="statek/Fifo")
@@ -86,23 +116,41 @@ class Fifo:
         and one int write."""
         seq = int(self.tail)
         if seq % CHUNK_SIZE:
-            try:
-                last, stride, first_packed = self.last, int(self.stride), self.packed_from
-            except AttributeError:  # stored before `last`, `stride` or packing existed
-                last, stride, first_packed = self._tail_chunk(seq // CHUNK_SIZE), self.width(), None
-            if last is not None:
+            number = seq // CHUNK_SIZE
+            tail = _tails.get(self)
+            if tail is None or tail.number != number:
+                tail = self._hold_tail(number)
+            if tail is not None:
+                stride, chunk = tail.stride, tail.chunk
                 if stride > 1 and len(item) != stride:
                     raise ValueError(f"an item of this fifo is {stride} values, got {item!r}")
-                if first_packed is not None and seq // CHUNK_SIZE >= first_packed:
-                    last.extend(pack(item if stride > 1 else (item,), stride))
+                if tail.packed:
+                    entries = pack(item if stride > 1 else (item,), stride)
+                    if len(entries) == 1:
+                        chunk.append(entries[0])
+                    else:
+                        chunk.extend(entries)
                 elif stride == 1:
-                    last.append(item)
+                    chunk.append(item)
                 else:
-                    last.extend(item)
+                    chunk.extend(item)
                 self.tail = seq + 1
                 return seq
         stride = self.width()
         return self._append(item if stride > 1 else (item,), 1, stride)
+
+    def _hold_tail(self, number: int) -> _TailChunk | None:
+        """Read chunk `number` (the tail's) and keep what a push needs of it; None when it
+        must be started."""
+        try:
+            last, stride, first_packed = self.last, int(self.stride), self.packed_from
+        except AttributeError:  # stored before `last`, `stride` or packing existed
+            last, stride, first_packed = self._tail_chunk(number), self.width(), None
+        if last is None:
+            return None
+        tail = _TailChunk(number, last, stride, first_packed is not None and number >= first_packed)
+        _tails.put(self, tail)
+        return tail
 
     def push_many(self, items: Sequence[Any]) -> int:
         """Append items in order; returns the sequence number of the first."""
@@ -143,6 +191,9 @@ class Fifo:
         self.tail = seq
         if chunk is None:  # a chunk was started: remember it for the next pushes
             self.last = self.chunks[(seq - 1) // CHUNK_SIZE]
+            # and forget the one kept in Python: if a `db0.atomic()` block was reverted, that
+            # may be an earlier chunk of the same number, which is gone
+            _tails.forget(self)
         return first
 
     def _tail_chunk(self, number: int) -> Any:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import dbzero as db0
 import pytest
@@ -114,5 +115,152 @@ def test_fifo_matches_a_deque(ops: list[tuple[str, int]]) -> None:
                     for _ in got:
                         model.popleft()
                 assert len(fifo) == len(model)
+        finally:
+            store.close()
+
+
+@db0.memo(singleton=True, id="tests/TwoFifos")
+class _TwoFifos:
+    """Keeps the fifos reachable, so closing the store does not drop them."""
+
+    def __init__(self) -> None:
+        self.fifos = [Fifo(stride=2, packed=True), Fifo()]
+
+
+_VALUE = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.just((1, 2)), st.just(b"\x00"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.just("push"), st.integers(0, 600)),
+                          st.tuples(st.just("many"), st.integers(0, 600)),
+                          st.tuples(st.just("pop"), st.integers(0, 900)),
+                          st.tuples(st.just("reopen"), st.just(0))), max_size=10),
+       _VALUE)
+def test_single_pushes_match_a_deque_across_chunks_and_reopens(
+        ops: list[tuple[str, int]], odd: object) -> None:
+    """Single pushes append through the tail chunk kept in Python between pushes (two fifos,
+    so each keeps its own); mixed with `push_many`, drops of whole chunks and a store closed
+    and opened again, both fifos still read back exactly what went in."""
+    import tempfile
+
+    from statek import store
+    from statek.models import fifo as fifo_module
+
+    with tempfile.TemporaryDirectory() as root:
+        def opened() -> None:
+            db0.init(dbzero_root=root)
+            statek.open_prefix("prop", "rw")
+
+        opened()
+        try:
+            ids = [db0.uuid(fifo) for fifo in _TwoFifos().fifos]
+            models: list[deque[object]] = [deque(), deque()]
+            counter = 0
+            for op, n in ops:
+                if op == "reopen":
+                    db0.commit()
+                    store.close()
+                    assert len(fifo_module._tails) == 0  # no stale memo object held
+                    opened()
+                    continue
+                for which, uuid in enumerate(ids):
+                    fifo = db0.fetch(uuid)
+                    model = models[which]
+                    if op == "pop":
+                        _head, got = fifo.peek(n)
+                        assert list(got) == [model[i] for i in range(min(n, len(model)))]
+                        fifo.advance(len(got))
+                        for _ in got:
+                            model.popleft()
+                        continue
+                    items: list[object] = [
+                        (f"J{k}", odd if k % 7 == 0 else f"m{k}") if which == 0 else k
+                        for k in range(counter, counter + n)]
+                    if op == "push":
+                        for item in items:
+                            fifo.push(item)
+                    else:
+                        fifo.push_many(items)
+                    model.extend(items)
+                    assert len(fifo) == len(model)
+                counter += n
+            for uuid, model in zip(ids, models, strict=True):
+                assert list(db0.fetch(uuid).peek(len(model) + 1)[1]) == list(model)
+        finally:
+            store.close()
+
+
+def test_a_fifo_past_the_held_limit_still_pushes(statek_store: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """More fifos than the process keeps tails for: the others read their tail each push."""
+    from statek.models import fifo as fifo_module
+
+    monkeypatch.setattr(fifo_module, "_tails", fifo_module.HeldByObject(1))
+    fifos = [Fifo(), Fifo(stride=2, packed=True)]
+    for k in range(3 * CHUNK_SIZE // 2):
+        fifos[0].push(k)
+        fifos[1].push((f"J{k}", k))
+    assert len(fifo_module._tails) == 1
+    assert fifos[0].peek(10**6)[1] == list(range(3 * CHUNK_SIZE // 2))
+    assert fifos[1].peek(10**6)[1] == [(f"J{k}", k) for k in range(3 * CHUNK_SIZE // 2)]
+
+
+def test_pushes_after_the_store_is_opened_again(tmp_path: Path) -> None:
+    """The queue's message fifo kept between pushes is dropped when the store closes; the
+    queue found again after the re-open takes pushes after the stored ones."""
+    from statek import store
+    from statek.models import push_queue
+
+    def opened() -> StatekPushQueue:
+        db0.init(dbzero_root=str(tmp_path))
+        statek.open_prefix("q", "rw")
+        return StatekPushQueue()
+
+    try:
+        first = opened()
+        first.push_message("J1", "one")
+        del first
+        db0.commit()
+        store.close()
+        assert len(push_queue._message_fifos) == 0
+        again = opened()
+        again.push_message("J2", "two")
+        assert again.peek_messages(10) == (0, [("J1", "one"), ("J2", "two")])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("before", "undone", "after"), [
+    (0, 5, 10),  # the block started the first chunk
+    (CHUNK_SIZE, 5, 10),  # ... a later one: the tail goes back to a chunk's first item
+    (CHUNK_SIZE - 3, 8, 10),  # it crossed into a new chunk from the one before
+    (CHUNK_SIZE + 3, 4, 10),  # it stayed in a chunk that was there before it
+    (2 * CHUNK_SIZE - 1, CHUNK_SIZE + 2, CHUNK_SIZE),  # it started two
+])
+def test_pushes_after_a_reverted_atomic_block(before: int, undone: int, after: int) -> None:
+    """A user's `db0.atomic()` block that pushed and then failed is undone by dbzero, even a
+    chunk it started; the pushes after it land after the ones before it, not in a chunk
+    object that no longer exists."""
+    import tempfile
+
+    from statek import store
+
+    with tempfile.TemporaryDirectory() as root:
+        db0.init(dbzero_root=root)
+        statek.open_prefix("atomic", "rw")
+        try:
+            q = StatekPushQueue()
+            for k in range(before):
+                q.push_message("J1", f"m{k}")
+            db0.commit()
+            with pytest.raises(RuntimeError, match="undo"), db0.atomic():
+                for k in range(undone):
+                    q.push_message("J2", f"undone {k}")
+                raise RuntimeError("undo")
+            for k in range(before, before + after):
+                q.push_message("J1", f"m{k}")
+            db0.commit()
+            assert q.peek_messages(10**6)[1] == [("J1", f"m{k}") for k in range(before + after)]
+            del q
         finally:
             store.close()
