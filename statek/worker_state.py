@@ -13,7 +13,8 @@ first use of `current()`. In between the owner holds:
   itself (least recently used first) or holds suspended jobs only, so memory follows the jobs
   in memory, not jobs seen;
 * store-scoped caches (prefix roots, JobDefs by key, JobDef facts, system prompts, sandbox
-  policies, resolved providers, known queue prefixes, isolation's definition parts);
+  policies, resolved providers, known queue prefixes, isolation's definition parts, each
+  push queue's message fifo and each fifo's tail chunk);
 * the scheduler (created by `runtime.scheduler.current_scheduler`, unsubscribed here).
 
 Modules reach it through `current()` (one global read and a None check) and read one
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from statek.execution.interpreter import ScalarNamespace
     from statek.execution.jobdef_facts import DefinitionInfo
     from statek.isolation.runner import RefTable
+    from statek.models.fifo import Fifo, TailChunk
     from statek.providers.types import ToolSpec
     from statek.runtime.scheduler import Scheduler
     from statek.sandbox import SandboxPolicy
@@ -46,7 +48,11 @@ PER_JOB = ("transient", "namespaces", "scalar_namespaces", "jobdef_of_job", "tra
 
 #: the store-scoped caches, cleared by `release`
 _STORE_CACHES = ("jobdef_facts", "jobdef_facts_held", "roots", "jobdefs", "prompts", "policies",
-                 "resolved_providers", "known_prefixes", "isolation_parts")
+                 "resolved_providers", "known_prefixes", "isolation_parts", "queue_fifos",
+                 "fifo_tails")
+#: Queues (one per prefix) and fifos (a queue's messages, its agents' event fifos) whose
+#: push-side facts are kept; past these, the others read them from dbzero on every push.
+QUEUES_HELD, FIFOS_HELD = 16, 64
 
 Callback = Callable[[str], None]
 #: code (not state) to run when a job finishes, e.g. telling an executor process to forget it
@@ -80,6 +86,10 @@ class WorkerState:
         self.resolved_providers: dict[tuple[Any, ...], tuple[Any, str]] = {}
         self.known_prefixes: set[str] = set()
         self.isolation_parts: dict[str, tuple[dict[str, tuple[bool, str]], Any]] = {}
+        #: push queue -> its message fifo, and fifo -> its tail chunk: a single push reads
+        #: neither reference from dbzero (statek._held; docs/costs.md C34)
+        self.queue_fifos: HeldByObject[Fifo] = HeldByObject(QUEUES_HELD)
+        self.fifo_tails: HeldByObject[TailChunk] = HeldByObject(FIFOS_HELD)
         self.scheduler: Scheduler | None = None
 
     def drop_job(self, job_uuid: str) -> None:

@@ -11,7 +11,7 @@ Storage operations are what a push or a drain costs (benchmarks/storage_ops.py c
 * the chunk being filled is also kept as `last`, so a push is one list append plus one int
   read and write; looking it up in `chunks` again (a dbzero dict read) is done once per
   chunk, and so is reading `last`, `stride` and `packed_from`: the process keeps them in
-  Python between pushes (`_TailChunk`);
+  Python between pushes (`TailChunk`, kept by the worker state);
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
@@ -33,21 +33,20 @@ current one (`set_prefix`) lost every item written to it at the next commit (dbz
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
 
-from statek._held import HeldByObject
+from statek import worker_state
 from statek.models.fifo_pack import pack, unpack
-from statek.store import on_close
+
+if TYPE_CHECKING:
+    from statek._held import HeldByObject
 
 CHUNK_SIZE = 512
-#: Fifos whose tail chunk a process keeps between pushes: a worker's queue and its agents'
-#: event fifos; past this the others read their tail from the store on every push.
-TAILS_HELD = 64
 
 
-class _TailChunk:
+class TailChunk:
     """What a push needs of a fifo's tail chunk, kept in Python between pushes: reading a
     reference (`last`) and two constants from dbzero costs more than the append itself.
 
@@ -64,10 +63,6 @@ class _TailChunk:
         self.chunk = chunk
         self.stride = stride
         self.packed = packed
-
-
-_tails: HeldByObject[_TailChunk] = HeldByObject(TAILS_HELD)
-on_close(_tails.clear)
 
 
 @db0.memo(id="statek/Fifo")
@@ -117,9 +112,10 @@ class Fifo:
         seq = int(self.tail)
         if seq % CHUNK_SIZE:
             number = seq // CHUNK_SIZE
-            tail = _tails.get(self)
+            tails = worker_state.current().fifo_tails
+            tail = tails.get(self)
             if tail is None or tail.number != number:
-                tail = self._hold_tail(number)
+                tail = self._hold_tail(number, tails)
             if tail is not None:
                 stride, chunk = tail.stride, tail.chunk
                 if stride > 1 and len(item) != stride:
@@ -139,7 +135,7 @@ class Fifo:
         stride = self.width()
         return self._append(item if stride > 1 else (item,), 1, stride)
 
-    def _hold_tail(self, number: int) -> _TailChunk | None:
+    def _hold_tail(self, number: int, tails: HeldByObject[TailChunk]) -> TailChunk | None:
         """Read chunk `number` (the tail's) and keep what a push needs of it; None when it
         must be started."""
         try:
@@ -148,8 +144,8 @@ class Fifo:
             last, stride, first_packed = self._tail_chunk(number), self.width(), None
         if last is None:
             return None
-        tail = _TailChunk(number, last, stride, first_packed is not None and number >= first_packed)
-        _tails.put(self, tail)
+        tail = TailChunk(number, last, stride, first_packed is not None and number >= first_packed)
+        tails.put(self, tail)
         return tail
 
     def push_many(self, items: Sequence[Any]) -> int:
@@ -193,7 +189,7 @@ class Fifo:
             self.last = self.chunks[(seq - 1) // CHUNK_SIZE]
             # and forget the one kept in Python: if a `db0.atomic()` block was reverted, that
             # may be an earlier chunk of the same number, which is gone
-            _tails.forget(self)
+            worker_state.current().fifo_tails.forget(self)
         return first
 
     def _tail_chunk(self, number: int) -> Any:

@@ -18,18 +18,12 @@ from typing import Any
 
 import dbzero as db0
 
-from statek import signals
-from statek._held import HeldByObject
+from statek import signals, worker_state
 from statek.models.fifo import Fifo
 from statek.models.storable import check_uuid, check_value
-from statek.store import current_prefix, on_close, open_prefix, transition
+from statek.store import current_prefix, open_prefix, transition
 
 MAX_DEAD_LETTERS = 10_000
-#: Queues (one per prefix) whose message fifo a process keeps: reading the reference from
-#: dbzero cost a single push about a sixth of its time. The attribute is never reassigned.
-QUEUES_HELD = 16
-_message_fifos: HeldByObject[Fifo] = HeldByObject(QUEUES_HELD)
-on_close(_message_fifos.clear)
 
 
 def _target_id(target: Any, what: str) -> str:
@@ -59,10 +53,11 @@ class StatekPushQueue:
         """Queue `message` for `job` (a Job or its uuid); returns the sequence number."""
         job_id = _target_id(job, "job")
         check_value(message, "message")
-        fifo = _message_fifos.get(self)
+        held = worker_state.current().queue_fifos  # `messages` is never assigned again
+        fifo = held.get(self)
         if fifo is None:
             fifo = self.messages
-            _message_fifos.put(self, fifo)
+            held.put(self, fifo)
         with transition():
             seq = fifo.push((job_id, message))
         signals.queue_pushed()

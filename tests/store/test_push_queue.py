@@ -143,8 +143,7 @@ def test_single_pushes_match_a_deque_across_chunks_and_reopens(
     and opened again, both fifos still read back exactly what went in."""
     import tempfile
 
-    from statek import store
-    from statek.models import fifo as fifo_module
+    from statek import store, worker_state
 
     with tempfile.TemporaryDirectory() as root:
         def opened() -> None:
@@ -159,8 +158,9 @@ def test_single_pushes_match_a_deque_across_chunks_and_reopens(
             for op, n in ops:
                 if op == "reopen":
                     db0.commit()
+                    state = worker_state.current()
                     store.close()
-                    assert len(fifo_module._tails) == 0  # no stale memo object held
+                    assert len(state.fifo_tails) == 0  # no stale memo object held
                     opened()
                     continue
                 for which, uuid in enumerate(ids):
@@ -193,14 +193,16 @@ def test_single_pushes_match_a_deque_across_chunks_and_reopens(
 def test_a_fifo_past_the_held_limit_still_pushes(statek_store: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """More fifos than the process keeps tails for: the others read their tail each push."""
-    from statek.models import fifo as fifo_module
+    from statek import worker_state
+    from statek._held import HeldByObject
 
-    monkeypatch.setattr(fifo_module, "_tails", fifo_module.HeldByObject(1))
+    state = worker_state.current()
+    monkeypatch.setattr(state, "fifo_tails", HeldByObject(1))
     fifos = [Fifo(), Fifo(stride=2, packed=True)]
     for k in range(3 * CHUNK_SIZE // 2):
         fifos[0].push(k)
         fifos[1].push((f"J{k}", k))
-    assert len(fifo_module._tails) == 1
+    assert len(state.fifo_tails) == 1
     assert fifos[0].peek(10**6)[1] == list(range(3 * CHUNK_SIZE // 2))
     assert fifos[1].peek(10**6)[1] == [(f"J{k}", k) for k in range(3 * CHUNK_SIZE // 2)]
 
@@ -208,8 +210,7 @@ def test_a_fifo_past_the_held_limit_still_pushes(statek_store: str,
 def test_pushes_after_the_store_is_opened_again(tmp_path: Path) -> None:
     """The queue's message fifo kept between pushes is dropped when the store closes; the
     queue found again after the re-open takes pushes after the stored ones."""
-    from statek import store
-    from statek.models import push_queue
+    from statek import store, worker_state
 
     def opened() -> StatekPushQueue:
         db0.init(dbzero_root=str(tmp_path))
@@ -221,8 +222,10 @@ def test_pushes_after_the_store_is_opened_again(tmp_path: Path) -> None:
         first.push_message("J1", "one")
         del first
         db0.commit()
+        state = worker_state.current()
+        assert len(state.queue_fifos) == 1
         store.close()
-        assert len(push_queue._message_fifos) == 0
+        assert len(state.queue_fifos) == 0
         again = opened()
         again.push_message("J2", "two")
         assert again.peek_messages(10) == (0, [("J1", "one"), ("J2", "two")])
