@@ -53,6 +53,7 @@ from statek.execution.job_functions import JobFunctions
 from statek.execution.jobdef_facts import DefinitionInfo, definition_of
 from statek.execution.replies import extract_code
 from statek.models import chatlog
+from statek.models.job import ALL_TURNS_RAN
 from statek.models.status import DONE, STARTED, SUSPENDED, WARMING_UP
 from statek.models.value_checks import EXIT_PREVIEW_CHARS
 from statek.observability import hooks
@@ -200,7 +201,11 @@ class _Step:
         # the last reply's code is pending until its run is recorded in `ran_turn`
         log = self.transcript()
         turns = log.turns
-        if int(job.ran_turn) >= turns:
+        ran = int(job.ran_turn)
+        if ran >= turns:
+            return None
+        if ran == ALL_TURNS_RAN:  # re-opened: every turn so far has run
+            job.ran_turn = turns
             return None
         reply = log.last_reply
         code = None if reply is None else extract_code(reply)

@@ -51,6 +51,9 @@ PAST_RESULT_KEYS = ("exit_status", "error", "finished_at", "reopened_at")
 
 #: `job.block` once the warmup is over, whatever its length (set when a DONE job re-opens).
 WARMUP_OVER = 1 << 30
+#: `job.ran_turn` of a job re-opened while its log is a list: every turn so far has run, and
+#: its next step writes the count (counting a list's turns reads every line of it).
+ALL_TURNS_RAN = -1
 
 
 class LocalsView(FrozenMapping):
@@ -177,7 +180,8 @@ class Job:
     @property
     def pending_code(self) -> str | None:
         """The code of the model's last reply while it has not run yet."""
-        if self.ran_turn >= self.turns or self.state == DONE:
+        ran = self.ran_turn
+        if ran == ALL_TURNS_RAN or ran >= self.turns or self.state == DONE:
             return None
         from statek.execution.replies import extract_code
 
@@ -379,9 +383,13 @@ class Job:
         # write, and a job re-opened before or finished after its reply's code has these)
         if self.block != WARMUP_OVER:
             self.block = WARMUP_OVER
-        turns = self.turns
-        if self.ran_turn != turns:
-            self.ran_turn = turns
+        chat = self.chat
+        if chat is None or type(chat) is str:
+            turns = chatlog.count_turns(chat)
+            if self.ran_turn != turns:
+                self.ran_turn = turns
+        else:  # a list: counting its turns here would read every line of a long log
+            self.ran_turn = ALL_TURNS_RAN
         if self.stmt:
             self.stmt = 0
         _move(self, DONE, STARTED)  # `resume` without reading the status and uuid again

@@ -240,3 +240,30 @@ def test_a_dict_first_makes_the_whole_inbox_a_list(
         job.apply_messages(["more"])
     assert type(job.inbox) is not str and job.inbox_more is None
     assert [plain_copy(m) for m in job.messages] == [{"a": 1}, "then text", "more"]
+
+
+@pytest.mark.parametrize("prose", [0, 3000], ids=["inline log", "list log"])
+async def test_a_reopened_job_runs_each_reply_once_whatever_its_log_form(
+        api: statek.StatekClientAPI, prose: int) -> None:
+    """A re-open marks every turn so far as run; with a log long enough to be a list it
+    leaves the count to the job's next step (counting reads every line). Either way the
+    reply the job finished in is not run again, and each new reply runs once."""
+    replies = [f"{'words ' * (prose // 6)}\n```python\nexit('{name}')\n```"
+               for name in ("first", "second", "third")]
+    provider = ScriptedProvider(replies, cycle=False, record=True)
+    add_provider("replies", provider)
+    try:
+        job = api.submit_new_job(statek.Agent("talker"))
+        await run_jobs_loop(4, "replies", queue_prefixes=["test"], auto_terminate=True)
+        assert job.exit_status == "first"
+        list_logs = []
+        for expected, calls in (("second", 2), ("third", 3)):
+            list_logs.append(type(job.chat) is not str)
+            job.push_user_message(f"now {expected}")  # re-opened here; the queue: below
+            assert job.status == JobStatus.STARTED and job.pending_code is None
+            await run_jobs_loop(4, "replies", queue_prefixes=["test"], auto_terminate=True)
+            assert job.exit_status == expected and len(provider.requests) == calls
+        # a long first line stays inline; the second turn moves a long log to a list
+        assert list_logs == [False, prose > 0]
+    finally:
+        remove_provider("replies")
