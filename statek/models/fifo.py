@@ -107,8 +107,8 @@ class Fifo:
 
     def push(self, item: Any) -> int:
         """Append one item (a tuple of `stride` values when stride > 1); returns its
-        sequence number. The common case (the tail chunk exists) is one append or extend
-        and one int write."""
+        sequence number. The common case (the tail chunk exists and is kept) is one append
+        or extend, one int read and one int write."""
         seq = int(self.tail)
         if seq % CHUNK_SIZE:
             number = seq // CHUNK_SIZE
