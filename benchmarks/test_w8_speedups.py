@@ -26,18 +26,19 @@ except ImportError:  # benchmarks/ on sys.path instead of the repo root
 IMPLS = ["pure", "compiled"]
 
 
-def _module(name: str) -> ModuleType:
+def _module(name: str, kernel: str = "ReadyQueue") -> ModuleType:
+    pure, compiled = _speedups.twins_of(kernel)
     if name == "pure":
-        return _speedups.pure
-    if _speedups.compiled is None:
+        return pure
+    if compiled is None:
         pytest.skip(f"compiled kernels unavailable: {_speedups.COMPILED_UNAVAILABLE_REASON}")
-    return _speedups.compiled
+    return compiled
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kernel", list(WORKLOADS))
 def test_kernel(benchmark: Any, kernel: str, impl: str) -> None:
-    work = WORKLOADS[kernel](_module(impl))
+    work = WORKLOADS[kernel](_module(impl, kernel))
     work.step()  # warm-up
     benchmark.group = f"w8-{kernel}"
     benchmark.extra_info.update(kernel=kernel, impl=impl)
@@ -96,7 +97,7 @@ def test_single_call(benchmark: Any, case: str, impl: str) -> None:
 @pytest.mark.parametrize("kernel", list(WORKLOADS))
 def test_twins_agree_on_workload(kernel: str) -> None:
     """The benchmarked step produces identical results in both twins."""
-    compiled = _module("compiled")
-    a, b = WORKLOADS[kernel](_speedups.pure), WORKLOADS[kernel](compiled)
+    work = WORKLOADS[kernel]
+    a, b = work(_module("pure", kernel)), work(_module("compiled", kernel))
     for _ in range(3):
         assert a.step() == b.step()

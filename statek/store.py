@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dbzero as db0
 
 from statek import worker_state
+from statek._speedups import Transition
 from statek.errors import NotInitializedError, StoreLockedError
 
 if TYPE_CHECKING:
@@ -439,42 +440,18 @@ def commit_all() -> None:
     db0.commit()
 
 
-class _Transition:
-    """A state change dbzero's autocommit must not split.
-
-    With autocommit off on every prefix statek opened (the default), commits happen only
-    between transitions and nothing needs locking. Otherwise the outermost block holds
-    `db0.locked()` and inner blocks join it: a nested `db0.locked()`, and in rarer timing
-    any `db0.locked()`, can deadlock dbzero 0.7.0 against its autocommit thread.
-    Transitions are synchronous (never span an await), so one process-wide depth is enough."""
-
-    __slots__ = ("_depth", "_lock")
-
-    def __init__(self) -> None:
-        self._depth = 0
-        self._lock: Any = None
-
-    def __enter__(self) -> None:
-        if self._depth == 0 and _runtime.autocommitting:
-            lock = db0.locked()
-            lock.__enter__()
-            self._lock = lock
-        self._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(*exc)
-
-    @property
-    def active(self) -> bool:
-        return self._depth > 0
+def _dbzero_lock() -> Any:
+    return db0.locked()
 
 
-_transition = _Transition()
+_transition = Transition(_runtime.autocommitting, _dbzero_lock)
+"""With autocommit off on every prefix statek opened (the default), commits happen only
+between transitions and nothing needs locking. Otherwise the outermost block holds
+`db0.locked()` and inner blocks join it: a nested `db0.locked()`, and in rarer timing any
+`db0.locked()`, can deadlock dbzero 0.7.0 against its autocommit thread. A compiled kernel
+(`statek._speedups`): every step and every push enters a few."""
 
 
-def transition() -> _Transition:
+def transition() -> Transition:
     """A block no autocommit can split: a crash sees all of it or none of it. Nests."""
     return _transition

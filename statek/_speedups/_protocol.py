@@ -1,4 +1,4 @@
-"""Structural types shared by the compiled and pure scheduler kernels.
+"""Structural types shared by the compiled and pure kernels (scheduler and storage path).
 
 Code that must work with either implementation (and the type stub of the
 compiled module) is written against these protocols, so mypy proves both twins
@@ -8,12 +8,17 @@ expose one interface.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 __all__ = [
+    "IsPlainJsonFn",
+    "JsonTextFn",
+    "PackFn",
     "PartitionFn",
     "ReadyQueueProtocol",
     "TimerHeapProtocol",
+    "TransitionProtocol",
+    "UnpackFn",
     "WaiterIndexProtocol",
 ]
 
@@ -63,9 +68,38 @@ class PartitionFn(Protocol):
     ) -> tuple[list[int], list[list[int]], list[int]]: ...
 
 
+class PackFn(Protocol):
+    """Signature of ``pack``: the entries storing items of `stride` values."""
+
+    def __call__(self, values: Sequence[Any], stride: int) -> list[Any]: ...
+
+
+class UnpackFn(Protocol):
+    """Signature of ``unpack``: the flat values a packed chunk's entries store."""
+
+    def __call__(self, entries: Sequence[Any], stride: int) -> list[Any]: ...
+
+
+class IsPlainJsonFn(Protocol):
+    def __call__(self, value: Any, depth: int = 0) -> bool: ...
+
+
+class JsonTextFn(Protocol):
+    def __call__(self, values: Sequence[Any]) -> str | None: ...
+
+
+class TransitionProtocol(Protocol):
+    """A re-entrant block holding dbzero's lock only while something autocommits."""
+
+    def __enter__(self) -> None: ...
+    def __exit__(self, *exc: Any) -> None: ...
+    @property
+    def active(self) -> bool: ...
+
+
 if TYPE_CHECKING:
     # Never executed: mypy fails here if either twin drifts from the protocols.
-    from statek._speedups import _sched_c, _sched_py
+    from statek._speedups import _sched_c, _sched_py, _storage_c, _storage_py
 
     _rq_py: type[ReadyQueueProtocol] = _sched_py.ReadyQueue
     _wi_py: type[WaiterIndexProtocol] = _sched_py.WaiterIndex
@@ -76,3 +110,15 @@ if TYPE_CHECKING:
     _wi_c: type[WaiterIndexProtocol] = _sched_c.WaiterIndex
     _th_c: type[TimerHeapProtocol] = _sched_c.TimerHeap
     _pb_c: PartitionFn = _sched_c.partition_batch
+
+    _pack_py: PackFn = _storage_py.pack
+    _unpack_py: UnpackFn = _storage_py.unpack
+    _plain_py: IsPlainJsonFn = _storage_py.is_plain_json
+    _text_py: JsonTextFn = _storage_py.json_text
+    _tr_py: type[TransitionProtocol] = _storage_py.Transition
+
+    _pack_c: PackFn = _storage_c.pack
+    _unpack_c: UnpackFn = _storage_c.unpack
+    _plain_c: IsPlainJsonFn = _storage_c.is_plain_json
+    _text_c: JsonTextFn = _storage_c.json_text
+    _tr_c: type[TransitionProtocol] = _storage_c.Transition

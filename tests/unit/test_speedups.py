@@ -674,10 +674,15 @@ def test_selector_exports() -> None:
     assert _speedups.IMPLEMENTATION in ("compiled", "pure")
     assert _speedups.speedups_enabled() is (_speedups.compiled is not None)
     assert set(_speedups.KEPT_KERNELS) <= set(_speedups.KERNELS)
+    assert _speedups.pure_storage.__name__ == "statek._speedups._storage_py"
+    assert (_speedups.compiled is None) is (_speedups.compiled_storage is None)
     for name in _speedups.KERNELS:
         impl = _speedups.IMPLEMENTATIONS[name]
-        source = _speedups.compiled if impl == "compiled" else _speedups.pure
+        pure, compiled = _speedups.twins_of(name)
+        source = compiled if impl == "compiled" else pure
         assert getattr(_speedups, name) is getattr(source, name)
+    with pytest.raises(KeyError, match="no kernel named 'Nope'"):
+        _speedups.twins_of("Nope")
 
 
 def _selector_in_subprocess(env_value: str | None) -> str:
