@@ -478,10 +478,11 @@ def w4_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
 
 def floor_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
     """The least dbzero allows for the same work, in a bare memo model: one list per queue
-    with (job, message) stored flat, a head and a tail int. Push one by one: one 2-value
-    extend and one int write. Drain as W4 (calls of 5,000, a commit per call): one slice per
-    call, then per job one inbox extend (or the inbox's creation) and one state write, and
-    one head write."""
+    with (job, message) stored flat, the head and tail in a [head, tail] list (a list item
+    write costs a third of a memo attribute's, docs/costs.md C35), both lists kept in
+    Python. Push one by one: one 2-value extend and one list item write. Drain as W4 (calls
+    of 5,000, a commit per call): one slice per call, then per job one inbox extend (or the
+    inbox's creation) and one state write, and one head write."""
     import dbzero as db0
 
     @db0.memo(id="bench/FloorJob")
@@ -495,8 +496,7 @@ def floor_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
         def __init__(self) -> None:
             self.items: Any = []
             self.jobs: Any = []
-            self.head = 0
-            self.tail = 0
+            self.ends: Any = [0, 0]
 
     with fresh_store(PREFIX):
         q = FloorQueue()
@@ -518,9 +518,10 @@ def floor_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
 def _floor_push(q: Any, m: int, jobs: int) -> None:
     import dbzero as db0
 
+    items, ends = q.items, q.ends
     for k in range(m):
-        q.items.extend((k % jobs, f"message {k}"))
-        q.tail = k + 1
+        items.extend((k % jobs, f"message {k}"))
+        ends[1] = k + 1
         if k % 1000 == 999:  # as `_push` one by one
             db0.commit()
     db0.commit()
@@ -529,8 +530,9 @@ def _floor_push(q: Any, m: int, jobs: int) -> None:
 def _floor_drain(q: Any, targets: list[Any], m: int) -> None:
     import dbzero as db0
 
+    items, ends = q.items, q.ends
     for start in range(0, m, 5000):
-        flat = q.items[2 * start:2 * (start + 5000)]
+        flat = items[2 * start:2 * (start + 5000)]
         grouped: dict[int, list[Any]] = {}
         for k in range(0, len(flat), 2):
             grouped.setdefault(flat[k], []).append(flat[k + 1])
@@ -542,7 +544,7 @@ def _floor_drain(q: Any, targets: list[Any], m: int) -> None:
             else:
                 inbox.extend(messages)
             job.state = 1
-        q.head = start + len(flat) // 2
+        ends[0] = start + len(flat) // 2
         db0.commit()
 
 

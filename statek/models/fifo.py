@@ -8,10 +8,13 @@ prefixes.
 
 Storage operations are what a push or a drain costs (benchmarks/storage_ops.py counts them):
 
+* the head and the tail live in one stored list, `ends` ([head, tail]): setting a list
+  item costs ~2,700 instructions and reading one ~1,000, against ~8,800 and ~3,500 for a
+  memo attribute (docs/costs.md C35), and the process keeps the list in Python;
 * the chunk being filled is also kept as `last`, so a push is one list append plus one int
   read and write; looking it up in `chunks` again (a dbzero dict read) is done once per
-  chunk, and so is reading `last`, `stride` and `packed_from`: the process keeps them in
-  Python between pushes (`TailChunk`, kept by the worker state);
+  chunk, and so is reading `ends`, `last`, `stride` and `packed_from`: the process keeps
+  them in Python between pushes (`TailChunk`, kept by the worker state);
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
@@ -22,8 +25,10 @@ Storage operations are what a push or a drain costs (benchmarks/storage_ops.py c
 
 Fifos stored before `stride`/`last` existed read as stride 1 and gain `last` when they start
 a chunk. Fifos stored before packing existed have no `packed_from`: their chunks stay flat,
-and `pack_from_next_chunk` makes the chunks they start from then on packed (the worker calls
-it through `StatekPushQueue.upgrade_stored_form` when it opens a queue).
+and `pack_from_next_chunk` makes the chunks they start from then on packed. Fifos stored
+before `ends` keep their head and tail in the attributes `head` and `tail`, which every
+access uses until `store_ends_in_a_list` moves them. The worker does both through
+`StatekPushQueue.upgrade_stored_form` when it first opens a queue.
 
 Containers are assigned as plain Python values, which dbzero converts into the object's own
 prefix: a `db0.dict()` made in `__init__` of an object placed in another prefix than the
@@ -46,19 +51,26 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 512
 
 
+HEAD, TAIL = 0, 1
+"""Indexes into `Fifo.ends`."""
+
+
 class TailChunk:
-    """What a push needs of a fifo's tail chunk, kept in Python between pushes: reading a
-    reference (`last`) and two constants from dbzero costs more than the append itself.
+    """What a push needs of a fifo, kept in Python between pushes: reading a reference (`ends`,
+    `last`) or a constant from dbzero costs more than the append itself.
 
-    It stays true while the tail is in chunk `number`: a chunk is dropped only once the head
-    has passed all of it, so never while it is the tail's; one process writes a prefix
-    (dbzero's single writer); and a chunk is created at its first item, which forgets the
-    kept one (a `db0.atomic()` block that was reverted can make the tail start a chunk
-    number again). The tail itself is read on every push: such a block moves it back."""
+    `ends` is the fifo's stored [head, tail] list (None for a fifo stored before it): it is
+    never assigned again, so the reference stays true, and the tail is read from it on every
+    push. `chunk` is the tail's chunk while the tail is in chunk `number` (-1: none kept): a
+    chunk is dropped only once the head has passed all of it, so never while it is the
+    tail's; one process writes a prefix (dbzero's single writer); and a chunk is created at
+    its first item, which forgets the kept value (a `db0.atomic()` block that was reverted
+    can make the tail start a chunk number again)."""
 
-    __slots__ = ("chunk", "number", "packed", "stride")
+    __slots__ = ("chunk", "ends", "number", "packed", "stride")
 
-    def __init__(self, number: int, chunk: Any, stride: int, packed: bool) -> None:
+    def __init__(self, ends: Any, number: int, chunk: Any, stride: int, packed: bool) -> None:
+        self.ends = ends
         self.number = number
         self.chunk = chunk
         self.stride = stride
@@ -72,14 +84,50 @@ class Fifo:
         if type(stride) is not int or stride < 1:
             raise ValueError(f"stride must be an int >= 1, got {stride!r}")
         self.chunks: Any = {}  # chunk number -> list of items (see the module docstring)
-        self.head = 0  # sequence number of the oldest unconsumed item
-        self.tail = 0  # sequence number the next pushed item gets
+        # [head, tail]: the sequence numbers of the oldest unconsumed item and of the next
+        # item pushed (a list, not two attributes: see the module docstring)
+        self.ends: Any = [0, 0]
         self.stride = stride  # stored values per item
         self.last: Any = None  # the chunk holding `tail - 1` (None: look it up)
         self.packed_from: int | None = 0 if packed else None  # first packed chunk's number
 
     def __len__(self) -> int:
-        return int(self.tail - self.head)
+        head, tail = self.span()
+        return tail - head
+
+    def counters(self) -> Any:
+        """The stored [head, tail] list, or None for a fifo stored before it existed."""
+        try:
+            return self.ends
+        except AttributeError:
+            return None
+
+    def span(self) -> tuple[int, int]:
+        """(head, tail): the oldest unconsumed item's sequence number and the next one's."""
+        ends = self.counters()
+        if ends is None:  # stored before `ends`
+            return int(self.head), int(self.tail)
+        head, tail = ends[:]  # one read
+        return int(head), int(tail)
+
+    def _set_end(self, index: int, value: int) -> None:
+        ends = self.counters()
+        if ends is not None:
+            ends[index] = value
+        elif index == HEAD:
+            self.head = value
+        else:
+            self.tail = value
+
+    def store_ends_in_a_list(self) -> bool:
+        """Move the head and tail of a fifo stored before `ends` into it; False when there
+        was nothing to do. Call outside any `db0.atomic()` block that could be reverted:
+        a push keeps the list it finds."""
+        if self.counters() is not None:
+            return False
+        self.ends = [int(self.head), int(self.tail)]
+        worker_state.current().fifo_tails.forget(self)
+        return True
 
     def width(self) -> int:
         """Stored values per item (`stride`)."""
@@ -103,50 +151,31 @@ class Fifo:
     def pack_from_next_chunk(self) -> None:
         """Store the chunks started from now on packed (a fifo stored before packing)."""
         if not self.packing():
-            self.packed_from = -(-int(self.tail) // CHUNK_SIZE)
+            self.packed_from = -(-self.span()[TAIL] // CHUNK_SIZE)
 
     def push(self, item: Any) -> int:
         """Append one item (a tuple of `stride` values when stride > 1); returns its
-        sequence number. The common case (the tail chunk exists and is kept) is one append
-        or extend, one int read and one int write."""
-        seq = int(self.tail)
-        if seq % CHUNK_SIZE:
-            number = seq // CHUNK_SIZE
-            tails = worker_state.current().fifo_tails
-            tail = tails.get(self)
-            if tail is None or tail.number != number:
-                tail = self._hold_tail(number, tails)
-            if tail is not None:
-                stride, chunk = tail.stride, tail.chunk
-                if stride > 1 and len(item) != stride:
-                    raise ValueError(f"an item of this fifo is {stride} values, got {item!r}")
-                if tail.packed:
-                    entries = pack(item if stride > 1 else (item,), stride)
-                    if len(entries) == 1:
-                        chunk.append(entries[0])
-                    else:
-                        chunk.extend(entries)
-                elif stride == 1:
-                    chunk.append(item)
-                else:
-                    chunk.extend(item)
-                self.tail = seq + 1
-                return seq
-        stride = self.width()
-        return self._append(item if stride > 1 else (item,), 1, stride)
+        sequence number (`push_item`, with this process's kept tails)."""
+        return push_item(self, item, worker_state.current().fifo_tails)
 
-    def _hold_tail(self, number: int, tails: HeldByObject[TailChunk]) -> TailChunk | None:
-        """Read chunk `number` (the tail's) and keep what a push needs of it; None when it
-        must be started."""
+    def _keep(self, tails: HeldByObject[TailChunk]) -> TailChunk:
+        """Read what a push needs and keep it (`TailChunk`); its chunk is the tail's, or
+        none (-1) when the next push starts one."""
+        ends = self.counters()
+        tail = int(self.tail if ends is None else ends[TAIL])
+        number = (tail - 1) // CHUNK_SIZE if tail % CHUNK_SIZE else -1
         try:
             last, stride, first_packed = self.last, int(self.stride), self.packed_from
         except AttributeError:  # stored before `last`, `stride` or packing existed
-            last, stride, first_packed = self._tail_chunk(number), self.width(), None
+            last, stride, first_packed = None, self.width(), None
+            if number >= 0:
+                last = self._tail_chunk(number)
         if last is None:
-            return None
-        tail = TailChunk(number, last, stride, first_packed is not None and number >= first_packed)
-        tails.put(self, tail)
-        return tail
+            number = -1
+        packed = first_packed is not None and number >= first_packed
+        kept = TailChunk(ends, number, last, stride, packed)
+        tails.put(self, kept)
+        return kept
 
     def push_many(self, items: Sequence[Any]) -> int:
         """Append items in order; returns the sequence number of the first."""
@@ -164,7 +193,7 @@ class Fifo:
         if len(values) != count * stride:
             raise ValueError(f"{count} items of {stride} values need {count * stride} values, "
                              f"got {len(values)}")
-        first = seq = int(self.tail)
+        first = seq = self.span()[TAIL]
         if count == 0:
             return first
         end = first + count
@@ -184,7 +213,7 @@ class Fifo:
                 chunk.extend(part)
             index += take * stride
             seq += take
-        self.tail = seq
+        self._set_end(TAIL, seq)
         if chunk is None:  # a chunk was started: remember it for the next pushes
             self.last = self.chunks[(seq - 1) // CHUNK_SIZE]
             # and forget the one kept in Python: if a `db0.atomic()` block was reverted, that
@@ -203,7 +232,7 @@ class Fifo:
         """Up to `limit` oldest items, flat (`stride` values each), without consuming them:
         (first sequence number, values)."""
         stride = self.width()
-        head, tail = int(self.head), int(self.tail)
+        head, tail = self.span()
         end = min(tail, head + max(limit, 0))
         if end <= head:
             return head, []
@@ -242,12 +271,47 @@ class Fifo:
         """Consume `count` items from the head (call in the transaction that applied them)."""
         if count <= 0:
             return
-        head = int(self.head)
-        tail = int(self.tail)
+        head, tail = self.span()
         new_head = min(head + count, tail)
         first_chunk, last_chunk = head // CHUNK_SIZE, new_head // CHUNK_SIZE
         for number in range(first_chunk, last_chunk):
             del self.chunks[number]
         if last_chunk > first_chunk and new_head == tail and new_head % CHUNK_SIZE == 0:
             self.last = None  # the chunk it named was dropped
-        self.head = new_head
+        self._set_end(HEAD, new_head)
+
+
+def push_item(fifo: Fifo, item: Any, tails: HeldByObject[TailChunk]) -> int:
+    """`Fifo.push` for callers that hold the worker state's `fifo_tails` already: a module
+    function, as a memo object's method costs a dbzero attribute lookup per call (~1,600
+    instructions). The common case (what the push needs is kept and the tail chunk exists)
+    is one list item read, one append or extend, and one list item write."""
+    kept = tails.get(fifo)
+    if kept is None:
+        kept = fifo._keep(tails)
+    ends = kept.ends
+    seq = int(fifo.tail) if ends is None else ends[TAIL]
+    if seq % CHUNK_SIZE:
+        if kept.number != seq // CHUNK_SIZE:  # a reverted block moved the tail back
+            kept = fifo._keep(tails)
+        if kept.number >= 0:
+            stride, chunk = kept.stride, kept.chunk
+            if stride > 1 and len(item) != stride:
+                raise ValueError(f"an item of this fifo is {stride} values, got {item!r}")
+            if kept.packed:
+                entries = pack(item if stride > 1 else (item,), stride)
+                if len(entries) == 1:
+                    chunk.append(entries[0])
+                else:
+                    chunk.extend(entries)
+            elif stride == 1:
+                chunk.append(item)
+            else:
+                chunk.extend(item)
+            if ends is None:
+                fifo.tail = seq + 1
+            else:
+                ends[TAIL] = seq + 1
+            return seq
+    stride = kept.stride
+    return int(fifo._append(item if stride > 1 else (item,), 1, stride))

@@ -19,7 +19,7 @@ from typing import Any
 import dbzero as db0
 
 from statek import signals, worker_state
-from statek.models.fifo import Fifo
+from statek.models.fifo import Fifo, push_item
 from statek.models.storable import check_uuid, check_value
 from statek.store import current_prefix, open_prefix, transition
 
@@ -53,13 +53,14 @@ class StatekPushQueue:
         """Queue `message` for `job` (a Job or its uuid); returns the sequence number."""
         job_id = _target_id(job, "job")
         check_value(message, "message")
-        held = worker_state.current().queue_fifos  # `messages` is never assigned again
+        state = worker_state.current()
+        held = state.queue_fifos  # `messages` is never assigned again
         fifo = held.get(self)
         if fifo is None:
             fifo = self.messages
             held.put(self, fifo)
         with transition():
-            seq = fifo.push((job_id, message))
+            seq = push_item(fifo, (job_id, message), state.fifo_tails)
         signals.queue_pushed()
         return seq
 
@@ -141,12 +142,17 @@ class StatekPushQueue:
         )
 
     def upgrade_stored_form(self) -> None:
-        """Pack the messages of a queue stored before packing, from its next chunk on (the
-        worker calls this once per queue it drains; producers never pay the check)."""
+        """Bring a queue stored by an earlier statek to the current form: its messages packed
+        from the next chunk on, and each fifo's head and tail in one list (the worker calls
+        this once per queue it drains, outside any user's block; producers never pay the
+        check)."""
         messages = self.messages
-        if messages.width() == 2 and not messages.packing():
-            with transition():
+        with transition():
+            if messages.width() == 2 and not messages.packing():
                 messages.pack_from_next_chunk()
+            messages.store_ends_in_a_list()
+            for fifo in self.events.values():
+                fifo.store_ends_in_a_list()
 
     def pop_messages(self, limit: int) -> list[tuple[str, Any]]:
         """Remove and return up to `limit` messages (for consumers that apply them elsewhere)."""

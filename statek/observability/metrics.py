@@ -116,7 +116,7 @@ def _queue_families(loops: list[Any]) -> Iterator[Any]:
                  *(("events", str(agent), fifo) for agent, fifo in queue.events.items())]
         totals: dict[str, tuple[int, float]] = {}
         for kind, agent, fifo in fifos:
-            head, tail = int(fifo.head), int(fifo.tail)
+            head, tail = fifo.span()
             oldest = _ages.age((name, f"{kind}:{agent}"), head, tail - head, now)
             count, worst = totals.get(kind, (0, 0.0))
             totals[kind] = (count + tail - head, max(worst, oldest))

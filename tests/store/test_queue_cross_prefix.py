@@ -105,7 +105,7 @@ async def test_a_redelivered_cross_prefix_batch_is_skipped(
     other_queue.push_messages([(job, "one"), (job, "two")])
     db0.commit()
     assert queues.process_push_notifications(queue_prefixes=[QUEUES]) == 2
-    other_queue.messages.head = 0  # the queue's commit was lost: both come again
+    other_queue.messages.ends[0] = 0  # the queue's commit was lost: both come again
     assert queues.process_push_notifications(queue_prefixes=[QUEUES]) == 0
     assert job.messages == ["one", "two"] and other_queue.message_count() == 0
 

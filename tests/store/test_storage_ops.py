@@ -27,20 +27,23 @@ def _writes(ops: OpCounter) -> dict[str, int]:
     return {key: n for key, n in ops.ops.items() if "write" in key.split(":")[0]}
 
 
-def test_push_message_is_one_append_and_one_int_write(api: statek.StatekClientAPI,
-                                                      agent: statek.Agent) -> None:
+def test_push_message_is_one_append_and_one_list_item_write(api: statek.StatekClientAPI,
+                                                            agent: statek.Agent) -> None:
     job: Any = api.submit_new_job(agent)
     q = StatekPushQueue()
     q.push_message(job, "first")  # starts the chunk
     with OpCounter() as ops:
         for i in range(10):
             q.push_message(job.uuid, f"m{i}")
-    assert _writes(ops) == {"attr write: Fifo.tail": 10, "container write: Fifo.last.append": 10}
+    assert _writes(ops) == {"container write: Fifo.ends.setitem": 10,
+                            "container write: Fifo.last.append": 10}
     assert not any("chunks" in key for key in ops.ops)  # no dict lookup per push
-    # the tail chunk and the constants are read once, then kept in Python between pushes
+    # the [head, tail] list, the tail chunk and the constants are read once, then kept in
+    # Python between pushes; the tail is read from the kept list each push
     assert {key: n for key, n in ops.ops.items() if key.startswith("attr read")} == {
-        "attr read: Fifo.tail": 10, "attr read: Fifo.last": 1, "attr read: Fifo.stride": 1,
+        "attr read: Fifo.ends": 1, "attr read: Fifo.last": 1, "attr read: Fifo.stride": 1,
         "attr read: Fifo.packed_from": 1}
+    assert ops.ops["container read: Fifo.ends.getitem"] == 10 + 1  # and once when kept
     assert q.peek_messages(20)[1] == [(job.uuid, "first")] + [(job.uuid, f"m{i}")
                                                             for i in range(10)]
 
@@ -61,7 +64,7 @@ def test_drain_writes_each_job_once_per_call(api: statek.StatekClientAPI, agent:
     assert ops.ops[inbox_write] == 2
     assert not {"attr write: Job.inbox", "container write: Job.inbox.extend"} - {inbox_write} \
         & set(ops.ops)
-    assert ops.ops["attr write: Fifo.head"] == 1
+    assert ops.ops["container write: Fifo.ends.setitem"] == 1  # the head, once
     assert ops.ops["container read: Fifo.chunks[].getslice"] == 1
     assert [job.messages for job in jobs] == [
         ["hello"] * earlier + [*range(0, 20, 2)], ["hello"] * earlier + [*range(1, 20, 2)]]
@@ -228,3 +231,46 @@ def test_a_queue_stored_before_packing_packs_from_its_next_chunk(
     worker_state.current().known_prefixes.clear()
     check_queue_prefixes([q.prefix_name])
     assert q.messages.packed_from == 1  # set once
+
+
+def _as_stored_before_ends(fifo: Fifo) -> None:
+    """Give `fifo` the form earlier versions stored: head and tail as attributes."""
+    head, tail = fifo.span()
+    fifo.head, fifo.tail = head, tail
+    del fifo.ends
+
+
+def test_a_queue_stored_before_ends_works_and_moves_them_into_a_list(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    job: Any = api.submit_new_job(agent)
+    q = StatekPushQueue()
+    q.push_messages([(job, i) for i in range(CHUNK_SIZE - 3)])
+    agent_fifo = Fifo(stride=1)
+    q.events["AGENT"] = agent_fifo
+    agent_fifo = q.events["AGENT"]
+    agent_fifo.push("event 0")
+    for fifo in (q.messages, agent_fifo):
+        _as_stored_before_ends(fifo)
+    db0.commit()
+    assert q.messages.counters() is None and q.messages.span() == (0, CHUNK_SIZE - 3)
+    # a producer, one push at a time across a chunk's end, and a consumer, before the upgrade
+    for i in range(CHUNK_SIZE - 3, CHUNK_SIZE + 2):
+        q.push_message(job, i)
+    agent_fifo.push("event 1")
+    assert q.message_count() == CHUNK_SIZE + 2 and len(agent_fifo) == 2
+    q.ack_messages(2)
+    assert q.messages.counters() is None and q.messages.span() == (2, CHUNK_SIZE + 2)
+    assert int(q.messages.head) == 2 and int(q.messages.tail) == CHUNK_SIZE + 2
+    db0.commit()
+    worker_state.current().known_prefixes.clear()  # as a worker starting
+    check_queue_prefixes([q.prefix_name])  # moves head and tail into `ends`
+    assert list(q.messages.ends) == [2, CHUNK_SIZE + 2] and list(agent_fifo.ends) == [0, 2]
+    assert not q.messages.store_ends_in_a_list()  # once
+    q.push_message(job, "after")
+    agent_fifo.push("event 2")
+    assert int(q.messages.tail) == CHUNK_SIZE + 2  # the old attribute is no longer written
+    assert q.messages.span() == (2, CHUNK_SIZE + 3)
+    assert agent_fifo.peek(10) == (0, ["event 0", "event 1", "event 2"])
+    assert process_push_notifications(100, 2000, queue_prefixes=[q.prefix_name]) == \
+        CHUNK_SIZE + 1
+    assert job.messages == [*range(2, CHUNK_SIZE + 2), "after"]
