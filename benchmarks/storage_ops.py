@@ -478,11 +478,12 @@ def w4_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
 
 def floor_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
     """The least dbzero allows for the same work, in a bare memo model: one list per queue
-    with (job, message) stored flat, the head and tail in a [head, tail] list (a list item
-    write costs a third of a memo attribute's, docs/costs.md C35), both lists kept in
-    Python. Push one by one: one 2-value extend and one list item write. Drain as W4 (calls
-    of 5,000, a commit per call): one slice per call, then per job one inbox extend (or the
-    inbox's creation) and one state write, and one head write."""
+    with (job, message) stored flat and kept in Python, the head and tail in a [head, tail]
+    list read afresh for each write (a list item write costs a third of a memo attribute's,
+    docs/costs.md C35; an item set through a list held across a commit is lost, docs/storage.md
+    S15). Push one by one: one 2-value extend, one attribute read and one list item write.
+    Drain as W4 (calls of 5,000, a commit per call): one slice per call, then per job one
+    inbox extend (or the inbox's creation) and one state write, and one head write."""
     import dbzero as db0
 
     @db0.memo(id="bench/FloorJob")
@@ -518,10 +519,10 @@ def floor_times(m: int = 10_000, jobs: int = 1000) -> dict[str, float]:
 def _floor_push(q: Any, m: int, jobs: int) -> None:
     import dbzero as db0
 
-    items, ends = q.items, q.ends
+    items = q.items
     for k in range(m):
         items.extend((k % jobs, f"message {k}"))
-        ends[1] = k + 1
+        q.ends[1] = k + 1
         if k % 1000 == 999:  # as `_push` one by one
             db0.commit()
     db0.commit()
@@ -530,7 +531,7 @@ def _floor_push(q: Any, m: int, jobs: int) -> None:
 def _floor_drain(q: Any, targets: list[Any], m: int) -> None:
     import dbzero as db0
 
-    items, ends = q.items, q.ends
+    items = q.items
     for start in range(0, m, 5000):
         flat = items[2 * start:2 * (start + 5000)]
         grouped: dict[int, list[Any]] = {}
@@ -544,7 +545,7 @@ def _floor_drain(q: Any, targets: list[Any], m: int) -> None:
             else:
                 inbox.extend(messages)
             job.state = 1
-        ends[0] = start + len(flat) // 2
+        q.ends[0] = start + len(flat) // 2
         db0.commit()
 
 

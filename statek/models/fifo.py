@@ -9,12 +9,14 @@ prefixes.
 Storage operations are what a push or a drain costs (benchmarks/storage_ops.py counts them):
 
 * the head and the tail live in one stored list, `ends` ([head, tail]): setting a list
-  item costs ~2,700 instructions and reading one ~1,000, against ~8,800 and ~3,500 for a
-  memo attribute (docs/costs.md C35), and the process keeps the list in Python;
+  item costs ~2,700 instructions against ~8,800 to write a memo attribute (docs/costs.md
+  C35). The list is read afresh by every call and never held in Python past it: in
+  dbzero 0.7.0 an item set through a list reference held across a commit is lost
+  (docs/storage.md S15);
 * the chunk being filled is also kept as `last`, so a push is one list append plus one int
   read and write; looking it up in `chunks` again (a dbzero dict read) is done once per
-  chunk, and so is reading `ends`, `last`, `stride` and `packed_from`: the process keeps
-  them in Python between pushes (`TailChunk`, kept by the worker state);
+  chunk, and so is reading `last`, `stride` and `packed_from`: the process keeps them in
+  Python between pushes (`TailChunk`, kept by the worker state);
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
@@ -56,21 +58,21 @@ HEAD, TAIL = 0, 1
 
 
 class TailChunk:
-    """What a push needs of a fifo, kept in Python between pushes: reading a reference (`ends`,
-    `last`) or a constant from dbzero costs more than the append itself.
+    """What a push needs of a fifo's tail chunk, kept in Python between pushes: reading a
+    reference (`last`) and two constants from dbzero costs more than the append itself.
 
-    `ends` is the fifo's stored [head, tail] list (None for a fifo stored before it): it is
-    never assigned again, so the reference stays true, and the tail is read from it on every
-    push. `chunk` is the tail's chunk while the tail is in chunk `number` (-1: none kept): a
-    chunk is dropped only once the head has passed all of it, so never while it is the
-    tail's; one process writes a prefix (dbzero's single writer); and a chunk is created at
-    its first item, which forgets the kept value (a `db0.atomic()` block that was reverted
-    can make the tail start a chunk number again)."""
+    `chunk` is the tail's chunk while the tail is in chunk `number` (-1: none kept): a chunk
+    is dropped only once the head has passed all of it, so never while it is the tail's; one
+    process writes a prefix (dbzero's single writer); and a chunk is created at its first
+    item, which forgets the kept value (a `db0.atomic()` block that was reverted can make
+    the tail start a chunk number again). The tail itself is read on every push: such a
+    block moves it back. Appending through a chunk held across commits is kept by dbzero;
+    setting an item through a held list is not (docs/storage.md S15), so `ends` is not
+    kept here."""
 
-    __slots__ = ("chunk", "ends", "number", "packed", "stride")
+    __slots__ = ("chunk", "number", "packed", "stride")
 
-    def __init__(self, ends: Any, number: int, chunk: Any, stride: int, packed: bool) -> None:
-        self.ends = ends
+    def __init__(self, number: int, chunk: Any, stride: int, packed: bool) -> None:
         self.number = number
         self.chunk = chunk
         self.stride = stride
@@ -121,12 +123,10 @@ class Fifo:
 
     def store_ends_in_a_list(self) -> bool:
         """Move the head and tail of a fifo stored before `ends` into it; False when there
-        was nothing to do. Call outside any `db0.atomic()` block that could be reverted:
-        a push keeps the list it finds."""
+        was nothing to do."""
         if self.counters() is not None:
             return False
         self.ends = [int(self.head), int(self.tail)]
-        worker_state.current().fifo_tails.forget(self)
         return True
 
     def width(self) -> int:
@@ -161,8 +161,7 @@ class Fifo:
     def _keep(self, tails: HeldByObject[TailChunk]) -> TailChunk:
         """Read what a push needs and keep it (`TailChunk`); its chunk is the tail's, or
         none (-1) when the next push starts one."""
-        ends = self.counters()
-        tail = int(self.tail if ends is None else ends[TAIL])
+        tail = self.span()[TAIL]
         number = (tail - 1) // CHUNK_SIZE if tail % CHUNK_SIZE else -1
         try:
             last, stride, first_packed = self.last, int(self.stride), self.packed_from
@@ -173,7 +172,7 @@ class Fifo:
         if last is None:
             number = -1
         packed = first_packed is not None and number >= first_packed
-        kept = TailChunk(ends, number, last, stride, packed)
+        kept = TailChunk(number, last, stride, packed)
         tails.put(self, kept)
         return kept
 
@@ -285,11 +284,15 @@ def push_item(fifo: Fifo, item: Any, tails: HeldByObject[TailChunk]) -> int:
     """`Fifo.push` for callers that hold the worker state's `fifo_tails` already: a module
     function, as a memo object's method costs a dbzero attribute lookup per call (~1,600
     instructions). The common case (what the push needs is kept and the tail chunk exists)
-    is one list item read, one append or extend, and one list item write."""
+    is one attribute read (`ends`), one list item read, one append or extend, and one list
+    item write."""
     kept = tails.get(fifo)
     if kept is None:
         kept = fifo._keep(tails)
-    ends = kept.ends
+    try:
+        ends = fifo.ends  # read afresh each push: never hold it past a commit (S15)
+    except AttributeError:  # stored before `ends`
+        ends = None
     seq = int(fifo.tail) if ends is None else ends[TAIL]
     if seq % CHUNK_SIZE:
         if kept.number != seq // CHUNK_SIZE:  # a reverted block moved the tail back

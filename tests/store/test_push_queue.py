@@ -134,13 +134,16 @@ _VALUE = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.just((1, 2)), st.
 @given(st.lists(st.one_of(st.tuples(st.just("push"), st.integers(0, 600)),
                           st.tuples(st.just("many"), st.integers(0, 600)),
                           st.tuples(st.just("pop"), st.integers(0, 900)),
+                          st.tuples(st.just("commit"), st.just(0)),
                           st.tuples(st.just("reopen"), st.just(0))), max_size=10),
        _VALUE)
 def test_single_pushes_match_a_deque_across_chunks_and_reopens(
         ops: list[tuple[str, int]], odd: object) -> None:
     """Single pushes append through the tail chunk kept in Python between pushes (two fifos,
-    so each keeps its own); mixed with `push_many`, drops of whole chunks and a store closed
-    and opened again, both fifos still read back exactly what went in."""
+    so each keeps its own); mixed with `push_many`, drops of whole chunks, commits and a store
+    closed and opened again, both fifos still read back exactly what went in. (Commits: in
+    dbzero 0.7.0 a list item set through a reference held across a commit is lost, which
+    a fifo keeping its [head, tail] list would hit.)"""
     import tempfile
 
     from statek import store, worker_state
@@ -156,6 +159,9 @@ def test_single_pushes_match_a_deque_across_chunks_and_reopens(
             models: list[deque[object]] = [deque(), deque()]
             counter = 0
             for op, n in ops:
+                if op == "commit":
+                    db0.commit()
+                    continue
                 if op == "reopen":
                     db0.commit()
                     state = worker_state.current()
@@ -184,6 +190,9 @@ def test_single_pushes_match_a_deque_across_chunks_and_reopens(
                     model.extend(items)
                     assert len(fifo) == len(model)
                 counter += n
+            db0.commit()
+            store.close()
+            opened()
             for uuid, model in zip(ids, models, strict=True):
                 assert list(db0.fetch(uuid).peek(len(model) + 1)[1]) == list(model)
         finally:
@@ -267,3 +276,39 @@ def test_pushes_after_a_reverted_atomic_block(before: int, undone: int, after: i
             del q
         finally:
             store.close()
+
+
+def test_single_pushes_and_drains_between_commits_are_all_stored(tmp_path: Path) -> None:
+    """The W4 shape that lost the head and tail when a push kept the fifo's [head, tail]
+    list in Python: pushes one by one, a drain, more pushes, a commit after each, then the
+    store opened again holds exactly what was left."""
+    from statek import store
+
+    def opened() -> StatekPushQueue:
+        db0.init(dbzero_root=str(tmp_path))
+        statek.open_prefix("q", "rw")
+        return StatekPushQueue()
+
+    try:
+        queue = opened()
+        for k in range(CHUNK_SIZE + 10):
+            queue.push_message("J1", k)
+            if k % 100 == 99:
+                db0.commit()
+        db0.commit()
+        queue.ack_messages(CHUNK_SIZE + 5)
+        db0.commit()
+        queue.push_messages([("J2", "batch")] * 3)
+        db0.commit()
+        queue.push_message("J3", "last")
+        db0.commit()
+        expected = [("J1", k) for k in range(CHUNK_SIZE + 5, CHUNK_SIZE + 10)] + \
+            [("J2", "batch")] * 3 + [("J3", "last")]
+        assert queue.peek_messages(100) == (CHUNK_SIZE + 5, expected)
+        del queue
+        store.close()
+        queue = opened()
+        assert queue.messages.span() == (CHUNK_SIZE + 5, CHUNK_SIZE + 14)
+        assert queue.peek_messages(100) == (CHUNK_SIZE + 5, expected)
+    finally:
+        store.close()
