@@ -13,10 +13,11 @@ Storage operations are what a push or a drain costs (benchmarks/storage_ops.py c
   C35). The list is read afresh by every call and never held in Python past it: in
   dbzero 0.7.0 an item set through a list reference held across a commit is lost
   (docs/storage.md S15);
-* the chunk being filled is also kept as `last`, so a push is one list append plus one int
-  read and write; looking it up in `chunks` again (a dbzero dict read) is done once per
-  chunk, and so is reading `last`, `stride` and `packed_from`: the process keeps them in
-  Python between pushes (`TailChunk`, kept by the worker state);
+* the chunk being filled is also kept as `last`, so a push is one list append plus reading
+  `ends` and its tail and setting the tail; looking the chunk up in `chunks` again (a
+  dbzero dict read) is done once per chunk, and so is reading `last`, `stride` and
+  `packed_from`: the process keeps them in Python between pushes (`TailChunk`, kept by the
+  worker state);
 * an item of `stride` > 1 values (a queued message is a (job uuid, message) pair) is stored
   flat, as `stride` consecutive list entries: a stored tuple is one more dbzero object per
   item (about 5 µs to append, against about 1.5 µs for the two plain entries);
@@ -295,7 +296,7 @@ def push_item(fifo: Fifo, item: Any, tails: HeldByObject[TailChunk]) -> int:
         ends = None
     seq = int(fifo.tail) if ends is None else ends[TAIL]
     if seq % CHUNK_SIZE:
-        if kept.number != seq // CHUNK_SIZE:  # a reverted block moved the tail back
+        if kept.number != seq // CHUNK_SIZE:  # kept for another chunk (a reverted block)
             kept = fifo._keep(tails)
         if kept.number >= 0:
             stride, chunk = kept.stride, kept.chunk

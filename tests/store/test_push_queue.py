@@ -216,18 +216,20 @@ def test_a_fifo_past_the_held_limit_still_pushes(statek_store: str,
     assert fifos[1].peek(10**6)[1] == [(f"J{k}", k) for k in range(3 * CHUNK_SIZE // 2)]
 
 
+def _opened(root: Path) -> StatekPushQueue:
+    """The queue of prefix "q" in the store at `root`, opened for writing."""
+    db0.init(dbzero_root=str(root))
+    statek.open_prefix("q", "rw")
+    return StatekPushQueue()
+
+
 def test_pushes_after_the_store_is_opened_again(tmp_path: Path) -> None:
     """The queue's message fifo kept between pushes is dropped when the store closes; the
     queue found again after the re-open takes pushes after the stored ones."""
     from statek import store, worker_state
 
-    def opened() -> StatekPushQueue:
-        db0.init(dbzero_root=str(tmp_path))
-        statek.open_prefix("q", "rw")
-        return StatekPushQueue()
-
     try:
-        first = opened()
+        first = _opened(tmp_path)
         first.push_message("J1", "one")
         del first
         db0.commit()
@@ -235,7 +237,7 @@ def test_pushes_after_the_store_is_opened_again(tmp_path: Path) -> None:
         assert len(state.queue_fifos) == 1
         store.close()
         assert len(state.queue_fifos) == 0
-        again = opened()
+        again = _opened(tmp_path)
         again.push_message("J2", "two")
         assert again.peek_messages(10) == (0, [("J1", "one"), ("J2", "two")])
     finally:
@@ -284,13 +286,8 @@ def test_single_pushes_and_drains_between_commits_are_all_stored(tmp_path: Path)
     store opened again holds exactly what was left."""
     from statek import store
 
-    def opened() -> StatekPushQueue:
-        db0.init(dbzero_root=str(tmp_path))
-        statek.open_prefix("q", "rw")
-        return StatekPushQueue()
-
     try:
-        queue = opened()
+        queue = _opened(tmp_path)
         for k in range(CHUNK_SIZE + 10):
             queue.push_message("J1", k)
             if k % 100 == 99:
@@ -307,7 +304,7 @@ def test_single_pushes_and_drains_between_commits_are_all_stored(tmp_path: Path)
         assert queue.peek_messages(100) == (CHUNK_SIZE + 5, expected)
         del queue
         store.close()
-        queue = opened()
+        queue = _opened(tmp_path)
         assert queue.messages.span() == (CHUNK_SIZE + 5, CHUNK_SIZE + 14)
         assert queue.peek_messages(100) == (CHUNK_SIZE + 5, expected)
     finally:
