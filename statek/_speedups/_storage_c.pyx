@@ -112,18 +112,35 @@ def pack(values, Py_ssize_t stride):
 
 def unpack(entries, Py_ssize_t stride):
     cdef list values = []
-    cdef Py_ssize_t i = 0, count = len(entries), end
+    cdef Py_ssize_t i = 0, count = len(entries), end, items
     loads = _json._loads
     while i < count:
         entry = entries[i]
         if type(entry) is str:
-            values.extend(loads(entry))
+            try:
+                run = loads(entry)
+            except ValueError:
+                run = None
+            if type(run) is not list or len(<list>run) % stride:
+                _damaged(i, entry, f"is not a JSON array of items of {stride} value(s)")
+            values.extend(<list>run)
             i += 1
-        else:
-            end = i + 1 + int(entry) * stride
+        elif type(entry) is int and 0 < entry < count:  # bounded before the C arithmetic
+            items = entry
+            end = i + 1 + items * stride
+            if end > count:
+                _damaged(i, entry, f"is not a count of the {count - i - 1} value(s) after "
+                         f"it (items of {stride})")
             values.extend(entries[i + 1:end])
             i = end
+        else:
+            _damaged(i, entry, f"is not a count of the {count - i - 1} value(s) after it "
+                     f"(items of {stride})")
     return values
+
+
+cdef _damaged(Py_ssize_t index, object entry, str why):
+    raise ValueError(f"damaged packed fifo chunk: entry {index} ({entry!r:.80}) {why}")
 
 
 cdef class Transition:

@@ -99,19 +99,36 @@ def _encoded(run: Sequence[Any], stride: int) -> list[Any]:
 
 
 def unpack(entries: Sequence[Any], stride: int) -> list[Any]:
-    """The flat values a packed chunk's entries store, in order."""
+    """The flat values a packed chunk's entries store, in order.
+
+    Entries `pack` cannot have written (a count that is not a positive int or runs past the
+    end, a string that is not a JSON array of whole items) raise ValueError naming the
+    entry: read on, a damaged chunk would loop forever or shift every later item's values."""
     values: list[Any] = []
     i, count = 0, len(entries)
     while i < count:
         entry = entries[i]
         if type(entry) is str:
-            values.extend(_json.loads(entry))
+            try:
+                run = _json.loads(entry)
+            except ValueError:
+                run = None
+            if type(run) is not list or len(run) % stride:
+                _damaged(i, entry, f"is not a JSON array of items of {stride} value(s)")
+            values.extend(run)
             i += 1
-        else:
-            end = i + 1 + int(entry) * stride
+        elif type(entry) is int and entry > 0 and i + entry * stride < count:
+            end = i + 1 + entry * stride
             values.extend(entries[i + 1:end])
             i = end
+        else:
+            _damaged(i, entry, f"is not a count of the {count - i - 1} value(s) after it "
+                     f"(items of {stride})")
     return values
+
+
+def _damaged(index: int, entry: Any, why: str) -> NoReturn:
+    raise ValueError(f"damaged packed fifo chunk: entry {index} ({entry!r:.80}) {why}")
 
 
 class Transition:

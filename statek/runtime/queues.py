@@ -177,7 +177,9 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
     (`step_size`, the batch size of earlier versions, only has to be positive). A message
     for a missing or cancelled job is kept in the queue's dead letters
     (`StatekPushQueue.dead_letters`) with the reason, and logged. Each job's prefix is read
-    from the job, so `job_prefix` (where the jobs live) is accepted for compatibility only."""
+    from the job, so `job_prefix` (where the jobs live) is accepted for compatibility only.
+    A queue whose oldest chunk is damaged (docs/storage.md) is logged and left as it is;
+    the other queues are drained."""
     del job_prefix  # found per job: a queue may feed jobs of several prefixes
     if step_size <= 0 or max_count <= 0:
         return 0
@@ -189,7 +191,12 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
             break
         written: set[str] = set()
         with store.transition():
-            first, job_ids, messages = queue.peek_message_columns(max_count - delivered)
+            try:
+                first, job_ids, messages = queue.peek_message_columns(max_count - delivered)
+            except ValueError as damaged:  # nothing read is lost: the queue stays as it is
+                log.error("push queue of prefix %r not drained: %s", queue.prefix_name,
+                          damaged)
+                continue
             if not job_ids:
                 continue
             delivered += _deliver_batch(queue, first, job_ids, messages, cache, written,

@@ -309,3 +309,32 @@ def test_single_pushes_and_drains_between_commits_are_all_stored(tmp_path: Path)
         assert queue.peek_messages(100) == (CHUNK_SIZE + 5, expected)
     finally:
         store.close()
+
+
+def test_a_damaged_chunk_stops_its_queue_not_the_drain(
+        api: statek.StatekClientAPI, agent: statek.Agent,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A queue whose oldest chunk holds an entry `pack` never writes is left as it is, with
+    an error naming it; another prefix's queue is still drained."""
+    from statek.executors.utils import process_push_notifications
+
+    job = api.submit_new_job(agent)
+    damaged = StatekPushQueue()
+    damaged.push_messages([(job, "a"), (job, "b")])
+    statek.open_prefix("other", "rw")
+    healthy = StatekPushQueue("other")
+    healthy.push_message(job, "c")
+    db0.commit()
+    chunk = damaged.messages.chunks[0]
+    run = chunk[0]
+    chunk[0] = -1  # a negative count before the run: read on, the drain looped forever
+    chunk.append(run)
+    with caplog.at_level("ERROR", logger="statek.queues"):
+        delivered = process_push_notifications(
+            queue_prefixes=[damaged.prefix_name, "other"])
+    assert delivered == 1 and job.messages == ["c"]
+    assert len(damaged) == 2 and len(healthy) == 0
+    assert list(damaged.messages.chunks[0]) == [-1, run]  # nothing rewritten
+    assert (f"push queue of prefix {damaged.prefix_name!r} not drained: damaged packed "
+            "fifo chunk: entry 0 (-1) is not a count of the 1 value(s)") in caplog.text
+

@@ -126,6 +126,30 @@ def test_json_text_is_the_backends_encoding(storage_impl: ModuleType) -> None:
     assert storage_impl.json_text(tuple(values)) == _json.dumps(values).decode()
 
 
+DAMAGED = [  # (entries, stride, what the error says of entry `index`)
+    ([-1, "a", "b"], 2, 0, "is not a count of the 2 value"),  # read on, it looped forever
+    ([0, "a", "b"], 2, 0, "is not a count"),  # no progress either
+    ([2, "a", "b"], 2, 0, "is not a count of the 2 value"),  # past the end
+    ([True, "a", "b"], 2, 0, "is not a count"),  # a bool is not a count pack writes
+    ([1.0, "a", "b"], 2, 0, "is not a count"),
+    (['["a","b"]', None], 2, 1, "is not a count of the 0 value"),
+    (['["a","b","c"]'], 2, 0, "is not a JSON array of items of 2 value"),  # half an item
+    (['{"a": 1}'], 1, 0, "is not a JSON array"),
+    (["[1, 2"], 1, 0, "is not a JSON array"),  # not JSON at all
+]
+
+
+@pytest.mark.parametrize(("entries", "stride", "index", "why"), DAMAGED)
+def test_a_damaged_chunk_raises_naming_the_entry(
+        storage_impl: ModuleType, entries: list[Any], stride: int, index: int,
+        why: str) -> None:
+    """Entries `pack` cannot write are refused, not read on: a negative count looped
+    forever, a wrong one shifted every later item's values."""
+    with pytest.raises(ValueError, match="damaged packed fifo chunk") as raised:
+        storage_impl.unpack(entries, stride)
+    assert f"entry {index} ({entries[index]!r}) {why}" in str(raised.value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(runs)
 def test_the_twins_store_the_same_entries(case: tuple[int, list[list[Any]]]) -> None:
