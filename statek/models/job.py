@@ -344,11 +344,11 @@ class Job:
         there for the caller's one summary line, and its own line goes out at DEBUG instead
         of INFO (with the log on a pipe, a line per job was most of a drain's time when it
         re-opened many jobs). `state` is the job's status if the caller read it in this
-        transition."""
+        transition, and then also found a DONE job not cancelled (`check_takes_messages`)."""
         if state is None:
             state = self.state
-        if state == DONE:
-            self.check_takes_messages()
+            if state == DONE:
+                self.check_takes_messages()
         inbox = stored_inbox.deliver(self, messages, inbox)
         if state == DONE:
             job_uuid = job_uuid or db0.uuid(self)

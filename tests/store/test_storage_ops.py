@@ -72,6 +72,23 @@ def test_drain_writes_each_job_once_per_call(api: statek.StatekClientAPI, agent:
     assert q.message_count() == 0
 
 
+def test_a_drain_reads_whether_a_finished_job_was_cancelled_once(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    done: list[Any] = [api.submit_new_job(agent) for _ in range(3)]
+    for job in done:
+        job.finish("ok")
+    cancelled = api.submit_new_job(agent)
+    cancelled.cancel()
+    q = StatekPushQueue()
+    q.push_messages([(job, f"m{i}") for i, job in enumerate([*done, cancelled, *done])])
+    with OpCounter() as ops:
+        assert process_push_notifications(queue_prefixes=[q.prefix_name]) == 6
+    assert ops.ops["attr read: Job.cancelled"] == 4  # once per finished job, at its lookup
+    assert [job.status for job in done] == [statek.JobStatus.STARTED] * 3
+    assert [job.messages for job in done] == [["m0", "m4"], ["m1", "m5"], ["m2", "m6"]]
+    assert cancelled.messages == [] and len(q.dead_letters) == 1
+
+
 def test_fifo_reuses_no_dropped_chunk(statek_store: str) -> None:
     fifo = Fifo(stride=2)
     fifo.push_many([(i, -i) for i in range(CHUNK_SIZE)])
