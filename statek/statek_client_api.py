@@ -15,6 +15,7 @@ import dbzero as db0
 
 from statek.errors import JobNotFoundError
 from statek.models.agent import Agent
+from statek.models.by_uuid import fetch_or_none
 from statek.models.job import Job
 from statek.models.push_queue import StatekPushQueue, open_queue
 from statek.models.storable import check_value
@@ -83,9 +84,9 @@ class StatekClientAPI:
             found = lookup(self.prefix, uuid)
             if isinstance(found, Job):
                 return found
-        if not _is_uuid_text(uuid) or not db0.exists(uuid):
+        obj = fetch_or_none(uuid)
+        if obj is None:
             raise JobNotFoundError(f"no job with uuid {uuid!r}")
-        obj = db0.fetch(uuid)
         if not isinstance(obj, Job):
             raise JobNotFoundError(f"{uuid!r} is a {type(obj).__name__}, not a Job")
         return obj
@@ -174,12 +175,6 @@ class StatekClientAPI:
         from statek.admission.budgets import budget_info
 
         return budget_info(self.get_job(job) if isinstance(job, str) else job)
-
-
-def _is_uuid_text(uuid: object) -> bool:
-    """Whether `uuid` may be a dbzero uuid (base-32 text): dbzero 0.7.0 crashes looking up
-    some other strings, such as one with a lone surrogate."""
-    return type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()
 
 
 def _agent_of(agent: Agent | str) -> Agent:

@@ -33,6 +33,7 @@ from typing import Any
 import dbzero as db0
 
 from statek.errors import UnstorableValueError
+from statek.models.by_uuid import looks_like_uuid
 from statek.models.containers import UNHASHABLE_KINDS, stored_kind_of_type
 
 #: Containers nested deeper than this are refused.
@@ -251,6 +252,6 @@ def check_storable_mapping(values: Mapping[str, Any], what: str, *,
 def check_uuid(uuid: Any, what: str) -> None:
     """Raise UnstorableValueError unless `uuid` looks like a dbzero uuid (base-32 text):
     dbzero 0.7.0 crashes looking up some other strings (a lone surrogate)."""
-    if type(uuid) is not str or not (0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()):
+    if not looks_like_uuid(uuid):
         shown = repr(uuid) if type(uuid) is str and len(uuid) <= 80 else type(uuid).__name__
         raise UnstorableValueError(f"{what} id {shown} is not a dbzero uuid")

@@ -22,6 +22,7 @@ import dbzero as db0
 
 from statek.errors import StatekError
 from statek.models.agent import Agent
+from statek.models.by_uuid import fetch_or_none
 from statek.models.idempotency import key_store
 from statek.models.job import Job
 from statek.models.jobdef import JobDef
@@ -76,7 +77,7 @@ class Applier:
             self.dead_letter(str(kind), "", None, f"{type(exc).__name__}: {exc}")
 
     def _jobs(self, agent_id: str, locale: Any, params: Any, pairs: Any) -> None:
-        agent = _fetch(agent_id)
+        agent = fetch_or_none(agent_id)
         if not isinstance(agent, Agent):
             for job_id, _values in pairs:
                 self.dead_letter("job", job_id, None, f"no agent with uuid {agent_id}")
@@ -112,7 +113,7 @@ class Applier:
     def target(self, job_id: str) -> Any:
         if is_outbox_id(job_id):
             return made_for(self.state, job_id)
-        return _fetch(job_id)
+        return fetch_or_none(job_id)
 
     def _message(self, job_id: str, message: Any) -> None:
         check_value(message, "message")
@@ -126,7 +127,7 @@ class Applier:
 
     def _event(self, agent_id: str, event: Any) -> None:
         check_value(event, "event")
-        agent = _fetch(agent_id)
+        agent = fetch_or_none(agent_id)
         problem = "agent does not exist" if agent is None else event_problem(agent)
         if problem is not None:
             self.dead_letter("event", agent_id, event, problem)
@@ -212,10 +213,3 @@ class Applier:
         log.warning("outbox %s for %s kept as a dead letter: %s", kind, target, reason)
 
 
-def _fetch(uuid: Any) -> Any:
-    if not (type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()):
-        return None  # not a uuid (dbzero 0.7.0 crashes looking up some strings)
-    try:
-        return db0.fetch(uuid)
-    except Exception:  # dbzero raises several kinds for a missing object
-        return None

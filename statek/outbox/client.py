@@ -25,10 +25,11 @@ import dbzero as db0
 
 from statek.errors import JobNotFoundError, JobPendingError, UnstorableValueError
 from statek.models.agent import Agent
+from statek.models.by_uuid import fetch_or_none
 from statek.models.containers import plain_copy
 from statek.models.job import Job
 from statek.models.status import DONE
-from statek.models.storable import check_storable_mapping, check_uuid, check_value
+from statek.models.storable import check_storable_mapping, check_value
 from statek.models.submit import DEFINITION_KEYS, _check_definition_keys, _checked_vars
 from statek.outbox import records, state
 from statek.outbox.writer import OutboxWriter, writer_for
@@ -163,9 +164,7 @@ class OutboxClient:
         db0.refresh()
         if state.is_outbox_id(job_id):
             return state.lookup(self.prefix, job_id)
-        if not (job_id.isascii() and job_id.isalnum()) or not db0.exists(job_id):
-            return None
-        return db0.fetch(job_id)
+        return fetch_or_none(job_id)
 
     def get_job(self, uuid: str) -> Job:
         found = self.applied(uuid) if type(uuid) is str and uuid.isascii() else None
@@ -185,9 +184,9 @@ class OutboxClient:
             if state.is_outbox_id(job):
                 self._check_known(job)
                 return job
-            check_uuid(job, "job")
-            if not db0.exists(job) or not isinstance(db0.fetch(job), Job):
-                raise JobNotFoundError(f"no job with uuid {job!r}")
+            if not isinstance(fetch_or_none(job), Job):  # not a uuid, or another store's
+                shown = repr(job) if len(job) <= 80 else f"{job[:80]!r}..."
+                raise JobNotFoundError(f"no job with uuid {shown}")
             return job
         if isinstance(job, Job):
             return str(db0.uuid(job))
@@ -241,8 +240,7 @@ def _agent_named(name: str, remember: bool = True) -> str:
     if remember and name in _roles:
         return _roles[name]
     check_value(name, "agent")
-    if (name.isascii() and name.isalnum() and db0.exists(name)
-            and isinstance(db0.fetch(name), Agent)):
+    if isinstance(fetch_or_none(name), Agent):
         return name
     if remember:
         db0.refresh()  # a feeding process: the worker's newest commit

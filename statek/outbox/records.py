@@ -20,6 +20,8 @@ from typing import Any
 
 import dbzero as db0
 
+from statek.models.by_uuid import fetch_or_none, looks_like_uuid
+
 HEADER = struct.Struct("<II")
 #: A frame above this is refused by the writer and treated as damage by the reader.
 MAX_FRAME = 64 * 1024 * 1024
@@ -62,12 +64,12 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _memo(uuid: Any) -> Any:
-    if not (type(uuid) is str and 0 < len(uuid) <= 64 and uuid.isascii() and uuid.isalnum()):
+    if not looks_like_uuid(uuid):
         raise RecordError("an outbox record refers to an object by a malformed uuid")
-    try:
-        return db0.fetch(uuid)
-    except Exception:  # dbzero raises several kinds for a missing object
-        raise RecordError(f"an outbox record refers to object {uuid}, which is gone") from None
+    found = fetch_or_none(uuid)
+    if found is None:
+        raise RecordError(f"an outbox record refers to object {uuid}, which is gone")
+    return found
 
 
 def _class(module: Any, qualname: Any) -> type:

@@ -23,6 +23,7 @@ from statek import store, worker_state
 from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
+from statek.models.by_uuid import fetch_or_none
 from statek.models.containers import plain_copy as plain_copy  # re-exported (tests)
 from statek.models.job import Job, log_reopened
 from statek.models.push_queue import StatekPushQueue, open_queue
@@ -65,15 +66,6 @@ def _prefix_of(obj: Any) -> str:
     return str(db0.get_prefix_of(obj).name)
 
 
-def _job_or_none(job_uuid: str) -> Any:
-    if not (type(job_uuid) is str and job_uuid.isascii() and job_uuid.isalnum()):
-        return None  # not a uuid (dbzero 0.7.0 crashes looking up some strings)
-    try:
-        return db0.fetch(job_uuid)
-    except Exception:  # dbzero raises several kinds for a missing object
-        return None
-
-
 class _Target:
     """A job a drain delivers to, looked up once per drain call. Not kept between calls:
     holding jobs and their inboxes alive makes every commit dearer
@@ -82,7 +74,7 @@ class _Target:
     __slots__ = ("inbox", "job", "prefix", "refusal", "state")
 
     def __init__(self, job_uuid: str) -> None:
-        job = _job_or_none(job_uuid)
+        job = fetch_or_none(job_uuid)
         self.job = job
         self.inbox: Any = None  # what its last delivery returned (statek.models.inbox.deliver)
         self.state: int | None = None  # the job's status until a delivery changes it
@@ -251,7 +243,7 @@ def process_agent_events(agents: Iterable[Any] | None = None, max_count: int = 1
                 return created
             if wanted is not None and agent_id not in wanted:
                 continue
-            agent = wanted[agent_id] if wanted is not None else _job_or_none(agent_id)
+            agent = wanted[agent_id] if wanted is not None else fetch_or_none(agent_id)
             created += _start_event_jobs(queue, agent_id, agent, max_count - created)
     return created
 

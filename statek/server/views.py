@@ -9,6 +9,7 @@ import dbzero as db0
 
 from statek.errors import JobNotFoundError
 from statek.models.agent import Agent, SupervisedAgent
+from statek.models.by_uuid import fetch_or_none
 from statek.models.job import Job
 from statek.models.root import root_jobs
 from statek.models.status import DONE, STATUS_NAMES
@@ -34,9 +35,9 @@ def fetch_job(job_uuid: str) -> Any:
                            "an Idempotency-Key reused for another request)")
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid!r} (an outbox id the "
                        "worker has not applied yet, or one no producer gave)")
-    if not ID.fullmatch(job_uuid) or not db0.exists(job_uuid):
+    job = fetch_or_none(job_uuid) if ID.fullmatch(job_uuid) else None
+    if job is None:
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid[:80]!r}")
-    job = db0.fetch(job_uuid)
     if not isinstance(job, Job):
         raise ApiError(404, "job_not_found", f"{job_uuid!r} is a {type(job).__name__}, not a job")
     return job
@@ -44,10 +45,9 @@ def fetch_job(job_uuid: str) -> Any:
 
 def find_agent(ref: str, field: str = "agent") -> Any:
     """The agent named by uuid or by role (a role several agents share is refused)."""
-    if ID.fullmatch(ref) and db0.exists(ref):
-        found = db0.fetch(ref)
-        if isinstance(found, Agent):
-            return found
+    found = fetch_or_none(ref) if ID.fullmatch(ref) else None
+    if isinstance(found, Agent):
+        return found
     matches = [a for a in db0.find(Agent) if a.role == ref]
     if not matches:
         roles = sorted({str(a.role) for a in db0.find(Agent)})

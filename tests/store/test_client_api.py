@@ -56,6 +56,26 @@ def test_get_job_unknown(api: statek.StatekClientAPI, agent: statek.Agent) -> No
         api.get_job(db0.uuid(agent))
 
 
+#: a well-formed uuid of a prefix this store does not have: dbzero 0.7.0's `exists` and
+#: `fetch` raise RuntimeError ("Prefix: ... not found") for it (found by a new user)
+OTHER_STORES_UUID = "MGVLTMKGT7NUFIEBUKWYABAX"
+
+
+@pytest.mark.parametrize("job_id", [OTHER_STORES_UUID, "88ec2038-5a9d-4c1e-9b7e-3f2a1c0d4e5f",
+                                    "AAAAAAAAAAAAAAAAAAAAAAAA", "a\ud800", "x" * 500])
+def test_an_id_naming_no_job_here_is_not_found_everywhere(api: statek.StatekClientAPI,
+                                                         job_id: str) -> None:
+    shown = repr(job_id)[:40]
+    with pytest.raises(JobNotFoundError, match="no job with uuid") as got:
+        api.get_job(job_id)
+    assert shown in str(got.value)
+    with pytest.raises(JobNotFoundError, match="no job with uuid"):
+        api.push_message(job_id, "x")
+    with pytest.raises(JobNotFoundError, match="no job with uuid"):
+        api.cancel_job(job_id)
+    assert len(statek.StatekPushQueue()) == 0
+
+
 def test_push_message_and_event_go_to_the_queue(api: statek.StatekClientAPI,
                                                 statek_store: str) -> None:
     sup = statek.SupervisedAgent("sup")

@@ -4,6 +4,7 @@ second-writer message, auth and limits."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import threading
@@ -175,6 +176,10 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     (("push", "NOSUCHJOB", "{", "--json"), "not valid JSON"),
     # submit, push and cancel go through the outbox while a worker runs (tests/outbox)
     (("cancel", "NOSUCHJOB"), "no job with uuid"),
+    # another store's uuid (dbzero raised RuntimeError) and a uuid4: the same one line
+    (("push", "MGVLTMKGT7NUFIEBUKWYABAX", "hello"), "no job with uuid"),
+    (("show", "MGVLTMKGT7NUFIEBUKWYABAX"), "no job with uuid"),
+    (("cancel", "88ec2038-5a9d-4c1e-9b7e-3f2a1c0d4e5f"), "no job with uuid"),
     # a well-formed outbox id no producer issued: refused, not dead-lettered by the worker
     (("push", "ob" + "0" * 16 + "7", "hello"), "no job with id 'ob00000000000000007'"),
     (("cancel", "ob" + "f" * 16 + "0"), "no producer has issued it"),
@@ -195,8 +200,10 @@ def test_cli_user_errors_are_one_line(worker: Worker, data_dir: Path, args: tupl
 
 
 def test_cli_unknown_job_over_http(worker: Worker, data_dir: Path) -> None:
-    for command in ("show", "tail"):  # tail's error comes while it reads the stream
-        done = _cli(data_dir, command, "NOSUCHJOB", "--url", worker.url)
+    for command, job_id in itertools.product(("show", "tail"),
+                                             ("NOSUCHJOB", "MGVLTMKGT7NUFIEBUKWYABAX")):
+        # tail's error comes while it reads the stream
+        done = _cli(data_dir, command, job_id, "--url", worker.url)
         assert done.returncode == 1 and "no job with uuid" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 

@@ -139,6 +139,15 @@ def test_the_client_checks_before_writing(client: OutboxClient, agent: Any) -> N
     assert client.submit("worker", [None], None, {})  # the agent fixture's role
     with pytest.raises(JobNotFoundError, match="NOSUCHJOB"):
         client.push_message("NOSUCHJOB", "x")
+    # not a uuid, and another store's uuid: "no job" as without a worker, not a type error
+    # or dbzero's RuntimeError (found by a new user)
+    for job_id in ("88ec2038-5a9d-4c1e-9b7e-3f2a1c0d4e5f", "MGVLTMKGT7NUFIEBUKWYABAX"):
+        with pytest.raises(JobNotFoundError, match=f"no job with uuid '{job_id}'"):
+            client.push_message(job_id, "x")
+        with pytest.raises(JobNotFoundError, match=f"no job with uuid '{job_id}'"):
+            client.cancel(job_id)
+        with pytest.raises(JobNotFoundError, match=f"no job with uuid '{job_id}'"):
+            client.get_job(job_id)
     with pytest.raises(JobNotFoundError, match="applied it"):
         client.get_job("ob0123456789abcdef0")  # another producer's id, not applied
     (name,) = _segments(client.writer.directory)  # the refused calls wrote nothing
