@@ -1,7 +1,9 @@
 """Applying one outbox record in the worker (inside the drain's transition).
 
 Each kind is checked before it writes anything, so a record that cannot be applied becomes a
-dead letter with the reason and writes nothing else.
+dead letter with the reason and writes nothing else. A message or an event is kept where one
+pushed into the queue would be, in the prefix's `StatekPushQueue.dead_letters` (a producer
+need not know whether a worker was running); other records in the outbox state's.
 
 A "keyed" record wraps the records of one HTTP request that carried an Idempotency-Key
 (statek.server.front): the key is recorded with them, in the same transaction, and a later
@@ -26,6 +28,7 @@ from statek.models.by_uuid import fetch_or_none
 from statek.models.idempotency import key_store
 from statek.models.job import Job
 from statek.models.jobdef import JobDef
+from statek.models.push_queue import StatekPushQueue
 from statek.models.root import root_for
 from statek.models.storable import check_value
 from statek.models.submit import _checked_vars, create_job, jobdef_for
@@ -120,7 +123,7 @@ class Applier:
         job = self.target(job_id)
         refusal = refusal_of(job)
         if refusal is not None:
-            self.dead_letter("message", job_id, message, refusal)
+            self.queue_dead_letter("message", job_id, message, refusal)
             return
         job.apply_messages([message], reopened=self.reopened)
         self.applied += 1
@@ -130,7 +133,7 @@ class Applier:
         agent = fetch_or_none(agent_id)
         problem = "agent does not exist" if agent is None else event_problem(agent)
         if problem is not None:
-            self.dead_letter("event", agent_id, event, problem)
+            self.queue_dead_letter("event", agent_id, event, problem)
             return
         create_job(jobdef_for(agent, {}), {agent.warmup_externals[0]: event}, None)
         self.applied += 1
@@ -199,6 +202,13 @@ class Applier:
             self.made[producer] = []
             made = self.made[producer]
         return made
+
+    def queue_dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
+        """A message or event kept in the push queue's dead letters (checked values)."""
+        StatekPushQueue(self.prefix).record_dead_letter(kind, str(target)[:80], item,
+                                                        reason[:2000])
+        log.warning("outbox %s for %s kept as a dead letter of the push queue: %s", kind,
+                    target, reason)
 
     def dead_letter(self, kind: str, target: str, item: Any, reason: str) -> None:
         letters = self.state.dead_letters
