@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from statek import _json, worker_state
+from statek.execution.replies import extract_code
 from statek.models import chatlog
 from statek.models.inbox import unread
 from statek.providers.types import ChatMessage, ToolCall, ToolSpec
@@ -147,12 +148,20 @@ class PendingInput(NamedTuple):
     messages_read: int
 
 
-def pending_user_text(job: Job, turns: int) -> PendingInput:
-    """New console output and unread messages of a job that has had `turns` turns."""
+NO_CODE_HINT = ("(nothing ran: your last reply had no Python code. Reply with Python code in "
+                "one ```python block; call exit(result) when the task is done.)")
+
+
+def pending_user_text(job: Job, turns: int, last_reply: str | None = None) -> PendingInput:
+    """New console output and unread messages of a job that has had `turns` turns; a
+    `last_reply` without code (the model answered in prose) is pointed out first, or a
+    model that forgot the protocol sees "(no output)" until the job runs out of turns."""
     console = job.console_lines
     seen = int(job.console_seen)
     total = 0 if console is None else len(console)
     parts: list[str] = []
+    if turns and last_reply is not None and extract_code(last_reply) is None:
+        parts.append(NO_CODE_HINT)
     if turns == 0:
         values = job.locals_dict()
         if values:

@@ -308,13 +308,13 @@ class _Step:
         if warmup:
             self.jobdef.record_error("warmup", error, job=self.uuid)
             job.block = len(self.defn.warmup_blocks)  # a re-opened job goes to the model
-            self.finish(error=f"warmup failed: {error.strip().splitlines()[-1]}")
+            self.finish(error=f"warmup failed: {_last_line(error)}")
             return False
         job.ran_turn = self.code_turn
         job.stmt = 0
         reason = harness.breach_after_code(job, self.limits)
-        if reason is not None:
-            self.finish(error=reason)
+        if reason is not None:  # the cause too: the console is not where users look first
+            self.finish(error=f"{reason}; the last: {_last_line(error)}")
             return False
         return True
 
@@ -346,7 +346,7 @@ class _Step:
             if reason is not None:
                 self.finish(error=reason)
                 return None
-            pending = conversation.pending_user_text(job, turns)
+            pending = conversation.pending_user_text(job, turns, log.last_reply)
         try:
             prov, model = self.resolve()
         except Exception as exc:  # e.g. no provider of that name: a failed call, not a crash
@@ -599,3 +599,10 @@ def _internal_error(step: _Step, exc: BaseException) -> None:
             if step.job.error is None:
                 step.job.error = f"internal error: {type(exc).__name__}: {exc}"
             step.result.completed = True
+
+
+def _last_line(error: str, limit: int = 500) -> str:
+    """The line of a traceback that names the exception (its last), bounded."""
+    lines = error.strip().splitlines()
+    last = lines[-1] if lines else "(no message)"
+    return last if len(last) <= limit else last[:limit] + "..."

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import statek
+from statek.execution.conversation import NO_CODE_HINT
 from statek.executors.utils import run_job_step
 from statek.models.status import JobStatus
 from statek.providers import (
@@ -74,7 +75,8 @@ async def test_max_exceptions(api: statek.StatekClientAPI, agent: statek.Agent,
     job = api.submit_new_job(agent, {}, max_exceptions=3, max_consecutive_exceptions=0)
     await steps_until_done(job)
     assert job.exceptions == 3
-    assert job.error == "harness: 3 exceptions reached max_exceptions=3"
+    assert job.error == ("harness: 3 exceptions reached max_exceptions=3; the last: "
+                         "ZeroDivisionError: division by zero")
     assert sum("ZeroDivisionError" in line for line in job.console) == 3
 
 
@@ -86,7 +88,19 @@ async def test_max_consecutive_exceptions(api: statek.StatekClientAPI, agent: st
     await steps_until_done(job)
     assert job.exceptions == 4
     assert job.error == ("harness: 3 consecutive exceptions reached "
-                         "max_consecutive_exceptions=3")
+                         "max_consecutive_exceptions=3; the last: KeyError: 'k'")
+
+
+async def test_a_limit_reached_by_refused_code_names_the_refusal(
+        api: statek.StatekClientAPI, agent: statek.Agent, script: Any) -> None:
+    """A new user found only the limit in `job.error`; what was refused was in the console."""
+    script(["import os\nos.system('touch /tmp/statek-pwned')"])
+    job = api.submit_new_job(agent, {}, max_consecutive_exceptions=2, max_exceptions=0)
+    await steps_until_done(job)
+    assert job.error is not None
+    limit, _, cause = job.error.partition("; the last: ")
+    assert limit == "harness: 2 consecutive exceptions reached max_consecutive_exceptions=2"
+    assert cause.startswith("SandboxViolation: line 1: import of 'os' is not allowed")
 
 
 async def test_max_tokens_with_the_providers_counts(api: statek.StatekClientAPI,
@@ -188,7 +202,7 @@ async def test_dialog_job_reopened_by_a_message(api: statek.StatekClientAPI,
 async def test_code_first_agent_goes_on_after_plain_text(api: statek.StatekClientAPI,
                                                          agent: statek.Agent,
                                                          script: Any) -> None:
-    provider = script(["I think we are done.", "Done", "exit('now')"], cycle=False,
+    provider = script(["I think we are done.", "x = 1", "exit('now')"], cycle=False,
                       record=True)
     job = api.submit_new_job(agent, {})
     assert await run_job_step(job, PROVIDER) is False
@@ -197,7 +211,11 @@ async def test_code_first_agent_goes_on_after_plain_text(api: statek.StatekClien
     assert await run_job_step(job, PROVIDER) is False
     assert await run_job_step(job, PROVIDER) is True
     assert job.exit_status == "now"
-    assert provider.requests[1].messages[-1].content == "(no output)"
+    # prose ran nothing, and the model is told so (a new user's model spent its 50 turns
+    # on "(no output)"); code that printed nothing is "(no output)"
+    assert provider.requests[1].messages[-1].content == NO_CODE_HINT
+    assert "no Python code" in NO_CODE_HINT and "exit(result)" in NO_CODE_HINT
+    assert provider.requests[2].messages[-1].content == "(no output)"
 
 
 # --- isolation -------------------------------------------------------------------------------
