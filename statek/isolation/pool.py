@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import fcntl
 import json
 import logging
@@ -64,6 +65,16 @@ class _Request:
     future: asyncio.Future[Any]
     timeout: float
     started: float = 0.0  # loop time it became the running request
+    # the sending step's context: what is logged about this run names its job, although the
+    # timers and reader callbacks that notice its end carry whichever step spawned the
+    # executor or started the run before it
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+
+def _warn(request: _Request | None, message: str, *args: Any) -> None:
+    """A warning in `request`'s step context (its job named on the line), or in none."""
+    context = contextvars.Context() if request is None else request.context.copy()
+    context.run(log.warning, message, *args)
 
 
 @dataclass(eq=False)
@@ -329,7 +340,8 @@ class Executor:
         """Kill this executor, fail the request it was running, resend the others to a new
         process."""
         loop = self.loop
-        log.warning("%s; starting another", reason)
+        running = next(iter(self.requests.values()), None)
+        _warn(running, "%s; starting another", reason)
         self.kill()
         pending = list(self.requests.values())
         self.requests.clear()
@@ -372,10 +384,10 @@ class ExecutorPool:
     def note_protection(self, protection: str) -> None:
         if protection not in self.protections:
             self.protections.add(protection)
-            if protection != "seccomp":
-                log.warning("isolated executors run without a seccomp filter: %s (resource "
-                            "limits still apply; pip install 'statek[isolation]' to add one)",
-                            protection)
+            if protection != "seccomp":  # the pool's, not the job's whose step saw it first
+                _warn(None, "isolated executors run without a seccomp filter: %s (resource "
+                      "limits still apply; pip install 'statek[isolation]' to add one)",
+                      protection)
 
     def executor_for(self, job_uuid: str) -> Executor:
         return self.executors[hash(job_uuid) % len(self.executors)]

@@ -3,6 +3,7 @@ cost only their own job, executors are limited by the OS, and the wire refuses c
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from statek.isolation import pool as pool_module
 from statek.isolation.protocol import ProtocolError, Ref, dumps, loads_untrusted
 from statek.isolation.runner import pool_config
 from statek.models.status import JobStatus
+from statek.observability.logs import JobContextFilter, current_step, step_context
 from statek.settings import reset_settings_cache
 
 
@@ -63,6 +65,26 @@ async def test_a_runaway_is_killed_and_replaced_and_the_fleet_goes_on(
     assert isolated.pids() != [before]  # a new executor
     fine = api.submit_new_job(agent, {"n": 2}, warmup_code="exit(n * 21)")
     assert await run_job_step(fine) is True and fine.exit_status == 42
+
+
+async def test_the_kill_of_a_runaway_is_logged_with_its_own_job(
+        isolated: pool_module.ExecutorPool, api: statek.StatekClientAPI,
+        agent: statek.Agent, caplog: pytest.LogCaptureFixture) -> None:
+    """The second runaway's run starts when the executor that replaced the first one is
+    ready, in a callback carrying the first one's step context: its kill was logged as the
+    first job's (found by a new user, who went looking for the wrong job)."""
+    caplog.handler.addFilter(JobContextFilter())
+    first, second = (api.submit_new_job(agent, {}, warmup_code="while True:\n    pass")
+                     for _ in range(2))
+    with caplog.at_level(logging.WARNING, logger="statek.isolation"):
+        for number, job in enumerate((first, second)):  # the log context a worker's step has
+            token = current_step.set(step_context(job.uuid, number))
+            try:
+                assert await run_job_step(job) is True
+            finally:
+                current_step.reset(token)
+    kills = [r for r in caplog.records if r.getMessage().endswith("; starting another")]
+    assert [getattr(r, "job_id", "?") for r in kills] == [first.uuid, second.uuid]
 
 
 async def test_a_catastrophic_regex_is_killed_too(
