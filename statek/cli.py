@@ -284,11 +284,11 @@ def _check_provider_names(provider: str | None, offline: bool) -> None:
             f"{', '.join(known)}; --import the module that registers yours)")
 
 
-def _open_store(mode: str) -> None:
+def _open_store(mode: str, when_held: str | None = None) -> None:
     """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
     it, see statek.outbox; "worker": "rw" for a worker of its own; "front": read-only with
     writes through the outbox, held or not, for `statek serve`); a held store or a missing
-    one is one clear line."""
+    one is one clear line (`when_held`: what that line tells the user to do instead)."""
     from statek.errors import StoreLockedError
     from statek.store import open_default_store, open_prefix, settings
 
@@ -316,8 +316,8 @@ def _open_store(mode: str) -> None:
         where = f"--url {exc.url}" if exc.url else (
             "--url URL (start the worker with --http-port to give it one)")
         raise click.ClickException(
-            f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}: use {where}"
-        ) from None
+            f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}: "
+            f"{when_held or f'use {where}'}") from None
     except OSError as exc:  # STATEK_DATA_DIR is a file, unwritable, or cannot be created
         raise click.ClickException(
             f"cannot open the store at {cfg.data_dir} (STATEK_DATA_DIR): "
@@ -390,6 +390,81 @@ def _api_error_line(call: Callable[[], Any]) -> Any:
         return _run(call)
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
+
+
+@main.group()
+def agent() -> None:
+    """Agents: the roles jobs are submitted to (`agent add`, `agent list`)."""
+
+
+@agent.command("add")
+@click.argument("role")
+@click.option("--prompt", default="", help="The agent's system prompt.")
+@click.option("--model", default=None, help="Its jobs' default MODEL (provider/model).")
+@click.option("--description", default="", help="One line on what it is for.")
+@click.option("--supervised", is_flag=True,
+              help="A SupervisedAgent: each queued event becomes one of its jobs.")
+@click.option("--warmup", default=None,
+              help="With --supervised: the code each job runs first; it reads the event as "
+                   "its one outside local (plain agents take warmup_code per job: "
+                   "statek submit ROLE --param warmup_code=...).")
+def agent_add(role: str, prompt: str, model: str | None, description: str, supervised: bool,
+              warmup: str | None) -> None:
+    """Create an agent with ROLE in the embedded store; prints its uuid. The store must
+    not be held by a worker: create agents before starting it."""
+    if warmup is not None and not supervised:
+        raise click.UsageError("--warmup goes with --supervised; a plain agent takes "
+                               "warmup_code per job (statek submit ROLE --param "
+                               "warmup_code=...)")
+    import dbzero as db0
+
+    from statek.models.agent import Agent, SupervisedAgent
+    from statek.models.code_analysis import JOB_BUILTINS, external_names, split_blocks
+
+    if warmup is not None:  # checked as the queue checks an event's agent, before any write
+        reads = external_names(split_blocks(warmup), JOB_BUILTINS)
+        if len(reads) != 1:
+            raise click.ClickException(
+                f"--warmup must read exactly one outside local (the event), it reads "
+                f"{len(reads)}: {', '.join(reads) or 'none'}")
+    _open_store("rw", when_held="stop it first (agents are created while no worker holds "
+                "the store, or in the worker's own process with statek.Agent(...))")
+    try:
+        same = [a for a in db0.find(Agent) if a.role == role]
+        if same:
+            raise click.ClickException(f"an agent with role {role!r} exists already "
+                                       f"({db0.uuid(same[0])}): jobs are submitted by role")
+        metadata = {"MODEL": model} if model else None
+        kind = SupervisedAgent if supervised else Agent
+        made = _run(lambda: kind(role, prompt, metadata=metadata, description=description),
+                    refused=(ValueError, TypeError))
+        if warmup is not None:
+            made.update_warmup_def(warmup)
+        db0.commit()
+        click.echo(db0.uuid(made))
+    finally:
+        _store_closed()
+
+
+@agent.command("list")
+@url_option
+@token_option
+def agent_list(url: str | None, token: str | None) -> None:
+    """The agents: role, uuid, kind and description (works while a worker runs)."""
+    if url:
+        rows = _run(_remote(url, token).agents)
+    else:
+        import dbzero as db0
+
+        from statek.models.agent import Agent
+        from statek.server.views import agent_data
+
+        rows = _local_read(lambda: [agent_data(a) for a in db0.find(Agent)])
+    if not rows:
+        click.echo("no agents (create one: statek agent add ROLE --prompt TEXT)")
+    for row in sorted(rows, key=lambda r: str(r["role"])):
+        kind = "supervised" if row["supervised"] else "agent"
+        click.echo(f"{row['role']}\t{row['uuid']}\t{kind}\t{row['description']}")
 
 
 @main.command()

@@ -184,6 +184,7 @@ def test_cli_against_the_url_and_the_embedded_store(worker: Worker, data_dir: Pa
     (("push", "ob" + "0" * 16 + "7", "hello"), "no job with id 'ob00000000000000007'"),
     (("cancel", "ob" + "f" * 16 + "0"), "no producer has issued it"),
     (("budget", "NOSUCHJOB", "--tokens", "5"), "holds the store"),  # not through the outbox
+    (("agent", "add", "latecomer"), "stop it first (agents are created while no worker"),
     (("submit", "helper", "--key", "k1"), "--key (an idempotency key) is for --url"),
     (("submit", "helper", "--param", "max_turns=ten"), "job_params['max_turns'] must be an int"),
     (("submit", "helper", "--param", "novalue"), "--param 'novalue': expected NAME=VALUE"),
