@@ -601,8 +601,8 @@ def _internal_error(step: _Step, exc: BaseException) -> None:
             step.result.completed = True
 
 
-def _last_line(error: str, limit: int = 500) -> str:
-    """The line of a traceback that names the exception (its last), bounded."""
+def _last_line(error: str) -> str:
+    """The line of a traceback that names the exception (its last; `finish` bounds the
+    error it is put in, saying how much was cut)."""
     lines = error.strip().splitlines()
-    last = lines[-1] if lines else "(no message)"
-    return last if len(last) <= limit else last[:limit] + "..."
+    return lines[-1] if lines else "(no message)"
