@@ -15,6 +15,7 @@ _compiled_pipeline.install()
 
 from statek._version import __version__
 from statek.errors import (
+    AgentNotFoundError,
     ConfigurationError,
     IllegalTransitionError,
     JobNotFoundError,
@@ -77,7 +78,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "Agent", "BudgetExhausted", "ConfigurationError", "Future", "IllegalTransitionError", "Job",
+    "Agent", "AgentNotFoundError", "BudgetExhausted", "ConfigurationError", "Future",
+    "IllegalTransitionError", "Job",
     "JobDef", "JobNotFoundError", "JobPendingError", "JobStatus", "MissingAPIKeyError",
     "NotInitializedError", "ProviderError", "ProviderNotConfiguredError", "ProviderNotFoundError",
     "SandboxViolation", "StatekClientAPI", "StatekError", "StatekPushQueue", "StatekSettings",

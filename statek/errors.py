@@ -36,6 +36,10 @@ class ProviderNotFoundError(StatekError, LookupError):
     """No provider is registered under the requested name."""
 
 
+class AgentNotFoundError(StatekError, LookupError):
+    """No agent has the given role or uuid, or several share the role."""
+
+
 class JobNotFoundError(StatekError, LookupError):
     """No job exists with the given id."""
 

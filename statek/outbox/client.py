@@ -23,7 +23,12 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.errors import JobNotFoundError, JobPendingError, UnstorableValueError
+from statek.errors import (
+    AgentNotFoundError,
+    JobNotFoundError,
+    JobPendingError,
+    UnstorableValueError,
+)
 from statek.models.agent import Agent
 from statek.models.by_uuid import fetch_or_none
 from statek.models.containers import plain_copy
@@ -247,7 +252,7 @@ def _agent_named(name: str, remember: bool = True) -> str:
     matches = [a for a in db0.find(Agent) if a.role == name]
     if len(matches) != 1:
         roles = sorted({str(a.role) for a in db0.find(Agent)})
-        raise LookupError(
+        raise AgentNotFoundError(
             f"agent: {len(matches)} agents have role {name!r}; name one by uuid "
             f"({', '.join(str(db0.uuid(a)) for a in matches[:5])})" if matches
             else f"agent: no agent with role or uuid {name[:80]!r} (roles: "

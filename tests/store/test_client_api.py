@@ -123,10 +123,12 @@ def test_an_agent_may_be_given_by_role_or_uuid(api: statek.StatekClientAPI) -> N
     [by_ids] = api.submit_new_job_ids("by-name", [{"n": 3}])
     jobs = [by_role, by_uuid, api.get_job(by_ids)]
     assert {db0.uuid(job.jobdef.agent) for job in jobs} == {db0.uuid(agent)}
-    with pytest.raises(LookupError, match=r"no agent with role or uuid 'nobody'.*by-name"):
+    with pytest.raises(statek.AgentNotFoundError,
+                       match=r"no agent with role or uuid 'nobody'.*by-name"):
         api.submit_new_job("nobody")
     twin = statek.Agent("by-name")  # a second agent with that role: ambiguous
-    with pytest.raises(LookupError, match="2 agents have role 'by-name'") as ambiguous:
+    with pytest.raises(statek.AgentNotFoundError,
+                       match="2 agents have role 'by-name'") as ambiguous:
         api.submit_new_job("by-name")
     for one in (agent, twin):  # named, so the caller can pick one by uuid
         assert str(db0.uuid(one)) in str(ambiguous.value)

@@ -19,7 +19,8 @@ PACKAGE_PARENT = Path(statek.__file__).resolve().parents[1]
 
 #: The whole top-level surface. Adding a name is a decision: add it here in the same change.
 PUBLIC = {
-    "Agent", "BudgetExhausted", "ConfigurationError", "Future", "IllegalTransitionError", "Job",
+    "Agent", "AgentNotFoundError", "BudgetExhausted", "ConfigurationError", "Future",
+    "IllegalTransitionError", "Job",
     "JobDef", "JobNotFoundError", "JobPendingError", "JobStatus", "MissingAPIKeyError",
     "NotInitializedError", "ProviderError", "ProviderNotConfiguredError", "ProviderNotFoundError",
     "SandboxViolation", "StatekClientAPI", "StatekError", "StatekPushQueue", "StatekSettings",
