@@ -152,15 +152,26 @@ NO_CODE_HINT = ("(nothing ran: your last reply had no Python code. Reply with Py
                 "one ```python block; call exit(result) when the task is done.)")
 
 
-def pending_user_text(job: Job, turns: int, last_reply: str | None = None) -> PendingInput:
-    """New console output and unread messages of a job that has had `turns` turns; a
-    `last_reply` without code (the model answered in prose) is pointed out first, or a
-    model that forgot the protocol sees "(no output)" until the job runs out of turns."""
+def answered_in_prose(log: Transcript) -> bool:
+    """Whether the model's last reply ran nothing: no code in it and no native tool calls
+    (their results follow it in the log)."""
+    reply = log.last_reply
+    if reply is None or extract_code(reply) is not None or not log.messages:
+        return False
+    last = log.messages[-1]
+    return last.role == "assistant" and not last.tool_calls
+
+
+def pending_user_text(job: Job, turns: int, prose: bool = False) -> PendingInput:
+    """New console output and unread messages of a job that has had `turns` turns. After a
+    reply in `prose` (`answered_in_prose`) the model is told first that nothing ran: shown
+    only "(no output)", a model that forgot the protocol repeats itself until the job runs
+    out of turns."""
     console = job.console_lines
     seen = int(job.console_seen)
     total = 0 if console is None else len(console)
     parts: list[str] = []
-    if turns and last_reply is not None and extract_code(last_reply) is None:
+    if prose:
         parts.append(NO_CODE_HINT)
     if turns == 0:
         values = job.locals_dict()

@@ -346,7 +346,8 @@ class _Step:
             if reason is not None:
                 self.finish(error=reason)
                 return None
-            pending = conversation.pending_user_text(job, turns, log.last_reply)
+            pending = conversation.pending_user_text(job, turns,
+                                                     conversation.answered_in_prose(log))
         try:
             prov, model = self.resolve()
         except Exception as exc:  # e.g. no provider of that name: a failed call, not a crash

@@ -242,7 +242,8 @@ async def test_native_tool_calls_run_and_are_shown_to_the_model(
     assert [(m.tool_call_id, m.content) for m in tool_messages][:2] == [("c1", "42"),
                                                                       ("c2", "'K'")]
     assert len(tool_messages) == 4
-    assert second[-1].role == "user"
+    # its tools ran: "(no output)", not the hint for a reply in prose (conversation.py)
+    assert second[-1] == ChatMessage("user", "(no output)")
 
 
 async def test_native_call_to_a_tool_the_agent_lacks(api: statek.StatekClientAPI,
