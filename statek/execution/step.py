@@ -418,8 +418,9 @@ class _Step:
         budget = None if self.budget is None else job.budget  # charged up the tree now,
         if budget is not None:  # checked at the end (unbudgeted steps read nothing)
             budgets.charge_reply(self, budget, in_tok, out_tok)
-        if job.provider_failures:
-            job.provider_failures = 0
+        if job.provider_failures:  # recovered: the retried failure is history (chat log),
+            job.provider_failures = 0  # not the job's error (a DONE job with one has failed)
+            job.error = None
         reason = harness.breach_of_tokens(tokens, self.limits)
         if reason is not None:
             job.ran_turn = turns + 1  # the reply over budget is never run

@@ -254,6 +254,7 @@ async def test_a_success_resets_the_failure_count(api: statek.StatekClientAPI,
     finally:
         remove_provider("wobbly")
     assert job.exit_status == "survived"
+    assert job.error is None  # a job that recovered did not fail (README: check job.error)
     assert len([e for e in job.chat_log if e["kind"] == "error"]) == 4
 
 
