@@ -267,6 +267,31 @@ class Fifo:
             return head, values
         return head, [tuple(values[i:i + stride]) for i in range(0, len(values), stride)]
 
+    def left_in_head_chunk(self) -> int:
+        """Items from the head to the end of the chunk holding it (or to the tail)."""
+        head, tail = self.span()
+        return min(tail, (head // CHUNK_SIZE + 1) * CHUNK_SIZE) - head
+
+    def set_aside_head_chunk(self) -> tuple[int, int, list[Any]]:
+        """Drop the chunk holding the head without decoding it (it cannot be: damaged):
+        (the head's sequence number, unconsumed items dropped, the chunk's stored entries
+        as found, from its start). When the tail is in that chunk too, both ends move to
+        the next chunk's first number, so the next push starts a fresh chunk rather than
+        appending after the damage (sequence numbers only ever grow: nothing is re-used)."""
+        head, tail = self.span()
+        number = head // CHUNK_SIZE
+        end = (number + 1) * CHUNK_SIZE
+        chunk = self.chunks.get(number)
+        entries = [] if chunk is None else list(chunk[:])
+        if chunk is not None:
+            del self.chunks[number]
+        if tail <= end:
+            self._set_end(TAIL, end)
+            self.last = None
+            worker_state.current().fifo_tails.forget(self)
+        self._set_end(HEAD, end)
+        return head, min(tail, end) - head, entries
+
     def advance(self, count: int) -> None:
         """Consume `count` items from the head (call in the transaction that applied them)."""
         if count <= 0:

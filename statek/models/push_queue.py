@@ -19,7 +19,7 @@ from typing import Any
 import dbzero as db0
 
 from statek import signals, worker_state
-from statek.models.fifo import Fifo, push_item
+from statek.models.fifo import CHUNK_SIZE, Fifo, push_item
 from statek.models.storable import check_uuid, check_value
 from statek.store import current_prefix, open_prefix, transition
 
@@ -113,6 +113,20 @@ class StatekPushQueue:
         if fifo.width() == 2:
             return first, values[0::2], values[1::2]
         return first, [pair[0] for pair in values], [pair[1] for pair in values]
+
+    def set_aside_damaged_messages(self, reason: str) -> tuple[int, int]:
+        """Move the messages of the chunk holding the head, which cannot be read (a
+        damaged packed chunk, docs/storage.md S16), to the dead letters as stored, so the
+        messages after them flow again: (first sequence number, messages set aside). Call
+        in a transition."""
+        first, count, entries = self.messages.set_aside_head_chunk()
+        delivered = first % CHUNK_SIZE
+        self.record_dead_letter(
+            "damaged", "", entries,
+            f"{reason}; messages {first}..{first + count - 1} of the queue could not be read "
+            f"and were set aside: `item` is their chunk's stored entries as found, from the "
+            f"chunk's start ({delivered} message(s) of it were delivered before)")
+        return first, count
 
     def ack_messages(self, count: int) -> None:
         """Drop the `count` oldest messages: call in the transaction that applied them."""

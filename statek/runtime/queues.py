@@ -170,8 +170,8 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
     for a missing or cancelled job is kept in the queue's dead letters
     (`StatekPushQueue.dead_letters`) with the reason, and logged. Each job's prefix is read
     from the job, so `job_prefix` (where the jobs live) is accepted for compatibility only.
-    A queue whose oldest chunk is damaged (docs/storage.md) is logged and left as it is;
-    the other queues are drained."""
+    The messages of a damaged chunk (docs/storage.md S16) are set aside in the dead
+    letters as stored, and logged; the messages after them are drained."""
     del job_prefix  # found per job: a queue may feed jobs of several prefixes
     if step_size <= 0 or max_count <= 0:
         return 0
@@ -185,10 +185,9 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
         with store.transition():
             try:
                 first, job_ids, messages = queue.peek_message_columns(max_count - delivered)
-            except ValueError as damaged:  # nothing read is lost: the queue stays as it is
-                log.error("push queue of prefix %r not drained: %s", queue.prefix_name,
-                          damaged)
-                continue
+            except ValueError as damaged:
+                first, job_ids, messages = _read_around_damage(queue, max_count - delivered,
+                                                               damaged)
             if not job_ids:
                 continue
             delivered += _deliver_batch(queue, first, job_ids, messages, cache, written,
@@ -197,6 +196,23 @@ def process_push_notifications(step_size: int = 100, max_count: int = 500, *,
             _commit_in_order(written, queue.prefix_name)  # the jobs then skip
     log_reopened(log, reopened, "queued messages")
     return delivered
+
+
+def _read_around_damage(queue: StatekPushQueue, limit: int,
+                        damaged: ValueError) -> tuple[int, list[Any], list[Any]]:
+    """The messages before the damaged chunk a read met (docs/storage.md S16), or, when
+    the damage is in the chunk holding the head, none: that chunk's messages go to the dead
+    letters as stored (kept, not decoded) and the next call drains the ones after them."""
+    left = queue.messages.left_in_head_chunk()
+    if left < limit:  # the read spanned chunks: the head's may be sound
+        try:
+            return queue.peek_message_columns(left)
+        except ValueError:
+            pass
+    first, count = queue.set_aside_damaged_messages(str(damaged))
+    log.error("push queue of prefix %r: messages %d..%d set aside in its dead letters, their "
+              "chunk cannot be read: %s", queue.prefix_name, first, first + count - 1, damaged)
+    return first + count, [], []
 
 
 def _commit_in_order(first: Iterable[str], last: str) -> None:

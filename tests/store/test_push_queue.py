@@ -311,11 +311,12 @@ def test_single_pushes_and_drains_between_commits_are_all_stored(tmp_path: Path)
         store.close()
 
 
-def test_a_damaged_chunk_stops_its_queue_not_the_drain(
+def test_a_damaged_chunk_is_set_aside_and_its_queue_flows_again(
         api: statek.StatekClientAPI, agent: statek.Agent,
         caplog: pytest.LogCaptureFixture) -> None:
-    """A queue whose oldest chunk holds an entry `pack` never writes is left as it is, with
-    an error naming it; another prefix's queue is still drained."""
+    """The messages of a chunk holding an entry `pack` never writes go to the queue's dead
+    letters as stored, with an error naming them; another prefix's queue is drained in the
+    same call, and messages pushed after the damage are delivered by the next."""
     from statek.executors.utils import process_push_notifications
 
     job = api.submit_new_job(agent)
@@ -333,8 +334,35 @@ def test_a_damaged_chunk_stops_its_queue_not_the_drain(
         delivered = process_push_notifications(
             queue_prefixes=[damaged.prefix_name, "other"])
     assert delivered == 1 and job.messages == ["c"]
-    assert len(damaged) == 2 and len(healthy) == 0
-    assert list(damaged.messages.chunks[0]) == [-1, run]  # nothing rewritten
-    assert (f"push queue of prefix {damaged.prefix_name!r} not drained: damaged packed "
-            "fifo chunk: entry 0 (-1) is not a count of the 1 value(s)") in caplog.text
+    assert len(damaged) == 0 and len(healthy) == 0
+    assert (f"push queue of prefix {damaged.prefix_name!r}: messages 0..1 set aside in its "
+            "dead letters, their chunk cannot be read: damaged packed fifo chunk: entry 0 "
+            "(-1) is not a count of the 1 value(s)") in caplog.text
+    letter = damaged.dead_letters[-1]
+    assert letter["kind"] == "damaged" and letter["target"] == ""
+    assert list(letter["item"]) == [-1, run]  # kept as found, for whoever repairs it
+    assert "messages 0..1 of the queue could not be read" in letter["reason"]
+    damaged.push_message(job, "d")  # a fresh chunk: not appended after the damage
+    assert damaged.messages.span()[0] == CHUNK_SIZE
+    assert process_push_notifications(queue_prefixes=[damaged.prefix_name]) == 1
+    assert job.messages == ["c", "d"]
+
+
+def test_a_damaged_chunk_after_a_sound_one_waits_for_the_sound_ones_delivery(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """A read spanning a sound chunk and a damaged one delivers the sound one's messages
+    first; the next call sets the damaged one aside."""
+    from statek.executors.utils import process_push_notifications
+
+    job = api.submit_new_job(agent)
+    queue = StatekPushQueue()
+    queue.push_messages([(job, i) for i in range(CHUNK_SIZE + 3)])
+    db0.commit()
+    queue.messages.chunks[1][0] = -1
+    prefix = queue.prefix_name
+    assert process_push_notifications(queue_prefixes=[prefix], max_count=10_000) == CHUNK_SIZE
+    assert len(job.messages) == CHUNK_SIZE and len(queue) == 3
+    assert process_push_notifications(queue_prefixes=[prefix]) == 0
+    assert len(queue) == 0 and queue.dead_letters[-1]["kind"] == "damaged"
+    assert "messages 512..514" in queue.dead_letters[-1]["reason"]
 
