@@ -802,6 +802,29 @@ def tail(job: str, url: str | None, token: str | None) -> None:
     _tail_local(job)
 
 
+@main.command("dead-letters")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 20_000),
+              help="The newest this many are listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON, items included.")
+def dead_letters(limit: int, as_json: bool) -> None:
+    """What the worker kept instead of applying, and why, oldest first: messages for missing
+    or cancelled jobs, events no agent takes, damaged queue chunks, refused submits. Reads the
+    store read-only (works while a worker runs)."""
+    from statek.models.dead_letters import read_dead_letters
+    from statek.store import current_prefix
+
+    rows = _local_read(lambda: read_dead_letters(current_prefix(), limit))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=repr))
+        return
+    if not rows:
+        click.echo("no dead letters")
+        return
+    _print_rows(("at", "source", "kind", "target", "reason"),
+                [(_when(r["at"]), r["source"], r["kind"], r["target"], r["reason"][:100])
+                 for r in rows])
+
+
 def _show_event(kind: str, data: dict[str, Any]) -> bool:
     """Print one event on stdout (the output asked for, e.g. `statek tail JOB > log`);
     True once the job is DONE."""

@@ -215,7 +215,7 @@ class OutboxClient:
             dead = jobs is not None and counter < len(jobs)  # applied, as None: refused
             raise JobNotFoundError(
                 f"no job with id {job_id!r}: " + (
-                    "the worker refused its submit (see its outbox dead letters)" if dead
+                    "the worker refused its submit (see `statek dead-letters`)" if dead
                     else "no producer has issued it, or its submit is gone"))
 
     def _has_segments(self, producer: str) -> bool:

@@ -31,8 +31,8 @@ def fetch_job(job_uuid: str) -> Any:
             return found
         if settled(db0.get_current_prefix().name, job_uuid):
             raise ApiError(404, "job_not_found", f"no job with id {job_uuid!r}: the worker "
-                           "refused its submit (the reason is in its outbox dead letters, e.g. "
-                           "an Idempotency-Key reused for another request)")
+                           "refused its submit (the reason is in its dead letters, `statek "
+                           "dead-letters`; e.g. an Idempotency-Key reused for another request)")
         raise ApiError(404, "job_not_found", f"no job with uuid {job_uuid!r} (an outbox id the "
                        "worker has not applied yet, or one no producer gave)")
     job = fetch_or_none(job_uuid) if ID.fullmatch(job_uuid) else None
