@@ -419,14 +419,17 @@ def agent_add(role: str, prompt: str, model: str | None, description: str, super
     import dbzero as db0
 
     from statek.models.agent import Agent, SupervisedAgent
-    from statek.models.code_analysis import JOB_BUILTINS, external_names, split_blocks
+    from statek.models.code_analysis import (
+        JOB_BUILTINS,
+        event_reader_problem,
+        external_names,
+        split_blocks,
+    )
 
     if warmup is not None:  # checked as the queue checks an event's agent, before any write
-        reads = external_names(split_blocks(warmup), JOB_BUILTINS)
-        if len(reads) != 1:
-            raise click.ClickException(
-                f"--warmup must read exactly one outside local (the event), it reads "
-                f"{len(reads)}: {', '.join(reads) or 'none'}")
+        problem = event_reader_problem(external_names(split_blocks(warmup), JOB_BUILTINS))
+        if problem is not None:
+            raise click.ClickException(f"--warmup {problem}")
     _open_store("rw", when_held="stop it first (agents are created while no worker holds "
                 "the store, or in the worker's own process with statek.Agent(...))")
     try:

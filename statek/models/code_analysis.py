@@ -171,3 +171,13 @@ JOB_BUILTINS = (
     "exit", "delegate", "set_budget", "sleep", "sleep_until", "wait_message", "get_all",
     "get_any", "wait_for", "params",
 )  # fmt: skip
+
+
+def event_reader_problem(names: Sequence[str]) -> str | None:
+    """Why a supervised agent's warmup reading these outside locals cannot receive an event
+    (it must read exactly one: the event is bound to it), or None. One wording for the
+    queue's check of a stored agent and the CLI's check before one is made."""
+    if len(names) == 1:
+        return None
+    return (f"must read exactly one outside local (the event is bound to it), it reads "
+            f"{len(names)}: {', '.join(names) or 'none'}")

@@ -24,6 +24,7 @@ from statek._speedups import partition_batch
 from statek.errors import ConfigurationError
 from statek.models.agent import SupervisedAgent
 from statek.models.by_uuid import fetch_or_none
+from statek.models.code_analysis import event_reader_problem
 from statek.models.containers import plain_copy as plain_copy  # re-exported (tests)
 from statek.models.job import Job, log_reopened
 from statek.models.push_queue import StatekPushQueue, open_queue
@@ -227,11 +228,8 @@ def event_problem(agent: Any) -> str | None:
         role = getattr(agent, "role", None)
         what = f"agent {role!r}" if role is not None else f"a {type(agent).__name__}"
         return f"{what} is not a SupervisedAgent"
-    names = tuple(agent.warmup_externals)
-    if len(names) != 1:
-        return (f"warmup of agent {agent.role!r} must read exactly one external local to "
-                f"receive the event, it reads {len(names)}: {', '.join(names) or 'none'}")
-    return None
+    problem = event_reader_problem(tuple(agent.warmup_externals))
+    return None if problem is None else f"warmup of agent {agent.role!r} {problem}"
 
 
 def check_event_target(agent: Any) -> None:
@@ -246,7 +244,7 @@ def process_agent_events(agents: Iterable[Any] | None = None, max_count: int = 1
                          queue_prefixes: Sequence[str | int]) -> int:
     """Pop queued events of supervised agents and create one job per event.
 
-    An event whose agent cannot take it (not supervised, warmup without exactly one external
+    An event whose agent cannot take it (not supervised, warmup without exactly one outside
     local, agent gone) is moved to the queue's dead letters with the reason and logged with
     the agent named; the other agents' events go on. Returns jobs created."""
     if max_count <= 0:

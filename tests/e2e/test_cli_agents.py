@@ -32,7 +32,8 @@ def test_agents_made_on_the_command_line_take_jobs(tmp_path: Path) -> None:
     assert "exists already" in _one_line_error(_cli(data, "agent", "add", "researcher"))
     refused = _one_line_error(_cli(data, "agent", "add", "bad", "--supervised", "--warmup",
                                    "exit(a + b)"))
-    assert "must read exactly one outside local (the event), it reads 2: a, b" in refused
+    assert ("--warmup must read exactly one outside local (the event is bound to it), it "
+            "reads 2: a, b") in refused
     assert "--warmup goes with --supervised" in _cli(
         data, "agent", "add", "plain", "--warmup", "x = 1").stderr
     watcher = _cli(data, "agent", "add", "watcher", "--supervised", "--warmup", "exit(ticket)")

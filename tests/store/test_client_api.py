@@ -96,7 +96,7 @@ def test_an_event_no_job_could_take_is_refused_when_pushed(api: statek.StatekCli
     blind.update_warmup_def("exit(1)")  # reads no outside local: nowhere to put the event
     for agent, says in ((plain, "agent 'plain' is not a SupervisedAgent"),
                         ("plain", "agent 'plain' is not a SupervisedAgent"),
-                        (blind, "must read exactly one external local")):
+                        (blind, "must read exactly one outside local")):
         with pytest.raises(statek.ConfigurationError, match=says):
             api.push_event(agent, {"n": 1})
     q = statek.StatekPushQueue()

@@ -153,7 +153,7 @@ async def test_poisoned_event_does_not_stop_other_agents(api: statek.StatekClien
     queue = statek.StatekPushQueue()
     (letter,) = list(queue.dead_letters)
     assert letter["kind"] == "event" and "'bad'" in letter["reason"]
-    assert "exactly one external local" in letter["reason"]
+    assert "exactly one outside local" in letter["reason"]
 
 
 async def test_message_for_missing_job_becomes_dead_letter(api: statek.StatekClientAPI,
