@@ -25,8 +25,12 @@ class LoopStats:
     iterations: int = 0
     queue_depth: int = 0  # queued messages + events, as of the last queue check
     stranded: int = 0  # jobs left suspended when auto_terminate stopped the loop
-    step_latency: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
-    iteration_time: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    # the last 2,048 of each, for the medians; not in repr(): asyncio.Runner formats the
+    # SIGINT handler (and so the loop's task and its LoopStats) when it closes, and 4,096
+    # floats made that repr ~50 KB and ~15M instructions
+    step_latency: deque[float] = field(default_factory=lambda: deque(maxlen=2048), repr=False)
+    iteration_time: deque[float] = field(default_factory=lambda: deque(maxlen=2048),
+                                         repr=False)
 
     def step_latency_median(self) -> float:
         return statistics.median(self.step_latency) if self.step_latency else 0.0
