@@ -704,8 +704,31 @@ def _delta(state: _JobState, done: dict[str, Any],
     outcome["held"] = held
     outcome["absent"] = absent
     if outcome.get("kind") == "exited" and not storable(outcome["exit"]):
-        status = outcome.pop("exit")
-        outcome["exit_repr"] = (type(status).__name__, _safe_repr(status))
+        status = outcome["exit"]
+        if not plain_data(status):  # objects of the job's own: only their repr travels
+            del outcome["exit"]
+            outcome["exit_repr"] = (type(status).__name__, _safe_repr(status))
+        # plain data the store cannot take (an int past 64 bits...) travels as it is: the
+        # scheduler records it as in-process runs do (a bounded preview and an error)
+
+
+def plain_data(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is built of scalars and built-in containers only (the frame's
+    unpickler takes it, and no code of the job's runs to show it)."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS or kind in _VALUE_TYPES:
+        return True
+    if depth > 64:
+        return False
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        return all(plain_data(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(plain_data(k, depth + 1) and plain_data(v, depth + 1)
+                   for k, v in value.items())
+    return False
+
+
+_PLAIN_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 def _safe_repr(value: Any) -> str:

@@ -314,6 +314,22 @@ async def test_unstorable_exit_status_keeps_its_repr(api: statek.StatekClientAPI
     assert "cannot be stored" in "".join(job.console)
 
 
+@pytest.mark.parametrize(("status", "why"), [
+    ("10 ** 5000", "does not fit in 64 bits"),
+    ("[1, 2 ** 70]", "does not fit in 64 bits"),
+])
+async def test_plain_data_the_store_cannot_take_is_an_error_in_either_mode(
+        api: statek.StatekClientAPI, agent: statek.Agent, status: str, why: str) -> None:
+    """README: plain data that cannot be stored is kept as a repr cut to 1,000 characters
+    and the job gets an error saying why. An isolated executor used to send only a repr, so
+    the job ended without the error (a failure that looked like a success)."""
+    job = api.submit_new_job(agent, {}, warmup_code=f"exit({status})")
+    assert await run_job_step(job) is True
+    assert job.status == JobStatus.DONE
+    assert job.error is not None and "could not be stored" in job.error and why in job.error
+    assert isinstance(job.exit_status, str) and len(job.exit_status) <= 1_100
+
+
 async def test_an_unstorable_exit_status_is_described_without_running_job_code(
         api: statek.StatekClientAPI, agent: statek.Agent, execution_mode: str) -> None:
     """The worker's preview of an exit status never calls the job's own __repr__ (it would
