@@ -77,6 +77,7 @@ class StepResult:
     """What the scheduler needs to know after a step."""
 
     completed: bool = False  # the job reached DONE during this step
+    failed: bool = False  # ... with `job.error` set (read from here: a stored read each)
     suspended: bool = False  # the job now waits on `job.awaiting`
     retry_after: float = 0.0  # > 0: a provider failed; try this job again after that many s
     ran: bool = True  # False when the job had nothing to do (still suspended, already done)
@@ -177,10 +178,11 @@ class _Step:
                 exit_status = text
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
         # bounded preview and an error naming the problem; per-job caches drop the job
-        self.job.finish(exit_status, error, self.uuid)
+        failed = self.job.finish(exit_status, error, self.uuid)
         if error is not None:  # within the step: the record carries the job's context
             log.info("job ended with an error: %s", error[:500])
         self.result.completed = True
+        self.result.failed = failed
 
     def log(self, entry: tuple[Any, ...]) -> None:
         """Append to the job's chat log and keep the cached transcript in step (steps are the
@@ -222,10 +224,14 @@ class _Step:
             from statek.isolation.runner import run_code_isolated
 
             return await run_code_isolated(self, policy)
+        awaited = False  # since the status was read: a cancel may have come in meanwhile
         while True:
             if turns.turn_spent():  # long code before this in the turn: let the loop poll
                 await turns.next_turn(namespace is not None)
+                awaited = True
             with store.transition():
+                if awaited and self.job.state == DONE:  # cancelled: it never runs again
+                    return False
                 found = self.code_to_run()
                 if found is None:
                     return True
@@ -245,6 +251,7 @@ class _Step:
             if outcome.kind == AWAITING_TOOL:
                 assert outcome.tool is not None
                 await self.await_tool(namespace.functions, outcome)
+                awaited = True
                 continue
             if outcome.kind in (COMPLETED, WAITING_ON_FUTURE) and namespace is not None:
                 namespace.keep()  # in step with storage: reusable by the job's next step
@@ -600,7 +607,7 @@ def _internal_error(step: _Step, exc: BaseException) -> None:
         else:  # it failed half-way through finishing: still a completion, with the reason
             if step.job.error is None:
                 step.job.error = f"internal error: {type(exc).__name__}: {exc}"
-            step.result.completed = True
+            step.result.completed = step.result.failed = True
 
 
 def _last_line(error: str) -> str:

@@ -393,6 +393,8 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
     fresh = True
     while True:
         with store.transition():
+            if not fresh and job.state == DONE:  # cancelled while a tool ran: no more code
+                return False
             found = step.code_to_run()
             if found is None:
                 return True

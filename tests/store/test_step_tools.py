@@ -300,3 +300,32 @@ async def test_async_tool_in_a_loop_appending_to_a_persisted_list(
     job = api.submit_new_job(toolbox, {}, warmup_code=warmup)
     assert await run_job_step(job) is True
     assert list(job.exit_status) == ["A", "B", "C"]
+
+
+GATE: list[asyncio.Event] = []
+
+
+@statek.tool
+async def st_gate() -> str:
+    """Waits until the test opens the gate."""
+    GATE[0].set()  # the tool runs: the step awaits it
+    await GATE[1].wait()
+    return "opened"
+
+
+async def test_a_job_cancelled_while_its_async_tool_ran_runs_no_more_code(
+        api: statek.StatekClientAPI, statek_store: str) -> None:
+    """A cancelled job never runs again: the step that awaited its tool does not go back
+    into its code when the tool returns, and keeps the cancel's record."""
+    agent = statek.Agent("gated", "", tools=[st_gate])
+    GATE[:] = [asyncio.Event(), asyncio.Event()]
+    job = api.submit_new_job(agent, {}, warmup_code="x = st_gate()\nprint('after', x)\n"
+                                                    "exit('finished by the code')")
+    step = asyncio.ensure_future(run_job_step(job))
+    await GATE[0].wait()
+    assert api.cancel_job(job) is True
+    GATE[1].set()
+    assert await step is False  # the cancel ended it, not the step
+    assert job.status == JobStatus.DONE and job.cancelled
+    assert job.console == []  # nothing after the tool ran
+    assert job.exit_status == "cancelled" and job.error == "cancelled"
