@@ -285,9 +285,10 @@ class Job:
         return message
 
     def finish(self, exit_status: Any = None, error: str | None = None,
-               job_uuid: str | None = None) -> None:
+               job_uuid: str | None = None) -> bool:
         """Move to DONE, record why, and tell whoever waits on this job (`job_uuid`, this
-        job's uuid when the caller knows it, spares reading it)."""
+        job's uuid when the caller knows it, spares reading it); returns whether it ended
+        with `error` set (given, or set before without an exit status: a delegate budget)."""
         _move(self, self.state, DONE)  # not self.set_status: a method looked up on a memo
         self.done_at = time.time()  # instance goes through dbzero's attribute lookup
         problem = value_checks.exit_status_problem(exit_status)
@@ -300,11 +301,15 @@ class Job:
             self.exit_status = exit_status
         if error is not None:
             self.error = value_checks.error_text(error)
+            failed = True
+        else:  # read only without an exit status (an exit status means it ended well)
+            failed = exit_status is None and self.error is not None
         if self.awaiting is not None:
             self.awaiting = None
         if self.sites is not None:
             self.sites = None
         signals.job_finished(db0.uuid(self) if job_uuid is None else job_uuid)
+        return failed
 
     def resume(self) -> None:
         """SUSPENDED/DONE -> STARTED and tell the scheduler it is runnable."""

@@ -51,7 +51,7 @@ async def observed_step(execute: Callable[[Any, str | None, str], Awaitable[Any]
     outcome = "cancelled"
     try:
         result = await execute(job, provider, job_uuid)
-        outcome = _outcome(result, job)
+        outcome = _outcome(result)
         return result
     finally:
         elapsed = _clock() - began
@@ -65,9 +65,9 @@ async def observed_step(execute: Callable[[Any, str | None, str], Awaitable[Any]
             tracing.end_step(span, agent, outcome)
 
 
-def _outcome(result: Any, job: Any) -> str:
+def _outcome(result: Any) -> str:
     if result.completed:
-        return "failed" if job.error is not None else "completed"
+        return "failed" if result.failed else "completed"
     if result.retry_after > 0:
         return "retry"
     if result.suspended:

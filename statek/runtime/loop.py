@@ -370,11 +370,12 @@ class JobsLoop:
                            and result.retry_after <= 0 and not self.stopping
                            and sched.keeps_slot(number, job))
                 if not goes_on:
-                    sched.step_ended(number, job, result.retry_after, wake_events)
+                    sched.step_ended(number, job, result.retry_after, wake_events,
+                                     result.completed)
                 stats.steps_done += 1
                 if result.completed:
                     stats.jobs_completed += 1
-                    if job.error is not None:
+                    if result.failed:
                         stats.steps_failed += 1
                 stats.step_latency.append(time.perf_counter() - began)
                 self.pending_commits += 1

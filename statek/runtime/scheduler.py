@@ -24,7 +24,7 @@ from statek.models.agent import Agent
 from statek.models.future import JOB, MESSAGE, wake_key
 from statek.models.job import Job
 from statek.models.jobdef import JobDef
-from statek.models.status import RUNNABLE, STARTED, SUSPENDED, JobStatus
+from statek.models.status import DONE, RUNNABLE, STARTED, SUSPENDED, JobStatus
 
 #: Where a job is queued: (its lane, its definition's uuid). One tuple per definition,
 #: shared by all its jobs.
@@ -219,18 +219,19 @@ class Scheduler:
         return True
 
     def step_ended(self, number: int, job: Job, retry_after: float,
-                   wake_events_before: int = -1) -> None:
+                   wake_events_before: int = -1, finished: bool = False) -> None:
         """Route a job by the status its step left it in (and tell observers, if any).
 
         `wake_events_before` is `wake_events` when the step began. A step that waited
         (isolation="process", a model call) can see its future unready, then the job or
         message it waits on arrive before its keys are indexed here: that wake-up found no
         waiter. So when any arrived meanwhile the job's future is checked again in the next
-        `unsuspend` (the default, -1, always checks)."""
+        `unsuspend` (the default, -1, always checks). `finished`: the step ended the job
+        (it is DONE: nothing runs between that and this call), which spares reading it."""
         if signals.observers:
             signals.job_changed(self.jobs.key(number), job)
         self.in_flight.discard(number)
-        state = job.state
+        state = DONE if finished else job.state
         if state in RUNNABLE:
             if retry_after > 0:
                 self.timers.schedule(number, time.time() + retry_after)

@@ -70,11 +70,12 @@ def test_a_job_number_reused_by_another_agents_job_takes_that_agents_lane(
 
 
 async def test_the_loop_counts_the_jobs_ended_with_an_error(
-        api: statek.StatekClientAPI, agent: statek.Agent,
+        execution_mode: str, api: statek.StatekClientAPI, agent: statek.Agent,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Ended with an error by the step (a warmup failure), by `Job.finish` (an exit status
-    that cannot be stored) and by job code before a bare exit (the delegate budget): each is
-    a failed step; an exit with or without a status is not."""
+    that cannot be stored) and by job code before a bare exit (the delegate budget, which
+    an executor process hears of as a plain exit): each is a failed step (the step reports
+    it: the loop reads no `job.error`); an exit with or without a status is not."""
     monkeypatch.setattr(store.settings(), "max_delegates_per_step", 0)
     helper = statek.SupervisedAgent("helper")
     helper.update_warmup_def("exit(1)")
