@@ -33,14 +33,14 @@ def _swap_step(way: str) -> None:
     """Replace the loop's `execute_step` with what `way` keeps of it."""
     import statek.runtime.loop as loop_module
     from statek.execution.step import StepResult
-    from statek.models.job import Job, _move
+    from statek.models.job import Job, move_status
     from statek.models.status import DONE
     from statek.store import transition
 
     async def only_move(job: Job, provider: str | None = None,
                         job_uuid: str | None = None) -> StepResult:
         with transition():
-            _move(job, job.state, DONE)
+            move_status(job, job.state, DONE)
         return StepResult(completed=True)
 
     async def only_finish(job: Job, provider: str | None = None,

@@ -53,7 +53,7 @@ from statek.execution.job_functions import JobFunctions
 from statek.execution.jobdef_facts import DefinitionInfo, definition_of
 from statek.execution.replies import extract_code
 from statek.models import chatlog
-from statek.models.job import ALL_TURNS_RAN
+from statek.models.job import ALL_TURNS_RAN, move_status
 from statek.models.status import DONE, STARTED, SUSPENDED, WARMING_UP
 from statek.models.value_checks import EXIT_PREVIEW_CHARS
 from statek.observability import hooks
@@ -345,7 +345,7 @@ class _Step:
             if state == DONE:  # cancelled while phase 4 awaited a tool: nothing to ask
                 return None
             if state != STARTED:
-                job.set_status(STARTED)
+                move_status(job, state, STARTED)  # set_status would read the status again
             # read once here, reused when the reply is recorded (each read costs ~0.5 µs)
             log = self.transcript()
             turns, tokens = log.turns, log.tokens

@@ -242,7 +242,7 @@ class Job:
     def set_status(self, new: Any) -> None:
         """The one way a job's status changes (a JobStatus member, name or int state); an
         illegal move raises IllegalTransitionError."""
-        _move(self, self.state, new if type(new) is int else state_of(new))
+        move_status(self, self.state, new if type(new) is int else state_of(new))
 
     def write_console(self, text: str) -> None:
         """Append one print's text (escaped where dbzero cannot store it). Over
@@ -289,7 +289,7 @@ class Job:
         """Move to DONE, record why, and tell whoever waits on this job (`job_uuid`, this
         job's uuid when the caller knows it, spares reading it); returns whether it ended
         with `error` set (given, or set before without an exit status: a delegate budget)."""
-        _move(self, self.state, DONE)  # not self.set_status: a method looked up on a memo
+        move_status(self, self.state, DONE)  # not self.set_status: a method looked up on a memo
         self.done_at = time.time()  # instance goes through dbzero's attribute lookup
         problem = value_checks.exit_status_problem(exit_status)
         if problem is not None:  # a bounded preview and a clear error instead
@@ -313,7 +313,7 @@ class Job:
 
     def resume(self) -> None:
         """SUSPENDED/DONE -> STARTED and tell the scheduler it is runnable."""
-        _move(self, self.state, STARTED)
+        move_status(self, self.state, STARTED)
         signals.job_runnable(db0.uuid(self), self)  # the scheduler needs no fetch for it
 
     def push_user_message(self, message: Any) -> None:
@@ -397,7 +397,7 @@ class Job:
             self.ran_turn = ALL_TURNS_RAN
         if self.stmt:
             self.stmt = 0
-        _move(self, DONE, STARTED)  # `resume` without reading the status and uuid again
+        move_status(self, DONE, STARTED)  # `resume` without reading the status and uuid again
         signals.job_runnable(job_uuid, self)
 
     def cancel(self, reason: str = "cancelled") -> bool:
@@ -422,7 +422,7 @@ def log_reopened(logger: logging.Logger, reopened: list[str], by: str, named: in
                 f" and {more} more" if more > 0 else "")
 
 
-def _move(job: Job, current: int, target: int) -> None:
+def move_status(job: Job, current: int, target: int) -> None:
     """`Job.set_status` for a known current state: the int and the explicit tag moved
     together (an explicit tag, not a tag field: a move costs ~16k fewer instructions in
     dbzero). The job's uuid is read only to name an illegal move."""
