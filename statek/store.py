@@ -227,22 +227,36 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
 
 def open_default_store(
     data_dir: str | Path | None = None, prefix: str | None = None, *,
-    when_held: str = "raise",
+    when_held: str = "raise", when_free: str = "write",
 ) -> tuple[Path, str]:
     """The embedded store: init dbzero over the data dir and open the default prefix.
 
     When a worker holds the prefix, `when_held="feed"` opens it read-only and sends writes
-    through its outbox (see `open_prefix`); the default raises StoreLockedError."""
+    through its outbox (see `open_prefix`); the default raises StoreLockedError. When none
+    does, the default (`when_free="write"`) opens it read-write, so a worker started later
+    is refused while this process lives; `when_free="feed"` feeds it anyway (its writes
+    wait in the outbox for a worker): for long-lived producers (a web app) that must never
+    keep a worker out. The store must exist then (a worker, or `statek agent add`, made
+    it): FileNotFoundError says so otherwise."""
     if when_held not in ("raise", "feed"):
         raise ValueError(f"when_held must be 'raise' or 'feed', not {when_held!r}")
+    if when_free not in ("write", "feed"):
+        raise ValueError(f"when_free must be 'write' or 'feed', not {when_free!r}")
     cfg = settings()
     root = Path(data_dir) if data_dir is not None else cfg.data_dir
     name = prefix or cfg.default_prefix
+    if when_free == "feed" and not (root / f"{name.lstrip('/')}.db0").exists():
+        raise FileNotFoundError(
+            f"no store at {root}/{name} to feed: when_free='feed' never creates one; start "
+            "a worker once (or `statek agent add`) to create it")
     if _runtime.settings is None:
         init()
     if not db_initialized():
         root.mkdir(parents=True, exist_ok=True)
         db0.init(dbzero_root=str(root))
+    if when_free == "feed":
+        open_prefix(name, "feed")
+        return root, name
     try:
         open_prefix(name, "rw")
     except StoreLockedError:
