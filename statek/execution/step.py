@@ -52,7 +52,7 @@ from statek.execution.interpreter import (
 from statek.execution.job_functions import JobFunctions
 from statek.execution.jobdef_facts import DefinitionInfo, definition_of
 from statek.execution.replies import extract_code
-from statek.models import chatlog
+from statek.models import chatlog, value_checks
 from statek.models.job import ALL_TURNS_RAN, move_status
 from statek.models.status import DONE, STARTED, SUSPENDED, WARMING_UP
 from statek.models.value_checks import EXIT_PREVIEW_CHARS
@@ -178,11 +178,31 @@ class _Step:
                 exit_status = text
         # a status still unstorable (too large, an int repr() refuses): Job.finish records a
         # bounded preview and an error naming the problem; per-job caches drop the job
-        failed = self.job.finish(exit_status, error, self.uuid)
+        job = self.job
+        failed = job.finish(exit_status, error, self.uuid)
+        if job.inbox is not None and self._unread_at_the_end(failed):
+            return  # re-opened: not completed
         if error is not None:  # within the step: the record carries the job's context
             log.info("job ended with an error: %s", error[:500])
         self.result.completed = True
         self.result.failed = failed
+
+    def _unread_at_the_end(self, failed: bool) -> bool:
+        """Messages came while the job ran that nothing read (no model turn showed them, no
+        `wait_message()` took them). Ended well, the job re-opens, as it would for a
+        message arriving a moment later: the model's next turn shows them (True). Ended by
+        an error (a limit, a provider given up on), re-opening would meet the same end
+        again and again: the error says they were not read (False)."""
+        job = self.job
+        unread = job.unread_messages
+        if unread <= 0:
+            return False
+        if not failed:
+            job.reopen(self.uuid)
+            return True
+        job.error = value_checks.error_text(
+            f"{job.error} ({unread} message(s) pushed to it were not read)")
+        return False
 
     def log(self, entry: tuple[Any, ...]) -> None:
         """Append to the job's chat log and keep the cached transcript in step (steps are the
@@ -469,7 +489,8 @@ class _Step:
         step with backoff, up to `harness.MAX_PROVIDER_FAILURES` in a row."""
         job = self.job
         if isinstance(exc, TimeoutError):
-            message = f"provider timed out after {self.limits.step_timeout}s"
+            message = (f"provider timed out after {self.limits.step_timeout}s (step_timeout: "
+                       "the job param, or STATEK_STEP_TIMEOUT)")
         elif isinstance(exc, ProviderError):
             message = f"provider error: {exc}"
         else:

@@ -357,7 +357,7 @@ class Job:
         inbox = stored_inbox.deliver(self, messages, inbox)
         if state == DONE:
             job_uuid = job_uuid or db0.uuid(self)
-            self._reopen(job_uuid, reopened)
+            self.reopen(job_uuid, reopened)
         elif state == SUSPENDED:
             awaiting = self.awaiting
             if awaiting is not None and awaiting.waits_on_message() and awaiting.is_ready():
@@ -365,8 +365,9 @@ class Job:
         signals.job_messaged(job_uuid or db0.uuid(self))
         return inbox
 
-    def _reopen(self, job_uuid: str, reopened: list[str] | None) -> None:
-        """DONE -> STARTED for a message; the finished result moves to `past_results`."""
+    def reopen(self, job_uuid: str, reopened: list[str] | None = None) -> None:
+        """DONE -> STARTED for a message; the finished result moves to `past_results`.
+        Callers hold a transition and know the job is DONE and not cancelled."""
         exit_status, error = self.exit_status, self.error
         # PAST_RESULT_KEYS in order: a tuple, or a JSON string while plain (docs/costs.md C32)
         stored = past_outcomes.appended(self.past_results,
@@ -397,6 +398,12 @@ class Job:
             self.ran_turn = ALL_TURNS_RAN
         if self.stmt:
             self.stmt = 0
+        # a fresh attempt: failures "in a row" that ended it are not in a row with the next
+        # (total exceptions, turns and tokens still count against the job's limits)
+        if self.provider_failures:
+            self.provider_failures = 0
+        if self.consecutive_exceptions:
+            self.consecutive_exceptions = 0
         move_status(self, DONE, STARTED)  # `resume` without reading the status and uuid again
         signals.job_runnable(job_uuid, self)
 

@@ -224,6 +224,7 @@ def test_model_slower_than_step_timeout_fails_that_step_only(
     _check_noted(flow, uuids, servers, before)
     job = fetch_job(stalled)
     assert str(job.status) != "DONE" and job.provider_failures == 1
-    assert job.error == "provider timed out after 0.5s"
+    assert job.error == ("provider timed out after 0.5s (step_timeout: the job param, or "
+                         "STATEK_STEP_TIMEOUT)")
     assert [(e["kind"], e["message"]) for e in job.chat_log] == [("error", job.error)]
     assert servers.tools.counts()["/stall/chat/completions"] >= 1

@@ -17,8 +17,8 @@ import dbzero as db0
 import pytest
 
 import statek
-from statek.errors import IllegalTransitionError
-from statek.executors.utils import run_jobs_loop
+from statek.errors import IllegalTransitionError, ProviderError
+from statek.executors.utils import run_job_step, run_jobs_loop
 from statek.models import inbox as stored_inbox
 from statek.models import past_outcomes
 from statek.models.containers import plain_copy
@@ -267,3 +267,91 @@ async def test_a_reopened_job_runs_each_reply_once_whatever_its_log_form(
         assert list_logs == [False, prose > 0]
     finally:
         remove_provider("replies")
+
+
+async def test_a_job_ended_by_failures_in_a_row_gets_a_fresh_count_when_reopened(
+        api: statek.StatekClientAPI) -> None:
+    """A job that ended after 3 failed model calls in a row and is re-opened by a message
+    starts counting again: its next failure is retried, not the end of it (it was ended at
+    once, "4 failures in a row", found by a new user's trial)."""
+    answers: list[Any] = [ProviderError("down")] * 4 + ["exit('recovered')"]
+
+    def reply(request: Any) -> str:
+        item = answers.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return str(item)
+
+    add_provider("wobbly", ScriptedProvider(reply))
+    try:
+        job = api.submit_new_job(statek.Agent("wobbler"))
+        assert [await run_job_step(job, "wobbly") for _ in range(3)] == [False, False, True]
+        assert "3 failures in a row" in (job.error or "")
+        job.push_user_message("once more")  # as the worker's drain applies it
+        assert await run_job_step(job, "wobbly") is False  # the 4th failure: retried
+        assert job.status != JobStatus.DONE and job.provider_failures == 1
+        assert await run_job_step(job, "wobbly") is False  # the reply: its code next
+        assert await run_job_step(job, "wobbly") is True
+        assert job.exit_status == "recovered" and job.error is None
+    finally:
+        remove_provider("wobbly")
+
+
+async def test_a_job_ended_by_exceptions_in_a_row_gets_a_fresh_count_when_reopened(
+        api: statek.StatekClientAPI) -> None:
+    job = api.submit_new_job(statek.Agent("raiser"), warmup_code="1 / 0")
+    assert await run_job_step(job) is True
+    assert job.consecutive_exceptions == 1 and job.exceptions == 1
+    job.push_user_message("again")
+    assert job.status == JobStatus.STARTED
+    assert job.consecutive_exceptions == 0 and job.exceptions == 1  # the total still counts
+
+
+async def test_a_message_that_came_during_the_last_model_call_reopens_the_job(
+        api: statek.StatekClientAPI) -> None:
+    """A message pushed while the model was writing the reply that ends the job was seen by
+    nothing: the job re-opens at its end, as for a message a moment later, and the model's
+    next turn shows it (it stayed unread for good: found by a new user's trial)."""
+    job_box: list[Any] = []
+
+    def reply(request: Any) -> str:
+        if len(job_box) == 1:  # the first call: a user writes meanwhile
+            job_box[0].push_user_message("pushed mid-flight")
+            job_box.append("pushed")
+            return "exit('fine')"
+        assert "Message: pushed mid-flight" in request.messages[-1].content
+        return "exit('saw it')"
+
+    add_provider("chatty", ScriptedProvider(reply))
+    try:
+        job = api.submit_new_job(statek.Agent("talker"))
+        job_box.append(job)
+        stats = await run_jobs_loop(4, "chatty", queue_prefixes=["test"],
+                                    auto_terminate=True)
+    finally:
+        remove_provider("chatty")
+    assert job.status == JobStatus.DONE and job.exit_status == "saw it"
+    assert job.unread_messages == 0 and job.error is None
+    (first,) = job.previous_results
+    assert first["exit_status"] == "fine"
+    assert stats.jobs_completed == 1  # one completion counted, at the real end
+
+
+async def test_a_job_ended_by_a_limit_says_which_messages_it_never_read(
+        api: statek.StatekClientAPI) -> None:
+    job_box: list[Any] = []
+
+    def reply(request: Any) -> str:
+        job_box[0].push_user_message("are you there?")
+        return "x = 1"
+
+    add_provider("busy", ScriptedProvider(reply))
+    try:
+        job = api.submit_new_job(statek.Agent("busy"), max_turns=1)
+        job_box.append(job)
+        await run_jobs_loop(4, "busy", queue_prefixes=["test"], auto_terminate=True)
+    finally:
+        remove_provider("busy")
+    assert job.status == JobStatus.DONE and not job.previous_results  # not re-opened
+    assert job.error == ("harness: 1 turns reached max_turns=1 (1 message(s) pushed to it "
+                         "were not read)")
