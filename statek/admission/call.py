@@ -54,8 +54,11 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
         except RateLimitedError as exc:
             limiter.refuse(reservation, exc.rate_limits)
             refusals += 1
-            if refusals > admission.max_refusals:
-                raise
+            if refusals > admission.max_refusals:  # the error says why it stops here
+                raise RateLimitedError(
+                    f"{exc} (refused {refusals} times in a row; rate_limit_max_refusals="
+                    f"{admission.max_refusals}, STATEK_RATE_LIMIT_MAX_REFUSALS)",
+                    rate_limits=exc.rate_limits) from exc
             front = True
             continue
         except BaseException:

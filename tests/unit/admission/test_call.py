@@ -43,7 +43,8 @@ def test_a_reply_settles_its_usage_and_the_429s_requeue_until_the_limit(
 
         async def refused() -> ChatReply:
             raise RateLimitedError("429", rate_limits=RateLimitInfo(retry_after=0.001))
-        with pytest.raises(RateLimitedError):
+        with pytest.raises(RateLimitedError, match=r"^429 \(refused 3 times in a row; "
+                           r"rate_limit_max_refusals=2, STATEK_RATE_LIMIT_MAX_REFUSALS\)$"):
             await admitted_call(limiter, REQUEST, {"PRIORITY": 1}, refused)
         assert limiter.refused == 3  # the first try and max_refusals=2 more
         assert limiter.in_flight == 0 and limiter.reserved == 0
