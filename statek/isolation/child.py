@@ -21,6 +21,7 @@ import os
 import pickle
 import sys
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from statek.isolation import limits
@@ -363,18 +364,31 @@ def _flatten(futures: tuple[Any, ...]) -> list[Any]:
     return list(futures)
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """Whether `value` can cross to the scheduler: plain data and handed-over objects."""
-    kind = type(value)
-    if kind in _SCALARS or kind is bytes or kind in _VALUE_TYPES or isinstance(value, RemoteObject):
+def _built_of(value: Any, leaf: Callable[[Any], bool], depth: int = 0) -> bool:
+    """Whether `value` is `leaf` values in built-in containers (lists, tuples, sets,
+    frozensets, dicts), at most 64 levels deep."""
+    if leaf(value):
         return True
     if depth > 64:
         return False
+    kind = type(value)
     if kind is list or kind is tuple or kind is set or kind is frozenset:
-        return all(_plain(item, depth + 1) for item in value)
+        return all(_built_of(item, leaf, depth + 1) for item in value)
     if kind is dict:
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
+        return all(_built_of(k, leaf, depth + 1) and _built_of(v, leaf, depth + 1)
+                   for k, v in value.items())
     return False
+
+
+def _crosses(value: Any) -> bool:
+    kind = type(value)
+    return (kind in _SCALARS or kind is bytes or kind in _VALUE_TYPES
+            or isinstance(value, RemoteObject))
+
+
+def _plain(value: Any) -> bool:
+    """Whether `value` can cross to the scheduler: plain data and handed-over objects."""
+    return _built_of(value, _crosses)
 
 
 def _check_plain(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -712,20 +726,15 @@ def _delta(state: _JobState, done: dict[str, Any],
         # scheduler records it as in-process runs do (a bounded preview and an error)
 
 
-def plain_data(value: Any, depth: int = 0) -> bool:
+def plain_data(value: Any) -> bool:
     """Whether `value` is built of scalars and built-in containers only (the frame's
     unpickler takes it, and no code of the job's runs to show it)."""
+    return _built_of(value, _plain_scalar)
+
+
+def _plain_scalar(value: Any) -> bool:
     kind = type(value)
-    if kind in _PLAIN_SCALARS or kind in _VALUE_TYPES:
-        return True
-    if depth > 64:
-        return False
-    if kind is list or kind is tuple or kind is set or kind is frozenset:
-        return all(plain_data(item, depth + 1) for item in value)
-    if kind is dict:
-        return all(plain_data(k, depth + 1) and plain_data(v, depth + 1)
-                   for k, v in value.items())
-    return False
+    return kind in _PLAIN_SCALARS or kind in _VALUE_TYPES
 
 
 _PLAIN_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
