@@ -290,7 +290,7 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
     writes through the outbox, held or not, for `statek serve`); a held store or a missing
     one is one clear line (`when_held`: what that line tells the user to do instead)."""
     from statek.errors import StoreLockedError
-    from statek.store import open_default_store, open_prefix, settings
+    from statek.store import open_default_store, open_prefix, settings, store_file
 
     cfg = settings()
     try:
@@ -299,7 +299,7 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
             return
         import dbzero as db0
 
-        if not (cfg.data_dir / f"{cfg.default_prefix.lstrip('/')}.db0").exists():
+        if not store_file(cfg.data_dir, cfg.default_prefix).exists():
             raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
                                        "(STATEK_DATA_DIR): nothing was submitted there yet")
         db0.init(dbzero_root=str(cfg.data_dir))

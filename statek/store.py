@@ -245,7 +245,7 @@ def open_default_store(
     cfg = settings()
     root = Path(data_dir) if data_dir is not None else cfg.data_dir
     name = prefix or cfg.default_prefix
-    if when_free == "feed" and not (root / f"{name.lstrip('/')}.db0").exists():
+    if when_free == "feed" and not store_file(root, name).exists():
         raise FileNotFoundError(
             f"no store at {root}/{name} to feed: when_free='feed' never creates one; start "
             "a worker once (or `statek agent add`) to create it")
@@ -292,6 +292,11 @@ def feeding_error(name: str, what: str, remote: bool = True) -> StoreLockedError
         f"'feed': submit, push and cancel go through its outbox); {what} must happen in "
         f"the worker: {how}.", pid=pid if isinstance(pid, int) else None,
         url=url if isinstance(url, str) else None)
+
+
+def store_file(root: Path, name: str) -> Path:
+    """The file dbzero keeps prefix `name` in under `root` (whether it exists or not)."""
+    return root / f"{name.lstrip('/')}.db0"
 
 
 def prefix_stem(name: str) -> Path | None:
