@@ -27,6 +27,7 @@ from statek.providers import ScriptedProvider, add_provider, remove_provider
 from statek.store import transition
 from tests.store.test_queue_cross_prefix import kernels  # noqa: F401
 from tests.support.reopen import reopen
+from tests.support.scripted_answers import answers_in_order
 from tests.support.speedups_fixture import sched_impl  # noqa: F401
 
 
@@ -274,15 +275,8 @@ async def test_a_job_ended_by_failures_in_a_row_gets_a_fresh_count_when_reopened
     """A job that ended after 3 failed model calls in a row and is re-opened by a message
     starts counting again: its next failure is retried, not the end of it (it was ended at
     once, "4 failures in a row", found by a new user's trial)."""
-    answers: list[Any] = [ProviderError("down")] * 4 + ["exit('recovered')"]
-
-    def reply(request: Any) -> str:
-        item = answers.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return str(item)
-
-    add_provider("wobbly", ScriptedProvider(reply))
+    add_provider("wobbly", ScriptedProvider(answers_in_order(
+        [ProviderError("down")] * 4 + ["exit('recovered')"])))
     try:
         job = api.submit_new_job(statek.Agent("wobbler"))
         assert [await run_job_step(job, "wobbly") for _ in range(3)] == [False, False, True]

@@ -28,6 +28,7 @@ from tests.support.provider_stub import (
     error_reply,
     openai_reply,
 )
+from tests.support.scripted_answers import answers_in_order
 
 pytestmark = pytest.mark.usefixtures("each_http_client")
 
@@ -238,16 +239,9 @@ async def test_a_final_client_error_ends_the_job_at_once(api: statek.StatekClien
 
 async def test_a_success_resets_the_failure_count(api: statek.StatekClientAPI,
                                                   agent: statek.Agent) -> None:
-    answers: list[Any] = [ProviderError("down"), ProviderError("down"), "x = 1",
-                          ProviderError("down"), ProviderError("down"), "exit('survived')"]
-
-    def reply(request: ChatRequest) -> str:
-        item = answers.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return str(item)
-
-    add_provider("wobbly", ScriptedProvider(reply))
+    add_provider("wobbly", ScriptedProvider(answers_in_order([
+        ProviderError("down"), ProviderError("down"), "x = 1",
+        ProviderError("down"), ProviderError("down"), "exit('survived')"])))
     try:
         job = api.submit_new_job(agent, {}, provider="wobbly")
         assert await run_to_end(job) == 7  # 4 failures, 2 replies, running the last
