@@ -470,6 +470,10 @@ class _Step:
             if info is None or call.name not in self.defn.tool_names:
                 results.append((call.id, call.name, f"error: no tool named {call.name!r}"))
                 continue
+            if call.problem is not None:
+                results.append((call.id, call.name, f"error: the arguments could not be read: "
+                                f"{call.problem}; call {call.name} again with a JSON object"))
+                continue
             try:
                 with tool_call_key(f"{self.uuid}:{call.id}"), _observed_tool(call):
                     value = info.func(**dict(call.arguments))

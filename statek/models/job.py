@@ -409,11 +409,12 @@ class Job:
 
     def cancel(self, reason: str = "cancelled") -> bool:
         """End the job now for good (unless already DONE); returns whether it was cancelled.
-        A cancelled job is never re-opened: messages to it are refused."""
+        A cancelled job is never re-opened: messages to it are refused. It ends like any
+        failed job (README): `error` names the reason, `exit_status` stays None."""
         with transition():
             if self.state == DONE:
                 return False
-            self.finish(exit_status=reason, error=reason)
+            self.finish(error=reason)
             self.cancelled = True
             return True
 

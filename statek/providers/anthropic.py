@@ -122,8 +122,9 @@ def _tool_call(block: dict[str, Any], index: int) -> ToolCall:
     call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
     if not isinstance(call_id, str) or not isinstance(name, str) or not name:
         raise MalformedReply(f"content[{index}] tool_use block lacks 'id' or 'name'")
-    if not isinstance(arguments, dict):
-        raise MalformedReply(f"content[{index}] tool_use 'input' is not an object")
+    if not isinstance(arguments, dict):  # the model's mistake: it is told (ToolCall.problem)
+        return ToolCall(id=call_id, name=name, arguments={},
+                        problem=f"a JSON {type(arguments).__name__}, not an object")
     return ToolCall(id=call_id, name=name, arguments=arguments)
 
 

@@ -113,26 +113,26 @@ def _tool_call(raw: Any, index: int) -> ToolCall:
     if not isinstance(name, str) or not name:
         raise MalformedReply(f"tool_calls[{index}] has no function name")
     arguments = function.get("arguments")
+    problem = None
     if isinstance(arguments, str):
         if not arguments.strip():
             arguments = {}
         else:
             try:
                 arguments = _json.loads(arguments)
-            except ValueError as exc:
-                raise MalformedReply(
-                    f"arguments of tool call {name!r} are not valid JSON: {exc}"
-                ) from exc
+            except ValueError as exc:  # the model's mistake, not the server's: it is told
+                problem = f"not valid JSON ({exc})"
     elif arguments is None:
         arguments = {}
-    if not isinstance(arguments, dict):
-        raise MalformedReply(f"arguments of tool call {name!r} are not a JSON object")
+    if problem is None and not isinstance(arguments, dict):
+        problem = f"a JSON {type(arguments).__name__}, not an object"
     call_id = raw.get("id")
     # Some local servers omit ids; a stable stand-in still lets the tool result refer back.
     return ToolCall(
         id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
         name=name,
-        arguments=arguments,
+        arguments=arguments if problem is None else {},
+        problem=problem,
     )
 
 

@@ -33,11 +33,15 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """One call the model asked for; `id` ties the later tool result back to it."""
+    """One call the model asked for; `id` ties the later tool result back to it.
+    `problem` says why its arguments could not be read (not JSON, not an object): such a
+    call is answered with that error rather than run, so the model can call again, where
+    failing the whole reply would ask the model the same question again."""
 
     id: str
     name: str
     arguments: Mapping[str, Any]
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,6 +231,46 @@ class NativeToolFlow:
 
 
 @dataclass(frozen=True)
+class UnreadableArgumentsFlow:
+    """The model calls e2e_echo natively with arguments that are a JSON list, not an object:
+    the call is answered with an error naming the problem (not run, not a failed reply), the
+    model calls again properly, and the third turn exits with the echo."""
+
+    marker: str
+    provider: Provider
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Use tools, carefully."
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        good = {"name": "e2e_echo", "arguments": {"text": f"again-{self.marker.lower()}"}}
+        bad = {"name": "e2e_echo", "arguments": ["not", "an", "object"]}
+        return [
+            rule(f"{self.marker}-finish", "exit('echoed')", tool_result="ECHO:again-",
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-retry", None, tool_result="could not be read", model=p.model,
+                 headers=p.headers, tool_calls=[good]),
+            rule(f"{self.marker}-start", None, contains=self.system_prompt, model=p.model,
+                 headers=p.headers, tool_calls=[bad]),
+        ]
+
+    def agent(self) -> statek.Agent:
+        return statek.Agent(self.marker, self.system_prompt, tools=[tools.e2e_echo],
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any) -> None:
+        assert_done(job, "echoed")
+        log = job.chat_log
+        assert [e["kind"] for e in log] == ["turn", "tool", "turn", "tool", "turn"], log
+        assert log[1]["name"] == "e2e_echo", log[1]
+        assert log[1]["result"] == ("error: the arguments could not be read: a JSON list, not "
+                                    "an object; call e2e_echo again with a JSON object"), log[1]
+        assert log[3]["result"] == repr(f"ECHO:again-{self.marker.lower()}"), log[3]
+
+
+@dataclass(frozen=True)
 class NoteFlow:
     """Turn 1 prints; turn 2 tells the application (through the tool `note`) and exits with
     the job's word."""

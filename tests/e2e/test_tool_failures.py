@@ -14,6 +14,7 @@ from tests.e2e.scenarios import (
     NativeToolFlow,
     Recovery,
     ToolFlow,
+    UnreadableArgumentsFlow,
     anthropic,
     assert_no_unmatched,
     fetch_job,
@@ -97,6 +98,26 @@ def test_native_tool_calls_in_both_wire_formats(servers: Servers, loop_kind: str
     assert_no_unmatched(servers.openai, before_openai)
     assert_no_unmatched(servers.anthropic, before_anthropic)
     assert stats.jobs_completed == 4 and stats.steps_failed == 0
+
+
+def test_unreadable_tool_arguments_are_answered_to_the_model(
+        servers: Servers, loop_kind: str, api: statek.StatekClientAPI) -> None:
+    """Tool-call arguments that are not a JSON object (a model's slip, in either wire
+    format) are the model's to fix: the call is answered with an error, the job goes on."""
+    flows = [UnreadableArgumentsFlow("SCN-BADARGS-GPT", openai()),
+             UnreadableArgumentsFlow("SCN-BADARGS-CLAUDE", anthropic())]
+    before_openai = load(servers.openai, flows[0].rules())
+    before_anthropic = load(servers.anthropic, flows[1].rules())
+    uuids = [api.submit_new_job(flow.agent(), {}).uuid for flow in flows]
+
+    stats = start_statek(settings=servers.settings(loop_kind == "uvloop"), max_concurrency=4,
+                         auto_terminate=True)
+
+    for flow, uuid in zip(flows, uuids, strict=True):
+        flow.check(fetch_job(uuid))
+    assert_no_unmatched(servers.openai, before_openai)
+    assert_no_unmatched(servers.anthropic, before_anthropic)
+    assert stats.jobs_completed == 2 and stats.steps_failed == 0
 
 
 def test_async_tools_in_warmups_without_a_model(servers: Servers, loop_kind: str,

@@ -118,5 +118,6 @@ def test_message_does_not_wake_job_waiting_on_something_else(
 def test_cancel(api: statek.StatekClientAPI, agent: statek.Agent) -> None:
     job = api.submit_new_job(agent)
     assert api.cancel_job(job) is True
-    assert str(job.status) == "DONE" and job.exit_status == "cancelled"
+    assert str(job.status) == "DONE" and job.exit_status is None
+    assert job.error == "cancelled" and job.cancelled
     assert api.cancel_job(job.uuid) is False

@@ -50,7 +50,7 @@ async def test_message_queued_before_a_cancel_is_a_dead_letter(
                                     auto_terminate=True)
     assert scripted.calls == 0 and stats.steps_done == 0
     assert job.status == JobStatus.DONE and job.cancelled
-    assert job.exit_status == "cancelled" and job.error == "cancelled"
+    assert job.exit_status is None and job.error == "cancelled"
     assert job.messages == [] and job.previous_results == []
     queue = statek.StatekPushQueue()
     (letter,) = list(queue.dead_letters)
@@ -71,7 +71,8 @@ async def test_cancelled_suspended_job_stays_cancelled(
     waiter.cancel("no longer needed")
     db0.commit()
     await run_jobs_loop(4, "scripted", queue_prefixes=["test"], auto_terminate=True)
-    assert waiter.exit_status == "no longer needed" and waiter.status == JobStatus.DONE
+    assert waiter.error == "no longer needed" and waiter.exit_status is None
+    assert waiter.status == JobStatus.DONE
     assert scripted.calls == 0 and waiter.messages == []
     (letter,) = list(statek.StatekPushQueue().dead_letters)
     assert letter["item"] == "wake up"

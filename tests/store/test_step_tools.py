@@ -328,4 +328,4 @@ async def test_a_job_cancelled_while_its_async_tool_ran_runs_no_more_code(
     assert await step is False  # the cancel ended it, not the step
     assert job.status == JobStatus.DONE and job.cancelled
     assert job.console == []  # nothing after the tool ran
-    assert job.exit_status == "cancelled" and job.error == "cancelled"
+    assert job.exit_status is None and job.error == "cancelled"

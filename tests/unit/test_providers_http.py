@@ -196,14 +196,35 @@ async def test_openai_parses_tool_calls(stub: ProviderStub) -> None:
     )
 
 
-async def test_openai_bad_tool_arguments_is_malformed(stub: ProviderStub) -> None:
-    stub.script(StubReply(body=openai_reply(None, tool_calls=[("c", "weather", "{city: Oslo")])))
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("{city: Oslo", "not valid JSON ("),
+    ("1", "a JSON int, not an object"),
+    ('["Oslo"]', "a JSON list, not an object"),
+])
+async def test_openai_unreadable_tool_arguments_are_the_calls_problem(
+        raw: str, problem: str, stub: ProviderStub) -> None:
+    """The model's slip in one call's arguments is for the model to fix (the step answers the
+    call with the problem), not a malformed reply that fails the whole step."""
+    stub.script(StubReply(body=openai_reply(None, tool_calls=[
+        ("c", "weather", raw), ("d", "weather", '{"city": "Oslo"}')])))
     async with make("openai", stub.url) as provider:
-        with pytest.raises(ProviderError, match="malformed reply from openai") as info:
-            await provider.complete(simple_request())
-    assert "weather" in str(info.value)
-    assert info.value.retryable is False
+        reply = await provider.complete(simple_request())
+    bad, good = reply.tool_calls
+    assert (bad.id, bad.name, dict(bad.arguments)) == ("c", "weather", {})
+    assert bad.problem is not None and bad.problem.startswith(problem), bad.problem
+    assert good == ToolCall("d", "weather", {"city": "Oslo"}) and good.problem is None
     assert len(stub.requests) == 1
+
+
+async def test_anthropic_tool_input_not_an_object_is_the_calls_problem(
+        stub: ProviderStub) -> None:
+    stub.script(StubReply(body={"content": [
+        {"type": "tool_use", "id": "t", "name": "f", "input": "oops"}]}))
+    async with make("anthropic", stub.url) as provider:
+        reply = await provider.complete(simple_request())
+    (call,) = reply.tool_calls
+    assert (call.id, call.name, dict(call.arguments)) == ("t", "f", {})
+    assert call.problem == "a JSON str, not an object"
 
 
 async def test_anthropic_success_reply_and_request(stub: ProviderStub) -> None:
@@ -491,7 +512,6 @@ async def test_malformed_replies_are_not_retried(
         {"choices": [{"message": {"content": 42}}]},
         {"choices": [{"message": {"content": "", "tool_calls": [{"id": "c"}]}}]},
         {"choices": [{"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]},
-        {"choices": [{"message": {"tool_calls": [{"function": {"name": "f", "arguments": "1"}}]}}]},
     ],
 )
 async def test_openai_missing_nested_fields(body: Any, stub: ProviderStub) -> None:
@@ -506,7 +526,6 @@ async def test_openai_missing_nested_fields(body: Any, stub: ProviderStub) -> No
     [
         [{"type": "text"}],
         [{"type": "tool_use", "name": "f", "input": {}}],
-        [{"type": "tool_use", "id": "t", "name": "f", "input": "oops"}],
         ["text"],
     ],
 )
