@@ -52,10 +52,9 @@ from statek.execution.interpreter import (
 from statek.execution.job_functions import JobFunctions
 from statek.execution.jobdef_facts import DefinitionInfo, definition_of
 from statek.execution.replies import extract_code
-from statek.models import chatlog, value_checks
+from statek.models import chatlog, exit_preview, value_checks
 from statek.models.job import ALL_TURNS_RAN, move_status
 from statek.models.status import DONE, STARTED, SUSPENDED, WARMING_UP
-from statek.models.value_checks import EXIT_PREVIEW_CHARS
 from statek.observability import hooks
 from statek.providers.deadline import bounded
 from statek.providers.registry import generation as provider_generation
@@ -171,7 +170,7 @@ class _Step:
     # ------------------------------------------------------------------ helpers
     def finish(self, exit_status: Any = None, error: str | None = None) -> None:
         if exit_status is not None and not can_persist(exit_status):
-            text = _short_repr(exit_status)
+            text = exit_preview.preview(exit_status)
             if text is not None:  # e.g. an instance of a class the job defined
                 self.job.write_console(f"[statek] exit status of type {type(exit_status).__name__} "
                                        "cannot be stored; its repr() is kept instead\n")
@@ -519,57 +518,6 @@ def _observed_tool(call: Any) -> contextlib.AbstractContextManager[None]:
     name = getattr(call, "name", None) or getattr(getattr(call, "awaitable", None), "__name__",
                                                   None)
     return hooks.tool_call(str(name or "tool"))
-
-
-_PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
-
-
-def _short_repr(value: Any) -> str | None:
-    """A preview of an exit status dbzero cannot store, written without calling any code of
-    the job (its classes' __repr__ would run outside the step's budget), or None when the
-    value is plain data (too large or out of range: Job.finish records that as an error)."""
-    parts: list[str] = []
-    size = [0]
-    foreign = [False]
-
-    def walk(item: Any, depth: int) -> None:
-        if size[0] > EXIT_PREVIEW_CHARS:
-            return
-        kind = type(item)
-        if kind in _PLAIN_SCALARS:
-            text = "<int>" if kind is int and item.bit_length() > 4000 else repr(item)
-        elif kind in (list, tuple, set, frozenset, dict) and depth < 32:
-            brackets = "[]" if kind is list else "()" if kind is tuple else "{}"
-            opening, closing = brackets[0], brackets[1]
-            parts.append(opening)
-            items = item.items() if kind is dict else item
-            for index, entry in enumerate(items):
-                if index:
-                    parts.append(", ")
-                if kind is dict:
-                    walk(entry[0], depth + 1)
-                    parts.append(": ")
-                    walk(entry[1], depth + 1)
-                else:
-                    walk(entry, depth + 1)
-                if size[0] > EXIT_PREVIEW_CHARS:
-                    break
-            parts.append(closing)
-            return
-        elif isinstance(item, type):  # read from the type's slots, not by running its code
-            foreign[0] = True
-            text = f"<class '{item.__module__}.{item.__qualname__}'>"
-        else:
-            foreign[0] = True
-            text = f"<{kind.__qualname__} object>"
-        parts.append(text)
-        size[0] += len(text)
-
-    walk(value, 0)
-    if not foreign[0]:
-        return None
-    text = "".join(parts)
-    return text if len(text) <= EXIT_PREVIEW_CHARS else text[:EXIT_PREVIEW_CHARS] + "..."
 
 
 def _refused_for_good(exc: BaseException) -> bool:

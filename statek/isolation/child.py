@@ -35,6 +35,7 @@ from statek.isolation.protocol import (
     dumps,
     loads_untrusted,
 )
+from statek.models import exit_preview
 
 _MISSING: Any = object()
 #: Jobs whose namespace is kept; the least recently run is dropped first.
@@ -719,25 +720,12 @@ def _delta(state: _JobState, done: dict[str, Any],
     outcome["absent"] = absent
     if outcome.get("kind") == "exited" and not storable(outcome["exit"]):
         status = outcome["exit"]
-        if not plain_data(status):  # objects of the job's own: only their repr travels
+        shown = exit_preview.preview(status)  # as in-process: the job's __repr__ never runs
+        if shown is not None:  # objects of the job's own: only their preview travels
             del outcome["exit"]
-            outcome["exit_repr"] = (type(status).__name__, _safe_repr(status))
+            outcome["exit_repr"] = (type(status).__name__, shown)
         # plain data the store cannot take (an int past 64 bits...) travels as it is: the
         # scheduler records it as in-process runs do (a bounded preview and an error)
-
-
-def plain_data(value: Any) -> bool:
-    """Whether `value` is built of scalars and built-in containers only (the frame's
-    unpickler takes it, and no code of the job's runs to show it)."""
-    return _built_of(value, _plain_scalar)
-
-
-def _plain_scalar(value: Any) -> bool:
-    kind = type(value)
-    return kind in _PLAIN_SCALARS or kind in _VALUE_TYPES
-
-
-_PLAIN_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 def _safe_repr(value: Any) -> str:
