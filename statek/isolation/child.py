@@ -36,6 +36,7 @@ from statek.isolation.protocol import (
     loads_untrusted,
 )
 from statek.models import exit_preview
+from statek.models.value_checks import check_console_write
 
 _MISSING: Any = object()
 #: Jobs whose namespace is kept; the least recently run is dropped first.
@@ -504,6 +505,12 @@ class _Run:
                                self.functions.calls)
         return _unwrap(result)
 
+    def write(self, text: str) -> None:
+        """One print or echo: over the console's limit it fails in the job's statement, as
+        in process (the scheduler would refuse the whole run's console otherwise)."""
+        check_console_write(text)
+        self.console.append(text)
+
     def violation(self, exc: BaseException) -> None:
         self.console.append(f"[statek] refused: {exc}\n")
 
@@ -515,13 +522,13 @@ def _namespace(run: _Run, request: dict[str, Any], policy: Any) -> _JobState:
 
     state = _jobs.pop(run.job, None)
     if state is not None and state.policy is policy:
-        rebind_exec_globals(state.globals, policy, print_sink=run.console.append,
+        rebind_exec_globals(state.globals, policy, print_sink=run.write,
                             on_violation=run.violation)
     else:
         functions = _Functions()
         extra = functions.builtins(request.get("tools") or {},
                                    Params(_frozen(request.get("params") or {})))
-        g = exec_globals(policy, print_sink=run.console.append, extra_builtins=extra,
+        g = exec_globals(policy, print_sink=run.write, extra_builtins=extra,
                          on_violation=run.violation)
         state = _JobState(policy, g, functions)
         run.functions = functions
@@ -650,7 +657,7 @@ def _statement(stmt: Any, g: dict[str, Any], run: _Run, source: str) -> dict[str
             if isinstance(value, RemoteFuture):
                 value.value  # noqa: B018 - a bare future statement waits for it
             elif value is not None:
-                run.console.append(repr(value) + "\n")
+                run.write(repr(value) + "\n")
         else:
             exec(stmt.code, g)
     except Signal:

@@ -338,10 +338,17 @@ def console_text(text: str) -> str:
     """`text` as the console stores it: lone surrogates and NULs escaped (dbzero cannot
     store the first and cuts strings at the second). Over `MAX_CONSOLE_WRITE` characters
     raises ValueError, so a huge print fails with a clear error instead of reaching dbzero."""
+    check_console_write(text)
+    return plain_text(text)
+
+
+def check_console_write(text: str) -> None:
+    """Raise ValueError for one console write over `MAX_CONSOLE_WRITE` characters: in the
+    job's own statement (an isolated executor checks before its console leaves it), so job
+    code can catch it and the model reads it, in either execution mode."""
     if len(text) > MAX_CONSOLE_WRITE:
         raise ValueError(f"console output of {len(text):,} characters in one write is over "
                          f"the limit of {MAX_CONSOLE_WRITE:,}; print less at a time")
-    return plain_text(text)
 
 
 def plain_text(text: str) -> str:

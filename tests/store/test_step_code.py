@@ -514,3 +514,18 @@ async def test_except_exception_does_not_catch_exit(api: statek.StatekClientAPI,
     assert await run_job_step(job) is True
     assert job.exit_status == "inner"
     assert job.console == []
+
+
+async def test_a_print_over_the_console_limit_fails_in_the_jobs_own_statement(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """README: one print over 1,000,000 characters fails with a ValueError, which job code
+    can catch. An isolated executor sent the whole print, and the scheduler's refusal ended
+    the job with an internal error and statek's traceback in the console."""
+    code = ("try:\n    print('y' * 2_000_000)\nexcept ValueError as exc:\n"
+            "    print('caught:', str(exc)[:40])\n'z' * 1_000_001\nexit('handled')")
+    job = api.submit_new_job(agent, {}, warmup_code=code)
+    assert await run_job_step(job) is True
+    assert job.error is not None and "warmup failed" in job.error  # the echo's ValueError
+    assert "over the limit of 1,000,000" in job.error
+    assert job.console[0] == "caught: console output of 2,000,001 characters i\n"
+    assert "internal error" not in "".join(job.console)
