@@ -109,6 +109,6 @@ GUARD = CodeGuard()
 step_budget: ContextVar[CodeBudget | None] = ContextVar("statek_step_budget", default=None)
 
 
-def budget_error(budget: CodeBudget) -> str:
-    return (f"budget: job code ran over its step_code_budget of {budget.limit:g} s of "
+def budget_error(budget: CodeBudget, what: str = "job code") -> str:
+    return (f"budget: {what} ran over its step_code_budget of {budget.limit:g} s of "
             "synchronous time per step (STATEK_STEP_CODE_BUDGET); the job is ended")

@@ -18,7 +18,7 @@ import decimal
 import enum
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
 from typing import Any
@@ -28,6 +28,7 @@ from statek.errors import SandboxViolation
 from statek.execution.control_flow import AwaitTool, JobExit
 from statek.execution.harness import (
     GUARD,
+    CodeBudget,
     CodeGuard,
     StepBudgetExceeded,
     budget_error,
@@ -333,34 +334,68 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
     or the step's code budget (see `harness.CodeGuard`)."""
     guard = GUARD
     budget = step_budget.get()
-    guard.seq += 1
-    guard.tripped = False
-    began = 0.0
-    if budget is not None and budget.limit > 0:
-        if budget.left <= 0:
-            return Outcome(FAILED, start, error=budget_error(budget), fatal=True)
-        began = time.monotonic()
-        guard.deadline = began + budget.left
-    else:
-        guard.deadline = _NEVER
-    unbeat = guard.unbeat
-    if unbeat is not None:
-        guard.beat(ns.job_uuid)  # type: ignore[misc]
-    guard.running = True
+    began = _arm(guard, budget, ns.job_uuid)
+    if began is None:  # earlier runs of this step spent the budget
+        assert budget is not None
+        return Outcome(FAILED, start, error=budget_error(budget), fatal=True)
     try:
         outcome = _run_statements(ns, functions, block, start, guard)
     except StepBudgetExceeded:  # landed between statements: still this run's budget
         outcome = Outcome(FAILED, start, error="", fatal=True)
     finally:
-        guard.active = False
-        guard.running = False
-        if unbeat is not None:
-            unbeat()
-        if began:
-            budget.left -= time.monotonic() - began  # type: ignore[union-attr]
+        _disarm(guard, budget, began)
     if outcome.fatal and budget is not None:
         outcome.error = budget_error(budget)
     return outcome
+
+
+def call_guarded(job_uuid: str, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """`func(**kwargs)`: a sync tool the model called natively, under the step's code budget
+    and the hard limit, as when job code calls it (the budget covers "statements and the
+    sync tools they call"; the model chose these arguments as it writes code). Raises
+    StepBudgetExceeded past the budget, also when the tool caught the watchdog's."""
+    guard = GUARD
+    budget = step_budget.get()
+    began = _arm(guard, budget, job_uuid)
+    if began is None:
+        raise StepBudgetExceeded
+    try:
+        guard.active = True
+        value = func(**kwargs)
+    finally:
+        _disarm(guard, budget, began)
+    if guard.tripped:
+        raise StepBudgetExceeded
+    return value
+
+
+def _arm(guard: CodeGuard, budget: CodeBudget | None, job_uuid: str) -> float | None:
+    """Start one run of job code for the watchdogs: its deadline and its heartbeat. Returns
+    when the budget's clock started (0.0: no budget), or None when it is already spent."""
+    guard.seq += 1
+    guard.tripped = False
+    began = 0.0
+    if budget is not None and budget.limit > 0:
+        if budget.left <= 0:
+            return None
+        began = time.monotonic()
+        guard.deadline = began + budget.left
+    else:
+        guard.deadline = _NEVER
+    if guard.unbeat is not None:
+        guard.beat(job_uuid)  # type: ignore[misc]
+    guard.running = True
+    return began
+
+
+def _disarm(guard: CodeGuard, budget: CodeBudget | None, began: float) -> None:
+    """End the run `_arm` started, charging its time to the step's budget."""
+    guard.active = False
+    guard.running = False
+    if guard.unbeat is not None:
+        guard.unbeat()
+    if began:
+        budget.left -= time.monotonic() - began  # type: ignore[union-attr]
 
 
 def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,

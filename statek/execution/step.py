@@ -37,7 +37,7 @@ from statek.admission.call import admitted_call
 from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
 from statek.execution import conversation, harness, turns
-from statek.execution.harness import step_budget
+from statek.execution.harness import StepBudgetExceeded, budget_error, step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
     COMPLETED,
@@ -46,6 +46,7 @@ from statek.execution.interpreter import (
     WAITING_ON_FUTURE,
     JobNamespace,
     Outcome,
+    call_guarded,
     can_persist,
     run_block,
 )
@@ -464,6 +465,7 @@ class _Step:
     async def run_native_tools(self, reply: ChatReply) -> None:
         """Phase 8: run the reply's native tool calls and append their results to the log."""
         results: list[tuple[str, str, str]] = []
+        over_budget = ""  # the sync tool stopped at the step's code budget
         for call in reply.tool_calls:
             info = find_tool(call.name)
             if info is None or call.name not in self.defn.tool_names:
@@ -475,16 +477,27 @@ class _Step:
                 continue
             try:
                 with tool_call_key(f"{self.uuid}:{call.id}"), _observed_tool(call):
-                    value = info.func(**dict(call.arguments))
                     if info.is_async:
-                        value = await bounded(value, self.limits.step_timeout)
+                        value = await bounded(info.func(**dict(call.arguments)),
+                                              self.limits.step_timeout)
+                    else:  # the worker's thread: bounded like job code calling it
+                        value = call_guarded(self.uuid, info.func, call.arguments)
                 results.append((call.id, call.name, repr(value)))
+            except StepBudgetExceeded:
+                over_budget = call.name
+                results.append((call.id, call.name, "error: stopped: over the step's "
+                                "step_code_budget"))
+                break  # the job ends: its other calls do not run
             except BaseException as exc:
                 _reraise_if_cancelled(exc)
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
                 self.log(chatlog.tool_result(call_id, name, text))
+            budget = step_budget.get()
+            if over_budget and budget is not None:
+                self.finish(error=budget_error(budget, f"the tool {over_budget} the model "
+                                                       "called"))
 
     def provider_failed(self, exc: BaseException) -> None:
         """Record a failed model call: a configuration error (no provider for the job, no API

@@ -271,6 +271,43 @@ class UnreadableArgumentsFlow:
 
 
 @dataclass(frozen=True)
+class BlockingToolFlow:
+    """The model calls the sync tool e2e_block natively for far longer than the job's
+    step_code_budget (the model picks the argument): the call is stopped at the budget, as
+    job code calling it would be, and the job ends with the budget's error."""
+
+    marker: str
+    provider: Provider
+    seconds: float = 600.0
+
+    @property
+    def system_prompt(self) -> str:
+        return f"You are agent {self.marker}. Take your time."
+
+    def rules(self) -> list[dict[str, Any]]:
+        p = self.provider
+        block = {"name": "e2e_block", "arguments": {"seconds": self.seconds}}
+        return [
+            rule(f"{self.marker}-after", "exit('the tool returned')", tool_result="unblocked",
+                 model=p.model, headers=p.headers),
+            rule(f"{self.marker}-start", None, contains=self.system_prompt, model=p.model,
+                 headers=p.headers, tool_calls=[block]),
+        ]
+
+    def agent(self) -> statek.Agent:
+        return statek.Agent(self.marker, self.system_prompt, tools=[tools.e2e_block],
+                            metadata=self.provider.metadata)
+
+    def check(self, job: Any) -> None:
+        assert str(job.status) == "DONE" and job.exit_status is None, job.chat_log
+        assert job.error is not None and job.error.startswith(
+            "budget: the tool e2e_block the model called ran over its step_code_budget"), job.error
+        log = job.chat_log
+        assert [e["kind"] for e in log] == ["turn", "tool"], log
+        assert log[1]["name"] == "e2e_block" and "stopped" in log[1]["result"], log[1]
+
+
+@dataclass(frozen=True)
 class NoteFlow:
     """Turn 1 prints; turn 2 tells the application (through the tool `note`) and exits with
     the job's word."""

@@ -11,6 +11,7 @@ from statek import start_statek
 from tests.e2e import tools
 from tests.e2e.conftest import Servers
 from tests.e2e.scenarios import (
+    BlockingToolFlow,
     NativeToolFlow,
     Recovery,
     ToolFlow,
@@ -98,6 +99,29 @@ def test_native_tool_calls_in_both_wire_formats(servers: Servers, loop_kind: str
     assert_no_unmatched(servers.openai, before_openai)
     assert_no_unmatched(servers.anthropic, before_anthropic)
     assert stats.jobs_completed == 4 and stats.steps_failed == 0
+
+
+def test_a_blocking_sync_tool_the_model_calls_is_held_to_the_code_budget(
+        servers: Servers, loop_kind: str, api: statek.StatekClientAPI) -> None:
+    """A sync tool runs in the worker's thread: called natively with a 600 s argument it
+    froze every job of the worker for that long (no budget, no hard limit applied). It is
+    now bounded like job code calling it; the other job in the worker finishes."""
+    blocked = BlockingToolFlow("SCN-BLOCK", openai())
+    native = NativeToolFlow("SCN-BLOCK-NEIGHBOUR", anthropic())
+    before_openai = load(servers.openai, blocked.rules())
+    before_anthropic = load(servers.anthropic, native.rules())
+    blocked_uuid = api.submit_new_job(blocked.agent(), {}, step_code_budget=1).uuid
+    native_uuid = api.submit_new_job(native.agent(), {"n": "neighbour"}).uuid
+
+    stats = start_statek(settings=servers.settings(loop_kind == "uvloop"), max_concurrency=4,
+                         auto_terminate=True)
+
+    blocked.check(fetch_job(blocked_uuid))
+    native.check(fetch_job(native_uuid))
+    assert_no_unmatched(servers.openai, before_openai)
+    assert_no_unmatched(servers.anthropic, before_anthropic)
+    assert servers.openai.matches("SCN-BLOCK-after") == 0
+    assert stats.jobs_completed == 2
 
 
 def test_unreadable_tool_arguments_are_answered_to_the_model(

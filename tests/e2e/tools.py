@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -136,6 +137,13 @@ def e2e_divide(a: float, b: float) -> float:
 def e2e_reject(reason: str) -> None:
     """Always refuses."""
     raise ValueError(f"tool refused {reason}")
+
+
+@statek.tool
+def e2e_block(seconds: float) -> str:
+    """Blocks the worker's thread (a sync tool doing slow work, e.g. a blocking client)."""
+    time.sleep(seconds)
+    return "unblocked"
 
 
 @statek.tool
