@@ -18,7 +18,7 @@ import decimal
 import enum
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
 from typing import Any
@@ -349,10 +349,11 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
     return outcome
 
 
-def call_guarded(job_uuid: str, func: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
-    """`func(**kwargs)`: a sync tool the model called natively, under the step's code budget
-    and the hard limit, as when job code calls it (the budget covers "statements and the
-    sync tools they call"; the model chose these arguments as it writes code). Raises
+def call_guarded(job_uuid: str, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """`func(*args, **kwargs)` in the worker's thread but outside a run of job code (a sync
+    tool the model called natively, or job code's call from an isolated executor), under
+    the step's code budget and the hard limit, as when job code calls a sync tool in
+    process: the budget covers "statements and the sync tools they call". Raises
     StepBudgetExceeded past the budget, also when the tool caught the watchdog's."""
     guard = GUARD
     budget = step_budget.get()
@@ -361,7 +362,7 @@ def call_guarded(job_uuid: str, func: Callable[..., Any], kwargs: Mapping[str, A
         raise StepBudgetExceeded
     try:
         guard.active = True
-        value = func(**kwargs)
+        value = func(*args, **kwargs)
     finally:
         _disarm(guard, budget, began)
     if guard.tripped:

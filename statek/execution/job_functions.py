@@ -237,6 +237,9 @@ class JobFunctions:
     def call_tool(self, info: ToolInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not info.is_async:
             with tool_call_key(self._sync_tool_key()):
+                if hooks.ON:  # counted like the async and the native calls
+                    with hooks.tool_call(info.name):
+                        return info.func(*args, **kwargs)
                 return info.func(*args, **kwargs)
         if ControlSignal.pending is not None:  # the statement is stopping already
             raise ControlSignal.pending

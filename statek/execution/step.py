@@ -349,7 +349,8 @@ class _Step:
         call = outcome.tool
         assert call is not None
         try:
-            with tool_call_key(f"{self.uuid}:{call.site}"), _observed_tool(call):
+            with (tool_call_key(f"{self.uuid}:{call.site}"),
+                  hooks.observed_tool(getattr(call.awaitable, "__name__", None))):
                 value: Any = await bounded(call.awaitable, self.limits.step_timeout)
         except BaseException as exc:  # the tool's, BaseException included; not our own cancel
             _reraise_if_cancelled(exc)
@@ -396,7 +397,7 @@ class _Step:
             if not isinstance(reply, ChatReply):
                 raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
         except Exception as exc:  # ProviderError by contract; anything else is the same to us
-            self.provider_failed(exc)
+            self.provider_failed(exc, prov)
             return None
         return reply
 
@@ -476,12 +477,12 @@ class _Step:
                                 f"{call.problem}; call {call.name} again with a JSON object"))
                 continue
             try:
-                with tool_call_key(f"{self.uuid}:{call.id}"), _observed_tool(call):
+                with tool_call_key(f"{self.uuid}:{call.id}"), hooks.observed_tool(call.name):
                     if info.is_async:
                         value = await bounded(info.func(**dict(call.arguments)),
                                               self.limits.step_timeout)
                     else:  # the worker's thread: bounded like job code calling it
-                        value = call_guarded(self.uuid, info.func, call.arguments)
+                        value = call_guarded(self.uuid, info.func, **call.arguments)
                 results.append((call.id, call.name, repr(value)))
             except StepBudgetExceeded:
                 over_budget = call.name
@@ -499,7 +500,7 @@ class _Step:
                 self.finish(error=budget_error(budget, f"the tool {over_budget} the model "
                                                        "called"))
 
-    def provider_failed(self, exc: BaseException) -> None:
+    def provider_failed(self, exc: BaseException, provider: Any = None) -> None:
         """Record a failed model call: a configuration error (no provider for the job, no API
         key) or a final client error (a 404, a 401) ends the job at once; others retry the
         step with backoff, up to `harness.MAX_PROVIDER_FAILURES` in a row."""
@@ -522,15 +523,8 @@ class _Step:
                 self.finish(error=f"{message} ({job.provider_failures} failures in a row)")
             else:
                 self.result.retry_after = min(60.0, 2.0 ** int(job.provider_failures))
-
-
-def _observed_tool(call: Any) -> contextlib.AbstractContextManager[None]:
-    """A tool call's span and counters when observability is on (statek.observability)."""
-    if not hooks.ON:
-        return contextlib.nullcontext()
-    name = getattr(call, "name", None) or getattr(getattr(call, "awaitable", None), "__name__",
-                                                  None)
-    return hooks.tool_call(str(name or "tool"))
+                if hooks.ON:
+                    hooks.step_retries_call(provider, exc)
 
 
 def _refused_for_good(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ import dbzero as db0
 from statek import store, worker_state
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import JobExit
-from statek.execution.harness import budget_error, step_budget
+from statek.execution.harness import StepBudgetExceeded, budget_error, step_budget
 from statek.execution.interpreter import (
     _DEFINITION_STARTS,
     AWAITING_TOOL,
@@ -33,6 +33,7 @@ from statek.execution.interpreter import (
     WAITING_ON_FUTURE,
     BlockEnd,
     Outcome,
+    call_guarded,
     can_persist,
 )
 from statek.execution.job_functions import JobFunctions, stored_callable_problem
@@ -42,10 +43,11 @@ from statek.models.containers import PLAIN_TYPES, kind_of_type, plain_copy
 from statek.models.future import ControlSignal, Future
 from statek.models.job_locals import StoredLocals
 from statek.models.status import DONE
+from statek.observability import hooks
 from statek.sandbox import CompiledBlock, SandboxPolicy, compile_block
 from statek.sandbox.isolation import memo_attribute, memo_rule
 from statek.sandbox.policy import DEFAULT_ALLOWED_IMPORTS, DENIED_ATTRIBUTES
-from statek.tools import find_tool
+from statek.tools import find_tool, tool_call_key
 
 if TYPE_CHECKING:
     from statek.execution.step import _Step
@@ -234,6 +236,7 @@ class _Calls:
         self.step = step
         self.table = table
         self.functions = functions
+        self.over_budget = ""  # a sync tool stopped at the step's code budget: its name
 
     def __call__(self, name: Any, args: Any, kwargs: Any, stmt: Any, calls: Any) -> Any:
         try:
@@ -255,6 +258,9 @@ class _Calls:
             if isinstance(signal, JobExit):
                 return ("exit", self.table.to_child(signal.status))
             return ("err", "RuntimeError", (str(signal),))
+        except StepBudgetExceeded:  # the run ends with the budget's error (`_run`)
+            self.over_budget = str(args[0]) if name == "tool" and args else str(name)
+            return ("err", "TimeoutError", ("over the step's step_code_budget",))
         except ProtocolError as exc:
             return ("err", "PermissionError", (f"refused by the scheduler: {exc}",))
         except Exception as exc:
@@ -341,7 +347,10 @@ class _Calls:
             raise TypeError(f"{name} is async: the executor awaits it through the step")
         if type(args) is not tuple or type(kwargs) is not dict:
             raise ProtocolError("malformed tool call")
-        return self.ok(info.func(*args, **kwargs))
+        # as in process: its idempotency key and metrics (call_tool), and the step's code
+        # budget, since it runs in the worker's thread while the executor waits
+        return self.ok(call_guarded(self.step.uuid, self.functions.call_tool, info, args,
+                                    kwargs))
 
     def _tool(self, name: Any) -> Any:
         info = find_tool(name) if type(name) is str else None
@@ -438,15 +447,24 @@ async def _run(pool: Any, step: _Step, request: dict[str, Any], calls: _Calls, b
     try:
         outcome: dict[str, Any] = await pool.run(step.uuid, request, calls, timeout)
     except ExecutorLost as exc:
-        if exc.over_time and timeout is not None:
-            budget.left = 0.0
-            return {"kind": "failed", "next": start, "upto": start, "fatal": True,
-                    "error": f"{budget_error(budget)} ({exc})"}
+        if calls.over_budget or (exc.over_time and timeout is not None):
+            return _over_budget(budget, calls, start, f" ({exc})")
         return {"kind": "failed", "next": start + 1, "upto": start,
                 "error": f"[statek] {exc}\n"}
+    if calls.over_budget:  # whatever job code made of the error it was given
+        return _over_budget(budget, calls, start)
     if timeout is not None:
         budget.left -= float(outcome.get("elapsed", 0.0))
     return outcome
+
+
+def _over_budget(budget: Any, calls: _Calls, start: int, how: str = "") -> dict[str, Any]:
+    """The run's outcome when it used the step's code budget up: the job ends (naming the
+    sync tool the scheduler stopped, when it was one)."""
+    budget.left = 0.0
+    what = f"the tool {calls.over_budget} job code called" if calls.over_budget else "job code"
+    return {"kind": "failed", "next": start, "upto": start, "fatal": True,
+            "error": budget_error(budget, what) + how}
 
 
 @worker_state.on_drop
@@ -463,8 +481,11 @@ async def _await_tool(step: _Step, tool: Any, table: RefTable, bounded: Any) -> 
         info = find_tool(name)
         if info is None or name not in step.defn.tool_names:
             raise NameError(f"name {name!r} is not defined")
-        value = await bounded(info.func(*table.from_child(args), **table.from_child(kwargs)),
-                              step.limits.step_timeout)
+        # as in process: the call's idempotency key and its metrics
+        with tool_call_key(f"{step.uuid}:{site}"), hooks.observed_tool(name):
+            value = await bounded(info.func(*table.from_child(args),
+                                            **table.from_child(kwargs)),
+                                  step.limits.step_timeout)
         return site, ("ok", table.to_child(value))
     except Exception as exc:
         return site, encode_exception(exc)

@@ -15,11 +15,11 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from statek.errors import ConfigurationError, ProviderError
+from statek.errors import ProviderError
 from statek.observability import tracing
 from statek.observability.logs import AGENT, current_step
 from statek.observability.recorder import RECORDER
-from statek.providers.retry import is_retryable_status
+from statek.providers import retry
 
 ON = False
 #: Seconds between two event-loop lag probes.
@@ -35,6 +35,7 @@ def configure(settings: Any) -> None:
     global ON
     tracing.configure(settings.trace_enabled)
     ON = bool(settings.metrics_enabled) or tracing.ENABLED
+    retry.on_retry = _provider_retried if ON else None
 
 
 # ----------------------------------------------------------------------------- steps
@@ -130,14 +131,25 @@ def _model_failed(system: str, model: str, exc: BaseException) -> None:
         RECORDER.model_calls[system, model, "cancelled"] += 1
         return
     RECORDER.model_calls[system, model, "error"] += 1
+    RECORDER.provider_errors[system, _failure_label(exc)] += 1
+
+
+def _failure_label(exc: BaseException) -> str:
     status = getattr(exc, "status", None) if isinstance(exc, ProviderError) else None
-    label = (str(status) if status is not None
-             else "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
-    RECORDER.provider_errors[system, label] += 1
-    final = isinstance(exc, ConfigurationError) or (
-        status is not None and 400 <= status < 500 and not is_retryable_status(status))
-    if not final:  # the step asks again after a backoff (see step.provider_failed)
-        RECORDER.provider_retries[system, label] += 1
+    return (str(status) if status is not None
+            else "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
+
+
+def step_retries_call(provider: Any, exc: BaseException) -> None:
+    """The step will ask the model again after a backoff for a call that failed with `exc`
+    (not counted when the failure ended the job: nothing is retried then)."""
+    system = getattr(provider, "system", None) or getattr(provider, "name", None) or "unknown"
+    RECORDER.provider_retries[str(system), _failure_label(exc)] += 1
+
+
+def _provider_retried(system: str, label: str) -> None:
+    """A provider's own retry of a failed attempt (`retry.on_retry`)."""
+    RECORDER.provider_retries[system, label] += 1
 
 
 def observe_provider(found: tuple[Any, str]) -> tuple[Any, str]:
@@ -146,6 +158,13 @@ def observe_provider(found: tuple[Any, str]) -> tuple[Any, str]:
 
 
 # ----------------------------------------------------------------------------- tools
+
+def observed_tool(name: Any) -> contextlib.AbstractContextManager[None]:
+    """A tool call's span and counters when observability is on, else nothing."""
+    if not ON:
+        return contextlib.nullcontext()
+    return tool_call(str(name or "tool"))
+
 
 @contextlib.contextmanager
 def tool_call(name: str) -> Iterator[None]:

@@ -205,9 +205,10 @@ class StatekCollector:
         yield _counter("statek_provider_errors", "Failed model calls by status code (or "
                        "timeout / exception type)", ["provider", "status"],
                        dict(rec.provider_errors))
-        yield _counter("statek_provider_retries", "Failed model calls the step retries after "
-                       "a backoff", ["provider", "status"], dict(rec.provider_retries))
-        yield _counter("statek_tool_calls", "Awaited and native tool calls by outcome",
+        yield _counter("statek_provider_retries", "Model requests sent again after a failure: "
+                       "a provider's own retries and a step asking again after a backoff",
+                       ["provider", "status"], dict(rec.provider_retries))
+        yield _counter("statek_tool_calls", "Tool calls (from job code and native) by outcome",
                        ["tool", "outcome"], dict(rec.tool_calls))
         yield _histogram("statek_commit_duration_seconds", "Group commit duration", [],
                          {(): rec.commit_duration})

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from statek import _json
 from statek._version import __version__
 from statek.errors import ConfigurationError, MissingAPIKeyError, ProviderError
+from statek.providers import retry
 from statek.providers.ratelimit import (
     DEFER_RATE_LIMITS,
     RateLimitedError,
@@ -381,6 +382,10 @@ class HTTPProvider(ABC):
                     status=failure.status,
                     retryable=True,
                 ) from cause
+            listener = retry.on_retry
+            if listener is not None:
+                listener(self.name, str(failure.status) if failure.status is not None
+                         else "timeout" if isinstance(got, ReplyTimeout) else "connection")
             wait = self.retry.delay(attempt, retry_after)
             logger.debug("%s: %s; retry %d in %.3fs", self.name, failure, attempt + 1, wait)
             await self._sleep(wait)

@@ -16,6 +16,11 @@ __all__ = ["RetryPolicy", "is_retryable_status", "parse_retry_after"]
 
 _MAX_EXPONENT = 62  # keeps base * 2**n a finite float for any attempt number
 
+#: Told (provider name, status or "timeout" / "connection") each time a provider sends a
+#: request again after a failed attempt; set by statek.observability while metrics are on,
+#: so the providers need not know about metrics (None: nobody listens).
+on_retry: Callable[[str, str], None] | None = None
+
 
 def is_retryable_status(status: int) -> bool:
     """408, 429 and 5xx are transient by convention; every other status is final."""

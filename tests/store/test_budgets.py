@@ -227,6 +227,7 @@ def test_idempotency_key_outside_a_tool_call_is_refused() -> None:
         idempotency_key()
 
 
+@pytest.mark.usefixtures("execution_mode")  # an executor's async tool calls had no key
 async def test_async_tools_get_a_stable_idempotency_key(api: statek.StatekClientAPI) -> None:
     agent = statek.SupervisedAgent("payer", tools=["charge_async"])
     agent.update_warmup_def("a = charge_async(1)\nb = charge_async(2)\nexit(a + b)")
@@ -241,9 +242,12 @@ async def test_async_tools_get_a_stable_idempotency_key(api: statek.StatekClient
 
 
 
+@pytest.mark.usefixtures("execution_mode")
 async def test_sync_tools_get_a_stable_idempotency_key(api: statek.StatekClientAPI) -> None:
     """Two sync calls in one statement, one in the next: a key each, named by the place of
-    the call, so a re-run of the step (after a crash) makes the same calls with the same keys."""
+    the call, so a re-run of the step (after a crash) makes the same calls with the same keys.
+    In either mode: an isolated executor's sync tool calls had no key (idempotency_key()
+    raised in the tool)."""
     agent = statek.SupervisedAgent("sync-payer", tools=["charge"])
     agent.update_warmup_def("a = charge(1) + charge(2)\nb = charge(4)\nexit(a + b)")
     _seen_keys.clear()

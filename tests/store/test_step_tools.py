@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 import statek
 from statek import worker_state
-from statek.executors.utils import run_job_step
+from statek.executors.utils import run_job_step, run_jobs_loop
 from statek.models.status import JobStatus
 from statek.providers import (
     ChatMessage,
@@ -48,6 +49,13 @@ async def st_fetch(key: str, delay: float = 0.001) -> str:
 def st_fail(reason: str) -> None:
     """Always fails."""
     raise ValueError(f"tool says no: {reason}")
+
+
+@statek.tool
+def st_block(seconds: float) -> str:
+    """Blocks the calling thread (slow work in a sync tool)."""
+    time.sleep(seconds)
+    return "unblocked"
 
 
 @statek.tool
@@ -329,3 +337,18 @@ async def test_a_job_cancelled_while_its_async_tool_ran_runs_no_more_code(
     assert job.status == JobStatus.DONE and job.cancelled
     assert job.console == []  # nothing after the tool ran
     assert job.exit_status is None and job.error == "cancelled"
+
+
+async def test_a_sync_tool_job_code_calls_is_held_to_the_code_budget(
+        api: statek.StatekClientAPI, execution_mode: str) -> None:
+    """The budget covers "statements and the sync tools they call" in either mode. From an
+    isolated executor the tool runs in the worker's thread while the executor waits: it
+    ran for as long as asked, every job of the worker stalled meanwhile."""
+    agent = statek.SupervisedAgent("blocker", tools=["st_block"])
+    agent.update_warmup_def("r = st_block(120)\nexit(r)")
+    job = api.submit_new_job(agent, {}, step_code_budget=1)
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.status == JobStatus.DONE and job.exit_status is None
+    assert job.error is not None and "ran over its step_code_budget of 1 s" in job.error
+    if execution_mode == "process":
+        assert job.error.startswith("budget: the tool st_block job code called"), job.error

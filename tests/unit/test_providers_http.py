@@ -390,6 +390,26 @@ async def test_500_then_503_then_success_with_real_sleep(stub: ProviderStub) -> 
     assert len(stub.requests) == 3
 
 
+async def test_each_retry_of_a_failed_attempt_is_told_to_the_listener(
+        stub: ProviderStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retry.on_retry` (the metrics' provider_retries_total) hears every request sent
+    again, by status; the provider's own retries were counted nowhere."""
+    from statek.providers import retry
+
+    heard: list[tuple[str, str]] = []
+    monkeypatch.setattr(retry, "on_retry", lambda name, label: heard.append((name, label)))
+    stub.script(error_reply(500), error_reply(503))
+    async with make("openai", stub.url, backoff_base=0.001, backoff_max=0.01) as provider:
+        assert (await provider.complete(simple_request())).content == "ok"
+    assert heard == [("openai", "500"), ("openai", "503")]
+    stub.script(*(error_reply(500) for _ in range(3)))
+    async with make("openai", stub.url, backoff_base=0.001, backoff_max=0.01,
+                    max_retries=2) as provider:
+        with pytest.raises(ProviderError, match="gave up after 3 attempts"):
+            await provider.complete(simple_request())
+    assert heard[2:] == [("openai", "500"), ("openai", "500")]  # not the last: given up
+
+
 async def test_backoff_grows_and_is_jittered(stub: ProviderStub, sleeps: SleepRecorder) -> None:
     stub.script(*(error_reply(500) for _ in range(3)))
     async with make("openai", stub.url, sleeps, backoff_base=1.0, backoff_max=3.0) as provider:

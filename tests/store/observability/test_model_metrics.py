@@ -54,6 +54,20 @@ async def test_errors_retries_and_tokens(flaky: None, api: statek.StatekClientAP
     assert RECORDER.steps_started["asker"] == 3
 
 
+async def test_the_failure_that_ends_the_job_is_not_counted_as_a_retry(
+        flaky: None, api: statek.StatekClientAPI) -> None:
+    """Three failed steps in a row end the job: two were asked again, the third was not (it
+    was counted as a retry too)."""
+    add_provider("flaky", Flaky([500, 500, 500]))
+    agent = statek.Agent("giving-up", "", metadata={"MODEL": "flaky/m3"})
+    job = api.submit_new_job(agent, {})
+    for _ in range(3):
+        await run_job_step(job)
+    assert job.is_done and "3 failures in a row" in (job.error or "")
+    assert RECORDER.provider_errors == {("flaky", "500"): 3}
+    assert RECORDER.provider_retries == {("flaky", "500"): 2}
+
+
 async def test_a_final_client_error_is_not_counted_as_a_retry(
         flaky: None, api: statek.StatekClientAPI) -> None:
     add_provider("flaky", Flaky([401]))
