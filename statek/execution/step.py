@@ -494,7 +494,7 @@ class _Step:
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
-                self.log(chatlog.tool_result(call_id, name, text))
+                self.log(chatlog.tool_result(call_id, name, value_checks.tool_result_text(text)))
             budget = step_budget.get()
             if over_budget and budget is not None:
                 self.finish(error=budget_error(budget, f"the tool {over_budget} the model "

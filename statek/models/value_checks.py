@@ -332,6 +332,19 @@ MAX_CONSOLE_WRITE = 1_000_000
 MAX_ERROR_CHARS = 65_536
 #: Longest repr kept of an exit status that could not be stored.
 EXIT_PREVIEW_CHARS = 1_000
+#: Longest native tool result kept in the chat log (and so sent to the model).
+MAX_TOOL_RESULT_CHARS = 100_000
+
+
+def tool_result_text(text: str) -> str:
+    """A native tool's result as the chat log keeps it: cut to `MAX_TOOL_RESULT_CHARS` with a
+    note the model reads (a tool returning 40 MB was stored whole and sent on every later
+    turn, past any model's context), and escaped where dbzero cannot store it."""
+    if len(text) > MAX_TOOL_RESULT_CHARS:
+        cut = len(text) - MAX_TOOL_RESULT_CHARS
+        text = (text[:MAX_TOOL_RESULT_CHARS]
+                + f"\n[statek] {cut:,} more characters of this result were cut")
+    return plain_text(text)
 
 
 def console_text(text: str) -> str:

@@ -155,7 +155,8 @@ async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
         value = await awaitable
     except BaseException as exc:
         if queue.settle(watch) and type(exc) is asyncio.CancelledError:
-            raise TimeoutError from exc
+            raise TimeoutError(f"no result within step_timeout={seconds:g}s (the job param, "
+                               "or STATEK_STEP_TIMEOUT)") from exc
         raise
     queue.settle(watch)
     return value

@@ -165,5 +165,6 @@ def test_async_tools_in_warmups_without_a_model(servers: Servers, loop_kind: str
         assert list(job.exit_status) == [f"w{i}:same-task", loop_kind], job.console
     job = fetch_job(slow)
     assert (str(job.status), job.error, job.exit_status) == (
-        "DONE", None, "timed out: TimeoutError()"), job.console
+        "DONE", None, "timed out: TimeoutError('no result within step_timeout=0.5s (the job "
+        "param, or STATEK_STEP_TIMEOUT)')"), job.console
     assert stats.jobs_completed == 4 and stats.steps_failed == 0

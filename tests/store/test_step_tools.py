@@ -254,6 +254,27 @@ async def test_native_tool_calls_run_and_are_shown_to_the_model(
     assert second[-1] == ChatMessage("user", "(no output)")
 
 
+async def test_a_huge_native_tool_result_is_cut_for_the_log_and_the_model(
+        api: statek.StatekClientAPI, provider: list[ScriptedProvider]) -> None:
+    """A tool returning 3 MB was stored whole in the chat log and sent to the model on every
+    later turn; the log keeps 100,000 characters and says how many were cut."""
+    from statek.models.value_checks import MAX_TOOL_RESULT_CHARS
+
+    agent = statek.Agent("big-results", "You use tools.", tools=[st_add, st_fetch])
+    rec = install(provider, [ChatReply("", (call("b1", "st_fetch", key="x" * 3_000_000),)),
+                             "exit('read it')"], record=True)
+    job = api.submit_new_job(agent, {})
+    assert await run_job_step(job, PROVIDER) is False
+    (entry,) = [e for e in job.chat_log if e["kind"] == "tool"]
+    kept, note = entry["result"].rsplit("\n", 1)
+    assert kept == "'" + "X" * (MAX_TOOL_RESULT_CHARS - 1)
+    assert note == "[statek] 2,900,002 more characters of this result were cut"
+    assert await run_job_step(job, PROVIDER) is False  # the model reads the result
+    assert await run_job_step(job, PROVIDER) is True and job.exit_status == "read it"
+    (shown,) = [m for m in rec.requests[1].messages if m.role == "tool"]
+    assert shown.content == entry["result"]
+
+
 async def test_native_call_to_a_tool_the_agent_lacks(api: statek.StatekClientAPI,
                                                      agent: statek.Agent,
                                                      provider: list[ScriptedProvider]) -> None:

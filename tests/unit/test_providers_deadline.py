@@ -25,7 +25,9 @@ async def test_a_reply_in_time_is_returned_and_one_too_late_is_a_timeout() -> No
     loop.call_soon(ready.set_result, "ok")
     assert await bounded(_answer(ready), 5.0) == "ok"
     never: asyncio.Future[str] = loop.create_future()
-    with pytest.raises(TimeoutError):
+    # the message names the setting: a tool's TimeoutError reached the model as "TimeoutError: "
+    with pytest.raises(TimeoutError, match=r"^no result within step_timeout=0.05s \(the job "
+                       r"param, or STATEK_STEP_TIMEOUT\)$"):
         await bounded(_answer(never), 0.05)
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0  # the timeout's cancel was taken back
