@@ -237,22 +237,31 @@ def _fits(kind: ContainerKind, other: Any) -> bool:
 _ITERABLES = frozenset({list, tuple, set, frozenset})
 
 
-def _operands(left: Any, right: Any, reflected_safe: bool) -> tuple[Any, Any]:
-    """`left` and `right`, with a dbzero container replaced by a plain copy wherever dbzero
-    could meet a value it cannot take (or, for binary operators, be called reflected)."""
+def _compared(left: Any, right: Any) -> tuple[Any, Any]:
+    """`left` and `right` of an ordering comparison, with a dbzero container replaced by a
+    plain copy wherever dbzero could meet a value it cannot take."""
     left_kind, right_kind = _db0_kind(left), _db0_kind(right)
     if left_kind is not None:
         if right_kind is None and not _fits(left_kind, right):
             left = _plain(left, left_kind)
-    elif right_kind is not None and (not reflected_safe or not _fits(right_kind, left)):
+    elif right_kind is not None and not _fits(right_kind, left):
         right = _plain(right, right_kind)
     return left, right
 
 
 def binop(op: str, left: Any, right: Any) -> Any:
-    """``left op right`` for `_binop_` (see the compiler), safe on dbzero containers."""
+    """``left op right`` for `_binop_` (see the compiler), safe on dbzero containers: each
+    is replaced by a plain copy, so the result is a plain value. dbzero's own operators make
+    temporary dbzero containers; with stored objects in them, dbzero 0.7.0 aborts the
+    process at the next commit (`a0 + a1 + a2` on lists of futures), and a value it cannot
+    take would be handed to it."""
     if type(left) not in _PLAIN or type(right) not in _PLAIN:
-        left, right = _operands(left, right, False)
+        kind = _db0_kind(left)
+        if kind is not None:
+            left = _plain(left, kind)
+        kind = _db0_kind(right)
+        if kind is not None:
+            right = _plain(right, kind)
     return BINARY_OPERATORS[op](left, right)
 
 
@@ -265,7 +274,7 @@ def compare(op: str, left: Any, right: Any) -> Any:
     if op == "not in":
         return not contains(left, right)
     if op in _ORDERED:  # rich comparisons are reflected with dbzero's object as `self`
-        left, right = _operands(left, right, True)
+        left, right = _compared(left, right)
     return COMPARE_OPERATORS[op](left, right)
 
 

@@ -76,6 +76,11 @@ CASES: dict[str, tuple[str, Any]] = {
     "iand_reflected": ("y = {1, 5}\ny &= s\nexit(sorted(y))", [1]),
     "ior_reflected": ("y = {3}\ny |= s\nexit(sorted(y))", [1, 2, 3]),
     "iadd_list_surrogate": ("xs += [('\\ud800',)]", "UnstorableValueError"),
+    # dbzero 0.7.0 aborted the process at the next commit after `+` of persisted lists of
+    # stored objects made temporary dbzero lists (for good: the job's step re-ran it)
+    "add_lists_of_objects": ("a0 = [sleep(0)]\n# %%\na1 = [sleep(0)]\n# %%\n"
+                             "a2 = [sleep(0), sleep(0)]\n# %%\nb = a0 + a1 + a2\n"
+                             "c = (a0 + [1]) * 2 + a2\n# %%\nexit([len(b), len(c)])", [4, 6]),
 }
 
 
