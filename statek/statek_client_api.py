@@ -114,10 +114,13 @@ class StatekClientAPI:
         exactly one outside local) is refused here (ConfigurationError), rather than the
         event becoming a dead letter in the worker."""
         check_value(event, "event")  # the value's own error first, as for messages
-        check_event_target(_agent_of(agent))
+        target = _agent_of(agent)
+        check_event_target(target)
         if self.outbox is not None:
             return self.outbox.push_event(agent, event)
-        seq = self.queue.push_event(agent, event)
+        # the agent found, not the role given: the worker reads the queue's target as a
+        # uuid, and an event queued by role became a dead letter ("agent does not exist")
+        seq = self.queue.push_event(target, event)
         self._commit()
         return seq
 

@@ -89,6 +89,23 @@ def test_push_message_and_event_go_to_the_queue(api: statek.StatekClientAPI,
     assert q.peek_events(sup, 5)[1] == [{"ticket": 7}]
 
 
+async def test_an_event_pushed_by_role_or_uuid_becomes_a_job(api: statek.StatekClientAPI,
+                                                              statek_store: str) -> None:
+    """By role, the event was queued under the role and the worker dead-lettered it ("agent
+    does not exist"; found by a new user's trial)."""
+    from statek.executors.utils import run_jobs_loop
+
+    one = statek.SupervisedAgent("one")
+    one.update_warmup_def("exit(ticket * 10)")
+    api.push_event(one, 1)
+    api.push_event(db0.uuid(one), 2)
+    api.push_event("one", 3)
+    stats = await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert sorted(job.exit_status for job in db0.find(statek.Job)) == [10, 20, 30]
+    assert stats.jobs_completed == 3
+    assert list(statek.StatekPushQueue().dead_letters) == []
+
+
 def test_an_event_no_job_could_take_is_refused_when_pushed(api: statek.StatekClientAPI,
                                                            statek_store: str) -> None:
     """It was accepted and only dead-lettered by the worker (found by a new user)."""
