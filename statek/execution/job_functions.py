@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 import dbzero as db0
@@ -211,12 +212,12 @@ class JobFunctions:
 
     def get_all(self, *futures: Any) -> Future:
         """Ready when every future is; value is the list of their values."""
-        parts = _flatten(futures)
+        parts = _flatten(futures, "get_all")
         return self._future(lambda: Future(ALL, self.job, parts=parts))
 
     def get_any(self, *futures: Any) -> Future:
         """Ready when one future is; value is that future's value (`.winner` its index)."""
-        parts = _flatten(futures)
+        parts = _flatten(futures, "get_any")
         return self._future(lambda: Future(ANY, self.job, parts=parts))
 
     def wait_for(self, condition: Callable[..., bool], *args: Any,
@@ -316,6 +317,9 @@ def stored_callable_problem(func: Any) -> str | None:
         target = getattr(target, part, None)
     if target is not func:
         return f"its module and name ({module_name}.{qualname}) do not lead back to it"
+    if not isinstance(func, FunctionType):  # dbzero raised "Unsupported attribute type"
+        return (f"{module_name}.{qualname} is a built-in ({type(func).__name__}); dbzero "
+                "stores only functions written in Python by reference")
     return None
 
 
@@ -370,11 +374,13 @@ def _read_only(value: Any) -> Any:
     return value
 
 
-def _flatten(futures: tuple[Any, ...]) -> list[Any]:
+def _flatten(futures: tuple[Any, ...], name: str) -> list[Any]:
     if len(futures) == 1 and not isinstance(futures[0], Future):
         with contextlib.suppress(TypeError):
             futures = tuple(futures[0])
+    if not futures:  # it failed later, as "'NoneType' object is not iterable"
+        raise TypeError(f"{name}() needs at least one future (futures, or one list of them)")
     for f in futures:
         if not isinstance(f, Future):
-            raise TypeError(f"expected futures, got {type(f).__name__}")
+            raise TypeError(f"{name}() expected futures, got {type(f).__name__}")
     return list(futures)

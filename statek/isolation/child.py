@@ -293,10 +293,10 @@ class _Functions:
         return self._call("wait_message", (), {})
 
     def get_all(self, *futures: Any) -> Any:
-        return self._call("get_all", tuple(_flatten(futures)), {})
+        return self._call("get_all", tuple(_flatten(futures, "get_all")), {})
 
     def get_any(self, *futures: Any) -> Any:
-        return self._call("get_any", tuple(_flatten(futures)), {})
+        return self._call("get_any", tuple(_flatten(futures, "get_any")), {})
 
     def wait_for(self, condition: Any, *args: Any, poll: float = 1.0) -> Any:
         """A host function given to the job goes back as itself; any other callable by its
@@ -356,13 +356,15 @@ def _leads_back(func: Any, module: str | None, qualname: str | None) -> bool:
     return target is func
 
 
-def _flatten(futures: tuple[Any, ...]) -> list[Any]:
+def _flatten(futures: tuple[Any, ...], name: str) -> list[Any]:
+    """As the scheduler's (`job_functions._flatten`), over this process's futures; an empty
+    call goes on to the scheduler, which refuses it with the same words as in process."""
     if len(futures) == 1 and not isinstance(futures[0], RemoteFuture):
         with contextlib.suppress(TypeError):
             futures = tuple(futures[0])
     for f in futures:
         if not isinstance(f, RemoteFuture):
-            raise TypeError(f"expected futures, got {type(f).__name__}")
+            raise TypeError(f"{name}() expected futures, got {type(f).__name__}")
     return list(futures)
 
 

@@ -171,5 +171,16 @@ class Future:
             yield "poll", self.poll_interval
 
     def __repr__(self) -> str:
-        state = f"= {self.result!r}" if self.resolved else "pending"
-        return f"<Future {self.kind} {state}>"
+        """What `.value` would give now, read without resolving anything (a repr has no side
+        effects: resolving takes a message or calls a condition). A finished child's future
+        showed "pending" until job code read its value."""
+        kind = self.kind
+        if self.resolved:
+            state = f"= {self.result!r}"
+        elif kind == JOB and self.target.state == DONE:
+            state = f"= {self.target.exit_status!r}"
+        elif kind == TIMER and time.time() >= self.deadline:
+            state = f"= {self.deadline!r}"
+        else:
+            state = "pending"
+        return f"<Future {kind} {state}>"

@@ -529,3 +529,34 @@ async def test_a_print_over_the_console_limit_fails_in_the_jobs_own_statement(
     assert "over the limit of 1,000,000" in job.error
     assert job.console[0] == "caught: console output of 2,000,001 characters i\n"
     assert "internal error" not in "".join(job.console)
+
+
+async def test_get_all_and_get_any_of_nothing_say_what_they_need(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """They failed later with "'NoneType' object is not iterable"."""
+    code = ("out = []\nfor call in (lambda: get_all(), lambda: get_any([]), "
+            "lambda: get_all(1)):\n    try:\n        call()\n    except TypeError as exc:\n"
+            "        out.append(str(exc))\nexit(out)")
+    job = api.submit_new_job(agent, {}, warmup_code=code)
+    assert await run_job_step(job) is True and job.error is None, job.error
+    assert list(job.exit_status) == [
+        "get_all() needs at least one future (futures, or one list of them)",
+        "get_any() needs at least one future (futures, or one list of them)",
+        "get_all() expected futures, got int"]
+
+
+async def test_a_future_shows_what_its_value_would_be_without_resolving_it(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """A finished child's future showed "pending" (`statek show`) until job code read it."""
+    from statek.models.future import JOB, MESSAGE, Future
+
+    child = api.submit_new_job(agent, {}, warmup_code="exit(2)")
+    parent = api.submit_new_job(agent, {})
+    waiting = Future(JOB, parent, target=child)
+    assert repr(waiting) == "<Future job pending>"
+    assert await run_job_step(child) is True
+    assert repr(waiting) == "<Future job = 2>" and waiting.resolved is False
+    api.push_message(parent, "hello")
+    message = Future(MESSAGE, parent)
+    assert repr(message) == "<Future message pending>"  # reading it would take the message
+    assert message.resolved is False

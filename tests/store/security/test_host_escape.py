@@ -187,6 +187,10 @@ FORGED_NAMES = [
     ("wait-for-wrapped", "import functools\ndef f():\n    return True\n"
      "g = functools.lru_cache(f)\nwait_for(g).value", "wait_for() cannot use"),
     ("wait-for-print", "wait_for(print, 'x').value", "wait_for() cannot use"),
+    # dbzero cannot store a built-in function: it failed with dbzero's "Unsupported
+    # attribute type" instead of saying why
+    ("wait-for-builtin", "import math\nwait_for(math.isfinite, 1.0).value",
+     "math.isfinite is a built-in"),
 ]
 
 #: Escapes published against similar in-process sandboxes, each named by where it was
