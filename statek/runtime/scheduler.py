@@ -131,6 +131,11 @@ class Scheduler:
 
     def job_finished(self, job_uuid: str) -> None:
         self.wake_events += 1
+        if len(self.timers) or len(self.waiters):  # a suspended job cancelled: it waits no
+            number = self.jobs.get(job_uuid)  # more (its timer kept an auto_terminate loop
+            if number is not None:  # running until it fired)
+                self.timers.cancel(number)
+                self.waiters.remove_job(number)
         if not len(self.wake_keys):  # nothing waits on anything: no key to format
             return
         key = self.wake_keys.get(wake_key(JOB, job_uuid))

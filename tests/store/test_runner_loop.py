@@ -235,3 +235,21 @@ async def test_stats_report_queue_depth_and_latency(api: statek.StatekClientAPI,
     assert stats.steps_done >= 1 and stats.step_latency_median() > 0
     assert stats.iterations >= 1 and stats.iteration_time_median() > 0
     assert stats.as_dict()["jobs_completed"] == 1
+
+
+async def test_cancelling_a_job_on_a_timer_lets_auto_terminate_return(
+        api: statek.StatekClientAPI) -> None:
+    """The cancelled job's timer stayed in the scheduler: an auto_terminate loop waited for
+    it to fire (found by a new user's trial)."""
+    agent = statek.Agent("sleeper", metadata={"MODEL": "scripted/demo"})
+    job = api.submit_new_job(agent, {}, warmup_code="sleep(600).value\nexit(1)")
+    loop_task = asyncio.create_task(run_jobs_loop(2, queue_prefixes=["test"],
+                                                  auto_terminate=True))
+    deadline = time.monotonic() + 60  # a failure bound, not a pause
+    while job.status != JobStatus.SUSPENDED:
+        assert time.monotonic() < deadline and not loop_task.done()
+        await asyncio.sleep(0.01)
+    assert api.cancel_job(job) is True
+    stats = await asyncio.wait_for(loop_task, 60)  # not the timer's 600 s
+    assert job.status == JobStatus.DONE and job.error == "cancelled"
+    assert stats.jobs_completed == 0
