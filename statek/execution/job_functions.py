@@ -164,11 +164,13 @@ class JobFunctions:
         if self.delegated >= limit:
             self._over_budget(f"this step already started {self.delegated} child jobs "
                               f"(max_delegates_per_step={limit})")
-        root: Job = self.job
-        hops = 0
-        while root.parent is not None and hops <= int(cfg.max_delegates_per_tree):
-            root, hops = root.parent, hops + 1
         tree_limit = int(cfg.max_delegates_per_tree)
+        root: Job = self.job.tree_root
+        if root is None:  # a root job
+            root = self.job
+        hops = 0  # a job delegated before jobs knew their root: its parents are walked
+        while root.parent is not None and hops <= tree_limit:
+            root, hops = root.parent, hops + 1
         used = int(root.tree_delegated)
         if used >= tree_limit:
             self._over_budget(f"its job tree already started {used} child jobs "

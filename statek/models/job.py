@@ -98,6 +98,7 @@ class Job:
     provider_failures = 0
     crashes = 0  # times a worker died while this job's code ran (see runtime.quarantine)
     tree_delegated = 0  # on a tree's root job: jobs delegated in the tree (max_delegates_per_tree)
+    tree_root: Any = None  # on a delegated job: its tree's root, found without walking parents
     done_at: float | None = None  # when it last finished (the one timestamped status change)
     cancelled = False  # set by `cancel`: a cancelled job never runs again
     past_results: Any = None  # outcomes it had before messages re-opened it (models.past_outcomes)
@@ -125,6 +126,8 @@ class Job:
             self.locale = locale
         if parent is not None:
             self.parent = parent
+            root = parent.tree_root  # a chain of N delegations walked N parents per child
+            self.tree_root = parent if root is None else root
 
     @classmethod
     def create(

@@ -238,6 +238,29 @@ async def test_delegate_budget_per_tree_counts_descendants(
     assert second.error is not None and "max_delegates_per_tree=3" in second.error
 
 
+async def test_a_delegated_job_knows_its_trees_root_without_walking_parents(
+        runner: InProcessRunner, statek_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each delegate() walked the chain up to the root: a 4,000-deep chain took 45 s, all of
+    it in the worker's thread (found by a new user's trial). A job delegated before jobs
+    recorded their root (tree_root unset) still finds it by walking."""
+    monkeypatch.setattr(store.settings(), "max_delegates_per_tree", 3)
+    chain = statek.SupervisedAgent("chain", "")
+    chain.update_warmup_def("c = delegate(me, me=me)\nexit('passed on')")
+    top = runner.submit("c = delegate(kid, me=kid)\nexit('top')", {"kid": chain})
+    await run_job_step(top)
+    child = top.locals["c"].target
+    await run_job_step(child)
+    grandchild = child.locals["c"].target
+    assert child.tree_root == top and grandchild.tree_root == top
+    assert int(top.tree_delegated) == 2
+    grandchild.tree_root = None  # as stored before jobs knew their root
+    await run_job_step(grandchild)  # the tree's third: the root still counts it
+    assert int(top.tree_delegated) == 3
+    great = grandchild.locals["c"].target
+    await run_job_step(great)
+    assert great.error is not None and "max_delegates_per_tree=3" in great.error
+
+
 # --- process-global module state ------------------------------------------------------------
 
 
