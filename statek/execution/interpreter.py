@@ -127,7 +127,7 @@ class JobNamespace:
             self.functions = scalar.functions
             self.functions.reset(job, code_key)
             g = self.globals = scalar.globals
-            rebind_exec_globals(g, policy, print_sink=job.write_console,
+            rebind_exec_globals(g, policy, print_sink=self.functions.write,
                                 on_violation=on_violation)
             self.stored = StoredLocals.known(job, scalar.inline)
             self._has_definitions = False
@@ -136,7 +136,7 @@ class JobNamespace:
             info = definition_info(job.jobdef, state)
         functions = self.functions = JobFunctions(job, code_key)
         extra = functions.builtins(info.tool_names, info.params_view)
-        fresh = exec_globals(policy, print_sink=job.write_console, extra_builtins=extra,
+        fresh = exec_globals(policy, print_sink=functions.write, extra_builtins=extra,
                              on_violation=on_violation)
         if policy.restricted:
             _allow_persisted_writes(fresh)
@@ -465,6 +465,7 @@ def _stopped(ns: JobNamespace, stmt: CompiledStatement, index: int) -> Outcome:
         ns.persist(stmt)
         return Outcome(EXITED, index + 1, exit_status=signal.status)
     ns.undo_partial(stmt)
+    ns.functions.drop_printed()  # the statement runs again from its start
     if isinstance(signal, SuspendJob):
         return Outcome(WAITING_ON_FUTURE, index, future=signal.future)
     assert isinstance(signal, AwaitTool)

@@ -65,6 +65,7 @@ class JobFunctions:
         self.code_key = code_key
         self.stmt = 0
         self.calls = 0
+        self.printed = 0  # console lines the running statement printed
         self.delegated = 0  # child jobs started by this run (max_delegates_per_step)
         self._tool_stmt = -1  # the statement `_tool_calls` counts sync tool calls of
         self._tool_calls = 0
@@ -75,6 +76,22 @@ class JobFunctions:
     def start_statement(self, index: int) -> None:
         self.stmt = index
         self.calls = 0
+        self.printed = 0
+
+    def write(self, text: str) -> None:
+        """Job code's print sink: the console, counting the statement's lines."""
+        self.job.write_console(text)
+        self.printed += 1
+
+    def drop_printed(self) -> None:
+        """The statement stopped to wait and will run again from its start: the lines it
+        printed so far go, or the console would show them once per run."""
+        count = self.printed
+        self.printed = 0
+        lines = self.job.console_lines if count else None
+        if lines is not None:  # `del` by index: List.pop leaks in dbzero 0.7.0 (strings don't,
+            for _ in range(min(count, len(lines))):  # but one way for every list is simpler)
+                del lines[len(lines) - 1]
 
     def statement_done(self) -> None:
         if self._has_sites is None:

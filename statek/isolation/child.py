@@ -653,6 +653,7 @@ def _statement(stmt: Any, g: dict[str, Any], run: _Run, source: str) -> dict[str
     from statek.errors import SandboxViolation
     from statek.execution.interpreter import _format_error
 
+    printed = len(run.console)
     try:
         if stmt.echo:
             value = eval(stmt.code, g)
@@ -663,25 +664,29 @@ def _statement(stmt: Any, g: dict[str, Any], run: _Run, source: str) -> dict[str
         else:
             exec(stmt.code, g)
     except Signal:
-        return _stopped()
+        return _stopped(run, printed)
     except SandboxViolation as exc:
         if Signal.pending is not None:
-            return _stopped()
+            return _stopped(run, printed)
         return {"kind": "failed", "error": f"SandboxViolation: {exc}"}
     except BaseException as exc:  # job code's own BaseException subclasses too
         if Signal.pending is not None:
-            return _stopped()
+            return _stopped(run, printed)
         return {"kind": "failed", "error": _format_error(exc, stmt, source)}
     if Signal.pending is not None:  # swallowed by job code: takes effect anyway
-        return _stopped()
+        return _stopped(run, printed)
     return None
 
 
-def _stopped() -> dict[str, Any]:
+def _stopped(run: _Run, printed: int) -> dict[str, Any]:
+    """The outcome of the signal a statement stopped with. One that waits (a future, an
+    async tool) runs again from its start: what it printed so far goes (it prints it again),
+    as in process (`JobFunctions.drop_printed`)."""
     signal = Signal.pending
     Signal.pending = None
     if isinstance(signal, Exit):
         return {"kind": "exited", "exit": signal.status}
+    del run.console[printed:]
     if isinstance(signal, Suspend):
         return {"kind": "waiting_on_future", "future": signal.future}
     assert isinstance(signal, AwaitTool)

@@ -560,3 +560,17 @@ async def test_a_future_shows_what_its_value_would_be_without_resolving_it(
     message = Future(MESSAGE, parent)
     assert repr(message) == "<Future message pending>"  # reading it would take the message
     assert message.resolved is False
+
+
+async def test_a_statement_that_waits_prints_each_line_once(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """A statement that stops to wait runs again from its start when the job resumes; what
+    it printed before stopping showed again on every run (0, 0, 1, 0, 1, 2)."""
+    from statek.executors.utils import run_jobs_loop
+
+    code = ("total = 0\nfor i in range(3):\n    print('adding', i)\n"
+            "    total += sleep(0.01).value and 1\nprint('done', total)\nexit(total)")
+    job = api.submit_new_job(agent, {}, warmup_code=code)
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.exit_status == 3 and job.error is None, job.error
+    assert job.console == ["adding 0\n", "adding 1\n", "adding 2\n", "done 3\n"]
