@@ -127,17 +127,19 @@ class JobNamespace:
             self.functions = scalar.functions
             self.functions.reset(job, code_key)
             g = self.globals = scalar.globals
+            self.functions.on_violation = on_violation
             rebind_exec_globals(g, policy, print_sink=self.functions.write,
-                                on_violation=on_violation)
+                                on_violation=self.functions.violation)
             self.stored = StoredLocals.known(job, scalar.inline)
             self._has_definitions = False
             return
         if info is None:
             info = definition_info(job.jobdef, state)
         functions = self.functions = JobFunctions(job, code_key)
+        functions.on_violation = on_violation
         extra = functions.builtins(info.tool_names, info.params_view)
         fresh = exec_globals(policy, print_sink=functions.write, extra_builtins=extra,
-                             on_violation=on_violation)
+                             on_violation=functions.violation)
         if policy.restricted:
             _allow_persisted_writes(fresh)
         definitions = job.definitions
@@ -343,20 +345,25 @@ def run_block(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,
     except StepBudgetExceeded:  # landed between statements: still this run's budget
         outcome = Outcome(FAILED, start, error="", fatal=True)
     finally:
+        # first, inline: the watchdog's handler may run on entry to any function, and it
+        # raises only while `active`; inside _disarm's call it would escape this finally
+        guard.active = False
         _disarm(guard, budget, began)
     if outcome.fatal and budget is not None:
         outcome.error = budget_error(budget)
     return outcome
 
 
-def call_guarded(job_uuid: str, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+def call_guarded(job_uuid: str, budget: CodeBudget | None, func: Callable[..., Any], /,
+                 *args: Any, **kwargs: Any) -> Any:
     """`func(*args, **kwargs)` in the worker's thread but outside a run of job code (a sync
     tool the model called natively, or job code's call from an isolated executor), under
-    the step's code budget and the hard limit, as when job code calls a sync tool in
-    process: the budget covers "statements and the sync tools they call". Raises
-    StepBudgetExceeded past the budget, also when the tool caught the watchdog's."""
+    `budget` (the step's code budget, charged with the call's time) and the hard limit, as
+    when job code calls a sync tool in process: the budget covers "statements and the sync
+    tools they call". The caller passes the budget: a call served from an executor's reader
+    callback runs in the context of whichever step started that reader, not its own.
+    Raises StepBudgetExceeded past the budget, also when the tool caught the watchdog's."""
     guard = GUARD
-    budget = step_budget.get()
     began = _arm(guard, budget, job_uuid)
     if began is None:
         raise StepBudgetExceeded
@@ -364,6 +371,7 @@ def call_guarded(job_uuid: str, func: Callable[..., Any], /, *args: Any, **kwarg
         guard.active = True
         value = func(*args, **kwargs)
     finally:
+        guard.active = False  # first, inline: see run_block
         _disarm(guard, budget, began)
     if guard.tripped:
         raise StepBudgetExceeded
@@ -390,13 +398,13 @@ def _arm(guard: CodeGuard, budget: CodeBudget | None, job_uuid: str) -> float | 
 
 
 def _disarm(guard: CodeGuard, budget: CodeBudget | None, began: float) -> None:
-    """End the run `_arm` started, charging its time to the step's budget."""
-    guard.active = False
+    """End the run `_arm` started (its caller has cleared `guard.active` already), charging
+    its time to the step's budget."""
     guard.running = False
     if guard.unbeat is not None:
         guard.unbeat()
-    if began:
-        budget.left -= time.monotonic() - began  # type: ignore[union-attr]
+    if began and budget is not None:
+        budget.left -= time.monotonic() - began
 
 
 def _run_statements(ns: JobNamespace, functions: JobFunctions, block: CompiledBlock,

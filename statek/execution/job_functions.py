@@ -53,6 +53,8 @@ class JobFunctions:
 
     #: the running Job; None while a kept namespace waits for its job's next step
     job: Any
+    #: writes the console line of a refusal job code met (set by the job's namespace)
+    on_violation: Callable[[SandboxViolation], None]
 
     def __init__(self, job: Job, code_key: str) -> None:
         self.tool_results: dict[str, Any] = {}
@@ -83,9 +85,15 @@ class JobFunctions:
         self.job.write_console(text)
         self.printed += 1
 
+    def violation(self, exc: SandboxViolation) -> None:
+        """A refusal job code met (its `on_violation` writes one console line: counted)."""
+        self.on_violation(exc)
+        self.printed += 1
+
     def drop_printed(self) -> None:
         """The statement stopped to wait and will run again from its start: the lines it
-        printed so far go, or the console would show them once per run."""
+        wrote so far (prints, refusal notes) go, or the console would show them once per
+        run (it writes them again)."""
         count = self.printed
         self.printed = 0
         lines = self.job.console_lines if count else None
@@ -337,8 +345,8 @@ def stored_callable_problem(func: Any) -> str | None:
     if target is not func:
         return f"its module and name ({module_name}.{qualname}) do not lead back to it"
     if not isinstance(func, FunctionType):  # dbzero raised "Unsupported attribute type"
-        return (f"{module_name}.{qualname} is a built-in ({type(func).__name__}); dbzero "
-                "stores only functions written in Python by reference")
+        return (f"{module_name}.{qualname} is not a function written in Python (a "
+                f"{type(func).__name__}); dbzero stores only those by reference")
     return None
 
 

@@ -353,7 +353,7 @@ class _Step:
                   hooks.observed_tool(getattr(call.awaitable, "__name__", None))):
                 value: Any = await bounded(call.awaitable, self.limits.step_timeout)
         except BaseException as exc:  # the tool's, BaseException included; not our own cancel
-            _reraise_if_cancelled(exc)
+            reraise_if_cancelled(exc)
             value = exc
         functions.tool_results[call.site] = value
 
@@ -482,7 +482,8 @@ class _Step:
                         value = await bounded(info.func(**dict(call.arguments)),
                                               self.limits.step_timeout)
                     else:  # the worker's thread: bounded like job code calling it
-                        value = call_guarded(self.uuid, info.func, **call.arguments)
+                        value = call_guarded(self.uuid, step_budget.get(), info.func,
+                                             **call.arguments)
                 results.append((call.id, call.name, repr(value)))
             except StepBudgetExceeded:
                 over_budget = call.name
@@ -490,7 +491,7 @@ class _Step:
                                 "step_code_budget"))
                 break  # the job ends: its other calls do not run
             except BaseException as exc:
-                _reraise_if_cancelled(exc)
+                reraise_if_cancelled(exc)
                 results.append((call.id, call.name, f"error: {type(exc).__name__}: {exc}"))
         with store.transition():
             for call_id, name, text in results:
@@ -500,7 +501,7 @@ class _Step:
                 self.finish(error=budget_error(budget, f"the tool {over_budget} the model "
                                                        "called"))
 
-    def provider_failed(self, exc: BaseException, provider: Any = None) -> None:
+    def provider_failed(self, exc: BaseException, provider: object = None) -> None:
         """Record a failed model call: a configuration error (no provider for the job, no API
         key) or a final client error (a 404, a 401) ends the job at once; others retry the
         step with backoff, up to `harness.MAX_PROVIDER_FAILURES` in a row."""
@@ -557,7 +558,7 @@ async def execute_step(job: Job, provider: str | None = None,
                 if reply is not None and step.record_reply(call, reply):
                     await step.run_native_tools(reply)
     except BaseException as exc:  # whatever a job or a tool raised; the worker's cancel goes on
-        _reraise_if_cancelled(exc)
+        reraise_if_cancelled(exc)
         _internal_error(step, exc)
     finally:
         if budget_token is not None:
@@ -565,7 +566,7 @@ async def execute_step(job: Job, provider: str | None = None,
     return step.result
 
 
-def _reraise_if_cancelled(exc: BaseException) -> None:
+def reraise_if_cancelled(exc: BaseException) -> None:
     """Re-raise `exc` when it is this step's own cancellation (the worker stopping, a
     timeout around the step); any other exception, a CancelledError a tool raised itself
     included, is the job's to record."""

@@ -23,7 +23,7 @@ import dbzero as db0
 from statek import store, worker_state
 from statek.errors import SandboxViolation
 from statek.execution.control_flow import JobExit
-from statek.execution.harness import StepBudgetExceeded, budget_error, step_budget
+from statek.execution.harness import CodeBudget, StepBudgetExceeded, budget_error, step_budget
 from statek.execution.interpreter import (
     _DEFINITION_STARTS,
     AWAITING_TOOL,
@@ -232,10 +232,12 @@ class _Calls:
     """Serves one run's calls from the executor, with the job's functions (so futures are
     keyed and replayed exactly as in-process)."""
 
-    def __init__(self, step: _Step, functions: JobFunctions, table: RefTable) -> None:
+    def __init__(self, step: _Step, functions: JobFunctions, table: RefTable,
+                 budget: CodeBudget | None) -> None:
         self.step = step
         self.table = table
         self.functions = functions
+        self.budget = budget  # this step's: calls run in the reader's context, not the step's
         self.over_budget = ""  # a sync tool stopped at the step's code budget: its name
 
     def __call__(self, name: Any, args: Any, kwargs: Any, stmt: Any, calls: Any) -> Any:
@@ -263,8 +265,8 @@ class _Calls:
             return ("err", "TimeoutError", ("over the step's step_code_budget",))
         except ProtocolError as exc:
             return ("err", "PermissionError", (f"refused by the scheduler: {exc}",))
-        except Exception as exc:
-            return encode_exception(exc)
+        except BaseException as exc:  # a tool's SystemExit too: it escaped the executor's
+            return encode_exception(exc)  # reader callback and stopped the worker
 
     def ok(self, value: Any) -> tuple[str, Any]:
         return ("ok", self.table.to_child(value))
@@ -348,9 +350,12 @@ class _Calls:
         if type(args) is not tuple or type(kwargs) is not dict:
             raise ProtocolError("malformed tool call")
         # as in process: its idempotency key and metrics (call_tool), and the step's code
-        # budget, since it runs in the worker's thread while the executor waits
-        return self.ok(call_guarded(self.step.uuid, self.functions.call_tool, info, args,
-                                    kwargs))
+        # budget, since it runs in the worker's thread while the executor waits. A copy of
+        # what is left: the run's elapsed time, which includes the call, is charged after it
+        budget = self.budget
+        left = None if budget is None else CodeBudget(budget.limit, budget.left)
+        return self.ok(call_guarded(self.step.uuid, left, self.functions.call_tool, info,
+                                    args, kwargs))
 
     def _tool(self, name: Any) -> Any:
         info = find_tool(name) if type(name) is str else None
@@ -418,7 +423,8 @@ async def run_code_isolated(step: _Step, policy: SandboxPolicy) -> bool:
             request = _request(step, source, key, start, policy, table, results)
             request["fresh"] = fresh  # a new step: a new context (decimal) in the executor
             fresh = False
-        outcome = await _run(pool, step, request, _Calls(step, functions, table), budget, start)
+        calls = _Calls(step, functions, table, budget)
+        outcome = await _run(pool, step, request, calls, budget, start)
         with store.transition():
             if job.state == DONE:  # cancelled while the executor ran: nothing to record
                 return False
@@ -458,7 +464,7 @@ async def _run(pool: Any, step: _Step, request: dict[str, Any], calls: _Calls, b
     return outcome
 
 
-def _over_budget(budget: Any, calls: _Calls, start: int, how: str = "") -> dict[str, Any]:
+def _over_budget(budget: CodeBudget, calls: _Calls, start: int, how: str = "") -> dict[str, Any]:
     """The run's outcome when it used the step's code budget up: the job ends (naming the
     sync tool the scheduler stopped, when it was one)."""
     budget.left = 0.0
@@ -487,7 +493,10 @@ async def _await_tool(step: _Step, tool: Any, table: RefTable, bounded: Any) -> 
                                             **table.from_child(kwargs)),
                                   step.limits.step_timeout)
         return site, ("ok", table.to_child(value))
-    except Exception as exc:
+    except BaseException as exc:  # the tool's, BaseException included, as in process
+        from statek.execution.step import reraise_if_cancelled
+
+        reraise_if_cancelled(exc)  # not the step's own cancel
         return site, encode_exception(exc)
 
 

@@ -174,13 +174,31 @@ class Future:
         """What `.value` would give now, read without resolving anything (a repr has no side
         effects: resolving takes a message or calls a condition). A finished child's future
         showed "pending" until job code read its value."""
-        kind = self.kind
+        ready, value = self._peek()
+        return f"<Future {self.kind} {'= ' + repr(value) if ready else 'pending'}>"
+
+    def _peek(self) -> tuple[bool, Any]:
+        """(ready, value) as `.value` would find them, without writing: a message or a
+        condition would have to be taken or called to know, so those read as not ready."""
         if self.resolved:
-            state = f"= {self.result!r}"
-        elif kind == JOB and self.target.state == DONE:
-            state = f"= {self.target.exit_status!r}"
-        elif kind == TIMER and time.time() >= self.deadline:
-            state = f"= {self.deadline!r}"
-        else:
-            state = "pending"
-        return f"<Future {kind} {state}>"
+            return True, self.result
+        kind = self.kind
+        if kind == JOB:
+            target = self.target
+            return (True, target.exit_status) if target.state == DONE else (False, None)
+        if kind == TIMER:
+            return (True, self.deadline) if time.time() >= self.deadline else (False, None)
+        if kind == ALL:
+            values = []
+            for part in self.parts:
+                ready, value = part._peek()
+                if not ready:
+                    return False, None
+                values.append(value)
+            return True, values
+        if kind == ANY:
+            for part in self.parts:
+                ready, value = part._peek()
+                if ready:
+                    return True, value
+        return False, None

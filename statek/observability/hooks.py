@@ -140,7 +140,7 @@ def _failure_label(exc: BaseException) -> str:
             else "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
 
 
-def step_retries_call(provider: Any, exc: BaseException) -> None:
+def step_retries_call(provider: object, exc: BaseException) -> None:
     """The step will ask the model again after a backoff for a call that failed with `exc`
     (not counted when the failure ended the job: nothing is retried then)."""
     system = getattr(provider, "system", None) or getattr(provider, "name", None) or "unknown"
@@ -159,7 +159,7 @@ def observe_provider(found: tuple[Any, str]) -> tuple[Any, str]:
 
 # ----------------------------------------------------------------------------- tools
 
-def observed_tool(name: Any) -> contextlib.AbstractContextManager[None]:
+def observed_tool(name: str | None) -> contextlib.AbstractContextManager[None]:
     """A tool call's span and counters when observability is on, else nothing."""
     if not ON:
         return contextlib.nullcontext()

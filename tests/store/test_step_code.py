@@ -548,7 +548,7 @@ async def test_get_all_and_get_any_of_nothing_say_what_they_need(
 async def test_a_future_shows_what_its_value_would_be_without_resolving_it(
         api: statek.StatekClientAPI, agent: statek.Agent) -> None:
     """A finished child's future showed "pending" (`statek show`) until job code read it."""
-    from statek.models.future import JOB, MESSAGE, Future
+    from statek.models.future import ALL, ANY, JOB, MESSAGE, TIMER, Future
 
     child = api.submit_new_job(agent, {}, warmup_code="exit(2)")
     parent = api.submit_new_job(agent, {})
@@ -556,6 +556,12 @@ async def test_a_future_shows_what_its_value_would_be_without_resolving_it(
     assert repr(waiting) == "<Future job pending>"
     assert await run_job_step(child) is True
     assert repr(waiting) == "<Future job = 2>" and waiting.resolved is False
+    passed = Future(TIMER, parent, deadline=1.5)
+    assert repr(Future(ALL, parent, parts=[waiting, passed])) == "<Future all = [2, 1.5]>"
+    later = Future(TIMER, parent, deadline=4e9)
+    assert repr(Future(ALL, parent, parts=[waiting, later])) == "<Future all pending>"
+    assert repr(Future(ANY, parent, parts=[later, waiting])) == "<Future any = 2>"
+    assert waiting.resolved is False and passed.resolved is False
     api.push_message(parent, "hello")
     message = Future(MESSAGE, parent)
     assert repr(message) == "<Future message pending>"  # reading it would take the message
@@ -574,3 +580,21 @@ async def test_a_statement_that_waits_prints_each_line_once(
     await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
     assert job.exit_status == 3 and job.error is None, job.error
     assert job.console == ["adding 0\n", "adding 1\n", "adding 2\n", "done 3\n"]
+
+
+async def test_a_statement_that_waits_drops_its_refusal_notes_with_its_prints(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """A refusal job code swallowed writes a console line too: dropping the last N lines
+    counted as prints removed the note and kept a print (in process), while an executor
+    dropped both. Each run of the statement writes both again: each shows once."""
+    from statek.executors.utils import run_jobs_loop
+
+    code = ("for i in range(2):\n    print('step', i)\n    try:\n        t = [type][0]\n"
+            "        t(1)\n    except Exception:\n        pass\n    sleep(0.01).value\n"
+            "exit('ok')")
+    job = api.submit_new_job(agent, {}, warmup_code=code)
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.exit_status == "ok" and job.error is None, job.error
+    console = list(job.console)
+    assert [line for line in console if line.startswith("step")] == ["step 0\n", "step 1\n"]
+    assert len(console) == 4 and all("refused" in console[i] for i in (1, 3)), console

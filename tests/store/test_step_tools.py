@@ -59,6 +59,19 @@ def st_block(seconds: float) -> str:
 
 
 @statek.tool
+def st_quit() -> None:
+    """Raises SystemExit (a tool calling sys.exit)."""
+    raise SystemExit("tool quit")
+
+
+@statek.tool
+async def st_aquit() -> None:
+    """Raises SystemExit, asynchronously."""
+    await asyncio.sleep(0)
+    raise SystemExit("async tool quit")
+
+
+@statek.tool
 async def st_afail(reason: str) -> None:
     """Always fails, asynchronously."""
     await asyncio.sleep(0)
@@ -373,3 +386,33 @@ async def test_a_sync_tool_job_code_calls_is_held_to_the_code_budget(
     assert job.error is not None and "ran over its step_code_budget of 1 s" in job.error
     if execution_mode == "process":
         assert job.error.startswith("budget: the tool st_block job code called"), job.error
+
+
+async def test_each_job_spends_its_own_code_budget_on_sync_tools(
+        api: statek.StatekClientAPI) -> None:
+    """Calls from an executor are served in the context of whichever step started its
+    reader: read from there, one step's budget was charged with every job's tool time (or
+    none was). Four jobs each spend 0.8 s of a 2 s budget: all finish."""
+    agent = statek.SupervisedAgent("thrifty", tools=["st_block"])
+    agent.update_warmup_def("a = st_block(0.4)\nb = st_block(0.4)\nexit(a == b)")
+    jobs = [api.submit_new_job(agent, {}, step_code_budget=2) for _ in range(4)]
+    await run_jobs_loop(1, queue_prefixes=["test"], auto_terminate=True)
+    assert [(job.exit_status, job.error) for job in jobs] == [(True, None)] * 4
+
+
+async def test_a_tool_raising_system_exit_fails_the_statement_not_the_worker(
+        api: statek.StatekClientAPI) -> None:
+    """From an executor, a sync tool's SystemExit escaped the reader callback and stopped
+    the worker; an async one's ended the job with an internal error. As in process, job
+    code gets the exception."""
+    agent = statek.SupervisedAgent("quitter", tools=["st_quit", "st_aquit"])
+    agent.update_warmup_def(
+        "try:\n    st_quit()\nexcept BaseException as exc:\n    a = repr(exc)\n"
+        "try:\n    st_aquit()\nexcept BaseException as exc:\n    b = repr(exc)\n"
+        "exit([a, b])")
+    job = api.submit_new_job(agent, {})
+    stats = await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.error is None, job.error
+    assert list(job.exit_status) == ["SystemExit('tool quit')",
+                                     "SystemExit('async tool quit')"]
+    assert stats.jobs_completed == 1

@@ -190,7 +190,7 @@ FORGED_NAMES = [
     # dbzero cannot store a built-in function: it failed with dbzero's "Unsupported
     # attribute type" instead of saying why
     ("wait-for-builtin", "import math\nwait_for(math.isfinite, 1.0).value",
-     "math.isfinite is a built-in"),
+     "math.isfinite is not a function written in Python"),
 ]
 
 #: Escapes published against similar in-process sandboxes, each named by where it was
