@@ -21,7 +21,6 @@ import os
 import pickle
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from statek.isolation import limits
@@ -368,31 +367,19 @@ def _flatten(futures: tuple[Any, ...], name: str) -> list[Any]:
     return list(futures)
 
 
-def _built_of(value: Any, leaf: Callable[[Any], bool], depth: int = 0) -> bool:
-    """Whether `value` is `leaf` values in built-in containers (lists, tuples, sets,
-    frozensets, dicts), at most 64 levels deep."""
-    if leaf(value):
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether `value` can cross to the scheduler: plain data and handed-over objects in
+    built-in containers, at most 64 levels deep."""
+    kind = type(value)
+    if kind in _SCALARS or kind is bytes or kind in _VALUE_TYPES or isinstance(value, RemoteObject):
         return True
     if depth > 64:
         return False
-    kind = type(value)
     if kind is list or kind is tuple or kind is set or kind is frozenset:
-        return all(_built_of(item, leaf, depth + 1) for item in value)
+        return all(_plain(item, depth + 1) for item in value)
     if kind is dict:
-        return all(_built_of(k, leaf, depth + 1) and _built_of(v, leaf, depth + 1)
-                   for k, v in value.items())
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in value.items())
     return False
-
-
-def _crosses(value: Any) -> bool:
-    kind = type(value)
-    return (kind in _SCALARS or kind is bytes or kind in _VALUE_TYPES
-            or isinstance(value, RemoteObject))
-
-
-def _plain(value: Any) -> bool:
-    """Whether `value` can cross to the scheduler: plain data and handed-over objects."""
-    return _built_of(value, _crosses)
 
 
 def _check_plain(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
