@@ -16,6 +16,7 @@ from statek.admission.limiter import Limiter
 from statek.admission.registry import active
 from statek.admission.waitqueue import PRIORITY_RANGE
 from statek.errors import ConfigurationError
+from statek.providers import retry
 from statek.providers.ratelimit import DEFER_RATE_LIMITS, RateLimitedError
 from statek.providers.types import ChatReply, ChatRequest
 
@@ -40,7 +41,8 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
     """`await send()` once `limiter` admits it; its reservation is settled against the
     reply's usage, or released if it raises. A 429 pauses the key (the provider does not
     retry it itself) and the call queues again at its old place, up to
-    `rate_limit_max_refusals` times."""
+    `rate_limit_max_refusals` times; each re-queue is a retry for the metrics
+    (`retry.on_retry`, labelled "429" like a provider's own retry of one)."""
     admission = active()
     priority, tenant = call_order(metadata)
     tokens = admission.estimate(request)
@@ -59,6 +61,9 @@ async def admitted_call(limiter: Limiter, request: ChatRequest, metadata: Mappin
                     f"{exc} (refused {refusals} times in a row; rate_limit_max_refusals="
                     f"{admission.max_refusals}, STATEK_RATE_LIMIT_MAX_REFUSALS)",
                     rate_limits=exc.rate_limits) from exc
+            listener = retry.on_retry
+            if listener is not None:  # the limiter is named "<provider>/<model>"
+                listener(limiter.name.partition("/")[0], "429")
             front = True
             continue
         except BaseException:

@@ -15,7 +15,6 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from statek.errors import ProviderError
 from statek.observability import tracing
 from statek.observability.logs import AGENT, current_step
 from statek.observability.recorder import RECORDER
@@ -131,20 +130,14 @@ def _model_failed(system: str, model: str, exc: BaseException) -> None:
         RECORDER.model_calls[system, model, "cancelled"] += 1
         return
     RECORDER.model_calls[system, model, "error"] += 1
-    RECORDER.provider_errors[system, _failure_label(exc)] += 1
-
-
-def _failure_label(exc: BaseException) -> str:
-    status = getattr(exc, "status", None) if isinstance(exc, ProviderError) else None
-    return (str(status) if status is not None
-            else "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
+    RECORDER.provider_errors[system, retry.failure_label(exc)] += 1
 
 
 def step_retries_call(provider: object, exc: BaseException) -> None:
     """The step will ask the model again after a backoff for a call that failed with `exc`
     (not counted when the failure ended the job: nothing is retried then)."""
     system = getattr(provider, "system", None) or getattr(provider, "name", None) or "unknown"
-    RECORDER.provider_retries[str(system), _failure_label(exc)] += 1
+    RECORDER.provider_retries[str(system), retry.failure_label(exc)] += 1
 
 
 def _provider_retried(system: str, label: str) -> None:

@@ -384,8 +384,9 @@ class HTTPProvider(ABC):
                 ) from cause
             listener = retry.on_retry
             if listener is not None:
-                listener(self.name, str(failure.status) if failure.status is not None
-                         else "timeout" if isinstance(got, ReplyTimeout) else "connection")
+                # the transport's failure when there was one (a timeout, a refused
+                # connection), else the status: labelled as the step labels the error
+                listener(self.name, retry.failure_label(cause or failure))
             wait = self.retry.delay(attempt, retry_after)
             logger.debug("%s: %s; retry %d in %.3fs", self.name, failure, attempt + 1, wait)
             await self._sleep(wait)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from statek.errors import ConfigurationError
+from statek.errors import ConfigurationError, ProviderError
+from statek.providers.transports.base import ConnectionFailed, ReplyTimeout
 
-__all__ = ["RetryPolicy", "is_retryable_status", "parse_retry_after"]
+__all__ = ["RetryPolicy", "failure_label", "is_retryable_status", "parse_retry_after"]
 
 _MAX_EXPONENT = 62  # keeps base * 2**n a finite float for any attempt number
 
@@ -20,6 +21,24 @@ _MAX_EXPONENT = 62  # keeps base * 2**n a finite float for any attempt number
 #: request again after a failed attempt; set by statek.observability while metrics are on,
 #: so the providers need not know about metrics (None: nobody listens).
 on_retry: Callable[[str, str], None] | None = None
+
+
+def failure_label(exc: BaseException) -> str:
+    """What the metrics call a failed model request: its HTTP status, "timeout",
+    "connection", or else the exception's type. One labelling for a provider's own retries
+    and for the step that gives up on its error (a ProviderError raised from a transport
+    failure is labelled by that failure)."""
+    if isinstance(exc, ProviderError):
+        if exc.status is not None:
+            return str(exc.status)
+        cause = exc.__cause__
+        if isinstance(cause, ReplyTimeout | ConnectionFailed):
+            exc = cause
+    if isinstance(exc, TimeoutError | ReplyTimeout):
+        return "timeout"
+    if isinstance(exc, ConnectionFailed):
+        return "connection"
+    return type(exc).__name__
 
 
 def is_retryable_status(status: int) -> bool:

@@ -487,7 +487,12 @@ async def test_dropped_connection_is_retried(stub: ProviderStub, sleeps: SleepRe
     assert len(sleeps.waits) == 1
 
 
-async def test_connection_refused(sleeps: SleepRecorder) -> None:
+async def test_connection_refused(sleeps: SleepRecorder,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from statek.providers import retry
+
+    heard: list[tuple[str, str]] = []
+    monkeypatch.setattr(retry, "on_retry", lambda name, label: heard.append((name, label)))
     url = f"http://127.0.0.1:{closed_port()}"
     async with make("anthropic", url, sleeps, max_retries=2) as provider:
         with pytest.raises(ProviderError, match=r"connection to .* failed") as info:
@@ -495,6 +500,9 @@ async def test_connection_refused(sleeps: SleepRecorder) -> None:
     assert info.value.retryable is True
     assert info.value.status is None
     assert len(sleeps.waits) == 2
+    # the provider's retries and the step that gives up on its error use one label
+    assert heard == [("anthropic", "connection")] * 2
+    assert retry.failure_label(info.value) == "connection"
 
 
 async def test_unsupported_scheme_fails_fast(sleeps: SleepRecorder) -> None:

@@ -10,7 +10,7 @@ import statek
 from statek.admission import registry
 from statek.admission.call import admitted_call
 from statek.errors import ProviderError
-from statek.providers import OpenAICompatibleProvider
+from statek.providers import OpenAICompatibleProvider, retry
 from statek.providers.ratelimit import DEFER_RATE_LIMITS, RateLimitedError, RateLimitInfo
 from statek.providers.types import ChatMessage, ChatReply, ChatRequest, Usage
 from statek.settings import StatekSettings
@@ -26,8 +26,10 @@ def provider(statek_store: str) -> OpenAICompatibleProvider:
 
 
 def test_a_reply_settles_its_usage_and_the_429s_requeue_until_the_limit(
-        provider: OpenAICompatibleProvider) -> None:
+        provider: OpenAICompatibleProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     deferred: list[bool] = []
+    retried: list[tuple[str, str]] = []  # what provider_retries_total counts
+    monkeypatch.setattr(retry, "on_retry", lambda name, label: retried.append((name, label)))
 
     async def run() -> None:
         limiter = registry.limiter_for(provider, "m")
@@ -47,6 +49,7 @@ def test_a_reply_settles_its_usage_and_the_429s_requeue_until_the_limit(
                            r"rate_limit_max_refusals=2, STATEK_RATE_LIMIT_MAX_REFUSALS\)$"):
             await admitted_call(limiter, REQUEST, {"PRIORITY": 1}, refused)
         assert limiter.refused == 3  # the first try and max_refusals=2 more
+        assert retried == [("bench", "429")] * 2  # the refusal that ends it is not re-sent
         assert limiter.in_flight == 0 and limiter.reserved == 0
 
         async def broken() -> ChatReply:
