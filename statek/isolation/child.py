@@ -400,6 +400,8 @@ def _unwrap(result: Any) -> Any:
     if kind == "exit":  # the scheduler ended the job (a delegate budget): wins over others
         Signal.pending = None
         raise Exit(result[1])
+    if kind == "budget":  # a sync tool ran the step's code budget out (`_Run.call`)
+        raise TimeoutError(result[1])
     raise decode_exception(result[1], result[2])
 
 
@@ -481,6 +483,7 @@ class _Run:
         self.tool_results: dict[str, Any] = request.get("results") or {}
         self.console: list[str] = []
         self.functions: _Functions | None = None
+        self.over_budget = False  # the scheduler stopped a tool at the step's code budget
 
     @classmethod
     def current(cls) -> _Run:
@@ -492,6 +495,8 @@ class _Run:
         assert _channel is not None and self.functions is not None
         result = _channel.call(self.id, name, args, kwargs, self.functions.stmt,
                                self.functions.calls)
+        if result[0] == "budget":  # job code gets the error; its statement is the run's last
+            self.over_budget = True
         return _unwrap(result)
 
     def write(self, text: str) -> None:
@@ -615,6 +620,9 @@ def _statements(run: _Run, state: _JobState, block: Any, start: int,
             functions.calls = 0
             Signal.pending = None
             stopped = _statement(stmt, g, run, block.source)
+            if run.over_budget:  # as in process: the statement ends the run, not persisted
+                outcome = {"kind": "failed", "next": index, "upto": index, "error": ""}
+                break
             if stopped is None:
                 _record(stmt, g, done)
                 continue

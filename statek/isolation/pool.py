@@ -35,6 +35,8 @@ _monotonic = time.monotonic
 
 #: serve(name, args, kwargs, stmt, calls) -> reply, for the calls of one request.
 Serve = Callable[[str, Any, Any, Any, Any], Any]
+#: Seconds a run has to end after a "budget" reply (its statement's end, then its outcome).
+ENDING_GRACE = 2.0
 
 
 class ExecutorLost(Exception):
@@ -65,6 +67,7 @@ class _Request:
     future: asyncio.Future[Any]
     timeout: float
     started: float = 0.0  # loop time it became the running request
+    ending: bool = False  # told its code budget is spent (a "budget" reply): in its grace
     # the sending step's context: what is logged about this run names its job, although the
     # timers and reader callbacks that notice its end carry whichever step spawned the
     # executor or started the run before it
@@ -301,6 +304,12 @@ class Executor:
         except Exception as exc:  # serve() answers errors itself; this is a last resort
             log.exception("serving an executor call failed")
             reply = ("err", "RuntimeError", (f"internal error: {type(exc).__name__}",))
+        if reply[0] == "budget" and not head.ending:
+            # the step's code budget stopped a sync tool (the loop was blocked meanwhile, so
+            # the run's own deadline has passed): the executor ends its statement and
+            # answers, keeping what ran before, within a grace, once
+            head.ending = True
+            self._arm(ENDING_GRACE, "did not end its run when its code budget was spent", True)
         self._write(dumps(("reply", run_id, reply)))
 
     def _done(self, message: tuple[Any, ...]) -> None:

@@ -228,6 +228,11 @@ def _request(step: _Step, source: str, key: str, start: int, policy: SandboxPoli
 # --- calls from the executor --------------------------------------------------------------------
 
 
+#: The reply to a call from a run whose tool the step's code budget stopped: job code gets a
+#: TimeoutError, and the executor ends the run at the end of that statement.
+_OVER_BUDGET = ("budget", "over the step's step_code_budget")
+
+
 class _Calls:
     """Serves one run's calls from the executor, with the job's functions (so futures are
     keyed and replayed exactly as in-process)."""
@@ -239,8 +244,11 @@ class _Calls:
         self.functions = functions
         self.budget = budget  # this step's: calls run in the reader's context, not the step's
         self.over_budget = ""  # a sync tool stopped at the step's code budget: its name
+        self.over_budget_at = 0  # ... and the statement that called it
 
     def __call__(self, name: Any, args: Any, kwargs: Any, stmt: Any, calls: Any) -> Any:
+        if self.over_budget:  # the run is ending: nothing more runs for it (a copy of the
+            return _OVER_BUDGET  # budget is armed per call, so a retried tool had it anew)
         try:
             if (type(name) is not str or type(args) is not tuple or type(kwargs) is not dict
                     or type(stmt) is not int or type(calls) is not int
@@ -261,8 +269,10 @@ class _Calls:
                 return ("exit", self.table.to_child(signal.status))
             return ("err", "RuntimeError", (str(signal),))
         except StepBudgetExceeded:  # the run ends with the budget's error (`_run`)
-            self.over_budget = str(args[0]) if name == "tool" and args else str(name)
-            return ("err", "TimeoutError", ("over the step's step_code_budget",))
+            if not self.over_budget:
+                self.over_budget = str(args[0]) if name == "tool" and args else str(name)
+                self.over_budget_at = stmt
+            return _OVER_BUDGET
         except ProtocolError as exc:
             return ("err", "PermissionError", (f"refused by the scheduler: {exc}",))
         except BaseException as exc:  # a tool's SystemExit too: it escaped the executor's
@@ -458,19 +468,31 @@ async def _run(pool: Any, step: _Step, request: dict[str, Any], calls: _Calls, b
         return {"kind": "failed", "next": start + 1, "upto": start,
                 "error": f"[statek] {exc}\n"}
     if calls.over_budget:  # whatever job code made of the error it was given
-        return _over_budget(budget, calls, start)
+        return _over_budget(budget, calls, start, kept=outcome)
     if timeout is not None:
         budget.left -= float(outcome.get("elapsed", 0.0))
     return outcome
 
 
-def _over_budget(budget: CodeBudget, calls: _Calls, start: int, how: str = "") -> dict[str, Any]:
+def _over_budget(budget: CodeBudget, calls: _Calls, start: int, how: str = "",
+                 kept: Any = None) -> dict[str, Any]:
     """The run's outcome when it used the step's code budget up: the job ends (naming the
-    sync tool the scheduler stopped, when it was one)."""
+    sync tool the scheduler stopped, when it was one). `kept`, the executor's outcome of a
+    run that went on after the tool was stopped: as in process, its console and the
+    statements before the tool's survive (the executor stops at the end of that statement;
+    one that does not is cut there all the same)."""
     budget.left = 0.0
     what = f"the tool {calls.over_budget} job code called" if calls.over_budget else "job code"
-    return {"kind": "failed", "next": start, "upto": start, "fatal": True,
-            "error": budget_error(budget, what) + how}
+    outcome: dict[str, Any] = {"kind": "failed", "next": start, "upto": start, "fatal": True,
+                               "error": budget_error(budget, what) + how}
+    if type(kept) is dict:
+        upto = kept.get("upto")
+        if type(upto) is int:
+            outcome["upto"] = max(start, min(upto, calls.over_budget_at))
+        for key in ("console", "stored", "held", "absent"):
+            if key in kept:
+                outcome[key] = kept[key]
+    return outcome
 
 
 @worker_state.on_drop

@@ -388,6 +388,52 @@ async def test_a_sync_tool_job_code_calls_is_held_to_the_code_budget(
         assert job.error.startswith("budget: the tool st_block job code called"), job.error
 
 
+async def test_what_ran_before_a_tool_stopped_at_the_code_budget_is_kept(
+        api: statek.StatekClientAPI, execution_mode: str) -> None:
+    """Job code that catches the stopped tool's error: its statement is the run's last,
+    and the statements before it and what was printed before survive, in either mode.
+    From an executor the whole run's outcome was discarded (the executor was killed at the
+    run's deadline, passed while the tool ran); and a tool called again after the stop was
+    given the budget anew. (Job code runs on in its `except` in an executor, up to its next
+    call to the scheduler; in process the watchdog stops it there and then.)"""
+    agent = statek.SupervisedAgent("catcher", tools=["st_block"])
+    agent.update_warmup_def(
+        "print('before')\nkept = 1\n"
+        "try:\n    st_block(120)\nexcept BaseException:\n    print('caught')\n"
+        "    late = st_block(120)\n"
+        "after = 2\nexit('not reached')")
+    job = api.submit_new_job(agent, {}, step_code_budget=1)
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert job.status == JobStatus.DONE and job.exit_status is None
+    assert job.error is not None and "ran over its step_code_budget of 1 s" in job.error
+    assert job.console[0] == "before\n", job.console
+    assert job.locals_dict() == {"kept": 1}
+    if execution_mode == "process":
+        assert job.console[1] == "caught\n"
+        assert job.error.startswith("budget: the tool st_block job code called"), job.error
+        assert "killed" not in job.error  # it ended the run itself
+
+
+async def test_code_that_runs_on_after_its_tool_was_stopped_is_ended(
+        api: statek.StatekClientAPI, execution_mode: str) -> None:
+    """Hostile: job code that catches the stopped tool's error and spins. In process the
+    watchdog ends it; an executor has a grace to end its run (`pool.ENDING_GRACE`), then
+    it is killed. Either way the job ends with the budget's error, the worker goes on. A
+    killed executor's run leaves nothing: its statements' bindings come with its outcome."""
+    agent = statek.SupervisedAgent("spinner", tools=["st_block"])
+    agent.update_warmup_def("kept = 1\ntry:\n    st_block(120)\nexcept BaseException:\n"
+                            "    while True:\n        pass\n")
+    spinner = api.submit_new_job(agent, {}, step_code_budget=1)
+    after = api.submit_new_job(statek.Agent("after"), {}, warmup_code="exit('ran')")
+    await run_jobs_loop(2, queue_prefixes=["test"], auto_terminate=True)
+    assert spinner.status == JobStatus.DONE and spinner.exit_status is None
+    assert "ran over its step_code_budget of 1 s" in (spinner.error or "")
+    assert spinner.locals_dict() == ({"kept": 1} if execution_mode == "in-process" else {})
+    if execution_mode == "process":
+        assert "did not end its run when its code budget was spent" in (spinner.error or "")
+    assert after.exit_status == "ran"
+
+
 async def test_each_job_spends_its_own_code_budget_on_sync_tools(
         api: statek.StatekClientAPI) -> None:
     """Calls from an executor are served in the context of whichever step started its
