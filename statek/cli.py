@@ -421,13 +421,14 @@ def agent_add(role: str, prompt: str, model: str | None, description: str, super
     from statek.models.agent import Agent, SupervisedAgent
     from statek.models.code_analysis import (
         JOB_BUILTINS,
+        checked_blocks,
         event_reader_problem,
         external_names,
-        split_blocks,
     )
 
     if warmup is not None:  # checked as the queue checks an event's agent, before any write
-        problem = event_reader_problem(external_names(split_blocks(warmup), JOB_BUILTINS))
+        blocks = _run(lambda: checked_blocks(warmup), refused=(ValueError,))
+        problem = event_reader_problem(external_names(blocks, JOB_BUILTINS))
         if problem is not None:
             raise click.ClickException(f"--warmup {problem}")
     _open_store("rw", when_held="stop it first (agents are created while no worker holds "

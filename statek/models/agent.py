@@ -8,7 +8,7 @@ from typing import Any
 
 import dbzero as db0
 
-from statek.models.code_analysis import JOB_BUILTINS, external_names, split_blocks
+from statek.models.code_analysis import JOB_BUILTINS, checked_blocks, external_names
 from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping
 from statek.store import requires_prefix, transition
@@ -60,7 +60,7 @@ class SupervisedAgent(Agent):
 
     def update_warmup_def(self, code: str | Sequence[str] | None) -> None:
         """Replace the warmup; re-derive which outside locals it reads."""
-        blocks = split_blocks(code)
+        blocks = checked_blocks(code)
         with transition():
             self.warmup_blocks = blocks
             self.warmup_externals = external_names(blocks, (*JOB_BUILTINS, *self.tool_names))

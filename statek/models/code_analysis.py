@@ -22,6 +22,24 @@ def split_blocks(code: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(p.strip("\n") for p in parts if p.strip())
 
 
+def checked_blocks(code: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`split_blocks`, refusing a block that is not valid Python (ValueError naming the
+    block, the line and the problem): a warmup is checked when it is given, not by every
+    job that would fail on it."""
+    blocks = split_blocks(code)
+    for number, block in enumerate(blocks, 1):
+        try:
+            ast.parse(block)
+        except SyntaxError as exc:
+            where = f" at line {exc.lineno}" if exc.lineno else ""
+            raise ValueError(f"warmup block {number} of {len(blocks)} is not valid Python: "
+                             f"{exc.msg}{where}") from None
+        except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, deep nesting
+            raise ValueError(f"warmup block {number} of {len(blocks)} cannot be compiled: "
+                             f"{exc}") from None
+    return blocks
+
+
 class _Scanner:
     """Walks code in evaluation order, noting names read before anything binds them."""
 

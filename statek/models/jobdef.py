@@ -14,7 +14,7 @@ from typing import Any
 import dbzero as db0
 
 from statek import worker_state
-from statek.models.code_analysis import split_blocks
+from statek.models.code_analysis import checked_blocks
 from statek.models.containers import SEQUENCE_KINDS, container_kind
 from statek.models.root import root_for
 from statek.models.storable import check_storable_mapping
@@ -72,7 +72,7 @@ def get_or_create_jobdef(
     params: Mapping[str, Any] | None = None,
 ) -> Any:
     """The JobDef for this combination, reusing an identical one when it exists."""
-    blocks = split_blocks(warmup_code) if warmup_code is not None else tuple(agent.warmup_blocks)
+    blocks = checked_blocks(warmup_code) if warmup_code is not None else tuple(agent.warmup_blocks)
     meta = {**dict(agent.metadata), **dict(metadata or {})}
     prm = dict(params or {})
     check_storable_mapping(meta, "job metadata")

@@ -9,6 +9,7 @@ after decompression, while streaming), and token counts no real reply carries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -60,6 +61,22 @@ ERROR_TEXT_LIMIT = 500  # characters of a server's error text kept in ProviderEr
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # decoded reply body; a chat reply is far smaller
 #: What a transport's `post` may raise (base.py); `_post` maps each to a ProviderError.
 _WIRE_ERRORS = (ReplyTimeout, ConnectionFailed, RequestFailed, BodyRefused)
+#: Parts of header names whose values are credentials (every AUTH_HEADERS name has one).
+_SECRET_HEADER_PARTS = ("key", "token", "auth", "secret", "cookie")
+
+
+def _secrets_of(api_key: str | None, headers: Mapping[str, str], base_url: str) -> tuple[str, ...]:
+    """What `HTTPProvider.scrub` hides, longest first (a key inside "Bearer <key>" too)."""
+    found = {api_key or ""}
+    for name, value in headers.items():
+        if any(part in name.lower() for part in _SECRET_HEADER_PARTS):
+            found.add(value)
+            found.update(value.split()[1:])  # "Bearer <key>": the key alone as well
+    with contextlib.suppress(ValueError):  # a malformed URL fails on first use, named
+        found.add(urlsplit(base_url).password or "")
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
 #: One attempt's outcome: the transport's reply (status, body, Retry-After, rate headers) or
 #: the error it raised.
 _Attempt = tuple[int, bytes, str | None, dict[str, str] | None] | Exception
@@ -194,6 +211,7 @@ class HTTPProvider(ABC):
             **self._auth_headers(api_key),
             **dict(extra_headers or {}),
         }
+        self._secrets = _secrets_of(api_key, self._headers, base_url)
         self._sleep: Sleep = sleep or asyncio.sleep
         self.max_connections = max_connections
         self._client: Transport | None = None
@@ -219,7 +237,7 @@ class HTTPProvider(ABC):
             return None
         setting = f"set {self.API_KEY_SETTING} or " if self.API_KEY_SETTING else ""
         return (
-            f"{self.name}: no API key for {self.base_url}: {setting}pass api_key= "
+            f"{self.name}: no API key for {self.scrub(self.base_url)}: {setting}pass api_key= "
             "(only a server at another base URL, such as a local one, may need none)"
         )
 
@@ -317,8 +335,18 @@ class HTTPProvider(ABC):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise self._malformed(status, content, f"{type(exc).__name__}: {exc}") from exc
 
+    def scrub(self, what: object) -> str:
+        """`str(what)` with this provider's secrets (its key, auth headers, a password in its
+        base URL) replaced by "***": error texts end up in `job.error`, the chat log (which
+        the model reads) and logs, and a client library's may quote the request's headers."""
+        text = str(what)
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
     def _malformed(self, status: int, content: bytes, why: str) -> ProviderError:
-        snippet = _truncate(content.decode("utf-8", "replace"), 200)
+        snippet = _truncate(self.scrub(content.decode("utf-8", "replace")), 200)
         return ProviderError(
             f"malformed reply from {self.name}: {why}; body: {snippet!r}",
             status=status,
@@ -338,16 +366,19 @@ class HTTPProvider(ABC):
             limits: RateLimitInfo | None = None
             if isinstance(got, ReplyTimeout):
                 failure = ProviderError(
-                    f"{self.name}: no reply within {self.timeout:g}s ({got})", retryable=True
+                    f"{self.name}: no reply within {self.timeout:g}s ({self.scrub(got)})",
+                    retryable=True,
                 )
                 cause = got
             elif isinstance(got, ConnectionFailed):
                 failure = ProviderError(
-                    f"{self.name}: connection to {self.url} failed: {got}", retryable=True
+                    f"{self.name}: connection to {self.scrub(self.url)} failed: "
+                    f"{self.scrub(got)}",
+                    retryable=True,
                 )
                 cause = got
             elif isinstance(got, RequestFailed):
-                raise ProviderError(f"{self.name}: request failed: {got}") from got
+                raise ProviderError(f"{self.name}: request failed: {self.scrub(got)}") from got
             elif isinstance(got, BodyRefused):
                 raise ProviderError(
                     f"{self.name}: reply refused: {got.why} (HTTP {got.status})",

@@ -34,6 +34,10 @@ def test_agents_made_on_the_command_line_take_jobs(tmp_path: Path) -> None:
                                    "exit(a + b)"))
     assert ("--warmup must read exactly one outside local (the event is bound to it), it "
             "reads 2: a, b") in refused
+    broken = _one_line_error(_cli(data, "agent", "add", "broken", "--supervised", "--warmup",
+                                  "exit(ticket"))  # was: "it reads 0: none"
+    assert broken == "Error: warmup block 1 of 1 is not valid Python: '(' was never closed at " \
+        "line 1"
     assert "--warmup goes with --supervised" in _cli(
         data, "agent", "add", "plain", "--warmup", "x = 1").stderr
     watcher = _cli(data, "agent", "add", "watcher", "--supervised", "--warmup", "exit(ticket)")

@@ -149,3 +149,21 @@ def test_an_agent_may_be_given_by_role_or_uuid(api: statek.StatekClientAPI) -> N
         api.submit_new_job("by-name")
     for one in (agent, twin):  # named, so the caller can pick one by uuid
         assert str(db0.uuid(one)) in str(ambiguous.value)
+
+
+def test_a_warmup_that_is_not_python_is_refused_when_given(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """Each job of it failed in the worker ("warmup failed: SandboxViolation: syntax
+    error"); a supervised agent's was misreported as reading no outside local. Refused
+    where it is given now, and nothing is made."""
+    before = len(db0.find(statek.Job))
+    with pytest.raises(ValueError, match=r"^warmup block 2 of 2 is not valid Python: "
+                                         r"'\(' was never closed at line 1$"):
+        api.submit_new_job(agent, {}, warmup_code="x = 1\n# %%\nexit(x")
+    assert len(db0.find(statek.Job)) == before
+    sup = statek.SupervisedAgent("strict")
+    sup.update_warmup_def("exit(ticket)")
+    with pytest.raises(ValueError, match=r"^warmup block 1 of 1 is not valid Python: source "
+                                         r"code string cannot contain null bytes"):
+        sup.update_warmup_def("exit(ticket)\x00")
+    assert sup.warmup_code == "exit(ticket)"  # kept as it was

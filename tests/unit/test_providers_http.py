@@ -747,3 +747,41 @@ def test_registry_passes_the_http_client_setting(monkeypatch: pytest.MonkeyPatch
     settings = StatekSettings(provider_http_client="aiohttp")
     provider = registry._make_openai(settings)
     assert isinstance(provider, HTTPProvider) and provider.http_client == "aiohttp"
+
+
+async def test_no_error_text_shows_a_secret(sleeps: SleepRecorder, each_http_client: str) -> None:
+    """A server that answers with no HTTP at all: aiohttp's error repr quoted the request's
+    headers, so `job.error`, the chat log and the worker log showed the API key; a password
+    in the base URL was shown too. Each client's error is scrubbed of them."""
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\nHTTP/1.1 200 OK\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for kind, key, userinfo in (("openai", "sk-SUPERSECRET-12345", ""),
+                                    ("anthropic", "sk-ant-SECRET-6789", ""),
+                                    ("openai", "sk-SUPERSECRET-12345", "user:pw-HIDDEN-42@")):
+            provider = make(kind, f"http://{userinfo}127.0.0.1:{port}", sleeps,
+                            api_key=key, max_retries=0,
+                            extra_headers={"X-Team-Token": "tok-PRIVATE-77"})
+            async with provider:
+                with pytest.raises(ProviderError) as info:
+                    await provider.complete(simple_request())
+            text = str(info.value)
+            assert f"{kind}: " in text, text  # an error that still says what failed
+            for secret in (key, "pw-HIDDEN-42", "tok-PRIVATE-77"):
+                assert secret not in text, (each_http_client, text)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_scrub_hides_every_credential() -> None:
+    provider = OpenAICompatibleProvider("https://u:p4ss-word@api.example/v1", "sk-abcdef",
+                                        extra_headers={"Api-Key": "k-123456", "X-Trace": "t-1"})
+    shown = provider.scrub("Bearer sk-abcdef p4ss-word k-123456 t-1 sk-abcdef")
+    assert shown == "*** *** *** t-1 ***"  # the header's whole value, then the key alone

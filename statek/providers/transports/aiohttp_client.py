@@ -61,8 +61,10 @@ class AiohttpTransport:
             raise ReplyTimeout(type(exc).__name__) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionFailed(f"{exc!s} ({type(exc).__name__})") from exc
-        except aiohttp.ClientError as exc:  # bad URL, unsupported protocol, ...
-            raise RequestFailed(repr(exc)) from exc
+        except (aiohttp.ClientError, ValueError) as exc:  # bad URL, unsupported protocol,
+            # credentials in the URL beside an auth header (ValueError); str, not repr:
+            # aiohttp's repr of a response error quotes the request's headers
+            raise RequestFailed(f"{exc!s} ({type(exc).__name__})") from exc
 
     async def aclose(self) -> None:
         await self.session.close()
