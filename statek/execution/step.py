@@ -36,7 +36,7 @@ from statek.admission import budgets
 from statek.admission.call import admitted_call
 from statek.admission.registry import limiter_for
 from statek.errors import ConfigurationError, ProviderError, SandboxViolation
-from statek.execution import conversation, harness, turns
+from statek.execution import conversation, harness, turns, waiting
 from statek.execution.harness import StepBudgetExceeded, budget_error, step_budget
 from statek.execution.interpreter import (
     AWAITING_TOOL,
@@ -348,6 +348,7 @@ class _Step:
     async def await_tool(self, functions: JobFunctions, outcome: Outcome) -> None:
         call = outcome.tool
         assert call is not None
+        waiting.about_to_wait()  # the statements before the tool's are recorded
         try:
             with (tool_call_key(f"{self.uuid}:{call.site}"),
                   hooks.observed_tool(getattr(call.awaitable, "__name__", None))):
@@ -387,6 +388,7 @@ class _Step:
     async def call_model(self, call: ModelCall) -> ChatReply | None:
         """Phase 6: the provider's reply (None when the call failed: recorded on the job)."""
         prov, request = call.provider, call.request
+        waiting.about_to_wait()  # the turn's code ran: commit it while the model answers
         try:
             gate = limiter_for(prov, call.model)  # None (one check) unless rate limits are set
             if gate is None:
@@ -479,6 +481,7 @@ class _Step:
             try:
                 with tool_call_key(f"{self.uuid}:{call.id}"), hooks.observed_tool(call.name):
                     if info.is_async:
+                        waiting.about_to_wait()
                         value = await bounded(info.func(**dict(call.arguments)),
                                               self.limits.step_timeout)
                     else:  # the worker's thread: bounded like job code calling it

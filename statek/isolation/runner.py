@@ -22,6 +22,7 @@ import dbzero as db0
 
 from statek import store, worker_state
 from statek.errors import SandboxViolation
+from statek.execution import waiting
 from statek.execution.control_flow import JobExit
 from statek.execution.harness import CodeBudget, StepBudgetExceeded, budget_error, step_budget
 from statek.execution.interpreter import (
@@ -505,6 +506,7 @@ def _forget_in_executor(job_uuid: str) -> None:
 
 async def _await_tool(step: _Step, tool: Any, table: RefTable, bounded: Any) -> tuple[str, Any]:
     site, name, args, kwargs = tool
+    waiting.about_to_wait()  # the statements before the tool's are recorded
     try:
         info = find_tool(name)
         if info is None or name not in step.defn.tool_names:

@@ -22,7 +22,7 @@ import dbzero as db0
 
 from statek import store
 from statek._eager import start_task
-from statek.execution import turns
+from statek.execution import turns, waiting
 from statek.execution.step import execute_step
 from statek.models.job import Job
 from statek.models.status import JobStatus
@@ -136,6 +136,7 @@ class JobsLoop:
             _active.discard(self)
             raise
         self.sched.notify = self.wakeup.set
+        outer_wait_hook, waiting.on_wait = waiting.on_wait, self._writes_wait
         try:
             self.outbox = outbox.start(self.job_prefix or store.current_prefix(),
                                        self.wakeup.set)
@@ -148,6 +149,7 @@ class JobsLoop:
             raise
         finally:
             _active.discard(self)
+            waiting.on_wait = outer_wait_hook
             turns.hold(False)  # steps run outside a loop (run_job_step) start their code
             self.sched.detach()
             guards.close()
@@ -386,6 +388,13 @@ class JobsLoop:
             self.running -= 1
 
     # ------------------------------------------------------------------ commits
+    def _writes_wait(self) -> None:
+        """A step waits with writes made (`waiting.about_to_wait`): commit them within the
+        window, not when the step ends."""
+        if not self.pending_commits:
+            self.pending_commits = 1
+            self.wakeup.set()  # a loop asleep for IDLE_CHECK_S takes the window instead
+
     def _maybe_commit(self) -> None:
         if not self.pending_commits:
             return
