@@ -10,6 +10,7 @@ waiter polls: a worker with 100k suspended calls spends nothing on them until on
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Hashable
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 from statek.admission.bucket import EPSILON, TokenBucket
 from statek.admission.waitqueue import WaitQueue
 from statek.providers.ratelimit import RateLimitInfo
+
+log = logging.getLogger("statek.admission")
 
 __all__ = ["Limiter", "Limits", "Reservation"]
 
@@ -249,6 +252,15 @@ class Limiter:
             pause = info.pause()
         if pause is None:
             pause = self.limits.window * DEFAULT_PAUSE_SHARE
+        elif pause > self.limits.window:
+            # one reply must not stall every call to the key for long (a Retry-After of
+            # 99999 did, silently); a longer quota refuses again, and the refusals end the
+            # call with an error (rate_limit_max_refusals)
+            log.warning("%s: the server asked for a pause of %gs after a 429; pausing for "
+                        "the rate limit window, %gs", self.name, pause, self.limits.window)
+            pause = self.limits.window
+        if pause >= 1.0:
+            log.info("%s: refused (HTTP 429): calls paused for %.3gs", self.name, pause)
         self.paused_until = max(self.paused_until, now + pause)
         self._drain()
 

@@ -207,6 +207,23 @@ def test_a_429_without_headers_pauses_for_a_share_of_the_window(
     assert limiter.snapshot()["paused_for"] == pytest.approx(1.0)
 
 
+def test_a_429_pause_is_at_most_the_window(loop: asyncio.AbstractEventLoop, clock: FakeClock,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A Retry-After of 99999 paused every call to the key for 28 hours, with no word in
+    the log; now at most the window, and the log says so."""
+    limiter = make(loop, clock, requests=100, window=60.0)
+    sent = limiter.try_acquire(1)
+    assert sent is not None
+    with caplog.at_level("INFO", logger="statek.admission"):
+        limiter.refuse(sent, RateLimitInfo(retry_after=99_999.0))
+    assert limiter.snapshot()["paused_for"] == pytest.approx(60.0)
+    assert "asked for a pause of 99999s after a 429; pausing for the rate limit window, 60s" \
+        in caplog.text
+    waiter = enqueue(limiter, tokens=1)
+    clock.advance(60.1)
+    assert waiter.done()
+
+
 def test_limits_are_learned_from_headers_and_never_raised_above_the_settings(
         loop: asyncio.AbstractEventLoop, clock: FakeClock) -> None:
     limiter = make(loop, clock, tokens=1_000, window=60.0)
