@@ -785,3 +785,16 @@ def test_scrub_hides_every_credential() -> None:
                                         extra_headers={"Api-Key": "k-123456", "X-Trace": "t-1"})
     shown = provider.scrub("Bearer sk-abcdef p4ss-word k-123456 t-1 sk-abcdef")
     assert shown == "*** *** *** t-1 ***"  # the header's whole value, then the key alone
+
+
+async def test_a_call_waiting_for_a_connection_is_not_timed_out(stub: ProviderStub) -> None:
+    """The provider timeout is the server's to answer in. It ran while a call queued for
+    one of `max_connections`: a call the server was still answering timed out and was sent
+    again (paid twice; a new user's trial saw 212 requests for 100 calls). Four calls over
+    one connection, each answered in 0.4 s, under a 1 s timeout: four requests."""
+    stub.script(*(StubReply(body=openai_reply("ok"), delay=0.4) for _ in range(4)))
+    async with make("openai", stub.url, timeout=1.0, max_retries=0,
+                    max_connections=1) as provider:
+        replies = await asyncio.gather(*(provider.complete(simple_request()) for _ in range(4)))
+    assert [reply.content for reply in replies] == ["ok"] * 4
+    assert len(stub.requests) == 4

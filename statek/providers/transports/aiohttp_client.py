@@ -8,6 +8,8 @@ decompression is off (`BoundedBody` inflates within the bound) and HTTP(S)_PROXY
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from statek.providers.ratelimit import rate_limit_headers
@@ -31,6 +33,10 @@ class AiohttpTransport:
 
     def __init__(self, config: TransportConfig) -> None:
         self._limit = config.max_response_bytes
+        # calls wait for a connection here, untimed (the step's timeout bounds it): in the
+        # connector's queue, `total` ran while they waited, and a call the server was
+        # still answering timed out and was sent again (and paid twice)
+        self._slots = asyncio.Semaphore(config.max_connections)
         self.session = aiohttp.ClientSession(
             headers=dict(config.headers),
             connector=aiohttp.TCPConnector(limit=config.max_connections,
@@ -44,6 +50,10 @@ class AiohttpTransport:
         return self.session.closed
 
     async def post(self, url: str, body: bytes) -> WireReply:
+        async with self._slots:
+            return await self._post(url, body)
+
+    async def _post(self, url: str, body: bytes) -> WireReply:
         try:
             async with self.session.post(url, data=body, allow_redirects=False) as response:
                 try:

@@ -18,8 +18,10 @@ connection that the server closed before answering (a keep-alive race) is retrie
 new connection; nothing else is retried here.
 
 Per call the transport allocates what must outlive the wait (a future, the call's record) and
-no timer: every call has the same timeout, so deadlines come in the order calls are made and
-one timer, armed for the oldest pending deadline, expires them all (`_Deadlines`). Objects held
+no timer: every call has the same timeout, counted from when it gets a connection, so
+deadlines come in the order calls get one and one timer, armed for the oldest pending
+deadline, expires them all (`_Deadlines`). A call queued for a connection waits untimed here
+(the step's `step_timeout` bounds it). Objects held
 across a call's wait are what a worker's young garbage collections walk, once per call in
 flight (docs/costs.md#cost-table, C28).
 """
@@ -79,11 +81,15 @@ class _Call:
     __slots__ = ("conn", "deadline", "done", "key", "request", "waiter")
 
     def __init__(self, key: tuple[str, str, int], request: bytes,
-                 waiter: asyncio.Future[Any], deadline: float) -> None:
+                 waiter: asyncio.Future[Any]) -> None:
         self.key = key
         self.request = request
         self.waiter = waiter  # the WireReply, or a _Slot
-        self.deadline = deadline  # loop time; `_Deadlines` fails `waiter` past it
+        # loop time; `_Deadlines` fails `waiter` past it. Set when the call gets a connection
+        # (or a slot to open one), not while it queues for one: the timeout is the server's
+        # to answer in, and a call timed out while the server worked on it was sent again
+        # (and paid twice); the step's own timeout bounds the queueing
+        self.deadline = 0.0
         self.done = False  # the caller has its answer (no timeout is due any more)
         self.conn: _Connection | None = None  # the connection it was sent on
 
@@ -356,8 +362,7 @@ class AsyncioTransport:
         target = self._targets.get(url) or self._target(url)
         loop = self._loop
         call = _Call(target.key, b"%s%d\r\n\r\n%s" % (target.prefix, len(body), body),
-                     loop.create_future(), loop.time() + self._timeout)
-        self._deadlines.watch(call)
+                     loop.create_future())
         reusable = False
         try:
             while True:
@@ -379,7 +384,8 @@ class AsyncioTransport:
             raise
         finally:
             call.done = True
-            self._deadlines.finished()
+            if call.deadline:  # timed: it got a connection
+                self._deadlines.finished()
             if call.conn is not None:
                 self._release(call.conn, reusable)
 
@@ -391,11 +397,19 @@ class AsyncioTransport:
             return call.waiter
         return self._exchange_queued(target, call)
 
+    def _start_clock(self, call: _Call) -> None:
+        """The call has its connection (or a slot to open one): its timeout starts now,
+        once (a keep-alive race's second try keeps the first's deadline)."""
+        if not call.deadline:
+            call.deadline = self._loop.time() + self._timeout
+            self._deadlines.watch(call)
+
     async def _exchange_queued(self, target: _Target, call: _Call) -> WireReply:
         """`call` on a new connection while the pool has room, else once one is freed."""
         loop = self._loop
         if self._open < self._config.max_connections:
             self._open += 1
+            self._start_clock(call)
             await self._send_new(target, call)
         else:
             self._waiters.append(call)  # `_pass_on` sends it
@@ -414,6 +428,7 @@ class AsyncioTransport:
         while idle:
             conn = idle.pop()
             if not conn.closed:
+                self._start_clock(call)
                 call.send_on(conn)
                 return True
             self._free_slot()
@@ -513,7 +528,8 @@ class AsyncioTransport:
         while self._waiters:
             call = self._waiters.popleft()
             if call.waiter.done():
-                continue  # timed out or cancelled while queued
+                continue  # cancelled while queued
+            self._start_clock(call)
             if call.key == conn.key and not conn.closed:
                 call.send_on(conn)
             else:
@@ -527,6 +543,7 @@ class AsyncioTransport:
         while self._waiters:
             call = self._waiters.popleft()
             if not call.waiter.done():
+                self._start_clock(call)
                 call.waiter.set_result(_Slot(None))
                 return
         self._open -= 1
@@ -544,8 +561,9 @@ class AsyncioTransport:
 
 
 class _Deadlines(OrderedDeadlines[_Call]):
-    """The timeouts of a transport's calls: all have the same timeout, so their deadlines
-    come in the order the calls are made; passing one fails the call's waiter."""
+    """The timeouts of a transport's calls: all have the same timeout, from when a call
+    gets a connection, so their deadlines come in the order they are watched; passing one
+    fails the call's waiter."""
 
     __slots__ = ()
 

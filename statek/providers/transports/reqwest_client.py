@@ -10,6 +10,7 @@ inflates within the bound), no redirects, no proxy from the environment, at most
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pyreqwest.client import ClientBuilder
@@ -43,6 +44,9 @@ class ReqwestTransport:
     def __init__(self, config: TransportConfig) -> None:
         self._limit = config.max_response_bytes
         self._closed = False
+        # calls wait for a connection here, untimed (the step's timeout bounds it), so the
+        # client's timeout runs from sending: see AiohttpTransport
+        self._slots = asyncio.Semaphore(config.max_connections)
         self.client = (
             ClientBuilder()
             .default_headers(dict(config.headers))
@@ -62,6 +66,10 @@ class ReqwestTransport:
         return self._closed
 
     async def post(self, url: str, body: bytes) -> WireReply:
+        async with self._slots:
+            return await self._post(url, body)
+
+    async def _post(self, url: str, body: bytes) -> WireReply:
         try:
             request = self.client.post(url).body_bytes(body).build_streamed()
         except (BuilderError, ValueError) as exc:
