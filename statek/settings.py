@@ -138,8 +138,10 @@ class StatekSettings(BaseSettings):
         "when one run of job code lasts this long (C-level work the budget cannot interrupt, "
         "e.g. a catastrophic regex); 0 = no watchdog process.")
     max_job_crashes: int = Field(
-        2, ge=1, description="Times the worker may die while one job's code runs before the "
-        "next start ends that job (quarantine) instead of running it again.")
+        2, ge=0, description="Times the worker may die while one job's code runs before the "
+        "next start ends that job (quarantine) instead of running it again. A kill from "
+        "outside (an orchestrator's SIGKILL, the OOM killer) counts too: where workers are "
+        "killed routinely, raise it, or 0 to count crashes without ever quarantining.")
     max_delegates_per_step: int = Field(
         1000, ge=1, description="Child jobs one run of a job's code may start with delegate(); "
         "one more ends the job with an error naming this budget.")

@@ -1,5 +1,5 @@
 """Poison-job quarantine: a job whose code was running when the worker died is counted, and
-ended instead of run again once it has taken down `max_job_crashes` workers.
+ended instead of run again once it has taken down `max_job_crashes` workers (0: never).
 
 Only that job is blamed: the heartbeat (`statek.runtime.watchdog.Heartbeat`) names the one
 job whose code the worker was executing, not the others in flight. A crash while no job code
@@ -32,9 +32,10 @@ def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: floa
     ended = False
     with store.transition():
         crashes = job.crashes = int(job.crashes) + 1  # the log says it; the console is the job's
-        if crashes >= max_crashes and job.state != DONE:
+        if 0 < max_crashes <= crashes and job.state != DONE:
             job.finish(error=f"quarantined: {why} while this job's code ran, {crashes} "
-                       f"time(s) (max_job_crashes={max_crashes}); it is not run again")
+                       f"time(s) (max_job_crashes={max_crashes}); that code is not run "
+                       "again (a message re-opens the job at the model's next turn)")
             ended = True
     db0.commit()
     log.warning("job %s: %s while its code ran (crash %d)%s", job_uuid, why, crashes,
