@@ -27,6 +27,7 @@ from statek.errors import (
     ProviderNotFoundError,
     SandboxViolation,
     StatekError,
+    StoreDamagedError,
     StoreLockedError,
     UnstorableValueError,
 )
@@ -83,7 +84,8 @@ __all__ = [
     "JobDef", "JobNotFoundError", "JobPendingError", "JobStatus", "MissingAPIKeyError",
     "NotInitializedError", "ProviderError", "ProviderNotConfiguredError", "ProviderNotFoundError",
     "SandboxViolation", "StatekClientAPI", "StatekError", "StatekPushQueue", "StatekSettings",
-    "StoreLockedError", "SupervisedAgent", "UnstorableValueError", "__version__", "add_provider",
+    "StoreDamagedError", "StoreLockedError", "SupervisedAgent", "UnstorableValueError",
+    "__version__", "add_provider",
     "close", "commit_all", "connect",
     "get_provider", "get_statek_settings", "init", "open_default_store", "open_prefix",
     "speedups_enabled", "start_statek", "start_statek_async", "tool",

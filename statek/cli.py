@@ -289,8 +289,8 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
     it, see statek.outbox; "worker": "rw" for a worker of its own; "front": read-only with
     writes through the outbox, held or not, for `statek serve`); a held store or a missing
     one is one clear line (`when_held`: what that line tells the user to do instead)."""
-    from statek.errors import StoreLockedError
-    from statek.store import open_default_store, open_prefix, settings, store_file
+    from statek.errors import StoreDamagedError, StoreLockedError
+    from statek.store import damaged_text, open_default_store, open_prefix, settings, store_file
 
     cfg = settings()
     try:
@@ -303,7 +303,14 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
             raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
                                        "(STATEK_DATA_DIR): nothing was submitted there yet")
         db0.init(dbzero_root=str(cfg.data_dir))
-        open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
+        try:
+            open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
+        except StoreDamagedError as exc:
+            raise click.ClickException(damaged_text(
+                cfg.default_prefix, exc.__cause__ or exc,
+                cfg.data_dir / cfg.default_prefix)) from None
+    except StoreDamagedError as exc:
+        raise click.ClickException(str(exc)) from None
     except StoreLockedError as exc:
         # the holder may be an application that opened the store before any worker ran
         who = ("another process" if not exc.pid else f"process {exc.pid}" + (
@@ -319,9 +326,10 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
             f"{who} holds the store {cfg.data_dir}/{cfg.default_prefix}: "
             f"{when_held or f'use {where}'}") from None
     except OSError as exc:  # STATEK_DATA_DIR is a file, unwritable, or cannot be created
+        why = ("it is a file, not a directory" if cfg.data_dir.is_file()
+               else exc.strerror or exc)
         raise click.ClickException(
-            f"cannot open the store at {cfg.data_dir} (STATEK_DATA_DIR): "
-            f"{exc.strerror or exc}") from None
+            f"cannot open the store at {cfg.data_dir} (STATEK_DATA_DIR): {why}") from None
 
 
 def _store_closed() -> None:

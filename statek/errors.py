@@ -59,6 +59,11 @@ class StoreLockedError(StatekError, RuntimeError):
         self.cmdline = cmdline  # the holder's command line, when it recorded one
 
 
+class StoreDamagedError(StatekError, RuntimeError):
+    """dbzero cannot read a prefix's file: damaged, empty, or not a dbzero file. statek does
+    not repair store files; the message names the file."""
+
+
 class ConfigurationError(StatekError, ValueError):
     """A setting has a value statek cannot use."""
 

@@ -30,7 +30,7 @@ import dbzero as db0
 
 from statek import worker_state
 from statek._speedups import Transition
-from statek.errors import NotInitializedError, StoreLockedError
+from statek.errors import NotInitializedError, StoreDamagedError, StoreLockedError
 
 if TYPE_CHECKING:
     from statek.settings import StatekSettings
@@ -208,8 +208,8 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
         db0.open(name, mode, autocommit=autocommit, **kwargs)
     except RuntimeError as exc:
         locked = _locked_error(exc)
-        if locked is None:
-            raise
+        if locked is None:  # dbzero's errors for a file it cannot read are RuntimeErrors
+            raise StoreDamagedError(damaged_text(name, exc, prefix_stem(name))) from exc
         raise locked from None
     if mode == "rw":
         _write_holder(name)
@@ -263,7 +263,17 @@ def open_default_store(
         if when_held != "feed":
             raise
         open_prefix(name, "feed")
+    except StoreDamagedError as exc:  # named by its file: this function knows the root
+        raise StoreDamagedError(damaged_text(name, exc.__cause__ or exc, root / name)) from exc
     return root, name
+
+
+def damaged_text(name: str, exc: BaseException, stem: Path | None) -> str:
+    """StoreDamagedError's message: the file (`stem` + ".db0", when known) and what to do."""
+    where = f"the store file {stem}.db0" if stem is not None else f"the store prefix {name!r}"
+    return (f"{where} cannot be opened: {str(exc).strip()}. It is damaged or not a dbzero "
+            "file; statek does not repair store files: restore it from a backup, or move it "
+            "away to start an empty store")
 
 
 def feeding(name: str) -> bool:

@@ -28,3 +28,29 @@ def test_jobs_on_a_store_with_no_jobs_lists_nothing(tmp_path: Path) -> None:
     shown = _statek(data_dir, "show", "NOSUCHJOB")
     assert shown.returncode != 0 and "Traceback" not in shown.stderr
     assert "no job with uuid" in shown.stderr
+
+
+def test_a_damaged_store_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Random bytes, an empty file, a data dir that is a file: every command printed a
+    dbzero traceback ("Not a dbzero file", "CFile::read: fread failed", "File exists")."""
+    noise, empty, a_file = tmp_path / "noise", tmp_path / "empty", tmp_path / "a-file"
+    noise.mkdir()
+    (noise / "statek.db0").write_bytes(bytes(range(256)) * 300)
+    empty.mkdir()
+    (empty / "statek.db0").write_bytes(b"")
+    a_file.write_text("not a directory")
+    for data_dir, args in ((noise, ("jobs",)), (noise, ("worker", "--offline", "--until-idle")),
+                           (empty, ("worker", "--offline", "--until-idle")),
+                           (empty, ("show", "NOSUCHJOB"))):
+        ran = _statek(data_dir, *args)
+        assert ran.returncode == 1 and "Traceback" not in ran.stderr, (args, ran.stderr)
+        error = ran.stderr.strip().splitlines()[-1]
+        assert error.startswith(f"Error: the store file {data_dir}/statek.db0 cannot be "
+                                "opened: "), error
+        assert error.endswith("It is damaged or not a dbzero file; statek does not repair "
+                              "store files: restore it from a backup, or move it away to "
+                              "start an empty store"), error
+    ran = _statek(a_file, "worker", "--offline", "--until-idle")
+    assert ran.stderr.strip().splitlines()[-1] == (
+        f"Error: cannot open the store at {a_file} (STATEK_DATA_DIR): it is a file, not a "
+        "directory")
