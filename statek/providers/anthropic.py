@@ -24,6 +24,7 @@ class AnthropicProvider(HTTPProvider):
     ENDPOINT = "/v1/messages"
     HOSTED_HOST = "api.anthropic.com"
     API_KEY_SETTING = "STATEK_ANTHROPIC_API_KEY"
+    BASE_URL_SETTING = "STATEK_ANTHROPIC_BASE_URL"
     AUTH_HEADERS = ("x-api-key", "authorization")
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:

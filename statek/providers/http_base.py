@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import re
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -63,6 +64,22 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # decoded reply body; a chat repl
 _WIRE_ERRORS = (ReplyTimeout, ConnectionFailed, RequestFailed, BodyRefused)
 #: Parts of header names whose values are credentials (every AUTH_HEADERS name has one).
 _SECRET_HEADER_PARTS = ("key", "token", "auth", "secret", "cookie")
+
+
+def _check_base_url(name: str, base_url: str, setting: str) -> None:
+    """A base URL no request can be sent to is a configuration error, raised once here (a
+    job fails at once with it); as a failed request it was retried over three steps."""
+    try:
+        parts = urlsplit(base_url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0)
+    except ValueError:  # a bad port or bracketed host
+        usable = False
+    if not usable:
+        shown = re.sub(r"//[^/@]*@", "//***@", base_url)  # no credentials in the message
+        where = f" ({setting})" if setting else ""
+        raise ConfigurationError(f"{name}: base URL {shown!r}{where} is not usable: it needs "
+                                 "http:// or https:// and a host, e.g. http://127.0.0.1:8000/v1")
 
 
 def _secrets_of(api_key: str | None, headers: Mapping[str, str], base_url: str) -> tuple[str, ...]:
@@ -164,6 +181,7 @@ class HTTPProvider(ABC):
     ENDPOINT: str = ""
     HOSTED_HOST: str | None = None
     API_KEY_SETTING: str = ""
+    BASE_URL_SETTING: str = ""
     AUTH_HEADERS: tuple[str, ...] = ("authorization",)
 
     def __init__(
@@ -196,6 +214,7 @@ class HTTPProvider(ABC):
                 f"{name}: max_response_bytes must be >= 1, got {max_response_bytes}"
             )
         self.http_client = resolve_client(http_client)
+        _check_base_url(name, base_url, self.BASE_URL_SETTING)
         self.name = name
         self.default_model = default_model or self.DEFAULT_MODEL
         self.base_url = base_url.rstrip("/")

@@ -23,6 +23,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     ENDPOINT = "/chat/completions"
     HOSTED_HOST = "api.openai.com"
     API_KEY_SETTING = "STATEK_OPENAI_API_KEY"
+    BASE_URL_SETTING = "STATEK_OPENAI_BASE_URL"
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}

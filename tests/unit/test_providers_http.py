@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from statek.errors import ProviderError
+from statek.errors import ConfigurationError, ProviderError
 from statek.providers import (
     AnthropicProvider,
     ChatMessage,
@@ -505,12 +505,18 @@ async def test_connection_refused(sleeps: SleepRecorder,
     assert retry.failure_label(info.value) == "connection"
 
 
-async def test_unsupported_scheme_fails_fast(sleeps: SleepRecorder) -> None:
-    async with make("openai", "ftp://127.0.0.1:1", sleeps) as provider:
-        with pytest.raises(ProviderError) as info:
-            await provider.complete(simple_request())
-    assert info.value.retryable is False
-    assert sleeps.waits == []
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1", "127.0.0.1:8000/v1", "http://",
+                                 "http://user:pw-99@:80/v1", "http://h:0/v1", "http://[::1/v1"])
+def test_an_unusable_base_url_is_a_configuration_error(url: str) -> None:
+    """Refused when the provider is made (so a job using it fails at once, naming the
+    setting); as a failed request it was retried over three steps."""
+    with pytest.raises(ConfigurationError, match=r"^openai: base URL .* "
+                       r"\(STATEK_OPENAI_BASE_URL\) is not usable: it needs http:// or "
+                       r"https:// and a host") as info:
+        OpenAICompatibleProvider(url, "sk-x")
+    assert "pw-99" not in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"\(STATEK_ANTHROPIC_BASE_URL\)"):
+        AnthropicProvider(url, "sk-x")
 
 
 # -- malformed replies -------------------------------------------------------------------------
