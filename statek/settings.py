@@ -268,7 +268,7 @@ class StatekSettings(BaseSettings):
     def build(cls, **overrides: Any) -> StatekSettings:
         """Construct, turning pydantic's error into one that names field and variable."""
         try:
-            return cls(**overrides)
+            built = cls(**overrides)
         except ValidationError as exc:
             raise ConfigurationError(_describe(exc, overrides)) from None
         except SettingsError as exc:  # a value the environment source could not even parse
@@ -276,6 +276,37 @@ class StatekSettings(BaseSettings):
             hint = (f" ({ENV_PREFIX}{named.group(1).upper()} must be valid JSON)"
                     if named else "")
             raise ConfigurationError(f"invalid statek settings: {exc}{hint}") from None
+        _warn_unknown_variables()
+        return built
+
+
+#: STATEK_* variables read by something other than StatekSettings (the build, the import
+#: selectors, the CLI's options, the test suite).
+OTHER_VARIABLES = frozenset({
+    "STATEK_NO_EXTENSIONS", "STATEK_REQUIRE_EXTENSIONS", "STATEK_COMPILE_PIPELINE",
+    "STATEK_NO_COMPILED_PIPELINE", "STATEK_REQUIRE_COMPILED_PIPELINE", "STATEK_URL",
+    "STATEK_HTTP_TOKEN", "STATEK_HYPOTHESIS_PROFILE", "STATEK_OUTBOX_KILL_SEED",
+    "STATEK_OUTBOX_KILL_FULL", "STATEK_ADMISSION_JOBS",
+})
+_warned: set[str] = set()
+
+
+def _warn_unknown_variables() -> None:
+    """A STATEK_* variable no setting reads is most likely a typo (STATEK_STEP_TIMOUT=5):
+    pydantic-settings ignores it, so the worker ran with the default and nothing said so.
+    One warning per name and process, with the closest setting's variable."""
+    import difflib
+    import logging
+
+    known = {ENV_PREFIX + name.upper() for name in StatekSettings.model_fields} | OTHER_VARIABLES
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known and upper not in _warned:
+            _warned.add(upper)
+            close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            logging.getLogger("statek.settings").warning(
+                "environment variable %s is not a statek setting and is ignored%s", name, hint)
 
 
 def _load_text_defs(directory: Path | None, suffixes: tuple[str, ...]) -> dict[str, str]:

@@ -119,3 +119,23 @@ def test_commit_window_bounds() -> None:
     assert StatekSettings.build(commit_interval=30.0).commit_interval == 30.0
     fixed = StatekSettings.build(commit_interval=0.1, commit_interval_max=0.1)
     assert fixed.commit_interval_max == 0.1
+
+
+def test_an_unknown_statek_variable_is_named_once_with_the_closest_setting(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A typo (STATEK_STEP_TIMOUT=5) was ignored in silence: the worker ran with the
+    default step timeout."""
+    from statek import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_warned", set())
+    monkeypatch.setenv("STATEK_STEP_TIMOUT", "5")
+    monkeypatch.setenv("STATEK_NO_SUCH_THING_AT_ALL", "1")
+    monkeypatch.setenv("STATEK_NO_EXTENSIONS", "1")  # read by the import selector
+    with caplog.at_level("WARNING", logger="statek.settings"):
+        StatekSettings.build()
+        StatekSettings.build()
+    assert sorted(r.getMessage() for r in caplog.records) == [  # once each, env order
+        "environment variable STATEK_NO_SUCH_THING_AT_ALL is not a statek setting and is "
+        "ignored",
+        "environment variable STATEK_STEP_TIMOUT is not a statek setting and is ignored; "
+        "did you mean STATEK_STEP_TIMEOUT?"]
