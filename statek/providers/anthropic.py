@@ -25,6 +25,7 @@ class AnthropicProvider(HTTPProvider):
     HOSTED_HOST = "api.anthropic.com"
     API_KEY_SETTING = "STATEK_ANTHROPIC_API_KEY"
     BASE_URL_SETTING = "STATEK_ANTHROPIC_BASE_URL"
+    BASE_URL_HINT = "an Anthropic base URL has no /v1 (the path /v1/messages is added)"
     AUTH_HEADERS = ("x-api-key", "authorization")
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:

@@ -182,6 +182,7 @@ class HTTPProvider(ABC):
     HOSTED_HOST: str | None = None
     API_KEY_SETTING: str = ""
     BASE_URL_SETTING: str = ""
+    BASE_URL_HINT: str = ""  # what the base URL of this API usually looks like
     AUTH_HEADERS: tuple[str, ...] = ("authorization",)
 
     def __init__(
@@ -354,6 +355,16 @@ class HTTPProvider(ABC):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise self._malformed(status, content, f"{type(exc).__name__}: {exc}") from exc
 
+    def _wrong_place(self, status: int) -> str:
+        """For a 404 or 405, where the request went: most often a base URL one path
+        segment off (the server's own text rarely says so)."""
+        if status not in (404, 405):
+            return ""
+        setting = f" ({self.BASE_URL_SETTING})" if self.BASE_URL_SETTING else ""
+        return (f" (POST {self.scrub(self.url)}: check the base URL{setting}; "
+                f"{self.BASE_URL_HINT})" if self.BASE_URL_HINT else
+                f" (POST {self.scrub(self.url)}: check the base URL{setting})")
+
     def scrub(self, what: object) -> str:
         """`str(what)` with this provider's secrets (its key, auth headers, a password in its
         base URL) replaced by "***": error texts end up in `job.error`, the chat log (which
@@ -411,7 +422,8 @@ class HTTPProvider(ABC):
                 if 200 <= status < 300:
                     return status, content, rate_headers
                 failure = ProviderError(
-                    f"{self.name}: HTTP {status}: {error_text(content)}",
+                    f"{self.name}: HTTP {status}: {self.scrub(error_text(content))}"
+                    f"{self._wrong_place(status)}",
                     status=status,
                     retryable=is_retryable_status(status),
                 )

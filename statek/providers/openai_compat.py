@@ -24,6 +24,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     HOSTED_HOST = "api.openai.com"
     API_KEY_SETTING = "STATEK_OPENAI_API_KEY"
     BASE_URL_SETTING = "STATEK_OPENAI_BASE_URL"
+    BASE_URL_HINT = "an OpenAI-compatible base URL usually ends in /v1"
 
     def _auth_headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}

@@ -449,6 +449,27 @@ async def test_client_errors_are_not_retried(
     assert f"HTTP {status}" in str(info.value)
     assert len(stub.requests) == 1
     assert sleeps.waits == []
+    # a 404 says where it posted to: most often a base URL one segment off
+    assert ("check the base URL" in str(info.value)) is (status == 404)
+
+
+async def test_a_404_names_the_url_and_the_usual_mistake(stub: ProviderStub,
+                                                         sleeps: SleepRecorder) -> None:
+    """The common mistakes (an OpenAI base without /v1, an Anthropic base with it) gave
+    only the server's `{"detail":"Not Found"}`."""
+    stub.script(error_reply(404, "Not Found"), error_reply(404, "Not Found"))
+    async with make("openai", stub.url, sleeps) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.complete(simple_request())
+    assert str(info.value).endswith(
+        f"(POST {stub.url}/v1/chat/completions: check the base URL (STATEK_OPENAI_BASE_URL); "
+        "an OpenAI-compatible base URL usually ends in /v1)")
+    async with make("anthropic", stub.url + "/v1", sleeps) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.complete(simple_request())
+    assert str(info.value).endswith(
+        f"(POST {stub.url}/v1/v1/messages: check the base URL (STATEK_ANTHROPIC_BASE_URL); "
+        "an Anthropic base URL has no /v1 (the path /v1/messages is added))")
 
 
 async def test_long_error_text_is_truncated(stub: ProviderStub) -> None:
