@@ -398,6 +398,13 @@ class _Step:
                     prov.complete(request), self.limits.step_timeout))
             if not isinstance(reply, ChatReply):
                 raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
+            if not reply.tool_calls and not reply.content.strip():
+                # asked again at once, an empty reply spent the job's turns in a second
+                # (a new user's trial: 50 calls, then "max_turns reached"): a failed call,
+                # retried with backoff, and named when the job ends for it
+                raise ProviderError(
+                    "the model's reply was empty (no text, no tool calls; finish_reason "
+                    f"{reply.finish_reason!r})", retryable=True)
         except Exception as exc:  # ProviderError by contract; anything else is the same to us
             self.provider_failed(exc, prov)
             return None

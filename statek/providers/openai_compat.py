@@ -93,6 +93,9 @@ class OpenAICompatibleProvider(HTTPProvider):
         content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise MalformedReply("'message.content' is not a string")
+        refusal = message.get("refusal")
+        if not content and isinstance(refusal, str) and refusal.strip():
+            content = f"(the model refused: {refusal})"  # not an empty reply: it said why
         raw_calls = message.get("tool_calls") or []
         if not isinstance(raw_calls, list):
             raise MalformedReply("'message.tool_calls' is not a list")

@@ -825,3 +825,10 @@ async def test_a_call_waiting_for_a_connection_is_not_timed_out(stub: ProviderSt
         replies = await asyncio.gather(*(provider.complete(simple_request()) for _ in range(4)))
     assert [reply.content for reply in replies] == ["ok"] * 4
     assert len(stub.requests) == 4
+
+
+def test_an_openai_refusal_is_the_reply_not_an_empty_one() -> None:
+    provider = OpenAICompatibleProvider("http://127.0.0.1:9/v1", "sk-x")
+    reply = provider.parse_reply({"choices": [{"message": {
+        "content": None, "refusal": "I can't help with that."}, "finish_reason": "stop"}]})
+    assert reply.content == "(the model refused: I can't help with that.)"
