@@ -284,7 +284,7 @@ def _check_provider_names(provider: str | None, offline: bool) -> None:
             f"{', '.join(known)}; --import the module that registers yours)")
 
 
-def _open_store(mode: str, when_held: str | None = None) -> None:
+def _open_store(mode: str, when_held: str | None = None, must_exist: str = "") -> None:
     """The embedded store in `mode` ("feed": writes go through the outbox when a worker holds
     it, see statek.outbox; "worker": "rw" for a worker of its own; "front": read-only with
     writes through the outbox, held or not, for `statek serve`); a held store or a missing
@@ -293,6 +293,11 @@ def _open_store(mode: str, when_held: str | None = None) -> None:
     from statek.store import damaged_text, open_default_store, open_prefix, settings, store_file
 
     cfg = settings()
+    if must_exist and not store_file(cfg.data_dir, cfg.default_prefix).exists():
+        # a command about an agent or a job of a store that does not exist: say so, and
+        # leave no empty store behind
+        raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
+                                   f"(STATEK_DATA_DIR): {must_exist}")
     try:
         if mode in ("rw", "feed", "worker"):
             open_default_store(when_held="feed" if mode == "feed" else "raise")
@@ -511,7 +516,7 @@ def submit(agent: str, pairs: tuple[str, ...], raw: str | None, model: str | Non
     from statek.server.views import find_agent
     from statek.statek_client_api import StatekClientAPI
 
-    _open_store("feed")
+    _open_store("feed", must_exist=f"no agent {agent!r} there (statek agent add makes one)")
     try:
         target = _api_error_line(lambda: find_agent(agent))
         job = _run(lambda: StatekClientAPI().submit_new_job(target, values, **params),
@@ -544,7 +549,7 @@ def push(job: str, message: str, as_json: bool, url: str | None, token: str | No
     else:
         from statek.statek_client_api import StatekClientAPI
 
-        _open_store("feed")
+        _open_store("feed", must_exist=f"no job {job} there")
         try:
             client = StatekClientAPI()
             seq = _run(lambda: client.push_message(job, value))
@@ -568,7 +573,7 @@ def cancel(job: str, url: str | None, token: str | None) -> None:
     else:
         from statek.statek_client_api import StatekClientAPI
 
-        _open_store("feed")
+        _open_store("feed", must_exist=f"no job {job} there")
         try:
             client = StatekClientAPI()
             queued = client.outbox is not None

@@ -54,3 +54,16 @@ def test_a_damaged_store_file_is_one_line_naming_it(tmp_path: Path) -> None:
     assert ran.stderr.strip().splitlines()[-1] == (
         f"Error: cannot open the store at {a_file} (STATEK_DATA_DIR): it is a file, not a "
         "directory")
+
+
+def test_commands_about_jobs_of_no_store_make_none(tmp_path: Path) -> None:
+    """`statek cancel nope` in an empty folder failed rightly but left an empty store."""
+    data_dir = tmp_path / "nothing-here"
+    for args, why in ((("cancel", "NOPE"), "no job NOPE there"),
+                      (("push", "NOPE", "hi"), "no job NOPE there"),
+                      (("submit", "nobody"), "no agent 'nobody' there")):
+        ran = _statek(data_dir, *args)
+        assert ran.returncode == 1, ran.stderr
+        assert ran.stderr.strip().startswith(
+            f"Error: no store at {data_dir}/statek (STATEK_DATA_DIR): {why}"), ran.stderr
+    assert not data_dir.exists()
