@@ -85,6 +85,12 @@ class Admission:
 _state: list[Admission | None] = [None]
 
 
+def current_limiters() -> list[Limiter]:
+    """The limiters made so far in this process, without making an Admission (metrics)."""
+    current = _state[0]
+    return [] if current is None else current.limiters()
+
+
 def active() -> Admission:
     """The Admission of the current settings and event loop (made or rebuilt on demand;
     after a worker's loop ended, its limiters stay readable until the next loop starts)."""

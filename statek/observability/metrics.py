@@ -128,6 +128,26 @@ def _queue_families(loops: list[Any]) -> Iterator[Any]:
     yield age
 
 
+def _admission_families() -> Iterator[Any]:
+    """Admission control per limiter ("provider/model"): a key paused after a 429 or a
+    queue of calls waiting was visible nowhere."""
+    from statek.admission.registry import current_limiters
+
+    shots = [limiter.snapshot() for limiter in current_limiters()]
+    if not shots:
+        return
+    for name, key, doc in (
+            ("statek_admission_queued", "queued", "Model calls waiting for admission"),
+            ("statek_admission_in_flight", "in_flight", "Model calls admitted and unanswered"),
+            ("statek_admission_paused_seconds", "paused_for",
+             "Seconds the limiter still holds every call after a 429")):
+        yield _gauge(name, doc, 0, ["limiter"], {shot["name"]: shot[key] for shot in shots})
+    for name, key, doc in (
+            ("statek_admission_admitted", "admitted", "Model calls admitted"),
+            ("statek_admission_refused", "refused", "Admitted calls the server refused (429)")):
+        yield _counter(name, doc, ["limiter"], {shot["name"]: shot[key] for shot in shots})
+
+
 class StatekCollector:
     """Builds every statek_* family when scraped."""
 
@@ -136,6 +156,7 @@ class StatekCollector:
         yield from self._loop_families(loops)
         if loops:
             yield from _queue_families(loops)
+        yield from _admission_families()
         yield from self._recorded()
 
     def describe(self) -> list[Any]:

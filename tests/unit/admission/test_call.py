@@ -59,3 +59,26 @@ def test_a_reply_settles_its_usage_and_the_429s_requeue_until_the_limit(
         assert limiter.in_flight == 0 and limiter.reserved == 0
     asyncio.run(run())
     assert deferred == [True] and DEFER_RATE_LIMITS.get() is False
+
+
+def test_the_limiters_are_in_the_metrics(provider: OpenAICompatibleProvider) -> None:
+    """A key paused after a 429 and calls queued for admission showed nowhere."""
+    pytest.importorskip("prometheus_client")
+    from statek.observability import metrics
+
+    async def run() -> None:
+        limiter = registry.limiter_for(provider, "m")
+        assert limiter is not None
+
+        async def refused() -> ChatReply:
+            raise RateLimitedError("429", rate_limits=RateLimitInfo(retry_after=30.0))
+        waiting = asyncio.ensure_future(admitted_call(limiter, REQUEST, {}, refused))
+        await asyncio.sleep(0)  # the first try is refused: the call waits out the pause
+        text = metrics.render().decode()
+        assert 'statek_admission_refused_total{limiter="bench/m"} 1.0' in text
+        assert 'statek_admission_queued{limiter="bench/m"} 1.0' in text
+        paused = next(line for line in text.splitlines()
+                      if line.startswith('statek_admission_paused_seconds{limiter="bench/m"}'))
+        assert 29.0 < float(paused.split()[-1]) <= 30.0
+        waiting.cancel()
+    asyncio.run(run())
