@@ -832,3 +832,29 @@ def test_an_openai_refusal_is_the_reply_not_an_empty_one() -> None:
     reply = provider.parse_reply({"choices": [{"message": {
         "content": None, "refusal": "I can't help with that."}, "finish_reason": "stop"}]})
     assert reply.content == "(the model refused: I can't help with that.)"
+
+
+async def test_a_body_cut_off_mid_way_is_retried_by_every_client(
+        sleeps: SleepRecorder, each_http_client: str) -> None:
+    """pyreqwest's BodyDecodeError for a connection closed mid-body ended the call at once;
+    the other clients retried it as the transient failure it is."""
+    requests: list[bytes] = []
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.read(65536))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 400\r\n\r\n{\"choices\": [")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(cut_short, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with make("openai", f"http://127.0.0.1:{port}", sleeps,
+                        max_retries=2) as provider:
+            with pytest.raises(ProviderError, match="gave up after 3 attempts"):
+                await provider.complete(simple_request())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(requests) == 3, each_http_client

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from pyreqwest.client import ClientBuilder
 from pyreqwest.exceptions import (
+    BodyDecodeError,
     BuilderError,
     ClientClosedError,
     NetworkError,
@@ -93,7 +94,9 @@ class ReqwestTransport:
             raise
         except RequestTimeoutError as exc:
             raise ReplyTimeout(type(exc).__name__) from exc
-        except (NetworkError, ClientClosedError) as exc:
+        except (NetworkError, ClientClosedError, BodyDecodeError) as exc:
+            # BodyDecodeError: the body stream broke (the connection closed mid-body; the
+            # client decodes nothing itself here), a failure worth a retry as in the others
             raise ConnectionFailed(f"{exc.message} ({type(exc).__name__})") from exc
         except PyreqwestError as exc:
             raise RequestFailed(repr(exc)) from exc
