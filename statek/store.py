@@ -251,9 +251,12 @@ def open_default_store(
             "a worker once (or `statek agent add`) to create it")
     if _runtime.settings is None:
         init()
+    cache = None if cfg.store_cache_mb is None else cfg.store_cache_mb * 2**20
     if not db_initialized():
         root.mkdir(parents=True, exist_ok=True)
-        db0.init(dbzero_root=str(root))
+        db0.init(dbzero_root=str(root), **({} if cache is None else {"cache_size": cache}))
+    elif cache is not None:
+        db0.set_cache_size(cache)
     if when_free == "feed":
         open_prefix(name, "feed")
         return root, name

@@ -139,3 +139,23 @@ def test_an_unknown_statek_variable_is_named_once_with_the_closest_setting(
         "ignored",
         "environment variable STATEK_STEP_TIMOUT is not a statek setting and is ignored; "
         "did you mean STATEK_STEP_TIMEOUT?"]
+
+
+def test_store_cache_mb_bounds_dbzero_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's memory grew to dbzero's default 2 GiB cache with no setting to bound it."""
+    import dbzero as db0
+
+    import statek
+
+    monkeypatch.setenv("STATEK_STORE_CACHE_MB", "64")
+    reset_settings_cache()
+    statek.close()
+    statek.init(StatekSettings.build())
+    try:
+        statek.open_default_store(tmp_path / "store")
+        assert db0.get_cache_stats()["capacity"] == 64 * 2**20
+    finally:
+        statek.close()
+        reset_settings_cache()
+    with pytest.raises(ConfigurationError, match="store_cache_mb"):
+        StatekSettings.build(store_cache_mb=1)
