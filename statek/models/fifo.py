@@ -2,7 +2,7 @@
 
 `List.pop()` leaks in dbzero 0.7.0 (docs/storage.md#s7-list-pop-leaks) and `del L[0]` is
 O(n), so items live in fixed-size chunks keyed by number; the head only moves forward, and a
-chunk is dropped as a whole once every item in it was consumed. Every item has a sequence
+chunk is dropped as a whole once every item in it was consumed (its entry set to None). Every item has a sequence
 number (its position since the queue was created), which consumers use to de-duplicate across
 prefixes.
 
@@ -32,6 +32,12 @@ and `pack_from_next_chunk` makes the chunks they start from then on packed. Fifo
 before `ends` keep their head and tail in the attributes `head` and `tail`, which every
 access uses until `store_ends_in_a_list` moves them. The worker does both through
 `StatekPushQueue.upgrade_stored_form` when it first opens a queue.
+
+A consumed chunk's entry in `chunks` is set to None, never deleted: in dbzero 0.7.0,
+deleting keys from a dict that keeps a few hundred while new keys come in corrupts the
+process's heap (a backlog of ~300 chunks drained while messages were pushed aborted the
+worker, "malloc(): corrupted top size"; docs/storage.md S17). Setting None frees the chunk's
+list; the key stays, a few bytes per CHUNK_SIZE items ever queued.
 
 Containers are assigned as plain Python values, which dbzero converts into the object's own
 prefix: a `db0.dict()` made in `__init__` of an object placed in another prefix than the
@@ -284,7 +290,7 @@ class Fifo:
         chunk = self.chunks.get(number)
         entries = [] if chunk is None else list(chunk[:])
         if chunk is not None:
-            del self.chunks[number]
+            self.chunks[number] = None  # dropped (never `del`: see the module docstring)
         if tail <= end:
             self._set_end(TAIL, end)
             self.last = None
@@ -300,7 +306,7 @@ class Fifo:
         new_head = min(head + count, tail)
         first_chunk, last_chunk = head // CHUNK_SIZE, new_head // CHUNK_SIZE
         for number in range(first_chunk, last_chunk):
-            del self.chunks[number]
+            self.chunks[number] = None  # dropped (never `del`: see the module docstring)
         if last_chunk > first_chunk and new_head == tail and new_head % CHUNK_SIZE == 0:
             self.last = None  # the chunk it named was dropped
         self._set_end(HEAD, new_head)

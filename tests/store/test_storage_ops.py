@@ -93,7 +93,7 @@ def test_fifo_reuses_no_dropped_chunk(statek_store: str) -> None:
     fifo = Fifo(stride=2)
     fifo.push_many([(i, -i) for i in range(CHUNK_SIZE)])
     fifo.advance(CHUNK_SIZE)  # the whole chunk is consumed and dropped
-    assert len(fifo.chunks) == 0 and fifo.last is None
+    assert dict(fifo.chunks.items()) == {0: None} and fifo.last is None
     fifo.push((1, 2))
     fifo.push((3, 4))
     assert fifo.peek(5) == (CHUNK_SIZE, [(1, 2), (3, 4)])
