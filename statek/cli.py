@@ -290,7 +290,14 @@ def _open_store(mode: str, when_held: str | None = None, must_exist: str = "") -
     writes through the outbox, held or not, for `statek serve`); a held store or a missing
     one is one clear line (`when_held`: what that line tells the user to do instead)."""
     from statek.errors import StoreDamagedError, StoreLockedError
-    from statek.store import damaged_text, open_default_store, open_prefix, settings, store_file
+    from statek.store import (
+        damaged_text,
+        init_dbzero,
+        open_default_store,
+        open_prefix,
+        settings,
+        store_file,
+    )
 
     cfg = settings()
     if must_exist and not store_file(cfg.data_dir, cfg.default_prefix).exists():
@@ -302,12 +309,11 @@ def _open_store(mode: str, when_held: str | None = None, must_exist: str = "") -
         if mode in ("rw", "feed", "worker"):
             open_default_store(when_held="feed" if mode == "feed" else "raise")
             return
-        import dbzero as db0
 
         if not store_file(cfg.data_dir, cfg.default_prefix).exists():
             raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
                                        "(STATEK_DATA_DIR): nothing was submitted there yet")
-        db0.init(dbzero_root=str(cfg.data_dir))
+        init_dbzero(cfg.data_dir, cfg)
         try:
             open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
         except StoreDamagedError as exc:

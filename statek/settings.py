@@ -146,7 +146,8 @@ class StatekSettings(BaseSettings):
         2, ge=0, description="Times the worker may die while one job's code runs before the "
         "next start ends that job (quarantine) instead of running it again. A kill from "
         "outside (an orchestrator's SIGKILL, the OOM killer) counts too: where workers are "
-        "killed routinely, raise it, or 0 to count crashes without ever quarantining.")
+        "killed routinely, raise it, or 0 to count crashes without quarantining for them (the "
+        "watchdog's own kills, step_kill_after, still quarantine a job at 2).")
     max_delegates_per_step: int = Field(
         1000, ge=1, description="Child jobs one run of a job's code may start with delegate(); "
         "one more ends the job with an error naming this budget.")
@@ -291,7 +292,7 @@ OTHER_VARIABLES = frozenset({
     "STATEK_NO_EXTENSIONS", "STATEK_REQUIRE_EXTENSIONS", "STATEK_COMPILE_PIPELINE",
     "STATEK_NO_COMPILED_PIPELINE", "STATEK_REQUIRE_COMPILED_PIPELINE", "STATEK_URL",
     "STATEK_HTTP_TOKEN", "STATEK_HYPOTHESIS_PROFILE", "STATEK_OUTBOX_KILL_SEED",
-    "STATEK_OUTBOX_KILL_FULL", "STATEK_ADMISSION_JOBS",
+    "STATEK_OUTBOX_KILL_FULL", "STATEK_ADMISSION_JOBS", "STATEK_VENV", "STATEK_EXTRAS",
 })
 _warned: set[str] = set()
 
@@ -304,14 +305,21 @@ def _warn_unknown_variables() -> None:
     import logging
 
     known = {ENV_PREFIX + name.upper() for name in StatekSettings.model_fields} | OTHER_VARIABLES
-    for name in os.environ:
+    names = list(os.environ)
+    env_file = StatekSettings.model_config.get("env_file")
+    if isinstance(env_file, str) and os.path.isfile(env_file):  # pydantic reads it too
+        from dotenv import dotenv_values
+
+        names += [name for name in dotenv_values(env_file) if name not in os.environ]
+    for name in names:
         upper = name.upper()
         if upper.startswith(ENV_PREFIX) and upper not in known and upper not in _warned:
             _warned.add(upper)
             close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
             hint = f"; did you mean {close[0]}?" if close else ""
             logging.getLogger("statek.settings").warning(
-                "environment variable %s is not a statek setting and is ignored%s", name, hint)
+                "environment variable %s%s is not a statek setting and is ignored%s", name,
+                "" if name in os.environ else f" (in {env_file})", hint)
 
 
 def _load_text_defs(directory: Path | None, suffixes: tuple[str, ...]) -> dict[str, str]:

@@ -208,9 +208,11 @@ def open_prefix(name: str, mode: str = "rw", *, autocommit: bool = False,
         db0.open(name, mode, autocommit=autocommit, **kwargs)
     except RuntimeError as exc:
         locked = _locked_error(exc)
-        if locked is None:  # dbzero's errors for a file it cannot read are RuntimeErrors
+        if locked is not None:
+            raise locked from None
+        if _DAMAGED.search(str(exc)):  # dbzero's words for a file it cannot read
             raise StoreDamagedError(damaged_text(name, exc, prefix_stem(name))) from exc
-        raise locked from None
+        raise
     if mode == "rw":
         _write_holder(name)
     if feed:
@@ -251,24 +253,38 @@ def open_default_store(
             "a worker once (or `statek agent add`) to create it")
     if _runtime.settings is None:
         init()
-    cache = None if cfg.store_cache_mb is None else cfg.store_cache_mb * 2**20
     if not db_initialized():
         root.mkdir(parents=True, exist_ok=True)
-        db0.init(dbzero_root=str(root), **({} if cache is None else {"cache_size": cache}))
-    elif cache is not None:
-        db0.set_cache_size(cache)
-    if when_free == "feed":
-        open_prefix(name, "feed")
-        return root, name
+    init_dbzero(root, cfg)
     try:
-        open_prefix(name, "rw")
-    except StoreLockedError:
-        if when_held != "feed":
-            raise
-        open_prefix(name, "feed")
+        if when_free == "feed":
+            open_prefix(name, "feed")
+            return root, name
+        try:
+            open_prefix(name, "rw")
+        except StoreLockedError:
+            if when_held != "feed":
+                raise
+            open_prefix(name, "feed")
     except StoreDamagedError as exc:  # named by its file: this function knows the root
         raise StoreDamagedError(damaged_text(name, exc.__cause__ or exc, root / name)) from exc
     return root, name
+
+
+def init_dbzero(root: Path, cfg: StatekSettings) -> None:
+    """`db0.init` over `root` unless done, with the settings' object cache (applied to an
+    initialised dbzero too): every statek process that opens the store goes through here."""
+    cache = None if cfg.store_cache_mb is None else cfg.store_cache_mb * 2**20
+    if not db_initialized():
+        db0.init(dbzero_root=str(root), **({} if cache is None else {"cache_size": cache}))
+    elif cache is not None:
+        db0.set_cache_size(cache)
+
+
+#: What dbzero 0.7.0 says of a prefix file it cannot read (docs/storage.md S18); other open
+#: errors (a prefix that does not exist in read-only mode...) are raised as they are.
+_DAMAGED = re.compile(r"Corrupted|Not a dbzero file|fread failed|Invalid|Bad ?address|"
+                      r"checksum|unexpected end", re.IGNORECASE)
 
 
 def damaged_text(name: str, exc: BaseException, stem: Path | None) -> str:

@@ -398,13 +398,6 @@ class _Step:
                     prov.complete(request), self.limits.step_timeout))
             if not isinstance(reply, ChatReply):
                 raise ProviderError(f"provider returned {type(reply).__name__}, not ChatReply")
-            if not reply.tool_calls and not reply.content.strip():
-                # asked again at once, an empty reply spent the job's turns in a second
-                # (a new user's trial: 50 calls, then "max_turns reached"): a failed call,
-                # retried with backoff, and named when the job ends for it
-                raise ProviderError(
-                    "the model's reply was empty (no text, no tool calls; finish_reason "
-                    f"{reply.finish_reason!r})", retryable=True)
         except Exception as exc:  # ProviderError by contract; anything else is the same to us
             self.provider_failed(exc, prov)
             return None
@@ -455,13 +448,17 @@ class _Step:
         budget = None if self.budget is None else job.budget  # charged up the tree now,
         if budget is not None:  # checked at the end (unbudgeted steps read nothing)
             budgets.charge_reply(self, budget, in_tok, out_tok)
-        if job.provider_failures:  # recovered: the retried failure is history (chat log),
-            job.provider_failures = 0  # not the job's error (a DONE job with one has failed)
-            job.error = None
+        empty = not reply.tool_calls and not reply.content.strip()
+        if job.provider_failures and not empty:  # recovered: the retried failure is history
+            job.provider_failures = 0  # (chat log), not the job's error (a DONE job with one
+            job.error = None  # has failed)
         reason = harness.breach_of_tokens(tokens, self.limits)
         if reason is not None:
             job.ran_turn = turns + 1  # the reply over budget is never run
             self.finish(error=reason)
+            return
+        if empty:  # its turn and tokens counted, then a failed call (see _empty_reply)
+            self._empty_reply(reply)
             return
         # the reply's code (if any) is now pending: it is read back from the log
         if extract_code(reply.content) is not None:
@@ -471,6 +468,22 @@ class _Step:
             self.finish(exit_status=reply.content)
         if budget is not None and not self.result.completed:
             budgets.check_after_reply(self, budget)
+
+    def _empty_reply(self, reply: ChatReply) -> None:
+        """A reply with no text and no tool calls. Asked again at once, as a reply in
+        prose is, a mute model spent the job's turns in a second (a new user's trial: 50
+        calls, then "max_turns reached"): it is a failed call instead, asked again after a
+        backoff, and three in a row end the job, saying so."""
+        message = ("provider error: the model's reply was empty (no text, no tool calls; "
+                   f"finish_reason {reply.finish_reason!r})")
+        job = self.job
+        self.log(chatlog.error(message))
+        job.error = message
+        failures = job.provider_failures = int(job.provider_failures) + 1
+        if failures >= harness.MAX_PROVIDER_FAILURES:
+            self.finish(error=f"{message} ({failures} failures in a row)")
+        else:
+            self.result.retry_after = min(60.0, 2.0 ** failures)
 
     async def run_native_tools(self, reply: ChatReply) -> None:
         """Phase 8: run the reply's native tool calls and append their results to the log."""

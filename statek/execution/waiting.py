@@ -5,15 +5,16 @@ waits (the model's reply, an async tool: up to `step_timeout`) kept those writes
 uncommitted all that time: a crash re-ran the turn's code, its tool calls included, although
 the README promises that a crash loses at most the last ~50 ms of steps (found by a new
 user's trial, with one job waiting 30 s on a reply). So before such a wait a step calls
-`about_to_wait()`, and the running loop (`JobsLoop`, which sets `on_wait`) commits within
-its commit window.
+`about_to_wait()`, and the running loops (`statek.runtime.loop` sets `on_wait`) commit
+within their commit window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-#: Set by the running worker loop; None outside one (`run_job_step` callers commit).
+#: Set by `statek.runtime.loop` when imported; with no loop running it does nothing
+#: (`run_job_step` callers commit themselves).
 on_wait: Callable[[], None] | None = None
 
 

@@ -2,9 +2,9 @@
 
 `List.pop()` leaks in dbzero 0.7.0 (docs/storage.md#s7-list-pop-leaks) and `del L[0]` is
 O(n), so items live in fixed-size chunks keyed by number; the head only moves forward, and a
-chunk is dropped as a whole once every item in it was consumed (its entry set to None). Every item has a sequence
-number (its position since the queue was created), which consumers use to de-duplicate across
-prefixes.
+chunk is dropped as a whole once every item in it was consumed (its entry set to None).
+Every item has a sequence number (its position since the queue was created), which consumers
+use to de-duplicate across prefixes.
 
 Storage operations are what a push or a drain costs (benchmarks/storage_ops.py counts them):
 

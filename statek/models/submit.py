@@ -11,6 +11,7 @@ import dbzero as db0
 from statek import signals
 from statek.errors import UnstorableValueError
 from statek.models.budget import checked_limits
+from statek.models.code_analysis import checked_blocks
 from statek.models.job import Job
 from statek.models.jobdef import get_or_create_jobdef
 from statek.models.root import root_for
@@ -78,6 +79,9 @@ def _check_definition_keys(job_params: Mapping[str, Any]) -> None:
                 raise UnstorableValueError(
                     f"job_params[{key!r}] must be a str, not {type(value).__name__}")
             check_value(value, f"job_params[{key!r}]")
+    warmup = job_params.get("warmup_code")
+    if warmup is not None:  # here too for a feeding process: refused before an id is given
+        checked_blocks(warmup)
     metadata = job_params.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, Mapping):

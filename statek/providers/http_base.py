@@ -9,7 +9,6 @@ after decompression, while streaming), and token counts no real reply carries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -76,7 +75,7 @@ def _check_base_url(name: str, base_url: str, setting: str) -> None:
     except ValueError:  # a bad port or bracketed host
         usable = False
     if not usable:
-        shown = re.sub(r"//[^/@]*@", "//***@", base_url)  # no credentials in the message
+        shown = mask_userinfo(base_url)  # no credentials in the message
         where = f" ({setting})" if setting else ""
         raise ConfigurationError(f"{name}: base URL {shown!r}{where} is not usable: it needs "
                                  "http:// or https:// and a host, e.g. http://127.0.0.1:8000/v1")
@@ -89,9 +88,21 @@ def _secrets_of(api_key: str | None, headers: Mapping[str, str], base_url: str) 
         if any(part in name.lower() for part in _SECRET_HEADER_PARTS):
             found.add(value)
             found.update(value.split()[1:])  # "Bearer <key>": the key alone as well
-    with contextlib.suppress(ValueError):  # a malformed URL fails on first use, named
-        found.add(urlsplit(base_url).password or "")
-    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+    # shorter values are placeholders ("none", "ollama"), not secrets: replacing them mangled
+    # words and host names in the messages; credentials in a URL are masked by their place
+    return tuple(sorted((s for s in found if len(s) >= MIN_SECRET_CHARS), key=len,
+                        reverse=True))
+
+
+#: Values shorter than this are not scrubbed as secrets where they appear (see _secrets_of).
+MIN_SECRET_CHARS = 8
+#: The user-info part of a URL (`user:password@`), with or without the scheme's slashes.
+_USERINFO = re.compile(r"(^|//|:/|\s)[^/@\s]*@(?=[^/@\s]+)")
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the user and password of any URL in it replaced by "***"."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 #: One attempt's outcome: the transport's reply (status, body, Retry-After, rate headers) or
@@ -355,21 +366,23 @@ class HTTPProvider(ABC):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise self._malformed(status, content, f"{type(exc).__name__}: {exc}") from exc
 
-    def _wrong_place(self, status: int) -> str:
+    def _wrong_place(self, status: int, text: str) -> str:
         """For a 404 or 405, where the request went: most often a base URL one path
-        segment off (the server's own text rarely says so)."""
-        if status not in (404, 405):
+        segment off (the server's own text rarely says so). Not when the server's text
+        speaks of the model: OpenAI and Anthropic answer an unknown model with a 404."""
+        if status not in (404, 405) or "model" in text.lower():
             return ""
-        setting = f" ({self.BASE_URL_SETTING})" if self.BASE_URL_SETTING else ""
+        setting = f" (base_url, {self.BASE_URL_SETTING})" if self.BASE_URL_SETTING else ""
         return (f" (POST {self.scrub(self.url)}: check the base URL{setting}; "
                 f"{self.BASE_URL_HINT})" if self.BASE_URL_HINT else
                 f" (POST {self.scrub(self.url)}: check the base URL{setting})")
 
     def scrub(self, what: object) -> str:
-        """`str(what)` with this provider's secrets (its key, auth headers, a password in its
-        base URL) replaced by "***": error texts end up in `job.error`, the chat log (which
-        the model reads) and logs, and a client library's may quote the request's headers."""
-        text = str(what)
+        """`str(what)` with this provider's secrets (its key and credential headers, of
+        MIN_SECRET_CHARS or more, and any URL's user and password) replaced by "***": error
+        texts end up in `job.error`, the chat log (which the model reads) and logs, and a
+        client library's may quote the request's headers."""
+        text = mask_userinfo(str(what))
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
@@ -421,9 +434,9 @@ class HTTPProvider(ABC):
                 status, content, retry_header, rate_headers = got
                 if 200 <= status < 300:
                     return status, content, rate_headers
+                text = self.scrub(error_text(content))
                 failure = ProviderError(
-                    f"{self.name}: HTTP {status}: {self.scrub(error_text(content))}"
-                    f"{self._wrong_place(status)}",
+                    f"{self.name}: HTTP {status}: {text}{self._wrong_place(status, text)}",
                     status=status,
                     retryable=is_retryable_status(status),
                 )

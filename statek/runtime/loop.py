@@ -136,7 +136,6 @@ class JobsLoop:
             _active.discard(self)
             raise
         self.sched.notify = self.wakeup.set
-        outer_wait_hook, waiting.on_wait = waiting.on_wait, self._writes_wait
         try:
             self.outbox = outbox.start(self.job_prefix or store.current_prefix(),
                                        self.wakeup.set)
@@ -149,7 +148,6 @@ class JobsLoop:
             raise
         finally:
             _active.discard(self)
-            waiting.on_wait = outer_wait_hook
             turns.hold(False)  # steps run outside a loop (run_job_step) start their code
             self.sched.detach()
             guards.close()
@@ -431,6 +429,16 @@ class JobsLoop:
 _active: set[JobsLoop] = set()
 _stop_before_start = [False]
 _last_stats: list[LoopStats] = []
+
+
+def _writes_wait() -> None:
+    """`waiting.on_wait`: every running loop commits within its window (a step does not
+    know which loop runs it; there is one in all but tests)."""
+    for loop in _active:
+        loop._writes_wait()
+
+
+waiting.on_wait = _writes_wait
 
 
 def active_loops() -> list[JobsLoop]:

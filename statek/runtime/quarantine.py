@@ -18,6 +18,9 @@ from statek.models.status import DONE
 
 log = logging.getLogger("statek.quarantine")
 
+#: The watchdog's kills still quarantine at this count when max_job_crashes is 0.
+DEFAULT_MAX_CRASHES = 2
+
 
 def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: float) -> bool:
     """Count a crash against `job_uuid` (committed before anything runs again); True when
@@ -32,9 +35,12 @@ def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: floa
     ended = False
     with store.transition():
         crashes = job.crashes = int(job.crashes) + 1  # the log says it; the console is the job's
-        if 0 < max_crashes <= crashes and job.state != DONE:
+        # 0 turns off counting deaths against jobs, not the watchdog's own kills: it killed
+        # the worker for this job's code, so that job crash-looped the worker forever
+        limit = max_crashes if max_crashes > 0 else (DEFAULT_MAX_CRASHES if killed else 0)
+        if 0 < limit <= crashes and job.state != DONE:
             job.finish(error=f"quarantined: {why} while this job's code ran, {crashes} "
-                       f"time(s) (max_job_crashes={max_crashes}); that code is not run "
+                       f"time(s) (max_job_crashes={limit}); that code is not run "
                        "again (a message re-opens the job at the model's next turn)")
             ended = True
     db0.commit()

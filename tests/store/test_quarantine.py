@@ -31,3 +31,14 @@ def test_max_job_crashes_takes_0_and_refuses_a_negative() -> None:
     assert statek.StatekSettings.build(max_job_crashes=0).max_job_crashes == 0
     with pytest.raises(ValueError, match="max_job_crashes"):
         statek.StatekSettings.build(max_job_crashes=-1)
+
+
+def test_with_0_the_watchdogs_own_kills_still_quarantine(
+        api: statek.StatekClientAPI, agent: statek.Agent) -> None:
+    """0 is for deaths from outside; a job whose code the watchdog killed the worker for
+    (step_kill_after) would otherwise crash-loop it for ever."""
+    job = api.submit_new_job(agent, {})
+    assert [settle_crash(job.uuid, True, 0, 30.0) for _ in range(2)] == [False, True]
+    assert (job.error or "").startswith(
+        "quarantined: killed by the watchdog after step_kill_after=30 s of job code while "
+        "this job's code ran, 2 time(s) (max_job_crashes=2)")

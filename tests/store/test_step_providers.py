@@ -218,12 +218,12 @@ async def test_provider_failure_is_recorded_and_ends_the_job_after_three(
     assert job.turns == 0
 
 
-async def test_empty_replies_are_failed_calls_not_turns(api: statek.StatekClientAPI,
-                                                         agent: statek.Agent) -> None:
+async def test_empty_replies_are_failed_calls(api: statek.StatekClientAPI,
+                                               agent: statek.Agent) -> None:
     """A model that replied with nothing (content null, no tool calls) was asked again at
     once until max_turns, 50 calls in a second, and the job's error said only that the
     turns ran out. Now each is a failed call retried after a backoff, and three in a row
-    end the job naming them."""
+    end the job naming them; each is still a turn of the log, so its tokens count."""
     from statek.execution.step import execute_step
 
     add_provider("mute", ScriptedProvider([ChatReply("", finish_reason="stop"),
@@ -235,7 +235,8 @@ async def test_empty_replies_are_failed_calls_not_turns(api: statek.StatekClient
         remove_provider("mute")
     assert [r.retry_after for r in results[:2]] == [2.0, 4.0]  # backoff, not at once
     assert results[2].completed and results[2].failed
-    assert job.turns == 0
+    assert job.turns == 3  # logged: the replies' tokens count against max_tokens, budgets
+    assert sum(1 for e in job.chat_log if e["kind"] == "error") == 3
     assert job.error == ("provider error: the model's reply was empty (no text, no tool "
                          "calls; finish_reason None) (3 failures in a row)")
 

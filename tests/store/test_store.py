@@ -187,3 +187,13 @@ def test_start_statek_without_settings_runs_with_those_bound_by_init(
     assert job.error == "harness: 1 turns reached max_turns=1"
     assert stats.steps_failed == 1
     assert store.settings() is chosen
+
+
+def test_a_missing_prefix_is_not_called_damaged(statek_store: str) -> None:
+    """Every RuntimeError of `db0.open` was reported as a damaged file, with the advice to
+    restore a backup, for a prefix that simply does not exist too."""
+    from statek.errors import StoreDamagedError
+
+    with pytest.raises(RuntimeError, match="nosuch not found") as info:
+        statek.open_prefix("nosuch", "r")
+    assert not isinstance(info.value, StoreDamagedError)

@@ -462,14 +462,21 @@ async def test_a_404_names_the_url_and_the_usual_mistake(stub: ProviderStub,
         with pytest.raises(ProviderError) as info:
             await provider.complete(simple_request())
     assert str(info.value).endswith(
-        f"(POST {stub.url}/v1/chat/completions: check the base URL (STATEK_OPENAI_BASE_URL); "
-        "an OpenAI-compatible base URL usually ends in /v1)")
+        f"(POST {stub.url}/v1/chat/completions: check the base URL (base_url, "
+        "STATEK_OPENAI_BASE_URL); an OpenAI-compatible base URL usually ends in /v1)")
     async with make("anthropic", stub.url + "/v1", sleeps) as provider:
         with pytest.raises(ProviderError) as info:
             await provider.complete(simple_request())
     assert str(info.value).endswith(
-        f"(POST {stub.url}/v1/v1/messages: check the base URL (STATEK_ANTHROPIC_BASE_URL); "
-        "an Anthropic base URL has no /v1 (the path /v1/messages is added))")
+        f"(POST {stub.url}/v1/v1/messages: check the base URL (base_url, "
+        "STATEK_ANTHROPIC_BASE_URL); an Anthropic base URL has no /v1 (the path /v1/messages "
+        "is added))")
+    # an unknown model is a 404 too: its text says so, and the base URL is not blamed
+    stub.script(error_reply(404, "The model `gpt-typo` does not exist"))
+    async with make("openai", stub.url, sleeps) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.complete(simple_request())
+    assert "does not exist" in str(info.value) and "base URL" not in str(info.value)
 
 
 async def test_long_error_text_is_truncated(stub: ProviderStub) -> None:
@@ -808,10 +815,20 @@ async def test_no_error_text_shows_a_secret(sleeps: SleepRecorder, each_http_cli
 
 
 def test_scrub_hides_every_credential() -> None:
-    provider = OpenAICompatibleProvider("https://u:p4ss-word@api.example/v1", "sk-abcdef",
-                                        extra_headers={"Api-Key": "k-123456", "X-Trace": "t-1"})
-    shown = provider.scrub("Bearer sk-abcdef p4ss-word k-123456 t-1 sk-abcdef")
-    assert shown == "*** *** *** t-1 ***"  # the header's whole value, then the key alone
+    provider = OpenAICompatibleProvider("https://u:p4ss-word@api.example/v1", "sk-abcdef12",
+                                        extra_headers={"Api-Key": "k-1234567", "X-Trace": "t-1"})
+    shown = provider.scrub("Bearer sk-abcdef12 k-1234567 t-1 sk-abcdef12 "
+                           "https://u:p4ss-word@api.example/v1 http://tok_SECRET99@h:9/v1")
+    # the header's whole value, then the key alone; a URL's user info by its place
+    assert shown == "*** *** t-1 *** https://***@api.example/v1 http://***@h:9/v1"
+
+
+def test_scrub_leaves_placeholder_keys_alone() -> None:
+    """A key like "ollama" or "none" (a local server takes any) was replaced wherever it
+    appeared: `connection to http://***:11434/v1 failed`."""
+    provider = OpenAICompatibleProvider("http://ollama:11434/v1", "ollama")
+    assert provider.scrub("connection to http://ollama:11434/v1 failed") == \
+        "connection to http://ollama:11434/v1 failed"
 
 
 async def test_a_call_waiting_for_a_connection_is_not_timed_out(stub: ProviderStub) -> None:

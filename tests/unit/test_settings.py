@@ -141,7 +141,8 @@ def test_an_unknown_statek_variable_is_named_once_with_the_closest_setting(
         "did you mean STATEK_STEP_TIMEOUT?"]
 
 
-def test_store_cache_mb_bounds_dbzero_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_cache_mb_bounds_dbzero_cache(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's memory grew to dbzero's default 2 GiB cache with no setting to bound it."""
     import dbzero as db0
 
@@ -159,3 +160,18 @@ def test_store_cache_mb_bounds_dbzero_cache(tmp_path: Path, monkeypatch: pytest.
         reset_settings_cache()
     with pytest.raises(ConfigurationError, match="store_cache_mb"):
         StatekSettings.build(store_cache_mb=1)
+
+
+def test_an_unknown_variable_in_dotenv_is_named_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from statek import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_warned", set())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("STATEK_STEP_TIMOUT=5\nSTATEK_MAX_TURNS=7\nOTHER=1\n")
+    with caplog.at_level("WARNING", logger="statek.settings"):
+        assert StatekSettings.build().max_turns == 7
+    assert [r.getMessage() for r in caplog.records] == [
+        "environment variable STATEK_STEP_TIMOUT (in .env) is not a statek setting and is "
+        "ignored; did you mean STATEK_STEP_TIMEOUT?"]

@@ -25,7 +25,7 @@ class TransportConfig:
 
     headers: Mapping[str, str]
     max_connections: int
-    timeout: float  # seconds for a whole call: waiting for a connection, sending, reading
+    timeout: float  # seconds for a call from when it has a connection: connecting, sending, reading
     max_response_bytes: int  # decoded body; beyond it the call fails without reading on
     ssl_context: ssl.SSLContext | None = None  # for clients built on Python's ssl module
 

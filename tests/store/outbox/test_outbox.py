@@ -156,6 +156,9 @@ def test_the_client_checks_before_writing(client: OutboxClient, agent: Any) -> N
         client.submit("NOSUCHAGENT", [None], None, {})
     with pytest.raises(TypeError, match="agent must be an Agent"):
         client.submit(3, [None], None, {})
+    # a warmup that is not Python: given an id, it became one dead letter in the worker
+    with pytest.raises(ValueError, match="warmup block 1 of 1 is not valid Python"):
+        client.submit(agent, [None], None, {"warmup_code": "x = ("})
     assert client.submit("worker", [None], None, {})  # the agent fixture's role
     with pytest.raises(JobNotFoundError, match="NOSUCHJOB"):
         client.push_message("NOSUCHJOB", "x")
