@@ -1,6 +1,6 @@
 """dbzero 0.7.0: a writer killed with SIGKILL while it commits can leave its prefix file
 unreadable for good ("Corrupted SGB_CompressedLookupTree node found at ..."), in 30-80 random
-kills (docs/storage.md S18). No statek code involved.
+kills (docs/storage.md S18), or make the next open hang. No statek code involved.
 
     python scripts/dbzero_checks/kill_during_commit.py [KILLS] [SEED]
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -65,6 +66,10 @@ def main() -> None:
         child = subprocess.Popen([sys.executable, "-c", CHILD, root],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert child.stdout is not None
+        if not select.select([child.stdout], [], [], 60)[0]:  # an open that never returns
+            child.kill()
+            print(f"open hung (60 s) after {n} kills")
+            sys.exit(1)
         line = child.stdout.readline()
         if not line.startswith("opened"):
             child.wait()
@@ -73,6 +78,8 @@ def main() -> None:
         time.sleep(rnd.uniform(0.05, 0.8))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
+        if n % 20 == 19:
+            print(f"{n + 1} kills", flush=True)
     print(f"{kills} kills, the prefix opened after each")
 
 
