@@ -457,8 +457,13 @@ class _Step:
             job.ran_turn = turns + 1  # the reply over budget is never run
             self.finish(error=reason)
             return
-        if empty:  # its turn and tokens counted, then a failed call (see _empty_reply)
-            self._empty_reply(reply)
+        if empty:
+            # asked again at once, as a reply in prose is, a mute model spent the job's turns
+            # in a second (a new user's trial: 50 calls, then "max_turns reached"): its turn
+            # and tokens count, then it is a failed call, asked again after a backoff
+            self.provider_failed(ProviderError(
+                "the model's reply was empty (no text, no tool calls; finish_reason "
+                f"{reply.finish_reason!r})", retryable=True), call.provider)
             return
         # the reply's code (if any) is now pending: it is read back from the log
         if extract_code(reply.content) is not None:
@@ -468,22 +473,6 @@ class _Step:
             self.finish(exit_status=reply.content)
         if budget is not None and not self.result.completed:
             budgets.check_after_reply(self, budget)
-
-    def _empty_reply(self, reply: ChatReply) -> None:
-        """A reply with no text and no tool calls. Asked again at once, as a reply in
-        prose is, a mute model spent the job's turns in a second (a new user's trial: 50
-        calls, then "max_turns reached"): it is a failed call instead, asked again after a
-        backoff, and three in a row end the job, saying so."""
-        message = ("provider error: the model's reply was empty (no text, no tool calls; "
-                   f"finish_reason {reply.finish_reason!r})")
-        job = self.job
-        self.log(chatlog.error(message))
-        job.error = message
-        failures = job.provider_failures = int(job.provider_failures) + 1
-        if failures >= harness.MAX_PROVIDER_FAILURES:
-            self.finish(error=f"{message} ({failures} failures in a row)")
-        else:
-            self.result.retry_after = min(60.0, 2.0 ** failures)
 
     async def run_native_tools(self, reply: ChatReply) -> None:
         """Phase 8: run the reply's native tool calls and append their results to the log."""
