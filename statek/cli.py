@@ -300,28 +300,23 @@ def _open_store(mode: str, when_held: str | None = None, must_exist: str = "") -
     )
 
     cfg = settings()
-    if must_exist and not store_file(cfg.data_dir, cfg.default_prefix).exists():
-        # a command about an agent or a job of a store that does not exist: say so, and
-        # leave no empty store behind
+    writes = mode in ("rw", "feed", "worker")
+    if (must_exist or not writes) and not store_file(cfg.data_dir, cfg.default_prefix).exists():
+        # a reader, or a command about an agent or a job, of a store that does not exist:
+        # say so, and leave no empty store behind
         raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
-                                   f"(STATEK_DATA_DIR): {must_exist}")
+                                   f"(STATEK_DATA_DIR): "
+                                   f"{must_exist or 'nothing was submitted there yet'}")
     try:
-        if mode in ("rw", "feed", "worker"):
+        if writes:
             open_default_store(when_held="feed" if mode == "feed" else "raise")
             return
-
-        if not store_file(cfg.data_dir, cfg.default_prefix).exists():
-            raise click.ClickException(f"no store at {cfg.data_dir}/{cfg.default_prefix} "
-                                       "(STATEK_DATA_DIR): nothing was submitted there yet")
         init_dbzero(cfg.data_dir, cfg)
-        try:
-            open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
-        except StoreDamagedError as exc:
-            raise click.ClickException(damaged_text(
-                cfg.default_prefix, exc.__cause__ or exc,
-                cfg.data_dir / cfg.default_prefix)) from None
-    except StoreDamagedError as exc:
-        raise click.ClickException(str(exc)) from None
+        open_prefix(cfg.default_prefix, "feed" if mode == "front" else "r")
+    except StoreDamagedError as exc:  # named by its file (open_prefix knows only the prefix)
+        raise click.ClickException(damaged_text(
+            cfg.default_prefix, exc.__cause__ or exc, cfg.data_dir / cfg.default_prefix)
+        ) from None
     except StoreLockedError as exc:
         # the holder may be an application that opened the store before any worker ran
         who = ("another process" if not exc.pid else f"process {exc.pid}" + (

@@ -253,8 +253,6 @@ def open_default_store(
             "a worker once (or `statek agent add`) to create it")
     if _runtime.settings is None:
         init()
-    if not db_initialized():
-        root.mkdir(parents=True, exist_ok=True)
     init_dbzero(root, cfg)
     try:
         if when_free == "feed":
@@ -267,15 +265,18 @@ def open_default_store(
                 raise
             open_prefix(name, "feed")
     except StoreDamagedError as exc:  # named by its file: this function knows the root
-        raise StoreDamagedError(damaged_text(name, exc.__cause__ or exc, root / name)) from exc
+        cause = exc.__cause__ or exc  # dbzero's error, as every StoreDamagedError's cause
+        raise StoreDamagedError(damaged_text(name, cause, root / name)) from cause
     return root, name
 
 
 def init_dbzero(root: Path, cfg: StatekSettings) -> None:
-    """`db0.init` over `root` unless done, with the settings' object cache (applied to an
-    initialised dbzero too): every statek process that opens the store goes through here."""
+    """`db0.init` over `root` (made if missing) unless done, with the settings' object cache
+    (applied to an initialised dbzero too): every statek process that opens the store goes
+    through here."""
     cache = None if cfg.store_cache_mb is None else cfg.store_cache_mb * 2**20
     if not db_initialized():
+        root.mkdir(parents=True, exist_ok=True)
         db0.init(dbzero_root=str(root), **({} if cache is None else {"cache_size": cache}))
     elif cache is not None:
         db0.set_cache_size(cache)
