@@ -373,9 +373,8 @@ class HTTPProvider(ABC):
         if status not in (404, 405) or "model" in text.lower():
             return ""
         setting = f" (base_url, {self.BASE_URL_SETTING})" if self.BASE_URL_SETTING else ""
-        return (f" (POST {self.scrub(self.url)}: check the base URL{setting}; "
-                f"{self.BASE_URL_HINT})" if self.BASE_URL_HINT else
-                f" (POST {self.scrub(self.url)}: check the base URL{setting})")
+        hint = f"; {self.BASE_URL_HINT}" if self.BASE_URL_HINT else ""
+        return f" (POST {self.scrub(self.url)}: check the base URL{setting}{hint})"
 
     def scrub(self, what: object) -> str:
         """`str(what)` with this provider's secrets (its key and credential headers, of
