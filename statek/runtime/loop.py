@@ -386,7 +386,7 @@ class JobsLoop:
             self.running -= 1
 
     # ------------------------------------------------------------------ commits
-    def _writes_wait(self) -> None:
+    def commit_soon(self) -> None:
         """A step waits with writes made (`waiting.about_to_wait`): commit them within the
         window, not when the step ends."""
         if not self.pending_commits:
@@ -435,7 +435,7 @@ def _writes_wait() -> None:
     """`waiting.on_wait`: every running loop commits within its window (a step does not
     know which loop runs it; there is one in all but tests)."""
     for loop in _active:
-        loop._writes_wait()
+        loop.commit_soon()
 
 
 waiting.on_wait = _writes_wait

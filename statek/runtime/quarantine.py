@@ -1,5 +1,6 @@
 """Poison-job quarantine: a job whose code was running when the worker died is counted, and
-ended instead of run again once it has taken down `max_job_crashes` workers (0: never).
+ended instead of run again once it has taken down `max_job_crashes` workers (0: only for the
+watchdog's own kills, at the setting's default).
 
 Only that job is blamed: the heartbeat (`statek.runtime.watchdog.Heartbeat`) names the one
 job whose code the worker was executing, not the others in flight. A crash while no job code
@@ -15,11 +16,13 @@ import dbzero as db0
 
 from statek import store
 from statek.models.status import DONE
+from statek.settings import StatekSettings
 
 log = logging.getLogger("statek.quarantine")
 
-#: The watchdog's kills still quarantine at this count when max_job_crashes is 0.
-DEFAULT_MAX_CRASHES = 2
+#: The watchdog's kills still quarantine at this count when max_job_crashes is 0: the
+#: setting's default.
+DEFAULT_MAX_CRASHES: int = StatekSettings.model_fields["max_job_crashes"].default
 
 
 def settle_crash(job_uuid: str, killed: bool, max_crashes: int, kill_after: float) -> bool:
